@@ -1,0 +1,284 @@
+//! `ciro`: the operator/developer command line.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+
+use ciro_model_compiler::input::{read_image, read_json};
+use ciro_model_compiler::ir::GraphStats;
+use ciro_model_compiler::onnx::{self, parse_range};
+use ciro_model_compiler::{compile, run, CompileOptions, CompiledModel};
+
+#[derive(Parser)]
+#[command(name = "ciro", version, about = "Ciro: zero-knowledge proofs of ML inference")]
+struct Cli {
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compile an ONNX model to Ciro's quantized integer IR.
+    Compile {
+        /// The ONNX model.
+        model: PathBuf,
+        /// Calibration inputs: EZKL-style JSON files, or folders of them.
+        #[arg(long = "calibration", num_args = 1..)]
+        calibration: Vec<PathBuf>,
+        /// Where to write the compiled model.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Use this fixed-point scale (bits) instead of searching for one.
+        #[arg(long)]
+        scale: Option<u32>,
+        /// Declared input range `LO,HI` (overrides the model's `ciro.input_range`).
+        #[arg(long, value_parser = parse_range_arg, allow_hyphen_values = true)]
+        input_range: Option<[f64; 2]>,
+        /// Accepted calibration error, relative to the largest float output.
+        #[arg(long, default_value_t = 0.01)]
+        tolerance: f64,
+    },
+    /// Describe a compiled model.
+    Inspect {
+        compiled: PathBuf,
+        /// Also list every IR node with its scale, bound and error.
+        #[arg(long)]
+        nodes: bool,
+    },
+    /// Run the integer model and print the dequantized output.
+    Run {
+        compiled: PathBuf,
+        /// An EZKL-style JSON input, or a PNG/JPEG image for image models.
+        #[arg(long)]
+        input: PathBuf,
+    },
+}
+
+fn parse_range_arg(s: &str) -> Result<[f64; 2], String> {
+    parse_range(s)
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = dispatch(&cli) {
+        if cli.json {
+            println!("{}", serde_json::json!({ "error": format!("{e:#}") }));
+        } else {
+            eprintln!("error: {e:#}");
+        }
+        std::process::exit(1);
+    }
+}
+
+fn dispatch(cli: &Cli) -> Result<()> {
+    match &cli.command {
+        Command::Compile {
+            model,
+            calibration,
+            output,
+            scale,
+            input_range,
+            tolerance,
+        } => cmd_compile(cli.json, model, calibration, output, *scale, *input_range, *tolerance),
+        Command::Inspect { compiled, nodes } => {
+            let m = CompiledModel::load(compiled)?;
+            print_summary(cli.json, &m, *nodes)
+        }
+        Command::Run { compiled, input } => cmd_run(cli.json, compiled, input),
+    }
+}
+
+fn json_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut inner: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("cannot read folder {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.extension().is_some_and(|x| x == "json"))
+                .collect();
+            inner.sort();
+            if inner.is_empty() {
+                bail!("calibration folder {} holds no .json files", p.display());
+            }
+            files.extend(inner);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    Ok(files)
+}
+
+fn cmd_compile(
+    json: bool,
+    model: &Path,
+    calibration: &[PathBuf],
+    output: &Path,
+    scale: Option<u32>,
+    input_range: Option<[f64; 2]>,
+    tolerance: f64,
+) -> Result<()> {
+    let loaded = onnx::load(model)?;
+    let samples = json_files(calibration)?
+        .iter()
+        .map(|f| read_json(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    let opts = CompileOptions {
+        scale,
+        input_range,
+        tolerance,
+        ..Default::default()
+    };
+    let compiled = compile(&loaded, &samples, &opts)?;
+    compiled.save(output)?;
+    if !json {
+        println!("compiled {} -> {}", model.display(), output.display());
+    }
+    print_summary(json, &compiled, false)
+}
+
+#[derive(Serialize)]
+struct Summary<'a> {
+    name: &'a str,
+    hash: &'a str,
+    source_sha256: &'a str,
+    scale: u32,
+    weight_scale: u32,
+    max_bits: u32,
+    inputs: Vec<(String, Vec<usize>, [f64; 2])>,
+    outputs: Vec<(String, Vec<usize>, u32, f64)>,
+    stats: GraphStats,
+    report: &'a ciro_model_compiler::CompileReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nodes: Option<&'a [ciro_model_compiler::ir::Node]>,
+}
+
+fn print_summary(json: bool, m: &CompiledModel, with_nodes: bool) -> Result<()> {
+    let g = &m.graph;
+    let stats = g.stats();
+    let summary = Summary {
+        name: &g.name,
+        hash: &m.hash,
+        source_sha256: &g.source_sha256,
+        scale: g.config.scale,
+        weight_scale: g.config.weight_scale,
+        max_bits: g.config.max_bits,
+        inputs: g.inputs.iter().map(|i| (i.name.clone(), i.shape.clone(), i.range)).collect(),
+        outputs: g
+            .outputs
+            .iter()
+            .map(|o| {
+                let n = &g.nodes[o.node];
+                (o.name.clone(), n.shape.clone(), n.scale, n.error)
+            })
+            .collect(),
+        stats,
+        report: &m.report,
+        nodes: with_nodes.then_some(g.nodes.as_slice()),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        return Ok(());
+    }
+    let s = &summary.stats;
+    println!("model        {}", g.name);
+    println!("hash         {}", m.hash);
+    println!("scale        2^{} activations, 2^{} weights; values within ±2^{}", g.config.scale, g.config.weight_scale, g.config.max_bits);
+    for (name, shape, range) in &summary.inputs {
+        println!("input        {name} {shape:?}, declared range [{}, {}]", range[0], range[1]);
+    }
+    for (name, shape, scale, err) in &summary.outputs {
+        println!("output       {name} {shape:?} at scale 2^{scale}, proven error <= {err:.6}");
+    }
+    let ops: Vec<String> = s.op_counts.iter().map(|(n, c)| format!("{n}×{c}")).collect();
+    println!("ops          {} nodes: {}", s.nodes, ops.join(" "));
+    println!("parameters   {}", s.parameters);
+    println!("MACs         {}", s.macs);
+    println!("lookups      {} (largest table {} entries)", s.lookups, s.largest_table);
+    println!("largest |v|  < 2^{} (proven bound)", s.max_magnitude_bits);
+    let r = &m.report;
+    println!(
+        "calibration  {} sample(s){}: max abs error {:.6}, mean {:.6} (float outputs up to {:.4}){}",
+        r.calibration_samples,
+        if r.synthetic_calibration { " (synthetic)" } else { "" },
+        r.max_abs_error,
+        r.mean_abs_error,
+        r.float_output_max,
+        r.label_agreement
+            .map(|a| format!(", label agreement {:.1}%", a * 100.0))
+            .unwrap_or_default()
+    );
+    for t in &r.trials {
+        match t.max_abs_error {
+            Some(e) => println!("  scale {:>2}: max abs error {e:.6}", t.scale),
+            None => println!("  scale {:>2}: refused: {}", t.scale, t.outcome),
+        }
+    }
+    if let Some(nodes) = summary.nodes {
+        println!("\n{:>4}  {:<10} {:<22} {:>5} {:>24} {:>12}  source", "id", "op", "shape", "scale", "bound", "error");
+        for (i, n) in nodes.iter().enumerate() {
+            println!(
+                "{i:>4}  {:<10} {:<22} {:>5} {:>24} {:>12.3e}  {}",
+                n.op.name(),
+                format!("{:?}", n.shape),
+                n.scale,
+                format!("[{}, {}]", n.bound.lo, n.bound.hi),
+                n.error,
+                n.name
+            );
+        }
+    }
+    Ok(())
+}
+
+fn is_image(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
+}
+
+fn cmd_run(json: bool, compiled: &Path, input: &Path) -> Result<()> {
+    let m = CompiledModel::load(compiled)?;
+    let g = &m.graph;
+    let inputs = if is_image(input) {
+        let spec = g.image.as_ref().with_context(|| {
+            format!("model {} declares no image preprocessing (ciro.image); give a JSON input", g.name)
+        })?;
+        vec![read_image(input, spec)?]
+    } else {
+        read_json(input)?
+    };
+    let outputs = run(g, &inputs)?;
+    let label = match (&g.labels, outputs.first()) {
+        (Some(labels), Some(o)) if o.len() == labels.len() => {
+            let best = (0..o.len()).fold(0, |b, i| if o[i] > o[b] { i } else { b });
+            Some(labels[best].clone())
+        }
+        _ => None,
+    };
+    let errors: Vec<f64> = g.outputs.iter().map(|o| g.nodes[o.node].error).collect();
+    if json {
+        let v = serde_json::json!({
+            "model": g.name,
+            "hash": m.hash,
+            "outputs": outputs,
+            "proven_error": errors,
+            "label": label,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    for (i, (o, e)) in outputs.iter().zip(&errors).enumerate() {
+        let vals: Vec<String> = o.iter().map(|v| format!("{v:.4}")).collect();
+        println!("output {i}: [{}]  (±{e:.4} proven)", vals.join(", "));
+    }
+    if let Some(l) = label {
+        println!("label: {l}");
+    }
+    Ok(())
+}

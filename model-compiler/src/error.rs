@@ -1,0 +1,33 @@
+use thiserror::Error;
+
+/// Everything that can go wrong turning an ONNX file and inputs into integer results.
+#[derive(Debug, Error)]
+pub enum CompileError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("malformed or unsupported ONNX model {path}: {reason}")]
+    Onnx { path: String, reason: String },
+    #[error("unsupported op `{op}` at node `{node}` (input shapes {shapes}){detail}")]
+    Unsupported {
+        op: String,
+        node: String,
+        shapes: String,
+        detail: String,
+    },
+    #[error("node `{node}`: {reason}")]
+    Bound { node: String, reason: String },
+    #[error("invalid input: {0}")]
+    Input(String),
+    #[error("invalid image {path}: {reason}")]
+    Image { path: String, reason: String },
+    #[error("invalid compiled model {path}: {reason}")]
+    Artifact { path: String, reason: String },
+    #[error("float reference (tract) failed: {0}")]
+    Reference(String),
+}
+
+pub type Result<T, E = CompileError> = std::result::Result<T, E>;

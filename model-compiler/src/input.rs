@@ -1,0 +1,167 @@
+//! Model inputs: EZKL-style JSON tensors and images.
+
+use std::path::Path;
+
+use crate::error::{CompileError, Result};
+use crate::ir::ImageSpec;
+
+/// Reads `{"input_data": [[...], ...]}` (one list per model input; nested lists are flattened).
+pub fn read_json(path: &Path) -> Result<Vec<Vec<f32>>> {
+    let text = std::fs::read_to_string(path).map_err(|source| CompileError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse_json(&text).map_err(|e| CompileError::Input(format!("{}: {e}", path.display())))
+}
+
+pub fn parse_json(text: &str) -> std::result::Result<Vec<Vec<f32>>, String> {
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON ({e})"))?;
+    let data = v
+        .get("input_data")
+        .ok_or("expected an object with an `input_data` field, e.g. {\"input_data\": [[0.1, 0.2]]}")?;
+    let list = data.as_array().ok_or("`input_data` must be a list with one list per model input")?;
+    let mut inputs = Vec::with_capacity(list.len());
+    for (i, item) in list.iter().enumerate() {
+        let mut flat = Vec::new();
+        flatten(item, &mut flat).map_err(|e| format!("input_data[{i}]: {e}"))?;
+        inputs.push(flat);
+    }
+    Ok(inputs)
+}
+
+fn flatten(v: &serde_json::Value, out: &mut Vec<f32>) -> std::result::Result<(), String> {
+    match v {
+        serde_json::Value::Array(items) => items.iter().try_for_each(|x| flatten(x, out)),
+        serde_json::Value::Number(n) => {
+            let f = n.as_f64().ok_or_else(|| format!("{n} is not a number"))? as f32;
+            if !f.is_finite() {
+                return Err(format!("value {n} at position {} is out of the f32 range", out.len()));
+            }
+            out.push(f);
+            Ok(())
+        }
+        other => Err(format!(
+            "value {other} at position {} is not a finite number",
+            out.len()
+        )),
+    }
+}
+
+/// Checks input count, lengths and finiteness against the model's input shapes.
+pub fn check_inputs(inputs: &[Vec<f32>], shapes: &[Vec<usize>]) -> Result<()> {
+    if inputs.len() != shapes.len() {
+        return Err(CompileError::Input(format!(
+            "the model takes {} input(s), got {}",
+            shapes.len(),
+            inputs.len()
+        )));
+    }
+    for (i, (x, s)) in inputs.iter().zip(shapes).enumerate() {
+        let want: usize = s.iter().product();
+        if x.len() != want {
+            return Err(CompileError::Input(format!(
+                "input {i} has {} values, the model expects shape {s:?} ({want} values)",
+                x.len()
+            )));
+        }
+        if let Some(p) = x.iter().position(|v| !v.is_finite()) {
+            return Err(CompileError::Input(format!(
+                "input {i} value at position {p} is {} (NaN and infinities are not allowed)",
+                x[p]
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Decodes a PNG/JPEG and turns it into the model input the image spec declares
+/// (grayscale or RGB, box-filtered resize, pixel range mapping, channel-major layout).
+pub fn read_image(path: &Path, spec: &ImageSpec) -> Result<Vec<f32>> {
+    let bad = |reason: String| CompileError::Image {
+        path: path.display().to_string(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|source| CompileError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let img = image::load_from_memory(&bytes).map_err(|e| bad(format!("cannot decode ({e})")))?;
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    if w == 0 || h == 0 {
+        return Err(bad("the image is empty".into()));
+    }
+    let planes: Vec<Vec<f64>> = match spec.channels {
+        1 => vec![img.to_luma8().into_raw().iter().map(|&p| p as f64).collect()],
+        3 => {
+            let rgb = img.to_rgb8().into_raw();
+            (0..3).map(|c| rgb.iter().skip(c).step_by(3).map(|&p| p as f64).collect()).collect()
+        }
+        n => return Err(bad(format!("the model declares {n} channels; only 1 or 3 are supported"))),
+    };
+    let [lo, hi] = spec.range;
+    let mut out = Vec::with_capacity(spec.channels * spec.height * spec.width);
+    for plane in &planes {
+        for p in box_resize(plane, w, h, spec.width, spec.height) {
+            out.push((lo + (hi - lo) * p / 255.0) as f32);
+        }
+    }
+    Ok(out)
+}
+
+/// Area-average resize: each target pixel is the mean of the source pixels whose centres fall
+/// inside it (nearest source pixel when upscaling). An exact inverse of nearest-neighbour upscaling.
+fn box_resize(src: &[f64], w: usize, h: usize, tw: usize, th: usize) -> Vec<f64> {
+    let mut out = Vec::with_capacity(tw * th);
+    for ty in 0..th {
+        let y0 = ty * h / th;
+        let y1 = ((ty + 1) * h / th).max(y0 + 1);
+        for tx in 0..tw {
+            let x0 = tx * w / tw;
+            let x1 = ((tx + 1) * w / tw).max(x0 + 1);
+            let mut sum = 0.0;
+            for y in y0..y1.min(h) {
+                for x in x0..x1.min(w) {
+                    sum += src[y * w + x];
+                }
+            }
+            out.push(sum / ((y1.min(h) - y0) * (x1.min(w) - x0)) as f64);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ezkl_json() {
+        let v = parse_json(r#"{"input_data": [[0.5, -1, [2, 3]]]}"#).unwrap();
+        assert_eq!(v, vec![vec![0.5, -1.0, 2.0, 3.0]]);
+    }
+
+    #[test]
+    fn rejects_bad_json() {
+        assert!(parse_json("{").unwrap_err().contains("not valid JSON"));
+        assert!(parse_json(r#"{"data": []}"#).unwrap_err().contains("input_data"));
+        assert!(parse_json(r#"{"input_data": [["NaN"]]}"#).unwrap_err().contains("not a finite number"));
+        assert!(parse_json(r#"{"input_data": [[1e300]]}"#).unwrap_err().contains("f32 range"));
+    }
+
+    #[test]
+    fn box_resize_inverts_nearest_upscale() {
+        let src = [1.0, 2.0, 3.0, 4.0];
+        let up: Vec<f64> = (0..16).map(|i| src[(i / 8) * 2 + (i % 4) / 2]).collect();
+        assert_eq!(box_resize(&up, 4, 4, 2, 2), src.to_vec());
+    }
+
+    #[test]
+    fn checks_shapes_and_finiteness() {
+        let shapes = vec![vec![1, 3]];
+        assert!(check_inputs(&[vec![0.0; 3]], &shapes).is_ok());
+        let e = check_inputs(&[vec![0.0; 4]], &shapes).unwrap_err().to_string();
+        assert!(e.contains("4 values") && e.contains("[1, 3]"), "{e}");
+        let e = check_inputs(&[vec![0.0, f32::NAN, 0.0]], &shapes).unwrap_err().to_string();
+        assert!(e.contains("NaN"), "{e}");
+    }
+}

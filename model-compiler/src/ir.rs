@@ -1,0 +1,451 @@
+//! The quantized integer graph IR: what the circuits prove.
+//!
+//! Every value is an `i64` integer. A node's real value is `int / 2^scale`. Every node carries a
+//! **proven bound** (`lo..=hi`) that holds for every input inside the declared input range, and a
+//! **proven error** (in real units) between its dequantized value and the exact real-arithmetic
+//! value of the ONNX graph on the same (real) input.
+//!
+//! Nodes are stored in topological order: a node only reads nodes with a smaller id. The exact
+//! integer semantics of each op are stated on [`Op`]; [`crate::eval`] implements them and is the
+//! ground truth the circuits must accept.
+
+use serde::{Deserialize, Serialize};
+
+/// Index of a node in [`Graph::nodes`].
+pub type NodeId = usize;
+
+/// An inclusive integer interval.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bound {
+    pub lo: i64,
+    pub hi: i64,
+}
+
+impl Bound {
+    pub fn new(lo: i64, hi: i64) -> Self {
+        debug_assert!(lo <= hi, "empty bound {lo}..={hi}");
+        Bound { lo, hi }
+    }
+    pub fn point(v: i64) -> Self {
+        Bound { lo: v, hi: v }
+    }
+    /// Largest absolute value inside the interval.
+    pub fn abs_max(&self) -> i64 {
+        self.lo.unsigned_abs().max(self.hi.unsigned_abs()) as i64
+    }
+    pub fn contains(&self, v: i64) -> bool {
+        self.lo <= v && v <= self.hi
+    }
+    pub fn union(&self, other: &Bound) -> Bound {
+        Bound::new(self.lo.min(other.lo), self.hi.max(other.hi))
+    }
+    /// Bits needed for a signed value in this interval, sign excluded (`|v| < 2^bits`).
+    pub fn magnitude_bits(&self) -> u32 {
+        64 - (self.abs_max() as u64).leading_zeros()
+    }
+}
+
+/// A non-linear function evaluated by table lookup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Func {
+    Sigmoid,
+    Tanh,
+    Exp,
+    Erf,
+}
+
+impl Func {
+    pub fn apply(&self, x: f64) -> f64 {
+        match self {
+            Func::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            Func::Tanh => x.tanh(),
+            Func::Exp => x.exp(),
+            Func::Erf => erf(x),
+        }
+    }
+    /// Lipschitz constant of the function on `[lo, hi]` (real units).
+    pub fn lipschitz(&self, _lo: f64, hi: f64) -> f64 {
+        match self {
+            Func::Sigmoid => 0.25,
+            Func::Tanh => 1.0,
+            Func::Exp => hi.exp(),
+            Func::Erf => 2.0 / std::f64::consts::PI.sqrt(),
+        }
+    }
+    /// Real input magnitude beyond which the function is saturated for lookup purposes
+    /// (its distance to the asymptote is below 2^-24); `None` if it never saturates.
+    pub fn saturation(&self) -> Option<f64> {
+        match self {
+            Func::Sigmoid => Some(17.0),
+            Func::Tanh => Some(9.0),
+            Func::Erf => Some(4.0),
+            Func::Exp => None,
+        }
+    }
+    pub fn name(&self) -> &'static str {
+        match self {
+            Func::Sigmoid => "sigmoid",
+            Func::Tanh => "tanh",
+            Func::Exp => "exp",
+            Func::Erf => "erf",
+        }
+    }
+}
+
+/// Abramowitz–Stegun 7.1.26 is too coarse for tables; use a series / continued fraction with
+/// full double precision instead.
+fn erf(x: f64) -> f64 {
+    if x.abs() > 6.0 {
+        return x.signum();
+    }
+    if x.abs() < 2.5 {
+        // Maclaurin series: erf x = 2/sqrt(pi) * sum (-1)^n x^(2n+1) / (n! (2n+1))
+        let mut sum = 0.0f64;
+        let mut term = x;
+        let x2 = x * x;
+        let mut n = 0.0;
+        while term.abs() > 1e-17 * sum.abs().max(1e-300) {
+            sum += term / (2.0 * n + 1.0);
+            n += 1.0;
+            term *= -x2 / n;
+        }
+        return 2.0 / std::f64::consts::PI.sqrt() * sum;
+    }
+    // erfc continued fraction for |x| >= 2.5 (Lentz), then erf = 1 - erfc.
+    let ax = x.abs();
+    let mut f = ax;
+    let mut c = ax;
+    let mut d = 0.0;
+    for k in 1..200 {
+        let a = k as f64 / 2.0;
+        d = ax + a * d;
+        d = 1.0 / d;
+        c = ax + a / c;
+        let delta = c * d;
+        f *= delta;
+        if (delta - 1.0).abs() < 1e-16 {
+            break;
+        }
+    }
+    let erfc = (-ax * ax).exp() / (f * std::f64::consts::PI.sqrt());
+    (1.0 - erfc) * x.signum()
+}
+
+/// The operations of the IR. Shapes are row-major; broadcasting follows numpy rules.
+/// `round_div(n, d)` below means `floor((2n + d) / (2d))` for `d > 0` (round half up).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Op {
+    /// A model input, as quantized by [`crate::quant::quantize`]; its values are checked against
+    /// the declared input range before evaluation.
+    Input { index: usize },
+    /// A constant tensor (weights, biases, constants); `values` has the node's shape.
+    Const { values: Vec<i64> },
+    /// `out[b, m, n] = sum_k a[b, m, k] * b[b, k, n]`; inputs `[a, b]`, `a` of rank 2 `[M, K]` or
+    /// rank 3 `[B, M, K]`, `b` of rank 2 `[K, N]` (shared by every batch) or rank 3 `[B, K, N]`.
+    /// Output scale = scale(a) + scale(b).
+    MatMul,
+    /// 2-D convolution, NCHW input and OIHW kernel (inputs `[x, w]`), group 1, zero padding.
+    /// `out[n,o,y,x] = sum_{c,i,j} in[n,c,y*sh+i*dh-ph, x*sw+j*dw-pw] * w[o,c,i,j]`.
+    /// Output scale = scale(x) + scale(w).
+    Conv {
+        strides: [usize; 2],
+        dilations: [usize; 2],
+        pads_before: [usize; 2],
+        pads_after: [usize; 2],
+    },
+    /// Element-wise with broadcast; both inputs have the node's scale.
+    Add,
+    /// Element-wise with broadcast; both inputs have the node's scale.
+    Sub,
+    /// Element-wise with broadcast; output scale = sum of input scales.
+    Mul,
+    /// `x * 2^bits` (scale increases by `bits`).
+    ScaleUp { bits: u32 },
+    /// `floor((x + 2^(bits-1)) / 2^bits)`: division by 2^bits, round half up; the remainder
+    /// `x + 2^(bits-1) - out * 2^bits` lies in `[0, 2^bits)`. Scale decreases by `bits`.
+    Rescale { bits: u32 },
+    /// `min(max(x, min), max)` with constants at the node's scale (ReLU is `min = 0`).
+    Clamp { min: Option<i64>, max: Option<i64> },
+    /// Element-wise maximum of two inputs with broadcast (same scale).
+    Max,
+    /// Element-wise minimum of two inputs with broadcast (same scale).
+    Min,
+    /// `x >= 0 ? x * 2^slope_bits : x * slope` — LeakyReLU with slope `slope / 2^slope_bits`.
+    /// Output scale = input scale + `slope_bits`.
+    LeakyRelu { slope: i64, slope_bits: u32 },
+    /// `table[clamp(x, in_lo, in_lo + len - 1) - in_lo]`: a function tabulated on a bounded
+    /// domain, `table[i] = round(f((in_lo + i) / 2^in_scale) * 2^scale)`. Inputs beyond the
+    /// domain saturate (the domain covers the input bound unless `f` is saturated there).
+    Lookup {
+        func: Func,
+        in_lo: i64,
+        in_scale: u32,
+        table: Vec<i64>,
+    },
+    /// Max over each window; padded positions are ignored (every window has an in-bounds element).
+    MaxPool {
+        kernel: [usize; 2],
+        strides: [usize; 2],
+        pads_before: [usize; 2],
+        pads_after: [usize; 2],
+    },
+    /// Sum over each window; padded positions count as 0. Same scale as the input.
+    SumPool {
+        kernel: [usize; 2],
+        strides: [usize; 2],
+        pads_before: [usize; 2],
+        pads_after: [usize; 2],
+    },
+    /// Sum over `axes` (kept with size 1). Same scale.
+    ReduceSum { axes: Vec<usize> },
+    /// Max over `axes` (kept with size 1). Same scale.
+    ReduceMax { axes: Vec<usize> },
+    /// `round_div(num, den)` element-wise with broadcast; inputs `[num, den]`, `den` a constant
+    /// whose values are all positive integers (scale 0). Output scale = scale(num).
+    DivConst,
+    /// Softmax along `axis`: `m = max(x)`, `d = max(x - m, in_lo)`,
+    /// `e = table[d - in_lo]` (exp tabulated on `[in_lo, 0]` at scale `exp_bits`, so
+    /// `e(0) = 2^exp_bits`), `s = sum(e)`, `out = round_div(e * 2^scale, s)`; `s >= 2^exp_bits`.
+    Softmax {
+        axis: usize,
+        in_lo: i64,
+        exp_bits: u32,
+        table: Vec<i64>,
+    },
+    /// Same data, new shape (Flatten, Squeeze, Unsqueeze, Reshape).
+    Reshape,
+    /// Axis permutation: `out` axis `i` is input axis `perm[i]`.
+    Transpose { perm: Vec<usize> },
+    /// `start, start+step, ...` while `< end` along `axis`.
+    Slice {
+        axis: usize,
+        start: usize,
+        end: usize,
+        step: usize,
+    },
+    /// Concatenation along `axis`; all inputs share the node's scale.
+    Concat { axis: usize },
+    /// Constant padding with `value` (at the node's scale).
+    Pad {
+        before: Vec<usize>,
+        after: Vec<usize>,
+        value: i64,
+    },
+    /// `out = take(x, indices, axis)` with constant, in-range indices.
+    Gather { axis: usize, indices: Vec<usize> },
+}
+
+impl Op {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Input { .. } => "Input",
+            Op::Const { .. } => "Const",
+            Op::MatMul => "MatMul",
+            Op::Conv { .. } => "Conv",
+            Op::Add => "Add",
+            Op::Sub => "Sub",
+            Op::Mul => "Mul",
+            Op::ScaleUp { .. } => "ScaleUp",
+            Op::Rescale { .. } => "Rescale",
+            Op::Clamp { .. } => "Clamp",
+            Op::Max => "Max",
+            Op::Min => "Min",
+            Op::LeakyRelu { .. } => "LeakyRelu",
+            Op::Lookup { .. } => "Lookup",
+            Op::MaxPool { .. } => "MaxPool",
+            Op::SumPool { .. } => "SumPool",
+            Op::ReduceSum { .. } => "ReduceSum",
+            Op::ReduceMax { .. } => "ReduceMax",
+            Op::DivConst => "DivConst",
+            Op::Softmax { .. } => "Softmax",
+            Op::Reshape => "Reshape",
+            Op::Transpose { .. } => "Transpose",
+            Op::Slice { .. } => "Slice",
+            Op::Concat { .. } => "Concat",
+            Op::Pad { .. } => "Pad",
+            Op::Gather { .. } => "Gather",
+        }
+    }
+
+    /// Pure data movement: costs wiring only in a circuit.
+    pub fn is_wiring(&self) -> bool {
+        matches!(
+            self,
+            Op::Reshape
+                | Op::Transpose { .. }
+                | Op::Slice { .. }
+                | Op::Concat { .. }
+                | Op::Pad { .. }
+                | Op::Gather { .. }
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    /// The ONNX/tract node this was lowered from (several IR nodes may share one).
+    pub name: String,
+    pub op: Op,
+    pub inputs: Vec<NodeId>,
+    pub shape: Vec<usize>,
+    /// Fixed-point scale: real value = int / 2^scale.
+    pub scale: u32,
+    /// Proven bound on every integer of this node for inputs inside the declared range.
+    pub bound: Bound,
+    /// Proven bound on |dequantized value - exact real value| (real units).
+    pub error: f64,
+}
+
+impl Node {
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// How a user image becomes the model's input tensor (ONNX metadata `ciro.image`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImageSpec {
+    pub height: usize,
+    pub width: usize,
+    /// 1 (grayscale) or 3 (RGB, channel-major in NCHW inputs).
+    pub channels: usize,
+    /// Pixel 0 maps to `range[0]`, pixel 255 to `range[1]`.
+    pub range: [f64; 2],
+}
+
+/// Quantization settings the compiler chose (or was given).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuantConfig {
+    /// Scale of inputs and activations (bits after the binary point).
+    pub scale: u32,
+    /// Scale of weights and other constants that multiply activations.
+    pub weight_scale: u32,
+    /// Every proven bound must satisfy |v| < 2^max_bits (30: signed values fit M31 with no wrap).
+    pub max_bits: u32,
+    /// Largest lookup table is 2^table_bits entries.
+    pub table_bits: u32,
+}
+
+impl Default for QuantConfig {
+    fn default() -> Self {
+        QuantConfig {
+            scale: 8,
+            weight_scale: 8,
+            max_bits: 30,
+            table_bits: 16,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InputInfo {
+    pub name: String,
+    pub shape: Vec<usize>,
+    /// Declared real range of every value of this input.
+    pub range: [f64; 2],
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutputInfo {
+    pub name: String,
+    pub node: NodeId,
+}
+
+/// A compiled model: the integer graph and what is needed to feed it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Graph {
+    pub name: String,
+    /// sha256 of the source ONNX file.
+    pub source_sha256: String,
+    pub config: QuantConfig,
+    pub inputs: Vec<InputInfo>,
+    pub outputs: Vec<OutputInfo>,
+    pub nodes: Vec<Node>,
+    pub image: Option<ImageSpec>,
+    pub labels: Option<Vec<String>>,
+}
+
+/// Size summary of a graph.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GraphStats {
+    pub nodes: usize,
+    pub parameters: usize,
+    pub macs: u64,
+    pub lookups: u64,
+    pub largest_table: usize,
+    pub max_magnitude_bits: u32,
+    pub op_counts: Vec<(String, usize)>,
+}
+
+impl Graph {
+    pub fn stats(&self) -> GraphStats {
+        let mut s = GraphStats {
+            nodes: self.nodes.len(),
+            ..Default::default()
+        };
+        let mut counts: Vec<(String, usize)> = Vec::new();
+        for node in &self.nodes {
+            let name = node.op.name().to_string();
+            match counts.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, c)) => *c += 1,
+                None => counts.push((name, 1)),
+            }
+            s.max_magnitude_bits = s.max_magnitude_bits.max(node.bound.magnitude_bits());
+            match &node.op {
+                Op::Const { values } => s.parameters += values.len(),
+                Op::MatMul => {
+                    let a = &self.nodes[node.inputs[0]];
+                    let k = *a.shape.last().unwrap_or(&1) as u64;
+                    s.macs += node.len() as u64 * k;
+                }
+                Op::Conv { .. } => {
+                    let w = &self.nodes[node.inputs[1]];
+                    let per_out: usize = w.shape[1..].iter().product();
+                    s.macs += (node.len() * per_out) as u64;
+                }
+                Op::Lookup { table, .. } => {
+                    s.lookups += node.len() as u64;
+                    s.largest_table = s.largest_table.max(table.len());
+                }
+                Op::Softmax { table, .. } => {
+                    s.lookups += node.len() as u64;
+                    s.largest_table = s.largest_table.max(table.len());
+                }
+                _ => {}
+            }
+        }
+        s.op_counts = counts;
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn erf_matches_known_values() {
+        // Reference values of erf to 15 digits.
+        let cases = [
+            (0.0, 0.0),
+            (0.5, 0.520_499_877_813_047),
+            (1.0, 0.842_700_792_949_715),
+            (2.0, 0.995_322_265_018_953),
+            (3.0, 0.999_977_909_503_001),
+            (-1.5, -0.966_105_146_475_311),
+        ];
+        for (x, want) in cases {
+            assert!((erf(x) - want).abs() < 1e-13, "erf({x}) = {} != {want}", erf(x));
+        }
+    }
+
+    #[test]
+    fn bound_magnitude_bits() {
+        assert_eq!(Bound::new(-1, 0).magnitude_bits(), 1);
+        assert_eq!(Bound::new(0, 255).magnitude_bits(), 8);
+        assert_eq!(Bound::new(-256, 3).magnitude_bits(), 9);
+    }
+}
