@@ -12,7 +12,11 @@ use ciro_model_compiler::onnx::{self, parse_range};
 use ciro_model_compiler::{compile, run, CompileOptions, CompiledModel};
 
 #[derive(Parser)]
-#[command(name = "ciro", version, about = "Ciro: zero-knowledge proofs of ML inference")]
+#[command(
+    name = "ciro",
+    version,
+    about = "Ciro: zero-knowledge proofs of ML inference"
+)]
 struct Cli {
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
@@ -84,7 +88,15 @@ fn dispatch(cli: &Cli) -> Result<()> {
             scale,
             input_range,
             tolerance,
-        } => cmd_compile(cli.json, model, calibration, output, *scale, *input_range, *tolerance),
+        } => cmd_compile(
+            cli.json,
+            model,
+            calibration,
+            output,
+            *scale,
+            *input_range,
+            *tolerance,
+        ),
         Command::Inspect { compiled, nodes } => {
             let m = CompiledModel::load(compiled)?;
             print_summary(cli.json, &m, *nodes)
@@ -168,7 +180,11 @@ fn print_summary(json: bool, m: &CompiledModel, with_nodes: bool) -> Result<()> 
         scale: g.config.scale,
         weight_scale: g.config.weight_scale,
         max_bits: g.config.max_bits,
-        inputs: g.inputs.iter().map(|i| (i.name.clone(), i.shape.clone(), i.range)).collect(),
+        inputs: g
+            .inputs
+            .iter()
+            .map(|i| (i.name.clone(), i.shape.clone(), i.range))
+            .collect(),
         outputs: g
             .outputs
             .iter()
@@ -188,18 +204,31 @@ fn print_summary(json: bool, m: &CompiledModel, with_nodes: bool) -> Result<()> 
     let s = &summary.stats;
     println!("model        {}", g.name);
     println!("hash         {}", m.hash);
-    println!("scale        2^{} activations, 2^{} weights; values within ±2^{}", g.config.scale, g.config.weight_scale, g.config.max_bits);
+    println!(
+        "scale        2^{} activations, 2^{} weights; values within ±2^{}",
+        g.config.scale, g.config.weight_scale, g.config.max_bits
+    );
     for (name, shape, range) in &summary.inputs {
-        println!("input        {name} {shape:?}, declared range [{}, {}]", range[0], range[1]);
+        println!(
+            "input        {name} {shape:?}, declared range [{}, {}]",
+            range[0], range[1]
+        );
     }
     for (name, shape, scale, err) in &summary.outputs {
         println!("output       {name} {shape:?} at scale 2^{scale}, proven error <= {err:.6}");
     }
-    let ops: Vec<String> = s.op_counts.iter().map(|(n, c)| format!("{n}×{c}")).collect();
+    let ops: Vec<String> = s
+        .op_counts
+        .iter()
+        .map(|(n, c)| format!("{n}×{c}"))
+        .collect();
     println!("ops          {} nodes: {}", s.nodes, ops.join(" "));
     println!("parameters   {}", s.parameters);
     println!("MACs         {}", s.macs);
-    println!("lookups      {} (largest table {} entries)", s.lookups, s.largest_table);
+    println!(
+        "lookups      {} (largest table {} entries)",
+        s.lookups, s.largest_table
+    );
     println!("largest |v|  < 2^{} (proven bound)", s.max_magnitude_bits);
     let r = &m.report;
     println!(
@@ -220,7 +249,10 @@ fn print_summary(json: bool, m: &CompiledModel, with_nodes: bool) -> Result<()> 
         }
     }
     if let Some(nodes) = summary.nodes {
-        println!("\n{:>4}  {:<10} {:<22} {:>5} {:>24} {:>12}  source", "id", "op", "shape", "scale", "bound", "error");
+        println!(
+            "\n{:>4}  {:<10} {:<22} {:>5} {:>24} {:>12}  source",
+            "id", "op", "shape", "scale", "bound", "error"
+        );
         for (i, n) in nodes.iter().enumerate() {
             println!(
                 "{i:>4}  {:<10} {:<22} {:>5} {:>24} {:>12.3e}  {}",
@@ -247,7 +279,10 @@ fn cmd_run(json: bool, compiled: &Path, input: &Path) -> Result<()> {
     let g = &m.graph;
     let inputs = if is_image(input) {
         let spec = g.image.as_ref().with_context(|| {
-            format!("model {} declares no image preprocessing (ciro.image); give a JSON input", g.name)
+            format!(
+                "model {} declares no image preprocessing (ciro.image); give a JSON input",
+                g.name
+            )
         })?;
         vec![read_image(input, spec)?]
     } else {

@@ -50,7 +50,11 @@ impl Window {
 }
 
 fn shapes_str(shapes: &[&[usize]]) -> String {
-    shapes.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ")
+    shapes
+        .iter()
+        .map(|s| format!("{s:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Builder {
@@ -123,12 +127,23 @@ impl Builder {
     pub fn input(&mut self, index: usize, shape: Vec<usize>, range: [f64; 2]) -> Result<NodeId> {
         let s = self.config.scale;
         let bound = Bound::new(quantize(range[0], s), quantize(range[1], s));
-        self.push(Op::Input { index }, vec![], shape, s, bound, 0.5 / scale_f(s))
+        self.push(
+            Op::Input { index },
+            vec![],
+            shape,
+            s,
+            bound,
+            0.5 / scale_f(s),
+        )
     }
 
     /// A quantized constant at `scale`; its error is the actual largest quantization error.
     pub fn constant(&mut self, c: &FloatConst, scale: u32) -> Result<NodeId> {
-        let values: Vec<i64> = c.values.iter().map(|&v| quantize(v as f64, scale)).collect();
+        let values: Vec<i64> = c
+            .values
+            .iter()
+            .map(|&v| quantize(v as f64, scale))
+            .collect();
         let error = c
             .values
             .iter()
@@ -340,7 +355,8 @@ impl Builder {
             ba.hi as i128 * bb.hi as i128,
         ];
         let bound = self.checked_bound(*p.iter().min().unwrap(), *p.iter().max().unwrap())?;
-        let error = self.real_max(a) * self.nodes[b].error + self.quant_max(b) * self.nodes[a].error;
+        let error =
+            self.real_max(a) * self.nodes[b].error + self.quant_max(b) * self.nodes[a].error;
         let scale = self.nodes[a].scale + self.nodes[b].scale;
         self.push(Op::Mul, vec![a, b], shape, scale, bound, error)
     }
@@ -430,12 +446,17 @@ impl Builder {
                 if s == 0 {
                     return Err(self.error(format!("{} input range too wide", func.name())));
                 }
-                let bits = (64 - (len - 1).leading_zeros()).saturating_sub(self.config.table_bits).max(1);
+                let bits = (64 - (len - 1).leading_zeros())
+                    .saturating_sub(self.config.table_bits)
+                    .max(1);
                 x = self.rescale(x, bits.min(s))?;
                 continue;
             }
             let (real_lo, real_hi) = (lo as f64 / scale_f(s), hi as f64 / scale_f(s));
-            if func == Func::Exp && (real_hi + n.error).exp() * scale_f(out_scale) >= (1u64 << self.config.max_bits) as f64 {
+            if func == Func::Exp
+                && (real_hi + n.error).exp() * scale_f(out_scale)
+                    >= (1u64 << self.config.max_bits) as f64
+            {
                 return Err(self.error(format!(
                     "exp of inputs up to {real_hi:.3} overflows the value budget at scale {out_scale}"
                 )));
@@ -443,10 +464,7 @@ impl Builder {
             let table: Vec<i64> = (lo..=hi)
                 .map(|v| quantize(func.apply(v as f64 / scale_f(s)), out_scale))
                 .collect();
-            let bound = Bound::new(
-                *table.iter().min().unwrap(),
-                *table.iter().max().unwrap(),
-            );
+            let bound = Bound::new(*table.iter().min().unwrap(), *table.iter().max().unwrap());
             // Saturation: beyond the domain the function is within `sat_err` of its edge value.
             let mut sat_err: f64 = 0.0;
             if n.bound.lo < lo {
@@ -472,7 +490,11 @@ impl Builder {
         let out_scale = self.config.scale;
         let mut x = self.at_most(x, self.config.scale)?;
         let n_axis = self.nodes[x].shape[axis] as f64;
-        let exp_bits = 16.min(self.config.max_bits.saturating_sub(out_scale + 2 + n_axis.log2().ceil() as u32));
+        let exp_bits = 16.min(
+            self.config
+                .max_bits
+                .saturating_sub(out_scale + 2 + n_axis.log2().ceil() as u32),
+        );
         if exp_bits < 4 {
             return Err(self.error("softmax: not enough value budget for its exp table"));
         }
@@ -490,7 +512,8 @@ impl Builder {
             let table: Vec<i64> = (in_lo..=0)
                 .map(|d| quantize((d as f64 / scale_f(s)).exp(), exp_bits))
                 .collect();
-            let error = n.error / 2.0 + (n_axis + 1.0) / scale_f(exp_bits + 1) + 0.5 / scale_f(out_scale);
+            let error =
+                n.error / 2.0 + (n_axis + 1.0) / scale_f(exp_bits + 1) + 0.5 / scale_f(out_scale);
             let shape = n.shape.clone();
             let bound = Bound::new(0, 1i64 << out_scale);
             let op = Op::Softmax {
@@ -518,7 +541,12 @@ impl Builder {
         {
             return Err(self.error("pooling padding must be smaller than the kernel"));
         }
-        Ok(vec![s[0], s[1], win.out_dim(s[2], 0)?, win.out_dim(s[3], 1)?])
+        Ok(vec![
+            s[0],
+            s[1],
+            win.out_dim(s[2], 0)?,
+            win.out_dim(s[3], 1)?,
+        ])
     }
 
     pub fn max_pool(&mut self, x: NodeId, win: Window) -> Result<NodeId> {
@@ -566,13 +594,21 @@ impl Builder {
             return self.push(Op::ReduceMax { axes }, vec![x], shape, scale, bound, error);
         }
         let c = count as i128;
-        let bound = self.checked_bound(c * (n.bound.lo as i128).min(0), c * (n.bound.hi as i128).max(0))?;
+        let bound = self.checked_bound(
+            c * (n.bound.lo as i128).min(0),
+            c * (n.bound.hi as i128).max(0),
+        )?;
         let error = n.error * count as f64;
         self.push(Op::ReduceSum { axes }, vec![x], shape, scale, bound, error)
     }
 
     /// Divides by positive integer counts (`den` values with `den_shape`, broadcast).
-    pub fn div_counts(&mut self, x: NodeId, den: Vec<i64>, den_shape: Vec<usize>) -> Result<NodeId> {
+    pub fn div_counts(
+        &mut self,
+        x: NodeId,
+        den: Vec<i64>,
+        den_shape: Vec<usize>,
+    ) -> Result<NodeId> {
         let (dmin, dmax) = (
             *den.iter().min().expect("non-empty counts"),
             *den.iter().max().expect("non-empty counts"),
@@ -615,7 +651,11 @@ impl Builder {
     }
 
     pub fn concat(&mut self, parts: Vec<NodeId>, axis: usize) -> Result<NodeId> {
-        let scale = parts.iter().map(|&p| self.nodes[p].scale).max().unwrap_or(0);
+        let scale = parts
+            .iter()
+            .map(|&p| self.nodes[p].scale)
+            .max()
+            .unwrap_or(0);
         let parts = parts
             .into_iter()
             .map(|p| self.to_scale(p, scale))
@@ -628,7 +668,10 @@ impl Builder {
             .map(|&p| self.nodes[p].bound)
             .reduce(|a, b| a.union(&b))
             .unwrap();
-        let error = parts.iter().map(|&p| self.nodes[p].error).fold(0.0, f64::max);
+        let error = parts
+            .iter()
+            .map(|&p| self.nodes[p].error)
+            .fold(0.0, f64::max);
         self.push(Op::Concat { axis }, parts, shape, scale, bound, error)
     }
 }

@@ -140,7 +140,9 @@ fn synthetic_samples(loaded: &LoadedModel, range: [f64; 2], n: usize) -> Vec<Vec
                 .iter()
                 .map(|s| {
                     let len: usize = s.iter().product();
-                    (0..len).map(|_| (range[0] + (range[1] - range[0]) * next()) as f32).collect()
+                    (0..len)
+                        .map(|_| (range[0] + (range[1] - range[0]) * next()) as f32)
+                        .collect()
                 })
                 .collect()
         })
@@ -148,7 +150,11 @@ fn synthetic_samples(loaded: &LoadedModel, range: [f64; 2], n: usize) -> Vec<Vec
 }
 
 /// Compiles a loaded ONNX model: picks the input range and scale, lowers, measures.
-pub fn compile(loaded: &LoadedModel, calibration: &[Vec<Vec<f32>>], opts: &CompileOptions) -> Result<CompiledModel> {
+pub fn compile(
+    loaded: &LoadedModel,
+    calibration: &[Vec<Vec<f32>>],
+    opts: &CompileOptions,
+) -> Result<CompiledModel> {
     for (i, sample) in calibration.iter().enumerate() {
         check_inputs(sample, &loaded.input_shapes)
             .map_err(|e| CompileError::Input(format!("calibration sample {i}: {e}")))?;
@@ -213,7 +219,8 @@ pub fn compile(loaded: &LoadedModel, calibration: &[Vec<Vec<f32>>], opts: &Compi
             max_abs_error: Some(m.max_abs),
             label_agreement: m.agreement,
         });
-        let good = m.max_abs <= opts.tolerance * m.float_max.max(1.0) && m.agreement.is_none_or(|a| a == 1.0);
+        let good = m.max_abs <= opts.tolerance * m.float_max.max(1.0)
+            && m.agreement.is_none_or(|a| a == 1.0);
         let better = best.as_ref().is_none_or(|(_, b)| m.max_abs < b.max_abs);
         if good || better {
             best = Some((graph, m));
@@ -232,7 +239,11 @@ pub fn compile(loaded: &LoadedModel, calibration: &[Vec<Vec<f32>>], opts: &Compi
         mean_abs_error: m.mean_abs,
         float_output_max: m.float_max,
         label_agreement: m.agreement,
-        proven_output_error: graph.outputs.iter().map(|o| graph.nodes[o.node].error).collect(),
+        proven_output_error: graph
+            .outputs
+            .iter()
+            .map(|o| graph.nodes[o.node].error)
+            .collect(),
         trials,
     };
     Ok(CompiledModel::new(graph, report))

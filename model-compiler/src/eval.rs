@@ -31,8 +31,16 @@ pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     let rank = a.len().max(b.len());
     let mut out = vec![0; rank];
     for i in 0..rank {
-        let da = if i + a.len() >= rank { a[i + a.len() - rank] } else { 1 };
-        let db = if i + b.len() >= rank { b[i + b.len() - rank] } else { 1 };
+        let da = if i + a.len() >= rank {
+            a[i + a.len() - rank]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= rank {
+            b[i + b.len() - rank]
+        } else {
+            1
+        };
         out[i] = match (da, db) {
             (x, y) if x == y => x,
             (1, y) => y,
@@ -114,12 +122,17 @@ fn for_each_window(
                     let out = ((b * c + ch) * oh + y) * ow + x;
                     for i in 0..kernel[0] {
                         for j in 0..kernel[1] {
-                            let iy = (y * strides[0] + i * dilations[0]) as isize - pads_before[0] as isize;
-                            let ix = (x * strides[1] + j * dilations[1]) as isize - pads_before[1] as isize;
+                            let iy = (y * strides[0] + i * dilations[0]) as isize
+                                - pads_before[0] as isize;
+                            let ix = (x * strides[1] + j * dilations[1]) as isize
+                                - pads_before[1] as isize;
                             if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
                                 f(out, None);
                             } else {
-                                f(out, Some(((b * c + ch) * h + iy as usize) * w + ix as usize));
+                                f(
+                                    out,
+                                    Some(((b * c + ch) * h + iy as usize) * w + ix as usize),
+                                );
                             }
                         }
                     }
@@ -203,7 +216,8 @@ pub fn eval_node(node: &Node, inputs: &[&IntTensor]) -> IntTensor {
                                         if ix < 0 || ix >= wd as isize {
                                             continue;
                                         }
-                                        acc += x.data[((b * c + ic) * h + iy as usize) * wd + ix as usize]
+                                        acc += x.data
+                                            [((b * c + ic) * h + iy as usize) * wd + ix as usize]
                                             * w.data[((oc * c + ic) * kh + i) * kw + j];
                                     }
                                 }
@@ -249,11 +263,19 @@ pub fn eval_node(node: &Node, inputs: &[&IntTensor]) -> IntTensor {
         } => {
             let x = inputs[0];
             let mut out = vec![i64::MIN; node.len()];
-            for_each_window(&x.shape, &shape, *kernel, *strides, [1, 1], *pads_before, |o, i| {
-                if let Some(i) = i {
-                    out[o] = out[o].max(x.data[i]);
-                }
-            });
+            for_each_window(
+                &x.shape,
+                &shape,
+                *kernel,
+                *strides,
+                [1, 1],
+                *pads_before,
+                |o, i| {
+                    if let Some(i) = i {
+                        out[o] = out[o].max(x.data[i]);
+                    }
+                },
+            );
             out
         }
         Op::SumPool {
@@ -264,11 +286,19 @@ pub fn eval_node(node: &Node, inputs: &[&IntTensor]) -> IntTensor {
         } => {
             let x = inputs[0];
             let mut out = vec![0i64; node.len()];
-            for_each_window(&x.shape, &shape, *kernel, *strides, [1, 1], *pads_before, |o, i| {
-                if let Some(i) = i {
-                    out[o] += x.data[i];
-                }
-            });
+            for_each_window(
+                &x.shape,
+                &shape,
+                *kernel,
+                *strides,
+                [1, 1],
+                *pads_before,
+                |o, i| {
+                    if let Some(i) = i {
+                        out[o] += x.data[i];
+                    }
+                },
+            );
             out
         }
         Op::ReduceSum { axes } | Op::ReduceMax { axes } => {
@@ -277,15 +307,16 @@ pub fn eval_node(node: &Node, inputs: &[&IntTensor]) -> IntTensor {
             let is_max = matches!(node.op, Op::ReduceMax { .. });
             let mut out = vec![if is_max { i64::MIN } else { 0 }; node.len()];
             for (i, &o) in map.iter().enumerate() {
-                out[o] = if is_max { out[o].max(x.data[i]) } else { out[o] + x.data[i] };
+                out[o] = if is_max {
+                    out[o].max(x.data[i])
+                } else {
+                    out[o] + x.data[i]
+                };
             }
             out
         }
         Op::Softmax {
-            axis,
-            in_lo,
-            table,
-            ..
+            axis, in_lo, table, ..
         } => {
             let x = inputs[0];
             let (_, map) = reduce_map(&x.shape, &[*axis]);
@@ -316,7 +347,11 @@ pub fn eval_node(node: &Node, inputs: &[&IntTensor]) -> IntTensor {
             let mut out = Vec::with_capacity(node.len());
             let mut idx = vec![0usize; shape.len()];
             for _ in 0..node.len() {
-                let flat: usize = idx.iter().enumerate().map(|(d, &i)| i * in_strides[perm[d]]).sum();
+                let flat: usize = idx
+                    .iter()
+                    .enumerate()
+                    .map(|(d, &i)| i * in_strides[perm[d]])
+                    .sum();
                 out.push(x.data[flat]);
                 increment(&mut idx, &shape);
             }
@@ -373,7 +408,12 @@ fn increment(idx: &mut [usize], shape: &[usize]) {
 }
 
 /// Output element at position `i` along `axis` is input element `source(i)` along `axis`.
-fn gather_axis(x: &IntTensor, axis: usize, shape: &[usize], source: impl Fn(usize) -> usize) -> Vec<i64> {
+fn gather_axis(
+    x: &IntTensor,
+    axis: usize,
+    shape: &[usize],
+    source: impl Fn(usize) -> usize,
+) -> Vec<i64> {
     let outer: usize = shape[..axis].iter().product();
     let inner: usize = shape[axis + 1..].iter().product();
     let (n_out, n_in) = (shape[axis], x.shape[axis]);
@@ -456,7 +496,10 @@ mod tests {
 
     #[test]
     fn broadcasting() {
-        assert_eq!(broadcast_shape(&[1, 3, 4, 4], &[3, 1, 1]), Some(vec![1, 3, 4, 4]));
+        assert_eq!(
+            broadcast_shape(&[1, 3, 4, 4], &[3, 1, 1]),
+            Some(vec![1, 3, 4, 4])
+        );
         assert_eq!(broadcast_shape(&[2, 3], &[4]), None);
         assert_eq!(broadcast_map(&[2, 3], &[3]), vec![0, 1, 2, 0, 1, 2]);
         assert_eq!(broadcast_map(&[2, 3], &[2, 1]), vec![0, 0, 0, 1, 1, 1]);

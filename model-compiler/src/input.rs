@@ -15,11 +15,14 @@ pub fn read_json(path: &Path) -> Result<Vec<Vec<f32>>> {
 }
 
 pub fn parse_json(text: &str) -> std::result::Result<Vec<Vec<f32>>, String> {
-    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON ({e})"))?;
-    let data = v
-        .get("input_data")
-        .ok_or("expected an object with an `input_data` field, e.g. {\"input_data\": [[0.1, 0.2]]}")?;
-    let list = data.as_array().ok_or("`input_data` must be a list with one list per model input")?;
+    let v: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("not valid JSON ({e})"))?;
+    let data = v.get("input_data").ok_or(
+        "expected an object with an `input_data` field, e.g. {\"input_data\": [[0.1, 0.2]]}",
+    )?;
+    let list = data
+        .as_array()
+        .ok_or("`input_data` must be a list with one list per model input")?;
     let mut inputs = Vec::with_capacity(list.len());
     for (i, item) in list.iter().enumerate() {
         let mut flat = Vec::new();
@@ -35,7 +38,10 @@ fn flatten(v: &serde_json::Value, out: &mut Vec<f32>) -> std::result::Result<(),
         serde_json::Value::Number(n) => {
             let f = n.as_f64().ok_or_else(|| format!("{n} is not a number"))? as f32;
             if !f.is_finite() {
-                return Err(format!("value {n} at position {} is out of the f32 range", out.len()));
+                return Err(format!(
+                    "value {n} at position {} is out of the f32 range",
+                    out.len()
+                ));
             }
             out.push(f);
             Ok(())
@@ -91,12 +97,23 @@ pub fn read_image(path: &Path, spec: &ImageSpec) -> Result<Vec<f32>> {
         return Err(bad("the image is empty".into()));
     }
     let planes: Vec<Vec<f64>> = match spec.channels {
-        1 => vec![img.to_luma8().into_raw().iter().map(|&p| p as f64).collect()],
+        1 => vec![img
+            .to_luma8()
+            .into_raw()
+            .iter()
+            .map(|&p| p as f64)
+            .collect()],
         3 => {
             let rgb = img.to_rgb8().into_raw();
-            (0..3).map(|c| rgb.iter().skip(c).step_by(3).map(|&p| p as f64).collect()).collect()
+            (0..3)
+                .map(|c| rgb.iter().skip(c).step_by(3).map(|&p| p as f64).collect())
+                .collect()
         }
-        n => return Err(bad(format!("the model declares {n} channels; only 1 or 3 are supported"))),
+        n => {
+            return Err(bad(format!(
+                "the model declares {n} channels; only 1 or 3 are supported"
+            )))
+        }
     };
     let [lo, hi] = spec.range;
     let mut out = Vec::with_capacity(spec.channels * spec.height * spec.width);
@@ -143,9 +160,15 @@ mod tests {
     #[test]
     fn rejects_bad_json() {
         assert!(parse_json("{").unwrap_err().contains("not valid JSON"));
-        assert!(parse_json(r#"{"data": []}"#).unwrap_err().contains("input_data"));
-        assert!(parse_json(r#"{"input_data": [["NaN"]]}"#).unwrap_err().contains("not a finite number"));
-        assert!(parse_json(r#"{"input_data": [[1e300]]}"#).unwrap_err().contains("f32 range"));
+        assert!(parse_json(r#"{"data": []}"#)
+            .unwrap_err()
+            .contains("input_data"));
+        assert!(parse_json(r#"{"input_data": [["NaN"]]}"#)
+            .unwrap_err()
+            .contains("not a finite number"));
+        assert!(parse_json(r#"{"input_data": [[1e300]]}"#)
+            .unwrap_err()
+            .contains("f32 range"));
     }
 
     #[test]
@@ -159,9 +182,13 @@ mod tests {
     fn checks_shapes_and_finiteness() {
         let shapes = vec![vec![1, 3]];
         assert!(check_inputs(&[vec![0.0; 3]], &shapes).is_ok());
-        let e = check_inputs(&[vec![0.0; 4]], &shapes).unwrap_err().to_string();
+        let e = check_inputs(&[vec![0.0; 4]], &shapes)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("4 values") && e.contains("[1, 3]"), "{e}");
-        let e = check_inputs(&[vec![0.0, f32::NAN, 0.0]], &shapes).unwrap_err().to_string();
+        let e = check_inputs(&[vec![0.0, f32::NAN, 0.0]], &shapes)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("NaN"), "{e}");
     }
 }

@@ -438,7 +438,11 @@ mod tests {
             (-1.5, -0.966_105_146_475_311),
         ];
         for (x, want) in cases {
-            assert!((erf(x) - want).abs() < 1e-13, "erf({x}) = {} != {want}", erf(x));
+            assert!(
+                (erf(x) - want).abs() < 1e-13,
+                "erf({x}) = {} != {want}",
+                erf(x)
+            );
         }
     }
 

@@ -4,16 +4,20 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
-use tract_onnx::prelude::*;
 use tract_onnx::prelude::tract_data::internal::DimLike;
+use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::array::{Gather, Pad, PadMode, Slice, TypedConcat};
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::change_axes::AxisOp;
-use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, MaxPool, PaddingSpec, PoolSpec, SumPool};
+use tract_onnx::tract_core::ops::cnn::{
+    Conv, KernelFormat, MaxPool, PaddingSpec, PoolSpec, SumPool,
+};
 use tract_onnx::tract_core::ops::downsample::Downsample;
 use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
-use tract_onnx::tract_core::ops::nn::{DataFormat, LeakyRelu, Reduce, Reducer, Softmax, SoftmaxKind};
+use tract_onnx::tract_core::ops::nn::{
+    DataFormat, LeakyRelu, Reduce, Reducer, Softmax, SoftmaxKind,
+};
 use tract_onnx::tract_core::ops::source::TypedSource;
 
 use crate::builder::{Builder, FloatConst, Window};
@@ -74,7 +78,9 @@ pub fn load(path: &Path) -> Result<LoadedModel> {
             .map(|e| e.value.clone())
     };
     let input_range = match meta("ciro.input_range") {
-        Some(s) => Some(parse_range(&s).map_err(|e| onnx_err(&p, format!("metadata ciro.input_range: {e}")))?),
+        Some(s) => Some(
+            parse_range(&s).map_err(|e| onnx_err(&p, format!("metadata ciro.input_range: {e}")))?,
+        ),
         None => None,
     };
     let image = match meta("ciro.image") {
@@ -97,13 +103,32 @@ pub fn load(path: &Path) -> Result<LoadedModel> {
         .map_err(|e| onnx_err(&p, tract_err(e)))?;
     let mut input_shapes = Vec::new();
     let mut input_names = Vec::new();
-    for (i, outlet) in typed.input_outlets().map_err(|e| onnx_err(&p, tract_err(e)))?.iter().enumerate() {
-        let fact = typed.outlet_fact(*outlet).map_err(|e| onnx_err(&p, tract_err(e)))?;
+    for (i, outlet) in typed
+        .input_outlets()
+        .map_err(|e| onnx_err(&p, tract_err(e)))?
+        .iter()
+        .enumerate()
+    {
+        let fact = typed
+            .outlet_fact(*outlet)
+            .map_err(|e| onnx_err(&p, tract_err(e)))?;
         let shape = fact.shape.as_concrete().ok_or_else(|| {
-            onnx_err(&p, format!("input {i} has a symbolic shape {:?}; Ciro needs static shapes", fact.shape))
+            onnx_err(
+                &p,
+                format!(
+                    "input {i} has a symbolic shape {:?}; Ciro needs static shapes",
+                    fact.shape
+                ),
+            )
         })?;
         if fact.datum_type != f32::datum_type() {
-            return Err(onnx_err(&p, format!("input {i} is {:?}; only f32 inputs are supported", fact.datum_type)));
+            return Err(onnx_err(
+                &p,
+                format!(
+                    "input {i} is {:?}; only f32 inputs are supported",
+                    fact.datum_type
+                ),
+            ));
         }
         input_shapes.push(shape.to_vec());
         input_names.push(typed.node(outlet.node).name.clone());
@@ -147,8 +172,12 @@ pub fn parse_range(s: &str) -> std::result::Result<[f64; 2], String> {
     if parts.len() != 2 {
         return Err(format!("expected `lo,hi`, got `{s}`"));
     }
-    let lo: f64 = parts[0].parse().map_err(|_| format!("`{}` is not a number", parts[0]))?;
-    let hi: f64 = parts[1].parse().map_err(|_| format!("`{}` is not a number", parts[1]))?;
+    let lo: f64 = parts[0]
+        .parse()
+        .map_err(|_| format!("`{}` is not a number", parts[0]))?;
+    let hi: f64 = parts[1]
+        .parse()
+        .map_err(|_| format!("`{}` is not a number", parts[1]))?;
     if !(lo.is_finite() && hi.is_finite() && lo < hi) {
         return Err(format!("empty or non-finite range `{s}`"));
     }
@@ -178,7 +207,12 @@ fn tensor_to_const(t: &Tensor) -> std::result::Result<FloatConst, String> {
 
 fn tensor_to_indices(t: &Tensor) -> std::result::Result<Vec<i64>, String> {
     let t = t.cast_to::<i64>().map_err(tract_err)?;
-    let v = t.to_plain_array_view::<i64>().map_err(tract_err)?.iter().copied().collect();
+    let v = t
+        .to_plain_array_view::<i64>()
+        .map_err(tract_err)?
+        .iter()
+        .copied()
+        .collect();
     Ok(v)
 }
 
@@ -196,20 +230,32 @@ pub fn lower(loaded: &LoadedModel, config: QuantConfig, input_range: [f64; 2]) -
         b: Builder::new(config),
         values: HashMap::new(),
     };
-    let order = model.eval_order().map_err(|e| onnx_err(&loaded.path, tract_err(e)))?;
-    let inputs = model.input_outlets().map_err(|e| onnx_err(&loaded.path, tract_err(e)))?.to_vec();
+    let order = model
+        .eval_order()
+        .map_err(|e| onnx_err(&loaded.path, tract_err(e)))?;
+    let inputs = model
+        .input_outlets()
+        .map_err(|e| onnx_err(&loaded.path, tract_err(e)))?
+        .to_vec();
     for id in order {
         let node = model.node(id);
         l.b.current = node.name.clone();
-        let fact = model.outlet_fact(OutletId::new(id, 0)).map_err(|e| onnx_err(&loaded.path, tract_err(e)))?;
+        let fact = model
+            .outlet_fact(OutletId::new(id, 0))
+            .map_err(|e| onnx_err(&loaded.path, tract_err(e)))?;
         if let Some(k) = &fact.konst {
-            let c = tensor_to_const(k).map_err(|e| l.unsupported(id, &format!(": constant {e}")))?;
+            let c =
+                tensor_to_const(k).map_err(|e| l.unsupported(id, &format!(": constant {e}")))?;
             l.values.insert(OutletId::new(id, 0), Value::Const(c));
             continue;
         }
         if node.op_as::<TypedSource>().is_some() {
-            let index = inputs.iter().position(|o| o.node == id).expect("source is an input");
-            let nid = l.b.input(index, loaded.input_shapes[index].clone(), input_range)?;
+            let index = inputs
+                .iter()
+                .position(|o| o.node == id)
+                .expect("source is an input");
+            let nid =
+                l.b.input(index, loaded.input_shapes[index].clone(), input_range)?;
             l.values.insert(OutletId::new(id, 0), Value::Node(nid));
             continue;
         }
@@ -220,7 +266,12 @@ pub fn lower(loaded: &LoadedModel, config: QuantConfig, input_range: [f64; 2]) -
         l.values.insert(OutletId::new(id, 0), Value::Node(out));
     }
     let mut outputs = Vec::new();
-    for (i, o) in model.output_outlets().map_err(|e| onnx_err(&loaded.path, tract_err(e)))?.iter().enumerate() {
+    for (i, o) in model
+        .output_outlets()
+        .map_err(|e| onnx_err(&loaded.path, tract_err(e)))?
+        .iter()
+        .enumerate()
+    {
         l.b.current = format!("output {i}");
         let v = l.values.get(o).cloned().expect("outputs are lowered");
         let id = match v {
@@ -240,6 +291,7 @@ pub fn lower(loaded: &LoadedModel, config: QuantConfig, input_range: [f64; 2]) -
             node: id,
         });
     }
+    let (nodes, outputs) = prune(l.b.nodes, outputs);
     Ok(Graph {
         name: loaded.name.clone(),
         source_sha256: loaded.sha256.clone(),
@@ -255,7 +307,7 @@ pub fn lower(loaded: &LoadedModel, config: QuantConfig, input_range: [f64; 2]) -
             })
             .collect(),
         outputs,
-        nodes: l.b.nodes,
+        nodes,
         image: loaded.image.clone(),
         labels: loaded.labels.clone(),
     })
@@ -268,7 +320,13 @@ impl Lowering<'_> {
             .inputs
             .iter()
             .map(|i| match self.model.outlet_fact(*i) {
-                Ok(f) => format!("{:?}", f.shape.as_concrete().map(|s| s.to_vec()).unwrap_or_default()),
+                Ok(f) => format!(
+                    "{:?}",
+                    f.shape
+                        .as_concrete()
+                        .map(|s| s.to_vec())
+                        .unwrap_or_default()
+                ),
                 Err(_) => "?".into(),
             })
             .collect::<Vec<_>>()
@@ -295,7 +353,10 @@ impl Lowering<'_> {
 
     fn arg(&self, id: usize, slot: usize) -> Value {
         let outlet = self.model.node(id).inputs[slot];
-        self.values.get(&outlet).cloned().expect("inputs are lowered first")
+        self.values
+            .get(&outlet)
+            .cloned()
+            .expect("inputs are lowered first")
     }
 
     /// The argument as a node, placing a constant at `scale` if needed.
@@ -327,7 +388,12 @@ impl Lowering<'_> {
             if !p.normalize {
                 return Ok(sum);
             }
-            let counts = pool_counts(self.b.node(x).shape.as_slice(), &self.b.node(sum).shape, &win, p.count_include_pad);
+            let counts = pool_counts(
+                self.b.node(x).shape.as_slice(),
+                &self.b.node(sum).shape,
+                &win,
+                p.count_include_pad,
+            );
             let (oh, ow) = (self.b.node(sum).shape[2], self.b.node(sum).shape[3]);
             if counts.iter().all(|&c| c == counts[0]) {
                 return self.b.div_counts(sum, vec![counts[0]], vec![1]);
@@ -335,7 +401,7 @@ impl Lowering<'_> {
             return self.b.div_counts(sum, counts, vec![1, 1, oh, ow]);
         }
         if let Some(bin) = op.downcast_ref::<TypedBinOp>() {
-            return self.binary(id, &bin.0.name());
+            return self.binary(id, bin.0.name().as_ref());
         }
         if let Some(ew) = op.downcast_ref::<ElementWiseOp>() {
             let x = self.arg_node(id, 0, self.b.config.scale)?;
@@ -405,7 +471,8 @@ impl Lowering<'_> {
             let PadMode::Constant(v) = &p.mode else {
                 return Err(self.unsupported(id, ": only constant padding is supported"));
             };
-            let v = tensor_to_const(v).map_err(|e| self.unsupported(id, &format!(": pad value {e}")))?;
+            let v = tensor_to_const(v)
+                .map_err(|e| self.unsupported(id, &format!(": pad value {e}")))?;
             let value = crate::quant::quantize(v.values[0] as f64, self.b.node(x).scale);
             let op = Op::Pad {
                 before: p.pads.iter().map(|p| p.0).collect(),
@@ -425,7 +492,10 @@ impl Lowering<'_> {
             let is_max = match r.reducer {
                 Reducer::Sum => false,
                 Reducer::Max => true,
-                _ => return Err(self.unsupported(id, &format!(": reducer {:?} is not supported", r.reducer))),
+                _ => {
+                    return Err(self
+                        .unsupported(id, &format!(": reducer {:?} is not supported", r.reducer)))
+                }
             };
             let x = self.arg_node(id, 0, self.b.config.scale)?;
             return self.b.reduce(x, r.axes.to_vec(), is_max);
@@ -433,7 +503,10 @@ impl Lowering<'_> {
         if let Some(g) = op.downcast_ref::<Gather>() {
             let x = self.arg_node(id, 0, self.b.config.scale)?;
             let idx_outlet = node.inputs[1];
-            let fact = self.model.outlet_fact(idx_outlet).map_err(|e| self.unsupported(id, &tract_err(e)))?;
+            let fact = self
+                .model
+                .outlet_fact(idx_outlet)
+                .map_err(|e| self.unsupported(id, &tract_err(e)))?;
             let Some(k) = &fact.konst else {
                 return Err(self.unsupported(id, ": gather indices must be constant"));
             };
@@ -443,7 +516,9 @@ impl Lowering<'_> {
             for i in raw {
                 let i = if i < 0 { i + n } else { i };
                 if !(0..n).contains(&i) {
-                    return Err(self.unsupported(id, &format!(": gather index {i} out of range 0..{n}")));
+                    return Err(
+                        self.unsupported(id, &format!(": gather index {i} out of range 0..{n}"))
+                    );
                 }
                 indices.push(i as usize);
             }
@@ -453,7 +528,14 @@ impl Lowering<'_> {
             let x_rank = self.b.node(x).shape.len();
             let mut shape = self.b.node(x).shape.clone();
             shape[g.axis] = indices.len();
-            let gathered = self.b.wiring(Op::Gather { axis: g.axis, indices }, x, shape.clone())?;
+            let gathered = self.b.wiring(
+                Op::Gather {
+                    axis: g.axis,
+                    indices,
+                },
+                x,
+                shape.clone(),
+            )?;
             let out = self.out_shape(id);
             return if out.len() != x_rank || out != shape {
                 self.b.wiring(Op::Reshape, gathered, out)
@@ -470,8 +552,16 @@ impl Lowering<'_> {
         }
         let shape = &self.b.node(x).shape;
         let k = [spec.kernel_shape[0], spec.kernel_shape[1]];
-        let strides = spec.strides.as_ref().map(|s| [s[0], s[1]]).unwrap_or([1, 1]);
-        let dil = spec.dilations.as_ref().map(|s| [s[0], s[1]]).unwrap_or([1, 1]);
+        let strides = spec
+            .strides
+            .as_ref()
+            .map(|s| [s[0], s[1]])
+            .unwrap_or([1, 1]);
+        let dil = spec
+            .dilations
+            .as_ref()
+            .map(|s| [s[0], s[1]])
+            .unwrap_or([1, 1]);
         let computed = spec.padding.compute(&shape[2..4], &k, &dil, &strides);
         let pb = [computed[0].pad_before, computed[1].pad_before];
         let pa = [computed[0].pad_after, computed[1].pad_after];
@@ -489,7 +579,10 @@ impl Lowering<'_> {
 
     fn conv(&mut self, id: usize, conv: &Conv) -> Result<NodeId> {
         if conv.group != 1 || conv.q_params.is_some() || conv.kernel_fmt != KernelFormat::OIHW {
-            return Err(self.unsupported(id, ": only float OIHW convolutions with group 1 are supported"));
+            return Err(self.unsupported(
+                id,
+                ": only float OIHW convolutions with group 1 are supported",
+            ));
         }
         let sw = self.b.config.weight_scale;
         let x = self.arg_node(id, 0, self.b.config.scale)?;
@@ -505,9 +598,15 @@ impl Lowering<'_> {
                 if bias.values.iter().any(|&v| v != 0.0) {
                     let o = kernel.shape[0];
                     let bias = if bias.values.len() == 1 {
-                        FloatConst { shape: vec![1, o, 1, 1], values: vec![bias.values[0]; o] }
+                        FloatConst {
+                            shape: vec![1, o, 1, 1],
+                            values: vec![bias.values[0]; o],
+                        }
                     } else {
-                        FloatConst { shape: vec![1, o, 1, 1], values: bias.values }
+                        FloatConst {
+                            shape: vec![1, o, 1, 1],
+                            values: bias.values,
+                        }
                     };
                     let scale = self.b.node(y).scale;
                     let bn = self.b.constant(&bias, scale)?;
@@ -558,7 +657,8 @@ impl Lowering<'_> {
                 let c = self.b.constant(&recip, sw)?;
                 self.b.mul(x, c)
             }
-            ("Max" | "Min", Value::Node(x), Value::Const(c)) | ("Max" | "Min", Value::Const(c), Value::Node(x)) => {
+            ("Max" | "Min", Value::Node(x), Value::Const(c))
+            | ("Max" | "Min", Value::Const(c), Value::Node(x)) => {
                 let is_max = name == "Max";
                 if let Some(v) = c.scalar() {
                     let v = v as f64;
@@ -604,7 +704,9 @@ impl Lowering<'_> {
             let pb = axis.inputs[ib].first().copied();
             let po = axis.outputs[0].first().copied();
             if axis.inputs[ia].len() > 1 || axis.inputs[ib].len() > 1 {
-                return Err(self.unsupported(id, ": repeated einsum axes (diagonals) are not supported"));
+                return Err(
+                    self.unsupported(id, ": repeated einsum axes (diagonals) are not supported")
+                );
             }
             match (pa, pb, po) {
                 (Some(pa), Some(pb), Some(po)) => batch.push((pa, pb, po)),
@@ -614,10 +716,16 @@ impl Lowering<'_> {
                 (Some(pa), None, None) if sa[pa] == 1 => a_extra.push(pa),
                 (None, Some(pb), None) if sb[pb] == 1 => b_extra.push(pb),
                 (None, None, Some(_)) => {}
-                _ => return Err(self.unsupported(id, &format!(": einsum {} sums over an axis of one operand only", e.axes))),
+                _ => {
+                    return Err(self.unsupported(
+                        id,
+                        &format!(": einsum {} sums over an axis of one operand only", e.axes),
+                    ))
+                }
             }
         }
-        let prod = |dims: &[usize], shape: &[usize]| dims.iter().map(|&d| shape[d]).product::<usize>();
+        let prod =
+            |dims: &[usize], shape: &[usize]| dims.iter().map(|&d| shape[d]).product::<usize>();
         let bsz = prod(&batch.iter().map(|t| t.0).collect::<Vec<_>>(), &sa);
         let msz = prod(&m.iter().map(|t| t.0).collect::<Vec<_>>(), &sa);
         let ksz = prod(&k.iter().map(|t| t.0).collect::<Vec<_>>(), &sa);
@@ -637,8 +745,16 @@ impl Lowering<'_> {
             .chain(n.iter().map(|t| t.0))
             .chain(b_extra.iter().copied())
             .collect();
-        let a3 = if batch.is_empty() { vec![msz, ksz] } else { vec![bsz, msz, ksz] };
-        let b3 = if batch.is_empty() { vec![ksz, nsz] } else { vec![bsz, ksz, nsz] };
+        let a3 = if batch.is_empty() {
+            vec![msz, ksz]
+        } else {
+            vec![bsz, msz, ksz]
+        };
+        let b3 = if batch.is_empty() {
+            vec![ksz, nsz]
+        } else {
+            vec![bsz, ksz, nsz]
+        };
         let a_node = self.arg_node(id, ia, scale)?;
         let a_node = self.b.at_most(a_node, scale)?;
         let a_node = self.permute_reshape(a_node, &perm_a, a3)?;
@@ -674,23 +790,73 @@ impl Lowering<'_> {
     }
 
     fn reshape_if(&mut self, x: NodeId, shape: Vec<usize>) -> Result<NodeId> {
-        if self.b.node(x).shape == shape {
-            Ok(x)
-        } else {
-            self.b.wiring(Op::Reshape, x, shape)
+        let n = self.b.node(x);
+        if n.shape == shape {
+            return Ok(x);
         }
+        // Reshape of a reshape reads the original data directly.
+        let src = if n.op == Op::Reshape { n.inputs[0] } else { x };
+        if self.b.node(src).shape == shape {
+            return Ok(src);
+        }
+        self.b.wiring(Op::Reshape, src, shape)
     }
 
     fn permute_reshape(&mut self, x: NodeId, perm: &[usize], shape: Vec<usize>) -> Result<NodeId> {
-        let x = if perm.iter().enumerate().any(|(i, &p)| i != p) {
+        let s = &self.b.node(x).shape;
+        // Moving only size-1 axes leaves the data order unchanged: a reshape is enough.
+        let moved: Vec<usize> = perm.iter().copied().filter(|&p| s[p] != 1).collect();
+        let x = if moved.windows(2).any(|w| w[0] > w[1]) {
             let s = &self.b.node(x).shape;
             let tshape = perm.iter().map(|&p| s[p]).collect();
-            self.b.wiring(Op::Transpose { perm: perm.to_vec() }, x, tshape)?
+            self.b.wiring(
+                Op::Transpose {
+                    perm: perm.to_vec(),
+                },
+                x,
+                tshape,
+            )?
         } else {
             x
         };
         self.reshape_if(x, shape)
     }
+}
+
+/// Drops nodes no output depends on (e.g. reshapes bypassed by a later reshape) and renumbers.
+fn prune(
+    nodes: Vec<crate::ir::Node>,
+    outputs: Vec<OutputInfo>,
+) -> (Vec<crate::ir::Node>, Vec<OutputInfo>) {
+    let mut live = vec![false; nodes.len()];
+    for o in &outputs {
+        live[o.node] = true;
+    }
+    for i in (0..nodes.len()).rev() {
+        if live[i] || matches!(nodes[i].op, Op::Input { .. }) {
+            live[i] = true;
+            for &j in &nodes[i].inputs {
+                live[j] = true;
+            }
+        }
+    }
+    let mut new_id = vec![usize::MAX; nodes.len()];
+    let mut kept = Vec::new();
+    for (i, mut n) in nodes.into_iter().enumerate() {
+        if live[i] {
+            n.inputs = n.inputs.iter().map(|&j| new_id[j]).collect();
+            new_id[i] = kept.len();
+            kept.push(n);
+        }
+    }
+    let outputs = outputs
+        .into_iter()
+        .map(|o| OutputInfo {
+            node: new_id[o.node],
+            ..o
+        })
+        .collect();
+    (kept, outputs)
 }
 
 /// Applies an axis permutation to a constant on the host, then gives it `shape`.
@@ -700,7 +866,11 @@ fn permute_const(c: &FloatConst, perm: &[usize], shape: Vec<usize>) -> FloatCons
     let mut values = Vec::with_capacity(c.values.len());
     let mut idx = vec![0usize; tshape.len()];
     for _ in 0..c.values.len() {
-        let flat: usize = idx.iter().enumerate().map(|(d, &i)| i * in_strides[perm[d]]).sum();
+        let flat: usize = idx
+            .iter()
+            .enumerate()
+            .map(|(d, &i)| i * in_strides[perm[d]])
+            .sum();
         values.push(c.values[flat]);
         for d in (0..tshape.len()).rev() {
             idx[d] += 1;
@@ -714,7 +884,12 @@ fn permute_const(c: &FloatConst, perm: &[usize], shape: Vec<usize>) -> FloatCons
 }
 
 /// Number of elements each average-pool window divides by.
-fn pool_counts(in_shape: &[usize], out_shape: &[usize], win: &Window, include_pad: bool) -> Vec<i64> {
+fn pool_counts(
+    in_shape: &[usize],
+    out_shape: &[usize],
+    win: &Window,
+    include_pad: bool,
+) -> Vec<i64> {
     let (h, w) = (in_shape[2], in_shape[3]);
     let (oh, ow) = (out_shape[2], out_shape[3]);
     let mut counts = Vec::with_capacity(oh * ow);
@@ -723,8 +898,10 @@ fn pool_counts(in_shape: &[usize], out_shape: &[usize], win: &Window, include_pa
             let mut c = 0;
             for i in 0..win.kernel[0] {
                 for j in 0..win.kernel[1] {
-                    let iy = (y * win.strides[0] + i * win.dilations[0]) as isize - win.pads_before[0] as isize;
-                    let ix = (x * win.strides[1] + j * win.dilations[1]) as isize - win.pads_before[1] as isize;
+                    let iy = (y * win.strides[0] + i * win.dilations[0]) as isize
+                        - win.pads_before[0] as isize;
+                    let ix = (x * win.strides[1] + j * win.dilations[1]) as isize
+                        - win.pads_before[1] as isize;
                     let inside = iy >= 0 && ix >= 0 && iy < h as isize && ix < w as isize;
                     if inside || include_pad {
                         c += 1;

@@ -33,11 +33,16 @@ impl FloatModel {
             .map(|(x, s)| Tensor::from_shape(s, x).map(|t| t.into_tvalue()))
             .collect::<TractResult<_>>()
             .map_err(|e| CompileError::Reference(e.to_string()))?;
-        let outputs = self.plan.run(tensors).map_err(|e| CompileError::Reference(e.to_string()))?;
+        let outputs = self
+            .plan
+            .run(tensors)
+            .map_err(|e| CompileError::Reference(e.to_string()))?;
         outputs
             .iter()
             .map(|t| {
-                let t = t.cast_to::<f32>().map_err(|e| CompileError::Reference(e.to_string()))?;
+                let t = t
+                    .cast_to::<f32>()
+                    .map_err(|e| CompileError::Reference(e.to_string()))?;
                 let v = t
                     .to_plain_array_view::<f32>()
                     .map_err(|e| CompileError::Reference(e.to_string()))?

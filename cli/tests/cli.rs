@@ -1,0 +1,181 @@
+//! End-to-end tests of the `ciro` binary: compile, inspect, run, with and without --json, and
+//! clear errors with a non-zero exit.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+}
+
+fn ciro(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ciro"))
+        .args(args)
+        .output()
+        .expect("ciro runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ciro-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+#[test]
+fn compile_inspect_run_the_digit_model_on_an_image() {
+    let model = fixtures().join("models/image_recognition_v1/model.onnx");
+    let cal = fixtures().join("models/image_recognition_v1/calibration");
+    let out = tmp("digits.ciro.json");
+    let o = ciro(&[
+        "compile",
+        model.to_str().unwrap(),
+        "--calibration",
+        cal.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    for want in [
+        "MACs",
+        "parameters",
+        "scale",
+        "calibration",
+        "label agreement",
+        "proven error",
+    ] {
+        assert!(t.contains(want), "compile summary lacks {want}: {t}");
+    }
+
+    let o = ciro(&["inspect", out.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["name"], "image_recognition_v1");
+    assert_eq!(v["stats"]["macs"], 64 * 32 + 32 * 10);
+    assert_eq!(v["hash"].as_str().unwrap().len(), 64);
+
+    let labels: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("images/labels.json")).unwrap(),
+    )
+    .unwrap();
+    let (file, info) = labels
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(f, _)| f.ends_with(".png"))
+        .unwrap();
+    let want = info
+        .get("label")
+        .and_then(|v| v.as_u64())
+        .or_else(|| info.as_u64())
+        .unwrap();
+    let img = fixtures().join("images").join(file);
+    let o = ciro(&[
+        "run",
+        out.to_str().unwrap(),
+        "--input",
+        img.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["label"], want.to_string(), "{v}");
+    assert_eq!(v["outputs"][0].as_array().unwrap().len(), 10);
+
+    let o = ciro(&[
+        "run",
+        out.to_str().unwrap(),
+        "--input",
+        img.to_str().unwrap(),
+    ]);
+    assert!(text(&o).contains(&format!("label: {want}")), "{}", text(&o));
+}
+
+#[test]
+fn errors_are_clear_and_exit_nonzero() {
+    let o = ciro(&[
+        "compile",
+        fixtures().join("ops/malformed.onnx").to_str().unwrap(),
+        "-o",
+        tmp("x.json").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("error: malformed or unsupported ONNX model"),
+        "{}",
+        text(&o)
+    );
+
+    let o = ciro(&[
+        "compile",
+        fixtures().join("ops/unsupported_op.onnx").to_str().unwrap(),
+        "-o",
+        tmp("y.json").to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(!o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("unsupported op `Cos`"),
+        "{v}"
+    );
+
+    // Compile mlp_small, then feed it a wrong-shaped input and an unreadable image.
+    let out = tmp("small.json");
+    let dir = fixtures().join("models/mlp_small");
+    let o = ciro(&[
+        "compile",
+        dir.join("model.onnx").to_str().unwrap(),
+        "--calibration",
+        dir.join("calibration").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let bad = tmp("bad.json");
+    std::fs::write(&bad, r#"{"input_data": [[1, 2, 3]]}"#).unwrap();
+    let o = ciro(&[
+        "run",
+        out.to_str().unwrap(),
+        "--input",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("3 values, the model expects shape [1, 64]"),
+        "{}",
+        text(&o)
+    );
+    let img = tmp("broken.jpg");
+    std::fs::write(&img, b"not a jpeg").unwrap();
+    let o = ciro(&[
+        "run",
+        out.to_str().unwrap(),
+        "--input",
+        img.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("declares no image preprocessing"),
+        "{}",
+        text(&o)
+    );
+    let o = ciro(&["inspect", bad.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("not a ciro-compiled-model file"),
+        "{}",
+        text(&o)
+    );
+}

@@ -1,0 +1,109 @@
+//! Bad input gives clear errors, never panics; the tests assert the messages.
+
+mod common;
+
+use ciro_model_compiler::input::read_image;
+use ciro_model_compiler::onnx;
+use ciro_model_compiler::{run, CompiledModel};
+use common::*;
+
+fn mlp_small() -> CompiledModel {
+    let dir = fixtures().join("models/mlp_small");
+    compile_with(
+        &load(&dir.join("model.onnx")),
+        &read_samples(&dir.join("calibration")),
+    )
+}
+
+#[test]
+fn unsupported_op_names_op_node_and_shapes() {
+    let loaded = load(&fixtures().join("ops/unsupported_op.onnx"));
+    let err = ciro_model_compiler::compile(&loaded, &[], &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unsupported op `Cos`"), "{err}");
+    assert!(err.contains("at node `"), "{err}");
+    assert!(err.contains("[1, 8]"), "{err}");
+}
+
+#[test]
+fn malformed_onnx_is_an_error() {
+    let err = onnx::load(&fixtures().join("ops/malformed.onnx"))
+        .err()
+        .expect("must fail")
+        .to_string();
+    assert!(err.contains("malformed or unsupported ONNX model"), "{err}");
+    assert!(err.contains("malformed.onnx"), "{err}");
+    let missing = onnx::load(std::path::Path::new("/nonexistent/model.onnx"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        missing.contains("cannot read /nonexistent/model.onnx"),
+        "{missing}"
+    );
+}
+
+#[test]
+fn wrong_shape_nan_and_out_of_range_inputs_are_refused() {
+    let m = mlp_small();
+    let err = run(&m.graph, &[vec![0.0; 63]]).unwrap_err().to_string();
+    assert!(
+        err.contains("63 values") && err.contains("[1, 64]"),
+        "{err}"
+    );
+    let mut x = vec![0.0f32; 64];
+    x[5] = f32::NAN;
+    let err = run(&m.graph, &[x]).unwrap_err().to_string();
+    assert!(err.contains("NaN") && err.contains("position 5"), "{err}");
+    let mut x = vec![0.0f32; 64];
+    x[3] = f32::INFINITY;
+    assert!(run(&m.graph, &[x]).is_err());
+    let mut x = vec![0.0f32; 64];
+    x[2] = 7.5;
+    let err = run(&m.graph, &[x]).unwrap_err().to_string();
+    assert!(err.contains("outside the declared input range"), "{err}");
+    let err = run(&m.graph, &[]).unwrap_err().to_string();
+    assert!(err.contains("takes 1 input(s), got 0"), "{err}");
+}
+
+#[test]
+fn undecodable_image_is_an_error() {
+    let spec = ciro_model_compiler::ir::ImageSpec {
+        height: 8,
+        width: 8,
+        channels: 1,
+        range: [0.0, 1.0],
+    };
+    let path = std::env::temp_dir().join(format!("ciro-bad-{}.png", std::process::id()));
+    std::fs::write(&path, b"\x89PNG\r\n\x1a\nthis is not really a png").unwrap();
+    let err = read_image(&path, &spec).unwrap_err().to_string();
+    assert!(
+        err.contains("invalid image") && err.contains("cannot decode"),
+        "{err}"
+    );
+    std::fs::remove_file(path).ok();
+}
+
+#[test]
+fn tampered_compiled_model_is_refused() {
+    let m = mlp_small();
+    let text = serde_json::to_string(&m).unwrap();
+    // Change one weight: the hash no longer matches.
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let nodes = v["graph"]["nodes"].as_array_mut().unwrap();
+    let c = nodes
+        .iter_mut()
+        .find(|n| n["op"].get("Const").is_some())
+        .unwrap();
+    let w = &mut c["op"]["Const"]["values"][0];
+    *w = serde_json::json!(w.as_i64().unwrap() + 1);
+    let err = CompiledModel::from_bytes(v.to_string().as_bytes()).unwrap_err();
+    assert!(err.contains("content hash mismatch"), "{err}");
+    let err = CompiledModel::from_bytes(&text.as_bytes()[..text.len() / 2]).unwrap_err();
+    assert!(err.contains("not a compiled model"), "{err}");
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["version"] = serde_json::json!(99);
+    let err = CompiledModel::from_bytes(v.to_string().as_bytes()).unwrap_err();
+    assert!(err.contains("format version 99 is not supported"), "{err}");
+}

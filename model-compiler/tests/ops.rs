@@ -1,0 +1,71 @@
+//! Per-op tests: each single-op fixture compiles to the expected IR op, stays inside its proven
+//! bounds on many random inputs, and its dequantized output matches tract's float output within
+//! the error bound the compiler states.
+
+mod common;
+
+use ciro_model_compiler::reference::FloatModel;
+use common::*;
+
+/// (fixture, IR ops that must appear)
+const OPS: &[(&str, &[&str])] = &[
+    ("gemm", &["MatMul", "Add"]),
+    ("matmul", &["MatMul"]),
+    ("conv", &["Conv", "Add"]),
+    ("batchnorm", &["Conv"]),
+    ("add_broadcast", &["Add"]),
+    ("sub", &["Sub"]),
+    ("mul", &["Mul"]),
+    ("div_const", &["Mul"]),
+    ("relu", &["Clamp"]),
+    ("leaky_relu", &["LeakyRelu"]),
+    ("clip", &["Clamp"]),
+    ("sigmoid", &["Lookup"]),
+    ("tanh", &["Lookup"]),
+    ("exp", &["Lookup"]),
+    ("softmax", &["Softmax"]),
+    ("maxpool", &["MaxPool"]),
+    ("averagepool", &["SumPool", "DivConst"]),
+    ("global_average_pool", &["DivConst"]),
+    ("flatten", &["Reshape"]),
+    ("reshape", &["Reshape"]),
+    ("transpose", &["Transpose"]),
+    ("squeeze_unsqueeze", &["Reshape"]),
+    ("concat", &["Concat"]),
+    ("slice", &["Slice"]),
+    ("pad", &["Pad"]),
+    ("gather_const", &["Gather"]),
+];
+
+#[test]
+fn every_op_matches_float_within_its_proven_error() {
+    let dir = fixtures().join("ops");
+    let mut report = Vec::new();
+    for (name, ops) in OPS {
+        let path = dir.join(format!("{name}.onnx"));
+        let loaded = load(&path);
+        let sample =
+            ciro_model_compiler::input::read_json(&dir.join(format!("{name}.json"))).unwrap();
+        let compiled = compile_with(&loaded, std::slice::from_ref(&sample));
+        let graph = &compiled.graph;
+        let present: Vec<&str> = graph.nodes.iter().map(|n| n.op.name()).collect();
+        for op in *ops {
+            assert!(
+                present.contains(op),
+                "{name}: expected a {op} node, IR has {present:?}"
+            );
+        }
+        let float = FloatModel::new(&loaded).unwrap();
+        let (mut worst, mut stated) = check_bounds_and_error(graph, &float, &sample);
+        for x in random_inputs(graph, 40, 7) {
+            let (w, s) = check_bounds_and_error(graph, &float, &x);
+            worst = worst.max(w);
+            stated = stated.max(s);
+        }
+        report.push(format!(
+            "{name:<20} scale {:>2}  max |int-float| {worst:.2e}  proven {stated:.2e}",
+            graph.config.scale
+        ));
+    }
+    println!("{}", report.join("\n"));
+}
