@@ -52,6 +52,31 @@ fn tract_err(e: TractError) -> String {
     chain.join(": ")
 }
 
+/// tract names constants after their initializers and ops after their nodes, and refuses a model
+/// where the two meet (a node `fc` reading an initializer `fc` is valid ONNX). Node names carry
+/// no semantics, so colliding ones get a suffix.
+fn dedupe_node_names(graph: &mut tract_onnx::pb::GraphProto) {
+    let mut taken: std::collections::HashSet<String> = graph
+        .initializer
+        .iter()
+        .map(|t| t.name.clone())
+        .chain(graph.input.iter().map(|i| i.name.clone()))
+        .collect();
+    for node in &mut graph.node {
+        if node.name.is_empty() {
+            continue;
+        }
+        if taken.contains(&node.name) {
+            let base = node.name.clone();
+            node.name = (1..)
+                .map(|k| format!("{base}.node{k}"))
+                .find(|n| !taken.contains(n))
+                .expect("an unused name exists");
+        }
+        taken.insert(node.name.clone());
+    }
+}
+
 /// Reads an ONNX file, checks it has static shapes, and declutters it.
 pub fn load(path: &Path) -> Result<LoadedModel> {
     let p = path.display().to_string();
@@ -61,12 +86,13 @@ pub fn load(path: &Path) -> Result<LoadedModel> {
     })?;
     let sha256 = hex::encode(Sha256::digest(&bytes));
     let onnx = tract_onnx::onnx();
-    let proto = onnx
+    let mut proto = onnx
         .proto_model_for_read(&mut bytes.as_slice())
         .map_err(|e| onnx_err(&p, format!("not a valid ONNX protobuf ({})", tract_err(e))))?;
-    if proto.graph.is_none() {
+    let Some(graph) = proto.graph.as_mut() else {
         return Err(onnx_err(&p, "the file holds no graph"));
-    }
+    };
+    dedupe_node_names(graph);
     let inference = onnx
         .model_for_proto_model(&proto)
         .map_err(|e| onnx_err(&p, tract_err(e)))?;
