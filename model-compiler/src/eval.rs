@@ -104,7 +104,7 @@ fn binary(a: &IntTensor, b: &IntTensor, shape: &[usize], f: impl Fn(i64, i64) ->
 /// Iterates the windows of a 2-D pooling/conv over an NCHW tensor: calls
 /// `f(out_flat, in_flat_or_none_for_padding)` for every window element.
 #[allow(clippy::too_many_arguments)]
-fn for_each_window(
+pub(crate) fn for_each_window(
     in_shape: &[usize],
     out_shape: &[usize],
     kernel: [usize; 2],
@@ -260,32 +260,16 @@ pub fn eval_node(node: &Node, inputs: &[&IntTensor]) -> IntTensor {
             strides,
             pads_before,
             ..
-        } => {
-            let x = inputs[0];
-            let mut out = vec![i64::MIN; node.len()];
-            for_each_window(
-                &x.shape,
-                &shape,
-                *kernel,
-                *strides,
-                [1, 1],
-                *pads_before,
-                |o, i| {
-                    if let Some(i) = i {
-                        out[o] = out[o].max(x.data[i]);
-                    }
-                },
-            );
-            out
         }
-        Op::SumPool {
+        | Op::SumPool {
             kernel,
             strides,
             pads_before,
             ..
         } => {
             let x = inputs[0];
-            let mut out = vec![0i64; node.len()];
+            let is_max = matches!(node.op, Op::MaxPool { .. });
+            let mut out = vec![if is_max { i64::MIN } else { 0 }; node.len()];
             for_each_window(
                 &x.shape,
                 &shape,
@@ -295,7 +279,11 @@ pub fn eval_node(node: &Node, inputs: &[&IntTensor]) -> IntTensor {
                 *pads_before,
                 |o, i| {
                     if let Some(i) = i {
-                        out[o] += x.data[i];
+                        out[o] = if is_max {
+                            out[o].max(x.data[i])
+                        } else {
+                            out[o] + x.data[i]
+                        };
                     }
                 },
             );
@@ -341,22 +329,7 @@ pub fn eval_node(node: &Node, inputs: &[&IntTensor]) -> IntTensor {
                 .collect()
         }
         Op::Reshape => inputs[0].data.clone(),
-        Op::Transpose { perm } => {
-            let x = inputs[0];
-            let in_strides = strides(&x.shape);
-            let mut out = Vec::with_capacity(node.len());
-            let mut idx = vec![0usize; shape.len()];
-            for _ in 0..node.len() {
-                let flat: usize = idx
-                    .iter()
-                    .enumerate()
-                    .map(|(d, &i)| i * in_strides[perm[d]])
-                    .sum();
-                out.push(x.data[flat]);
-                increment(&mut idx, &shape);
-            }
-            out
-        }
+        Op::Transpose { perm } => permute(&inputs[0].data, &inputs[0].shape, perm),
         Op::Slice {
             axis, start, step, ..
         } => gather_axis(inputs[0], *axis, &shape, |i| start + i * step),
@@ -395,6 +368,24 @@ pub fn eval_node(node: &Node, inputs: &[&IntTensor]) -> IntTensor {
         }
     };
     IntTensor::new(shape, data)
+}
+
+/// `data` (row-major, `shape`) with its axes permuted: output axis `d` is input axis `perm[d]`.
+pub(crate) fn permute<T: Copy>(data: &[T], shape: &[usize], perm: &[usize]) -> Vec<T> {
+    let in_strides = strides(shape);
+    let out_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
+    let mut out = Vec::with_capacity(data.len());
+    let mut idx = vec![0usize; out_shape.len()];
+    for _ in 0..data.len() {
+        let flat: usize = idx
+            .iter()
+            .enumerate()
+            .map(|(d, &i)| i * in_strides[perm[d]])
+            .sum();
+        out.push(data[flat]);
+        increment(&mut idx, &out_shape);
+    }
+    out
 }
 
 fn increment(idx: &mut [usize], shape: &[usize]) {

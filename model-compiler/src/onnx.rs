@@ -887,26 +887,10 @@ fn prune(
 
 /// Applies an axis permutation to a constant on the host, then gives it `shape`.
 fn permute_const(c: &FloatConst, perm: &[usize], shape: Vec<usize>) -> FloatConst {
-    let in_strides = crate::eval::strides(&c.shape);
-    let tshape: Vec<usize> = perm.iter().map(|&p| c.shape[p]).collect();
-    let mut values = Vec::with_capacity(c.values.len());
-    let mut idx = vec![0usize; tshape.len()];
-    for _ in 0..c.values.len() {
-        let flat: usize = idx
-            .iter()
-            .enumerate()
-            .map(|(d, &i)| i * in_strides[perm[d]])
-            .sum();
-        values.push(c.values[flat]);
-        for d in (0..tshape.len()).rev() {
-            idx[d] += 1;
-            if idx[d] < tshape[d] {
-                break;
-            }
-            idx[d] = 0;
-        }
+    FloatConst {
+        shape,
+        values: crate::eval::permute(&c.values, &c.shape, perm),
     }
-    FloatConst { shape, values }
 }
 
 /// Number of elements each average-pool window divides by.
@@ -916,27 +900,23 @@ fn pool_counts(
     win: &Window,
     include_pad: bool,
 ) -> Vec<i64> {
+    // One channel of one batch item: every channel has the same windows.
     let (h, w) = (in_shape[2], in_shape[3]);
     let (oh, ow) = (out_shape[2], out_shape[3]);
-    let mut counts = Vec::with_capacity(oh * ow);
-    for y in 0..oh {
-        for x in 0..ow {
-            let mut c = 0;
-            for i in 0..win.kernel[0] {
-                for j in 0..win.kernel[1] {
-                    let iy = (y * win.strides[0] + i * win.dilations[0]) as isize
-                        - win.pads_before[0] as isize;
-                    let ix = (x * win.strides[1] + j * win.dilations[1]) as isize
-                        - win.pads_before[1] as isize;
-                    let inside = iy >= 0 && ix >= 0 && iy < h as isize && ix < w as isize;
-                    if inside || include_pad {
-                        c += 1;
-                    }
-                }
+    let mut counts = vec![0i64; oh * ow];
+    crate::eval::for_each_window(
+        &[1, 1, h, w],
+        &[1, 1, oh, ow],
+        win.kernel,
+        win.strides,
+        win.dilations,
+        win.pads_before,
+        |o, i| {
+            if i.is_some() || include_pad {
+                counts[o] += 1;
             }
-            counts.push(c);
-        }
-    }
+        },
+    );
     counts
 }
 
