@@ -104,7 +104,7 @@ fn binary(a: &IntTensor, b: &IntTensor, shape: &[usize], f: impl Fn(i64, i64) ->
 /// Iterates the windows of a 2-D pooling/conv over an NCHW tensor: calls
 /// `f(out_flat, in_flat_or_none_for_padding)` for every window element.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn for_each_window(
+pub fn for_each_window(
     in_shape: &[usize],
     out_shape: &[usize],
     kernel: [usize; 2],
@@ -144,7 +144,7 @@ pub(crate) fn for_each_window(
 
 /// For reductions: (outer, axis_len, inner) of a shape around a set of contiguous or
 /// non-contiguous axes is not needed — we map each input flat index to its output flat index.
-fn reduce_map(shape: &[usize], axes: &[usize]) -> (Vec<usize>, Vec<usize>) {
+pub fn reduce_map(shape: &[usize], axes: &[usize]) -> (Vec<usize>, Vec<usize>) {
     let out_shape: Vec<usize> = shape
         .iter()
         .enumerate()
@@ -371,7 +371,7 @@ pub fn eval_node(node: &Node, inputs: &[&IntTensor]) -> IntTensor {
 }
 
 /// `data` (row-major, `shape`) with its axes permuted: output axis `d` is input axis `perm[d]`.
-pub(crate) fn permute<T: Copy>(data: &[T], shape: &[usize], perm: &[usize]) -> Vec<T> {
+pub fn permute<T: Copy>(data: &[T], shape: &[usize], perm: &[usize]) -> Vec<T> {
     let in_strides = strides(shape);
     let out_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
     let mut out = Vec::with_capacity(data.len());

@@ -1,0 +1,24 @@
+use thiserror::Error;
+
+/// Why a model cannot be turned into a circuit, or a witness into a trace.
+#[derive(Debug, Error)]
+pub enum CircuitError {
+    #[error("node `{node}` ({op}) cannot be proven exactly in M31: {detail}")]
+    Overflow {
+        node: String,
+        op: String,
+        detail: String,
+    },
+    #[error("node `{node}` ({op}) is not supported by the stwo circuits: {detail}")]
+    Unsupported {
+        node: String,
+        op: String,
+        detail: String,
+    },
+    #[error("malformed graph: {0}")]
+    Malformed(String),
+    #[error("invalid input: {0}")]
+    Input(String),
+    #[error("witness generation failed: {0}")]
+    Witness(String),
+}

@@ -1,0 +1,202 @@
+//! The proof bundle: everything a verifier needs besides the verification key.
+//!
+//! File layout: the magic `CIROPB01`, a little-endian `u64` header length, the header as JSON
+//! (backend, parameters, model commitment, public input and output), a `u64` proof length and
+//! the backend's proof bytes. Nothing in it is trusted: the verifier checks every field against
+//! the verification key and the proof.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::BundleError;
+
+pub const MAGIC: &[u8; 8] = b"CIROPB01";
+pub const BUNDLE_VERSION: u32 = 1;
+/// Refuse absurd sizes before allocating.
+const MAX_HEADER: u64 = 256 << 20;
+const MAX_PROOF: u64 = 1 << 30;
+
+/// A public tensor at a fixed-point scale: real value = `values[i] / 2^scale`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicTensor {
+    pub shape: Vec<usize>,
+    pub scale: u32,
+    pub values: Vec<i64>,
+}
+
+impl PublicTensor {
+    pub fn real(&self) -> Vec<f64> {
+        let s = (1u64 << self.scale) as f64;
+        self.values.iter().map(|&v| v as f64 / s).collect()
+    }
+}
+
+/// Proof-system parameters and what they buy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProofParams {
+    /// Merkle and Fiat–Shamir hash.
+    pub hash: String,
+    pub log_blowup: u32,
+    pub n_queries: u32,
+    pub pow_bits: u32,
+    /// Conjectured bits of security: `pow_bits + log_blowup * n_queries`.
+    pub security_bits: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleHeader {
+    pub version: u32,
+    /// `stwo` (more to come).
+    pub backend: String,
+    pub params: ProofParams,
+    pub model_name: String,
+    /// Hash of the verification key (hex sha256): the model this proof is about.
+    pub model_commitment: String,
+    pub inputs: Vec<PublicTensor>,
+    pub outputs: Vec<PublicTensor>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProofBundle {
+    pub header: BundleHeader,
+    pub proof: Vec<u8>,
+}
+
+impl ProofBundle {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let header = serde_json::to_vec(&self.header).expect("bundle headers serialise");
+        let mut out = Vec::with_capacity(8 + 16 + header.len() + self.proof.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+        out.extend_from_slice(&header);
+        out.extend_from_slice(&(self.proof.len() as u64).to_le_bytes());
+        out.extend_from_slice(&self.proof);
+        out
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, BundleError> {
+        let mut rest = bytes;
+        let mut take = |n: usize, what: &str| -> Result<&[u8], BundleError> {
+            if rest.len() < n {
+                return Err(BundleError::Truncated(format!(
+                    "needs {n} more bytes for the {what}, {} left",
+                    rest.len()
+                )));
+            }
+            let (a, b) = rest.split_at(n);
+            rest = b;
+            Ok(a)
+        };
+        if take(8, "magic")? != MAGIC {
+            return Err(BundleError::NotABundle);
+        }
+        let len = u64::from_le_bytes(take(8, "header length")?.try_into().expect("8 bytes"));
+        if len > MAX_HEADER {
+            return Err(BundleError::Malformed(format!(
+                "header length {len} is absurd"
+            )));
+        }
+        let header: BundleHeader = serde_json::from_slice(take(len as usize, "header")?)
+            .map_err(|e| BundleError::Malformed(format!("header: {e}")))?;
+        if header.version != BUNDLE_VERSION {
+            return Err(BundleError::Malformed(format!(
+                "bundle version {} (this build reads version {BUNDLE_VERSION})",
+                header.version
+            )));
+        }
+        let len = u64::from_le_bytes(take(8, "proof length")?.try_into().expect("8 bytes"));
+        if len > MAX_PROOF {
+            return Err(BundleError::Malformed(format!(
+                "proof length {len} is absurd"
+            )));
+        }
+        let proof = take(len as usize, "proof")?.to_vec();
+        if !rest.is_empty() {
+            return Err(BundleError::Malformed(format!(
+                "{} trailing bytes",
+                rest.len()
+            )));
+        }
+        Ok(ProofBundle { header, proof })
+    }
+
+    /// Writes atomically (temporary file, then rename).
+    pub fn save(&self, path: &Path) -> Result<(), BundleError> {
+        write_atomic(path, &self.to_bytes())
+    }
+
+    pub fn load(path: &Path) -> Result<Self, BundleError> {
+        let bytes =
+            std::fs::read(path).map_err(|e| BundleError::Io(path.display().to_string(), e))?;
+        Self::from_bytes(&bytes)
+    }
+}
+
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BundleError> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(|e| BundleError::Io(tmp.display().to_string(), e))?;
+    std::fs::rename(&tmp, path).map_err(|e| BundleError::Io(path.display().to_string(), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> ProofBundle {
+        ProofBundle {
+            header: BundleHeader {
+                version: BUNDLE_VERSION,
+                backend: "stwo".into(),
+                params: ProofParams {
+                    hash: "blake2s".into(),
+                    log_blowup: 1,
+                    n_queries: 80,
+                    pow_bits: 20,
+                    security_bits: 100,
+                },
+                model_name: "m".into(),
+                model_commitment: "ab".into(),
+                inputs: vec![PublicTensor {
+                    shape: vec![2],
+                    scale: 3,
+                    values: vec![1, -2],
+                }],
+                outputs: vec![PublicTensor {
+                    shape: vec![1],
+                    scale: 3,
+                    values: vec![7],
+                }],
+            },
+            proof: vec![1, 2, 3, 250],
+        }
+    }
+
+    #[test]
+    fn round_trips_and_refuses_truncation() {
+        let b = sample();
+        let bytes = b.to_bytes();
+        assert_eq!(ProofBundle::from_bytes(&bytes).unwrap(), b);
+        for cut in [0, 5, 8, 12, bytes.len() - 1] {
+            assert!(
+                ProofBundle::from_bytes(&bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let mut extra = bytes.clone();
+        extra.push(0);
+        assert!(matches!(
+            ProofBundle::from_bytes(&extra),
+            Err(BundleError::Malformed(_))
+        ));
+        assert!(matches!(
+            ProofBundle::from_bytes(b"not a bundle at all"),
+            Err(BundleError::NotABundle)
+        ));
+    }
+
+    #[test]
+    fn real_values_use_the_scale() {
+        assert_eq!(sample().header.inputs[0].real(), vec![0.125, -0.25]);
+    }
+}
