@@ -379,8 +379,12 @@ impl StwoBackend {
                 .iter()
                 .map(|c| c as &dyn stwo::prover::ComponentProver<SimdBackend>)
                 .collect();
-            let stark = prove::<SimdBackend, Blake2sMerkleChannel>(&refs, channel, scheme)
-                .map_err(|e| ProveError::Backend(format!("{e:?}")))?;
+            let stark = if tamper.is_some() {
+                cheat::prove_without_self_check(&refs, channel, scheme)
+            } else {
+                prove::<SimdBackend, Blake2sMerkleChannel>(&refs, channel, scheme)
+                    .map_err(|e| ProveError::Backend(format!("{e:?}")))?
+            };
             use bincode::Options;
             bincode_options()
                 .serialize(&StwoProof {
@@ -666,5 +670,52 @@ impl ProofSystem for StwoBackend {
             }
         }
         Ok(h.outputs.clone())
+    }
+}
+
+/// A cheating prover for the soundness suite: the same protocol as `stwo::prover::prove`, minus
+/// its final self-check (which refuses a witness that breaks a constraint), so that such a proof
+/// reaches the verifier as it would from an adversary. Never used outside tampered proofs.
+mod cheat {
+    use stwo::core::circle::CirclePoint;
+    use stwo::core::fields::qm31::SECURE_EXTENSION_DEGREE;
+    use stwo::core::pcs::utils::get_lifting_log_size;
+    use stwo::core::proof::StarkProof;
+    use stwo::core::vcs_lifted::blake2_merkle::{Blake2sMerkleChannel, Blake2sMerkleHasher};
+    use stwo::prover::backend::simd::SimdBackend;
+    use stwo::prover::{CommitmentSchemeProver, ComponentProver, ComponentProvers};
+
+    use super::{Blake2sChannel, Channel};
+
+    pub fn prove_without_self_check(
+        components: &[&dyn ComponentProver<SimdBackend>],
+        channel: &mut Blake2sChannel,
+        mut scheme: CommitmentSchemeProver<'_, SimdBackend, Blake2sMerkleChannel>,
+    ) -> StarkProof<Blake2sMerkleHasher> {
+        let provers = ComponentProvers {
+            components: components.to_vec(),
+            n_preprocessed_columns: scheme.trees[0].polynomials.len(),
+        };
+        let random_coeff = channel.draw_secure_felt();
+        let composition = provers.compute_composition_polynomial(
+            random_coeff,
+            &scheme.trace(),
+            scheme.twiddles,
+            scheme.config.fri_config.log_blowup_factor,
+        );
+        let (left, right) = composition.split_at_mid();
+        let mut tb = scheme.tree_builder();
+        tb.extend_polys(left.into_coordinate_polys());
+        tb.extend_polys(right.into_coordinate_polys());
+        tb.commit(channel);
+        let oods_point = CirclePoint::get_random_point(channel);
+        let split_log_size = scheme.trees.last().expect("trees").commitment.layers.len() as u32 - 1;
+        let lifting = get_lifting_log_size(&scheme.config, split_log_size);
+        let max_log_degree_bound = lifting - scheme.config.fri_config.log_blowup_factor;
+        let mut points = provers
+            .components()
+            .mask_points(oods_point, max_log_degree_bound, false);
+        points.push(vec![vec![oods_point]; 2 * SECURE_EXTENSION_DEGREE]);
+        StarkProof(scheme.prove_values(points, channel).proof)
     }
 }

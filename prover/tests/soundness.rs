@@ -1,0 +1,321 @@
+//! The soundness suite: every case asserts that the *verifier* rejects.
+//!
+//! Statement tampering edits an honest bundle. Witness tampering goes through
+//! `StwoBackend::prove_tampered`, which corrupts the generated trace before the prover commits to
+//! it (the prover then proves whatever it was given, as a cheating prover would).
+
+mod common;
+
+use ciro_circuits::air::{div, lookup, mac, select, Kind};
+use ciro_circuits::trace::ComponentTrace;
+use ciro_prover::{ProofBundle, ProofSystem, StwoBackend, VerifyError};
+
+fn backend() -> StwoBackend {
+    StwoBackend::default()
+}
+
+fn honest(name: &'static str) -> (&'static common::Fixture, ProofBundle) {
+    let f = common::fixture(name);
+    let b = backend()
+        .prove(&f.pk, &f.input, &mut |_| {})
+        .expect("honest proof");
+    backend()
+        .verify(&f.vk, &b)
+        .expect("the honest proof verifies");
+    (f, b)
+}
+
+fn rejects(f: &common::Fixture, b: &ProofBundle, case: &str) -> VerifyError {
+    match backend().verify(&f.vk, b) {
+        Ok(_) => panic!("{case}: the verifier ACCEPTED"),
+        Err(e) => {
+            eprintln!("{case}: rejected: {e}");
+            e
+        }
+    }
+}
+
+#[test]
+fn changed_public_output_is_rejected() {
+    let (f, b) = honest("mlp_small");
+    for delta in [1, -1] {
+        let mut t = b.clone();
+        t.header.outputs[0].values[0] += delta;
+        let e = rejects(f, &t, &format!("output[0] {delta:+}"));
+        assert!(matches!(e, VerifyError::LogupSum), "{e}");
+    }
+}
+
+#[test]
+fn changed_public_input_is_rejected() {
+    let (f, b) = honest("mlp_small");
+    let mut t = b.clone();
+    let v = &mut t.header.inputs[0].values;
+    let (lo, hi) = (f.vk.inputs[0].lo, f.vk.inputs[0].hi);
+    v[0] = if v[0] < hi { v[0] + 1 } else { v[0] - 1 };
+    rejects(f, &t, "input[0] ±1");
+    let mut t = b.clone();
+    t.header.inputs[0].values[0] = hi + 1;
+    assert!(matches!(
+        rejects(f, &t, "input above range"),
+        VerifyError::InputRange(_)
+    ));
+    let mut t = b;
+    t.header.inputs[0].values[0] = lo - 1;
+    assert!(matches!(
+        rejects(f, &t, "input below range"),
+        VerifyError::InputRange(_)
+    ));
+}
+
+#[test]
+fn another_models_key_is_rejected() {
+    let (f_small, b_small) = honest("mlp_small");
+    let (f_act, _) = honest("act_mix");
+    // Presented as is: the commitments differ.
+    let e = rejects(f_act, &b_small, "mlp_small proof, act_mix key");
+    assert!(matches!(e, VerifyError::WrongModel { .. }), "{e}");
+    // With its commitment rewritten to the other key's, the statement no longer matches.
+    let mut t = b_small.clone();
+    t.header.model_commitment = f_act.vk.commitment();
+    rejects(f_act, &t, "mlp_small proof relabelled for act_mix");
+    // A key whose weights differ (same architecture, one weight changed) rejects the proof.
+    let mut model = f_small.model.clone();
+    let w = model
+        .graph
+        .nodes
+        .iter_mut()
+        .find_map(|n| match &mut n.op {
+            ciro_model_compiler::Op::Const { values } if values.len() > 1 => Some(values),
+            _ => None,
+        })
+        .expect("a weight tensor");
+    w[0] += 1;
+    let (_, vk2) = backend().setup(&model).expect("setup of the changed model");
+    assert_ne!(
+        vk2.preprocessed_root, f_small.vk.preprocessed_root,
+        "weights are committed"
+    );
+    let mut t = b_small;
+    t.header.model_commitment = vk2.commitment();
+    match backend().verify(&vk2, &t) {
+        Ok(_) => panic!("a proof for the original weights verified against changed weights"),
+        Err(e) => eprintln!("changed weight: rejected: {e}"),
+    }
+}
+
+#[test]
+fn flipped_proof_bytes_are_rejected() {
+    let (f, b) = honest("mlp_small");
+    let n = b.proof.len();
+    for pos in [0, 7, 64, 1000, n / 3, n / 2, 2 * n / 3, n - 100, n - 1] {
+        let mut t = b.clone();
+        t.proof[pos] ^= 0x01;
+        rejects(f, &t, &format!("proof byte {pos}/{n} flipped"));
+    }
+}
+
+#[test]
+fn truncated_bundles_are_errors() {
+    let (f, b) = honest("mlp_small");
+    let bytes = b.to_bytes();
+    for cut in [0, 10, 100, bytes.len() / 2, bytes.len() - 1] {
+        assert!(
+            ProofBundle::from_bytes(&bytes[..cut]).is_err(),
+            "cut at {cut} parsed"
+        );
+    }
+    // A proof payload cut short inside a well-formed bundle.
+    for keep in [0, 16, b.proof.len() / 2, b.proof.len() - 1] {
+        let mut t = b.clone();
+        t.proof.truncate(keep);
+        rejects(f, &t, &format!("proof payload cut to {keep} bytes"));
+    }
+}
+
+// ---- witness tampering ----
+
+fn component(comps: &mut [ComponentTrace], kind: Kind) -> &mut ComponentTrace {
+    comps
+        .iter_mut()
+        .find(|c| c.kind == kind)
+        .expect("component present")
+}
+
+fn col(names: &[&str], name: &str) -> usize {
+    names.iter().position(|n| *n == name).expect("column")
+}
+
+fn tampered(name: &'static str, case: &str, tamper: &dyn Fn(&mut [ComponentTrace])) {
+    let f = common::fixture(name);
+    let b = backend()
+        .prove_tampered(&f.pk, &f.input, tamper)
+        .expect("the prover proves what it is given");
+    rejects(f, &b, case);
+}
+
+/// A ReLU row whose input is negative (s = 0, output 0).
+fn negative_relu_row(c: &ComponentTrace) -> usize {
+    let (p, m) = (&select::PRE[..], &select::MAIN[..]);
+    (0..c.rows())
+        .find(|&r| {
+            c.pre[col(p, "b_mult")][r] == 0
+                && c.pre[col(p, "b_const")][r] == 0
+                && c.pre[col(p, "pa")][r] == 1
+                && c.pre[col(p, "out_mult")][r] > 0
+                && c.main[col(m, "s")][r] == 0
+                && c.main[col(m, "a")][r] < 0
+        })
+        .expect("a ReLU of a negative value")
+}
+
+#[test]
+fn relu_of_a_negative_kept_negative_is_rejected() {
+    let m = &select::MAIN[..];
+    // Only the output changed.
+    tampered("mlp_small", "ReLU output = negative input", &|comps| {
+        let c = component(comps, Kind::Select);
+        let r = negative_relu_row(c);
+        c.main[col(m, "out")][r] = c.main[col(m, "a")][r];
+    });
+    // The cheat made consistent: selector flipped, comparison limbs recomputed mod p.
+    tampered(
+        "mlp_small",
+        "ReLU selector flipped with recomputed limbs",
+        &|comps| {
+            let c = component(comps, Kind::Select);
+            let r = negative_relu_row(c);
+            let a = c.main[col(m, "a")][r];
+            let v = a.rem_euclid((1 << 31) - 1);
+            c.main[col(m, "s")][r] = 1;
+            c.main[col(m, "out")][r] = a;
+            c.main[col(m, "v_lo")][r] = v & 0xffff;
+            c.main[col(m, "v_hi")][r] = v >> 16;
+        },
+    );
+}
+
+fn rescale_row(c: &ComponentTrace) -> usize {
+    let p = &div::PRE[..];
+    (0..c.rows())
+        .find(|&r| {
+            c.pre[col(p, "d_mult")][r] == 0
+                && c.pre[col(p, "d_const")][r] > 1
+                && c.pre[col(p, "out_mult")][r] > 0
+        })
+        .expect("a rescale row")
+}
+
+#[test]
+fn rescale_off_by_one_is_rejected() {
+    let m = &div::MAIN[..];
+    tampered("mlp_small", "rescale quotient + 1", &|comps| {
+        let c = component(comps, Kind::Div);
+        let r = rescale_row(c);
+        c.main[col(m, "q")][r] += 1;
+        c.main[col(m, "q_lo")][r] += 1;
+    });
+    // Made consistent: r - 2d keeps 2kn + d = 2dq + r, so only the range checks can catch it.
+    let p = &div::PRE[..];
+    tampered("mlp_small", "rescale quotient + 1 with r - 2d", &|comps| {
+        let c = component(comps, Kind::Div);
+        let row = rescale_row(c);
+        let d = c.pre[col(p, "d_const")][row];
+        let r = (c.main[col(m, "r_lo")][row] + (c.main[col(m, "r_hi")][row] << 16) - 2 * d)
+            .rem_euclid((1 << 31) - 1);
+        let t = 2 * d - 1 - (r - ((1 << 31) - 1));
+        c.main[col(m, "q")][row] += 1;
+        c.main[col(m, "q_lo")][row] += 1;
+        c.main[col(m, "r_lo")][row] = r & 0xffff;
+        c.main[col(m, "r_hi")][row] = r >> 16;
+        c.main[col(m, "t_lo")][row] = t & 0xffff;
+        c.main[col(m, "t_hi")][row] = t >> 16;
+    });
+}
+
+#[test]
+fn remainder_out_of_range_is_rejected() {
+    let (p, m) = (&div::PRE[..], &div::MAIN[..]);
+    // q - 1 with r + 2d keeps 2kn + d = 2dq + r; r >= 2d must then fail the range checks.
+    tampered("mlp_small", "rescale remainder r + 2d (q - 1)", &|comps| {
+        let c = component(comps, Kind::Div);
+        let row = rescale_row(c);
+        let d = c.pre[col(p, "d_const")][row];
+        let q = c.main[col(m, "q")][row] - 1;
+        let r = c.main[col(m, "r_lo")][row] + (c.main[col(m, "r_hi")][row] << 16) + 2 * d;
+        let t = (2 * d - 1 - r).rem_euclid((1 << 31) - 1);
+        c.main[col(m, "q")][row] = q;
+        c.main[col(m, "q_lo")][row] -= 1;
+        c.main[col(m, "r_lo")][row] = r & 0xffff;
+        c.main[col(m, "r_hi")][row] = r >> 16;
+        c.main[col(m, "t_lo")][row] = t & 0xffff;
+        c.main[col(m, "t_hi")][row] = t >> 16;
+    });
+}
+
+#[test]
+fn value_not_in_its_lookup_table_is_rejected() {
+    let (p, m) = (&lookup::PRE[..], &lookup::MAIN[..]);
+    tampered("act_mix", "lookup output + 1", &|comps| {
+        let c = component(comps, Kind::Lookup);
+        let r = (0..c.rows())
+            .find(|&r| c.pre[col(p, "out_mult")][r] > 0)
+            .expect("a lookup row");
+        c.main[col(m, "y")][r] += 1;
+    });
+}
+
+#[test]
+fn wire_value_swapped_between_two_ops_is_rejected() {
+    // Two MAC rows read different cells; swap the values they read.
+    tampered("mlp_small", "MAC inputs swapped between rows", &|comps| {
+        let c = component(comps, Kind::Mac);
+        let (x, id) = (mac::x(0), mac::x_id(0));
+        let a = 0;
+        let b = (1..c.rows())
+            .find(|&r| {
+                c.pre[mac::x_mult(0)][r] == 1
+                    && c.pre[id][r] != c.pre[id][a]
+                    && c.main[x][r] != c.main[x][a]
+            })
+            .expect("a row reading another value");
+        let (va, vb) = (c.main[x][a], c.main[x][b]);
+        c.main[x][a] = vb;
+        c.main[x][b] = va;
+    });
+    // The same swap with every accumulator recomputed, so only the wiring can catch it.
+    tampered(
+        "mlp_small",
+        "MAC inputs swapped, accumulators recomputed",
+        &|comps| {
+            let c = component(comps, Kind::Mac);
+            let (x, id) = (mac::x(0), mac::x_id(0));
+            let a = 0;
+            let b = (1..c.rows())
+                .find(|&r| {
+                    c.pre[mac::x_mult(0)][r] == 1
+                        && c.pre[id][r] != c.pre[id][a]
+                        && c.main[x][r] != c.main[x][a]
+                })
+                .expect("a row reading another value");
+            let (va, vb) = (c.main[x][a], c.main[x][b]);
+            c.main[x][a] = vb;
+            c.main[x][b] = va;
+            let mut acc = 0;
+            for r in 0..c.rows() {
+                if c.pre[mac::FIRST][r] == 1 {
+                    acc = 0;
+                }
+                for j in 0..ciro_circuits::air::MAC_LANES {
+                    acc += c.main[mac::x(j)][r] * c.pre[mac::w(j)][r];
+                }
+                c.main[mac::ACC][r] = acc;
+            }
+        },
+    );
+    // An accumulator off by one in the middle of a dot product.
+    tampered("mlp_small", "MAC accumulator + 1", &|comps| {
+        let c = component(comps, Kind::Mac);
+        c.main[mac::ACC][0] += 1;
+    });
+}
