@@ -11,6 +11,9 @@ use ciro_model_compiler::ir::GraphStats;
 use ciro_model_compiler::onnx::{self, parse_range};
 use ciro_model_compiler::{compile, run, CompileOptions, CompiledModel};
 
+mod bench;
+mod proving;
+
 #[derive(Parser)]
 #[command(
     name = "ciro",
@@ -61,6 +64,34 @@ enum Command {
         #[arg(long)]
         input: PathBuf,
     },
+    /// Make the verification key of a compiled model (commits to its weights and wiring).
+    Setup {
+        compiled: PathBuf,
+        /// Where to write the verification key.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Prove one inference with stwo and write a proof bundle.
+    Prove {
+        compiled: PathBuf,
+        /// An EZKL-style JSON input, or a PNG/JPEG image for image models.
+        #[arg(long)]
+        input: PathBuf,
+        /// Where to write the proof bundle.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Also write the model's verification key here.
+        #[arg(long)]
+        vk_out: Option<PathBuf>,
+    },
+    /// Verify a proof bundle against a verification key (never the weights).
+    Verify {
+        bundle: PathBuf,
+        #[arg(long)]
+        vk: PathBuf,
+    },
+    /// Benchmark fixture models: compile, set up, prove and verify; print a table.
+    Bench(bench::BenchArgs),
 }
 
 fn parse_range_arg(s: &str) -> Result<[f64; 2], String> {
@@ -102,6 +133,15 @@ fn dispatch(cli: &Cli) -> Result<()> {
             print_summary(cli.json, &m, *nodes)
         }
         Command::Run { compiled, input } => cmd_run(cli.json, compiled, input),
+        Command::Setup { compiled, output } => proving::cmd_setup(cli.json, compiled, output),
+        Command::Prove {
+            compiled,
+            input,
+            output,
+            vk_out,
+        } => proving::cmd_prove(cli.json, compiled, input, output, vk_out.as_deref()),
+        Command::Verify { bundle, vk } => proving::cmd_verify(cli.json, bundle, vk),
+        Command::Bench(args) => bench::run(cli.json, args),
     }
 }
 
@@ -274,10 +314,9 @@ fn is_image(path: &Path) -> bool {
         .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
 }
 
-fn cmd_run(json: bool, compiled: &Path, input: &Path) -> Result<()> {
-    let m = CompiledModel::load(compiled)?;
-    let g = &m.graph;
-    let inputs = if is_image(input) {
+/// Reads a JSON input, or an image for models that declare image preprocessing.
+fn read_input(g: &ciro_model_compiler::Graph, input: &Path) -> Result<Vec<Vec<f32>>> {
+    Ok(if is_image(input) {
         let spec = g.image.as_ref().with_context(|| {
             format!(
                 "model {} declares no image preprocessing (ciro.image); give a JSON input",
@@ -287,7 +326,13 @@ fn cmd_run(json: bool, compiled: &Path, input: &Path) -> Result<()> {
         vec![read_image(input, spec)?]
     } else {
         read_json(input)?
-    };
+    })
+}
+
+fn cmd_run(json: bool, compiled: &Path, input: &Path) -> Result<()> {
+    let m = CompiledModel::load(compiled)?;
+    let g = &m.graph;
+    let inputs = read_input(g, input)?;
     let outputs = run(g, &inputs)?;
     let label = match (&g.labels, outputs.first()) {
         (Some(labels), Some(o)) if o.len() == labels.len() => {

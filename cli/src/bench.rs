@@ -1,0 +1,259 @@
+//! `ciro bench`: prove and verify fixture models and print a table.
+//!
+//! Each model is measured in a child process (`ciro bench --single COMPILED`) so that its peak
+//! resident memory is its own: the parent compiles the models (tract's memory stays out of the
+//! figures), the child sets up, proves and verifies.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use ciro_model_compiler::eval::IntTensor;
+use ciro_model_compiler::input::read_json;
+use ciro_model_compiler::{compile, onnx, quantize_inputs, CompileOptions, CompiledModel};
+use ciro_prover::{ProofSystem, StwoBackend};
+use serde::{Deserialize, Serialize};
+
+const FIXTURE_MODELS: [&str; 5] = [
+    "mlp_small",
+    "mlp_mnist",
+    "cnn_lenet",
+    "act_mix",
+    "image_recognition_v1",
+];
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Fixture model names (default: all of them).
+    models: Vec<String>,
+    /// Proofs per model; medians are reported.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// The fixtures folder.
+    #[arg(long, default_value = "fixtures")]
+    fixtures: PathBuf,
+    /// Print the table as markdown.
+    #[arg(long)]
+    markdown: bool,
+    /// Internal: measure one compiled model in this process and print its row as JSON.
+    #[arg(long, hide = true)]
+    single: Option<PathBuf>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Row {
+    model: String,
+    macs: u64,
+    rows: u64,
+    columns: usize,
+    setup_s: f64,
+    prove_s: f64,
+    verify_ms: f64,
+    proof_kib: f64,
+    peak_rss_mib: f64,
+    quant_error: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Peak resident set size of this process (Linux `VmHWM`), MiB.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+fn sample_input(fixtures: &Path, m: &CompiledModel) -> Result<Vec<IntTensor>> {
+    let path = fixtures
+        .join("models")
+        .join(&m.graph.name)
+        .join("input.json");
+    let x = read_json(&path)?;
+    Ok(quantize_inputs(&m.graph, &x)?)
+}
+
+fn measure(compiled: &Path, fixtures: &Path, runs: usize) -> Result<Row> {
+    crate::proving::quiet_panics();
+    let m = CompiledModel::load(compiled)?;
+    let input = sample_input(fixtures, &m)?;
+    let backend = StwoBackend::default();
+    let t = Instant::now();
+    let (pk, vk) = backend.setup(&m)?;
+    let setup_s = t.elapsed().as_secs_f64();
+    let (mut prove, mut verify) = (Vec::new(), Vec::new());
+    let mut size = 0;
+    for _ in 0..runs.max(1) {
+        let t = Instant::now();
+        let bundle = backend.prove(&pk, &input, &mut |_| {})?;
+        prove.push(t.elapsed().as_secs_f64());
+        size = bundle.to_bytes().len();
+        let t = Instant::now();
+        backend
+            .verify(&vk, &bundle)
+            .context("a benchmark proof failed to verify")?;
+        verify.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let columns = vk
+        .components
+        .iter()
+        .map(|c| {
+            c.kind.pre_names().len() + c.kind.n_main() + 4 * c.kind.lookups().len().div_ceil(2)
+        })
+        .sum();
+    Ok(Row {
+        model: m.graph.name.clone(),
+        macs: m.graph.stats().macs,
+        rows: vk.components.iter().map(|c| 1u64 << c.log_size).sum(),
+        columns,
+        setup_s,
+        prove_s: median(prove),
+        verify_ms: median(verify),
+        proof_kib: size as f64 / 1024.0,
+        peak_rss_mib: peak_rss_mib(),
+        quant_error: m.report.max_abs_error,
+    })
+}
+
+fn compile_fixture(fixtures: &Path, name: &str) -> Result<CompiledModel> {
+    let dir = fixtures.join("models").join(name);
+    if !dir.is_dir() {
+        bail!(
+            "no fixture model `{name}` in {} (known: {})",
+            fixtures.display(),
+            FIXTURE_MODELS.join(", ")
+        );
+    }
+    let loaded = onnx::load(&dir.join("model.onnx"))?;
+    let mut cal: Vec<PathBuf> = std::fs::read_dir(dir.join("calibration"))
+        .with_context(|| format!("reading {}/calibration", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    cal.sort();
+    let samples = cal
+        .iter()
+        .map(|p| read_json(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(compile(&loaded, &samples, &CompileOptions::default())?)
+}
+
+pub fn run(json: bool, args: &BenchArgs) -> Result<()> {
+    if let Some(compiled) = &args.single {
+        let row = measure(compiled, &args.fixtures, args.runs)?;
+        println!("{}", serde_json::to_string(&row)?);
+        return Ok(());
+    }
+    let names: Vec<String> = if args.models.is_empty() {
+        FIXTURE_MODELS.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.models.clone()
+    };
+    let dir = std::env::temp_dir().join(format!("ciro-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let exe = std::env::current_exe()?;
+    let mut rows = Vec::new();
+    for name in &names {
+        eprintln!("{name}: compiling");
+        let m = compile_fixture(&args.fixtures, name)?;
+        let path = dir.join(format!("{name}.json"));
+        m.save(&path)?;
+        eprintln!("{name}: proving {} time(s)", args.runs);
+        let out = Command::new(&exe)
+            .args(["bench", "--runs", &args.runs.to_string(), "--fixtures"])
+            .arg(&args.fixtures)
+            .arg("--single")
+            .arg(&path)
+            .output()
+            .context("starting the benchmark child process")?;
+        if !out.status.success() {
+            bail!(
+                "{name}: benchmark failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        rows.push(serde_json::from_slice::<Row>(&out.stdout).context("reading a benchmark row")?);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print_table(&rows, args.markdown);
+    }
+    Ok(())
+}
+
+fn print_table(rows: &[Row], markdown: bool) {
+    let head = [
+        "model",
+        "MACs",
+        "trace rows",
+        "columns",
+        "setup s",
+        "prove s",
+        "verify ms",
+        "proof KiB",
+        "peak RSS MiB",
+        "quant. error",
+    ];
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.model.clone(),
+                r.macs.to_string(),
+                r.rows.to_string(),
+                r.columns.to_string(),
+                format!("{:.3}", r.setup_s),
+                format!("{:.3}", r.prove_s),
+                format!("{:.1}", r.verify_ms),
+                format!("{:.0}", r.proof_kib),
+                format!("{:.0}", r.peak_rss_mib),
+                format!("{:.4}", r.quant_error),
+            ]
+        })
+        .collect();
+    let widths: Vec<usize> = (0..head.len())
+        .map(|i| {
+            cells
+                .iter()
+                .map(|c| c[i].len())
+                .chain([head[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |c: Vec<String>| {
+        let parts: Vec<String> = c
+            .iter()
+            .zip(&widths)
+            .map(|(s, w)| format!("{s:>w$}"))
+            .collect();
+        if markdown {
+            format!("| {} |", parts.join(" | "))
+        } else {
+            parts.join("  ")
+        }
+    };
+    println!("{}", line(head.iter().map(|s| s.to_string()).collect()));
+    if markdown {
+        println!(
+            "|{}|",
+            widths
+                .iter()
+                .map(|w| format!("{}:", "-".repeat(w + 1)))
+                .collect::<Vec<_>>()
+                .join("|")
+        );
+    }
+    for c in cells {
+        println!("{}", line(c));
+    }
+}
