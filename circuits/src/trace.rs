@@ -270,6 +270,12 @@ pub fn build(circuit: &Circuit, values: Option<&[i64]>) -> Vec<ComponentTrace> {
         c.pad(&[0], &[0]);
         comps.push(c);
     }
+    if comps.is_empty() {
+        // Pure data movement: no gate, but stwo needs a component. Idle rows add nothing.
+        let mut c = ComponentTrace::new(Kind::Arith);
+        c.pad(&vec![0; arith_len()], &[0; 3]);
+        comps.push(c);
+    }
     if values.is_none() {
         for c in &mut comps {
             c.main.iter_mut().for_each(|m| m.clear());

@@ -179,3 +179,84 @@ fn errors_are_clear_and_exit_nonzero() {
         text(&o)
     );
 }
+
+/// The README's main job: compile the digit classifier, prove it on the bundled image, verify
+/// with the key alone; then a tampered bundle, another model's key and a truncated bundle are
+/// refused with a reason and a non-zero exit.
+#[test]
+fn prove_and_verify_the_digit_classifier_on_an_image() {
+    let model = fixtures().join("models/image_recognition_v1/model.onnx");
+    let cal = fixtures().join("models/image_recognition_v1/calibration");
+    let image = fixtures().join("images/my-image.jpg");
+    let (compiled, bundle, vk) = (tmp("d.ciro.json"), tmp("d.bundle"), tmp("d.vk"));
+    let s = |p: &PathBuf| p.to_str().unwrap().to_string();
+    let o = ciro(&[
+        "compile",
+        &s(&model),
+        "--calibration",
+        &s(&cal),
+        "-o",
+        &s(&compiled),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = ciro(&[
+        "prove",
+        &s(&compiled),
+        "--input",
+        &s(&image),
+        "-o",
+        &s(&bundle),
+        "--vk-out",
+        &s(&vk),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("label: 7"), "{t}");
+    assert!(
+        t.contains("committing and proving"),
+        "no progress shown: {t}"
+    );
+
+    let o = ciro(&["verify", &s(&bundle), "--vk", &s(&vk), "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["label"], "7");
+    assert_eq!(v["security_bits"], 100);
+
+    // One flipped byte in the proof.
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    let n = bytes.len();
+    bytes[n - 5000] ^= 0x10;
+    let flipped = tmp("flipped.bundle");
+    std::fs::write(&flipped, &bytes).unwrap();
+    let o = ciro(&["verify", &s(&flipped), "--vk", &s(&vk)]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("REJECTED"), "{}", text(&o));
+    assert!(!text(&o).contains("panicked"), "{}", text(&o));
+
+    // Truncated.
+    let cut = tmp("cut.bundle");
+    std::fs::write(&cut, &std::fs::read(&bundle).unwrap()[..n / 2]).unwrap();
+    let o = ciro(&["verify", &s(&cut), "--vk", &s(&vk)]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("truncated"), "{}", text(&o));
+
+    // Another model's key.
+    let small = fixtures().join("models/mlp_small");
+    let (c2, vk2) = (tmp("s.ciro.json"), tmp("s.vk"));
+    let o = ciro(&[
+        "compile",
+        &s(&small.join("model.onnx")),
+        "--calibration",
+        &s(&small.join("calibration")),
+        "-o",
+        &s(&c2),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = ciro(&["setup", &s(&c2), "-o", &s(&vk2)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = ciro(&["verify", &s(&bundle), "--vk", &s(&vk2)]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("model commitment"), "{}", text(&o));
+}

@@ -40,6 +40,9 @@ use crate::error::{ProveError, VerifyError};
 use crate::{ProofSystem, Stage};
 
 pub const BACKEND: &str = "stwo";
+
+/// Corrupts a generated trace (soundness tests only).
+type Tamper<'a> = &'a dyn Fn(&mut [ComponentTrace]);
 const VK_FORMAT: &str = "ciro-stwo-vk";
 const VK_VERSION: u32 = 1;
 /// Largest proof we attempt to decode.
@@ -323,7 +326,7 @@ impl StwoBackend {
         &self,
         pk: &StwoProvingKey,
         inputs: &[IntTensor],
-        tamper: Option<&dyn Fn(&mut [ComponentTrace])>,
+        tamper: Option<Tamper<'_>>,
         progress: &mut dyn FnMut(Stage),
     ) -> Result<ProofBundle, ProveError> {
         let vk = &pk.vk;

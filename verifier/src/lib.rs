@@ -12,9 +12,22 @@ pub enum Error {
     #[error("cannot load the verification key: {0}")]
     Key(String),
     #[error("cannot load the bundle: {0}")]
-    Bundle(#[from] ciro_prover::BundleError),
+    Bundle(ciro_prover::BundleError),
     #[error("REJECTED: {0}")]
-    Rejected(#[from] VerifyError),
+    Rejected(VerifyError),
+}
+
+// Written out rather than `#[from]`, so the message is not repeated as the error's source.
+impl From<ciro_prover::BundleError> for Error {
+    fn from(e: ciro_prover::BundleError) -> Self {
+        Error::Bundle(e)
+    }
+}
+
+impl From<VerifyError> for Error {
+    fn from(e: VerifyError) -> Self {
+        Error::Rejected(e)
+    }
 }
 
 /// A verified statement: the model and the outputs it produced.
