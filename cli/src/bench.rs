@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use ciro_model_compiler::eval::IntTensor;
 use ciro_model_compiler::input::read_json;
-use ciro_model_compiler::{compile, onnx, quantize_inputs, CompileOptions, CompiledModel};
+use ciro_model_compiler::{compile_model_dir, quantize_inputs, CompileOptions, CompiledModel};
 use ciro_prover::{ProofSystem, StwoBackend};
 use serde::{Deserialize, Serialize};
 
@@ -132,17 +132,7 @@ fn compile_fixture(fixtures: &Path, name: &str) -> Result<CompiledModel> {
             FIXTURE_MODELS.join(", ")
         );
     }
-    let loaded = onnx::load(&dir.join("model.onnx"))?;
-    let mut cal: Vec<PathBuf> = std::fs::read_dir(dir.join("calibration"))
-        .with_context(|| format!("reading {}/calibration", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    cal.sort();
-    let samples = cal
-        .iter()
-        .map(|p| read_json(p))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(compile(&loaded, &samples, &CompileOptions::default())?)
+    Ok(compile_model_dir(&dir, &CompileOptions::default())?)
 }
 
 pub fn run(json: bool, args: &BenchArgs) -> Result<()> {

@@ -248,3 +248,24 @@ pub fn compile(
     };
     Ok(CompiledModel::new(graph, report))
 }
+
+/// Compiles a model folder laid out like the fixtures: `model.onnx` and a `calibration/` folder
+/// of JSON inputs.
+pub fn compile_model_dir(dir: &std::path::Path, opts: &CompileOptions) -> Result<CompiledModel> {
+    let loaded = crate::onnx::load(&dir.join("model.onnx"))?;
+    let cal_dir = dir.join("calibration");
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&cal_dir)
+        .map_err(|source| CompileError::Io {
+            path: cal_dir.display().to_string(),
+            source,
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    let samples = files
+        .iter()
+        .map(|p| crate::input::read_json(p))
+        .collect::<Result<Vec<_>>>()?;
+    compile(&loaded, &samples, opts)
+}

@@ -22,6 +22,6 @@ pub mod quant;
 pub mod reference;
 
 pub use artifact::{CompileReport, CompiledModel};
-pub use compile::{compile, quantize_inputs, run, CompileOptions};
+pub use compile::{compile, compile_model_dir, quantize_inputs, run, CompileOptions};
 pub use error::CompileError;
 pub use ir::{Graph, Op, QuantConfig};

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use ciro_model_compiler::compile::CompileOptions;
 use ciro_model_compiler::eval::IntTensor;
 use ciro_model_compiler::input::read_json;
-use ciro_model_compiler::{compile, onnx, quantize_inputs, CompiledModel};
+use ciro_model_compiler::{compile_model_dir, quantize_inputs, CompiledModel};
 use ciro_prover::{ProofSystem, StwoBackend, StwoProvingKey, StwoVerifyingKey};
 
 pub fn fixtures() -> PathBuf {
@@ -15,18 +15,11 @@ pub fn fixtures() -> PathBuf {
 }
 
 pub fn compile_fixture(name: &str) -> CompiledModel {
-    let dir = fixtures().join("models").join(name);
-    let loaded = onnx::load(&dir.join("model.onnx")).expect("fixture loads");
-    let mut cal: Vec<PathBuf> = std::fs::read_dir(dir.join("calibration"))
-        .expect("calibration folder")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    cal.sort();
-    let samples: Vec<_> = cal
-        .iter()
-        .map(|p| read_json(p).expect("calibration sample"))
-        .collect();
-    compile(&loaded, &samples, &CompileOptions::default()).expect("fixture compiles")
+    compile_model_dir(
+        &fixtures().join("models").join(name),
+        &CompileOptions::default(),
+    )
+    .expect("fixture compiles")
 }
 
 pub fn sample_input(model: &CompiledModel, name: &str) -> Vec<IntTensor> {

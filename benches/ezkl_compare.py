@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""Ciro (stwo) against EZKL on the same fixture ONNX models, on this machine.
+
+EZKL runs with public input, public output and fixed (committed-in-key) parameters, its default
+scales, and an SRS generated offline with `gen_srs` (never downloaded). Each EZKL step runs in its
+own child process so its time and peak memory are its own; Ciro's figures come from
+`ciro bench --json`, which also measures each model in a child process.
+
+    python3 -m venv .venv-ezkl && .venv-ezkl/bin/pip install ezkl==23.0.5
+    cargo build --release --bin ciro
+    .venv-ezkl/bin/python benches/ezkl_compare.py [MODELS...] [--runs N] [-o results.md]
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODELS = ["mlp_small", "mlp_mnist", "cnn_lenet", "act_mix", "image_recognition_v1"]
+
+CHILD = r"""
+import asyncio, inspect, json, sys, ezkl
+name, args = sys.argv[1], json.loads(sys.argv[2])
+if name == "gen_settings":
+    ra = ezkl.PyRunArgs()
+    ra.input_visibility = "public"
+    ra.output_visibility = "public"
+    ra.param_visibility = "fixed"
+    res = ezkl.gen_settings(args[0], args[1], py_run_args=ra)
+else:
+    res = getattr(ezkl, name)(*args[:-1], **args[-1])
+if inspect.isawaitable(res):
+    res = asyncio.run(res)
+assert res is None or res is True or isinstance(res, (dict, str)), res
+"""
+
+
+def step(name, *args, **kwargs):
+    """Runs one ezkl call in a child; returns (seconds, peak RSS MiB)."""
+    t = time.perf_counter()
+    p = subprocess.Popen(
+        [sys.executable, "-c", CHILD, name, json.dumps(list(args) + [kwargs])],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    _, status, usage = os.wait4(p.pid, 0)
+    secs = time.perf_counter() - t
+    err = p.stderr.read().decode(errors="replace")
+    if status != 0:
+        raise RuntimeError(f"ezkl {name} failed: {err[-2000:]}")
+    return secs, usage.ru_maxrss / 1024.0
+
+
+def ezkl_model(name, work, runs):
+    d = os.path.join(ROOT, "fixtures", "models", name)
+    f = lambda n: os.path.join(work, n)
+    model, data = os.path.join(d, "model.onnx"), os.path.join(d, "input.json")
+    step("gen_settings", model, f("settings.json"))
+    step("compile_circuit", model, f("model.compiled"), f("settings.json"))
+    logrows = json.load(open(f("settings.json")))["run_args"]["logrows"]
+    srs = os.path.join(work, f"kzg{logrows}.srs")
+    if not os.path.exists(srs):
+        step("gen_srs", srs, logrows)
+    step("gen_witness", data, f("model.compiled"), f("witness.json"), srs_path=srs)
+    setup_s, setup_mib = step(
+        "setup", f("model.compiled"), f("vk.key"), f("pk.key"), srs_path=srs
+    )
+    proves, verifies, prove_mib = [], [], 0.0
+    for _ in range(runs):
+        s, mib = step(
+            "prove", f("witness.json"), f("model.compiled"), f("pk.key"), f("proof.json"), srs_path=srs
+        )
+        proves.append(s)
+        prove_mib = max(prove_mib, mib)
+        # Verification in-process would be fairer; a child includes interpreter start-up, so
+        # subtract an empty child's time.
+        v, _ = step("verify", f("proof.json"), f("settings.json"), f("vk.key"), srs_path=srs)
+        verifies.append(v)
+    proof = json.load(open(f("proof.json")))
+    proof_bytes = len(bytes.fromhex(proof["hex_proof"][2:])) if proof.get("hex_proof") else len(proof["proof"])
+    return {
+        "logrows": logrows,
+        "setup_s": setup_s,
+        "setup_mib": setup_mib,
+        "prove_s": sorted(proves)[len(proves) // 2],
+        "prove_mib": prove_mib,
+        "verify_ms": sorted(verifies)[len(verifies) // 2] * 1e3,
+        "proof_kib": proof_bytes / 1024.0,
+    }
+
+
+def python_startup_ms():
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import ezkl"], check=True)
+    return (time.perf_counter() - t) * 1e3
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("models", nargs="*", default=MODELS)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--ciro", default=os.path.join(ROOT, "target", "release", "ciro"))
+    ap.add_argument("-o", "--output", help="also write the markdown table here")
+    a = ap.parse_args()
+
+    ciro = json.loads(
+        subprocess.run(
+            [a.ciro, "bench", "--json", "--runs", "5", "--fixtures", os.path.join(ROOT, "fixtures"), *a.models],
+            check=True,
+            capture_output=True,
+        ).stdout
+    )
+    ciro = {r["model"]: r for r in ciro}
+    startup = python_startup_ms()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="ciro-ezkl-") as tmp:
+        for name in a.models:
+            work = os.path.join(tmp, name)
+            os.makedirs(work)
+            print(f"{name}: EZKL setup and prove ({a.runs} runs)", file=sys.stderr)
+            e = ezkl_model(name, work, a.runs)
+            e["verify_ms"] = max(e["verify_ms"] - startup, 0.0)
+            rows.append((name, ciro[name], e))
+
+    head = (
+        "| model | Ciro prove s | EZKL prove s | prove speed-up | EZKL setup s | Ciro peak MiB | "
+        "EZKL prove peak MiB | Ciro proof KiB | EZKL proof KiB | Ciro verify ms | EZKL verify ms |"
+    )
+    lines = [head, "|" + "---:|" * 11]
+    for name, c, e in rows:
+        lines.append(
+            f"| {name} | {c['prove_s']:.3f} | {e['prove_s']:.2f} | {e['prove_s'] / c['prove_s']:.0f}x | "
+            f"{e['setup_s']:.2f} | {c['peak_rss_mib']:.0f} | {e['prove_mib']:.0f} | {c['proof_kib']:.0f} | "
+            f"{e['proof_kib']:.1f} | {c['verify_ms']:.1f} | {e['verify_ms']:.0f} |"
+        )
+    table = "\n".join(lines)
+    print(table)
+    print(
+        f"\nEZKL: public input/output, fixed params, default scales, logrows per model "
+        f"{ {n: e['logrows'] for n, _, e in rows} }; EZKL verify = child process time minus "
+        f"{startup:.0f} ms interpreter + import start-up.",
+    )
+    if a.output:
+        with open(a.output, "w") as fh:
+            fh.write(table + "\n")
+
+
+if __name__ == "__main__":
+    main()
