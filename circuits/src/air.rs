@@ -173,12 +173,12 @@ pub mod select {
     pub const MAIN: [&str; 6] = ["a", "b", "s", "v_lo", "v_hi", "out"];
 }
 pub mod div {
-    pub const PRE: [&str; 11] = [
-        "n_id", "n_mult", "k", "d_id", "d_mult", "d_const", "q_off", "out_id", "out_mult",
-        "r_shift", "q_shift",
+    pub const PRE: [&str; 12] = [
+        "n_id", "n_mult", "k", "d_id", "d_mult", "d_const", "q_off", "q_span", "out_id",
+        "out_mult", "r_shift", "q_shift",
     ];
-    pub const MAIN: [&str; 9] = [
-        "n", "d", "q", "r_lo", "r_hi", "t_lo", "t_hi", "q_lo", "q_hi",
+    pub const MAIN: [&str; 11] = [
+        "n", "d", "q", "r_lo", "r_hi", "t_lo", "t_hi", "q_lo", "q_hi", "u_lo", "u_hi",
     ];
 }
 pub mod lookup {
@@ -286,6 +286,9 @@ impl Kind {
                     range(main_(idx(m, "q_lo"))),
                     range(main_(idx(m, "q_hi"))),
                     range(plus(main_(idx(m, "q_hi")), pre(idx(p, "q_shift")))),
+                    range(main_(idx(m, "u_lo"))),
+                    range(main_(idx(m, "u_hi"))),
+                    range(plus(main_(idx(m, "u_hi")), pre(idx(p, "q_shift")))),
                 ]
             }
             Kind::Lookup => {
@@ -407,8 +410,10 @@ impl FrameworkEval for CiroEval {
                 );
                 // t = 2d - 1 - r, so r < 2d
                 eval.add_constraint(t - (d * two() - one() - r));
-                // q - q_lo splits into limbs
-                eval.add_constraint(q + p("q_off") - m("q_lo") - m("q_hi") * limb());
+                // q - q_lo and q_hi - q = q_span - (q - q_lo) split into range-checked limbs
+                let qv = m("q_lo") + m("q_hi") * limb();
+                eval.add_constraint(q + p("q_off") - qv.clone());
+                eval.add_constraint(m("u_lo") + m("u_hi") * limb() - (p("q_span") - qv));
             }
             Kind::Lookup | Kind::Table(_) | Kind::Range => {}
         }

@@ -62,13 +62,14 @@ pub enum Gate {
         hi_bound: i64,
     },
     /// `out = round_div(k*n, d) = floor((2kn + d) / 2d)`, `d > 0`; the remainder
-    /// `r = 2kn + d - 2d*out` is proven in `[0, 2d)` and `out - q_lo` in `[0, q_hi_bound * 2^16)`.
+    /// `r = 2kn + d - 2d*out` is proven in `[0, 2d)` and `out` in `[q_lo, q_hi]`.
     Div {
         out: Cell,
         n: Cell,
         k: i64,
         d: Operand,
         q_lo: i64,
+        q_hi: i64,
         q_hi_bound: i64,
         r_hi_bound: i64,
     },
@@ -442,10 +443,11 @@ impl<'g> Lowering<'g> {
         let (nlo, nhi) = self.bound_of(n);
         let (q_lo, q_hi) = bound;
         // 2kn + d = 2d*q + r must hold over the integers: both sides stay within ±(p-1)/2.
-        let lhs = 2 * k as i128 * nlo.unsigned_abs().max(nhi.unsigned_abs()) as i128 + dhi as i128;
-        let rhs = 2 * dhi as i128 * (q_lo.unsigned_abs().max(q_hi.unsigned_abs()) as i128 + 1);
         let r_hi_bound = hi_bound_for(2 * dhi);
         let q_hi_bound = hi_bound_for(q_hi - q_lo + 1);
+        // q is range-checked on both sides (q - q_lo and q_hi - q), so q_lo..=q_hi is exact.
+        let lhs = 2 * k as i128 * nlo.unsigned_abs().max(nhi.unsigned_abs()) as i128 + dhi as i128;
+        let rhs = 2 * dhi as i128 * (q_lo.unsigned_abs().max(q_hi.unsigned_abs()) as i128 + 1);
         if lhs > HALF_P || rhs > HALF_P || r_hi_bound > MAX_HI_BOUND || q_hi_bound > MAX_HI_BOUND {
             return Err(overflow(
                 node,
@@ -460,6 +462,7 @@ impl<'g> Lowering<'g> {
             k,
             d,
             q_lo,
+            q_hi,
             q_hi_bound,
             r_hi_bound,
         });

@@ -187,6 +187,7 @@ pub fn build(circuit: &Circuit, values: Option<&[i64]>) -> Vec<ComponentTrace> {
                 k,
                 d,
                 q_lo,
+                q_hi,
                 q_hi_bound,
                 r_hi_bound,
             } => {
@@ -200,6 +201,7 @@ pub fn build(circuit: &Circuit, values: Option<&[i64]>) -> Vec<ComponentTrace> {
                 let (rl, rh) = split(r);
                 let (tl, th) = split(t);
                 let (ql, qh) = split(qv - q_lo);
+                let (ul, uh) = split(q_hi - qv);
                 divs.push(
                     &[
                         *n as i64,
@@ -209,12 +211,13 @@ pub fn build(circuit: &Circuit, values: Option<&[i64]>) -> Vec<ComponentTrace> {
                         dm,
                         dc,
                         -q_lo,
+                        q_hi - q_lo,
                         *out as i64,
                         reads(*out),
                         limb - r_hi_bound,
                         limb - q_hi_bound,
                     ],
-                    &[nv, dv, qv, rl, rh, tl, th, ql, qh],
+                    &[nv, dv, qv, rl, rh, tl, th, ql, qh, ul, uh],
                 );
             }
             Gate::Lookup { out, x, table } => {

@@ -26,11 +26,13 @@ use stwo::core::fri::FriConfig;
 use stwo::core::pcs::{CommitmentSchemeVerifier, PcsConfig};
 use stwo::core::poly::circle::CanonicCoset;
 use stwo::core::proof::StarkProof;
+use stwo::core::utils::MaybeOwned;
 use stwo::core::vcs::blake2_hash::Blake2sHash;
 use stwo::core::vcs_lifted::blake2_merkle::{Blake2sMerkleChannel, Blake2sMerkleHasher};
 use stwo::prover::backend::simd::SimdBackend;
 use stwo::prover::poly::circle::PolyOps;
-use stwo::prover::{prove, CommitmentSchemeProver};
+use stwo::prover::poly::twiddles::TwiddleTree;
+use stwo::prover::{prove, CommitmentSchemeProver, CommitmentTreeProver};
 use stwo_constraint_framework::{FrameworkComponent, Relation, TraceLocationAllocator};
 
 use crate::bundle::{
@@ -171,10 +173,14 @@ impl StwoVerifyingKey {
     }
 }
 
+/// The circuit, and its preprocessed tree committed once at setup (with the twiddles it was
+/// built with), so that proofs do not re-commit the weights.
 pub struct StwoProvingKey {
     pub circuit: Circuit,
     pub vk: StwoVerifyingKey,
     commitment: String,
+    twiddles: TwiddleTree<SimdBackend>,
+    preprocessed: CommitmentTreeProver<SimdBackend, Blake2sMerkleChannel>,
 }
 
 impl StwoProvingKey {
@@ -188,6 +194,13 @@ impl StwoProvingKey {
 struct StwoProof {
     claimed_sums: Vec<SecureField>,
     stark: StarkProof<Blake2sMerkleHasher>,
+}
+
+fn serialize(p: StwoProof) -> Result<Vec<u8>, ProveError> {
+    use bincode::Options;
+    bincode_options()
+        .serialize(&p)
+        .map_err(|e| ProveError::Backend(format!("serialising the proof: {e}")))
 }
 
 fn bincode_options() -> impl bincode::Options {
@@ -348,26 +361,12 @@ impl StwoBackend {
         progress(Stage::Commit);
         let pcs = vk.pcs();
         let result = catch_unwind(AssertUnwindSafe(|| -> Result<Vec<u8>, ProveError> {
-            let max_log = cols.iter().map(|c| c.log_size).max().unwrap_or(1);
-            let twiddles = SimdBackend::precompute_twiddles(
-                CanonicCoset::new(max_log + 1 + self.params.log_blowup)
-                    .circle_domain()
-                    .half_coset,
-            );
             let channel = &mut Blake2sChannel::default();
             mix_statement(channel, &pcs, &pk.commitment, &flat, &outputs);
             let mut scheme =
-                CommitmentSchemeProver::<SimdBackend, Blake2sMerkleChannel>::new(pcs, &twiddles);
+                CommitmentSchemeProver::<SimdBackend, Blake2sMerkleChannel>::new(pcs, &pk.twiddles);
             scheme.set_store_polynomials_coefficients();
-            let mut tb = scheme.tree_builder();
-            tb.extend_evals(cols.iter().flat_map(|c| c.pre_evals()).collect::<Vec<_>>());
-            tb.commit(channel);
-            if hex::encode(scheme.roots()[0].0) != vk.preprocessed_root {
-                return Err(ProveError::Backend(
-                    "the proving key's preprocessed columns do not match its verification key"
-                        .into(),
-                ));
-            }
+            scheme.commit_tree(MaybeOwned::Borrowed(&pk.preprocessed), channel);
             let mut tb = scheme.tree_builder();
             tb.extend_evals(cols.iter().flat_map(|c| c.main_evals()).collect::<Vec<_>>());
             tb.commit(channel);
@@ -382,19 +381,20 @@ impl StwoBackend {
                 .iter()
                 .map(|c| c as &dyn stwo::prover::ComponentProver<SimdBackend>)
                 .collect();
-            let stark = if tamper.is_some() {
-                cheat::prove_without_self_check(&refs, channel, scheme)
-            } else {
-                prove::<SimdBackend, Blake2sMerkleChannel>(&refs, channel, scheme)
-                    .map_err(|e| ProveError::Backend(format!("{e:?}")))?
-            };
-            use bincode::Options;
-            bincode_options()
-                .serialize(&StwoProof {
+            #[cfg(feature = "testing")]
+            if tamper.is_some() {
+                let stark = cheat::prove_without_self_check(&refs, channel, scheme);
+                return serialize(StwoProof {
                     claimed_sums: sums,
                     stark,
-                })
-                .map_err(|e| ProveError::Backend(format!("serialising the proof: {e}")))
+                });
+            }
+            let stark = prove::<SimdBackend, Blake2sMerkleChannel>(&refs, channel, scheme)
+                .map_err(|e| ProveError::Backend(format!("{e:?}")))?;
+            serialize(StwoProof {
+                claimed_sums: sums,
+                stark,
+            })
         }));
         let proof = result.map_err(|e| ProveError::Backend(panic_message(e)))??;
         progress(Stage::Done);
@@ -485,7 +485,7 @@ impl ProofSystem for StwoBackend {
         let max_log = comps.iter().map(|c| c.log_size).max().unwrap_or(1);
         let lifting_log_size = max_log + self.params.log_blowup;
         let cols: Vec<Columns> = comps.iter().map(Columns::from_trace).collect();
-        let root = catch_unwind(AssertUnwindSafe(|| {
+        let (twiddles, preprocessed) = catch_unwind(AssertUnwindSafe(|| {
             let twiddles = SimdBackend::precompute_twiddles(
                 CanonicCoset::new(max_log + 1 + self.params.log_blowup)
                     .circle_domain()
@@ -495,12 +495,18 @@ impl ProofSystem for StwoBackend {
                 self.params.pcs(lifting_log_size),
                 &twiddles,
             );
+            scheme.set_store_polynomials_coefficients();
             let mut tb = scheme.tree_builder();
             tb.extend_evals(cols.iter().flat_map(|c| c.pre_evals()).collect::<Vec<_>>());
             tb.commit(&mut Blake2sChannel::default());
-            scheme.roots()[0]
+            let tree = match scheme.trees.pop() {
+                Some(MaybeOwned::Owned(t)) => t,
+                _ => unreachable!("the scheme owns the tree it just committed"),
+            };
+            (twiddles, tree)
         }))
         .map_err(|e| ProveError::Backend(panic_message(e)))?;
+        let root = preprocessed.commitment.root();
         let info = |name: &str, node: usize| {
             let n = &graph.nodes[node];
             TensorInfo {
@@ -556,6 +562,8 @@ impl ProofSystem for StwoBackend {
                 circuit,
                 vk: vk.clone(),
                 commitment,
+                twiddles,
+                preprocessed,
             },
             vk,
         ))
@@ -676,6 +684,7 @@ impl ProofSystem for StwoBackend {
     }
 }
 
+#[cfg(feature = "testing")]
 /// A cheating prover for the soundness suite: the same protocol as `stwo::prover::prove`, minus
 /// its final self-check (which refuses a witness that breaks a constraint), so that such a proof
 /// reaches the verifier as it would from an adversary. Never used outside tampered proofs.

@@ -206,6 +206,15 @@ fn rescale_row(c: &ComponentTrace) -> usize {
         .expect("a rescale row")
 }
 
+/// Keeps `q_hi - q` consistent after moving `q` by `-delta`.
+fn shift_u(c: &mut ComponentTrace, row: usize, delta: i64) {
+    let m = &div::MAIN[..];
+    let u = (c.main[col(m, "u_lo")][row] + (c.main[col(m, "u_hi")][row] << 16) + delta)
+        .rem_euclid((1 << 31) - 1);
+    c.main[col(m, "u_lo")][row] = u & 0xffff;
+    c.main[col(m, "u_hi")][row] = u >> 16;
+}
+
 #[test]
 fn rescale_off_by_one_is_rejected() {
     let m = &div::MAIN[..];
@@ -226,6 +235,7 @@ fn rescale_off_by_one_is_rejected() {
         let t = 2 * d - 1 - (r - ((1 << 31) - 1));
         c.main[col(m, "q")][row] += 1;
         c.main[col(m, "q_lo")][row] += 1;
+        shift_u(c, row, -1);
         c.main[col(m, "r_lo")][row] = r & 0xffff;
         c.main[col(m, "r_hi")][row] = r >> 16;
         c.main[col(m, "t_lo")][row] = t & 0xffff;
@@ -246,6 +256,7 @@ fn remainder_out_of_range_is_rejected() {
         let t = (2 * d - 1 - r).rem_euclid((1 << 31) - 1);
         c.main[col(m, "q")][row] = q;
         c.main[col(m, "q_lo")][row] -= 1;
+        shift_u(c, row, 1);
         c.main[col(m, "r_lo")][row] = r & 0xffff;
         c.main[col(m, "r_hi")][row] = r >> 16;
         c.main[col(m, "t_lo")][row] = t & 0xffff;
