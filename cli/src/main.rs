@@ -92,6 +92,18 @@ enum Command {
     },
     /// Benchmark fixture models: compile, set up, prove and verify; print a table.
     Bench(bench::BenchArgs),
+    /// Run the Ciro service (HTTP API, job store, proving workers) until Ctrl-C or SIGTERM.
+    Serve {
+        /// Where jobs, accounts, the ledger, proofs and compiled models are kept.
+        #[arg(long, default_value = "ciro-data")]
+        data_dir: PathBuf,
+        /// Address to listen on (port 0 picks a free one).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: std::net::SocketAddr,
+        /// Proving workers (one job each at a time).
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+    },
 }
 
 fn parse_range_arg(s: &str) -> Result<[f64; 2], String> {
@@ -142,7 +154,42 @@ fn dispatch(cli: &Cli) -> Result<()> {
         } => proving::cmd_prove(cli.json, compiled, input, output, vk_out.as_deref()),
         Command::Verify { bundle, vk } => proving::cmd_verify(cli.json, bundle, vk),
         Command::Bench(args) => bench::run(cli.json, args),
+        Command::Serve {
+            data_dir,
+            addr,
+            workers,
+        } => cmd_serve(cli.json, data_dir, *addr, *workers),
     }
+}
+
+fn cmd_serve(
+    json: bool,
+    data_dir: &Path,
+    addr: std::net::SocketAddr,
+    workers: usize,
+) -> Result<()> {
+    let mut config = ciro_scheduler::Config::new(data_dir);
+    config.addr = addr;
+    config.workers = workers;
+    config.handle_signals = true;
+    let running = ciro_scheduler::start(config)?;
+    // Tests and scripts read this line to find the port.
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "listening": running.url(), "data_dir": data_dir })
+        );
+    } else {
+        println!(
+            "listening on {} (data in {})",
+            running.url(),
+            data_dir.display()
+        );
+    }
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    running.wait();
+    Ok(())
 }
 
 fn json_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {

@@ -83,15 +83,20 @@ pub fn check_inputs(inputs: &[Vec<f32>], shapes: &[Vec<usize>]) -> Result<()> {
 /// Decodes a PNG/JPEG and turns it into the model input the image spec declares
 /// (grayscale or RGB, box-filtered resize, pixel range mapping, channel-major layout).
 pub fn read_image(path: &Path, spec: &ImageSpec) -> Result<Vec<f32>> {
-    let bad = |reason: String| CompileError::Image {
-        path: path.display().to_string(),
-        reason,
-    };
     let bytes = std::fs::read(path).map_err(|source| CompileError::Io {
         path: path.display().to_string(),
         source,
     })?;
-    let img = image::load_from_memory(&bytes).map_err(|e| bad(format!("cannot decode ({e})")))?;
+    decode_image(&bytes, &path.display().to_string(), spec)
+}
+
+/// [`read_image`] for an image already in memory; `origin` names it in errors.
+pub fn decode_image(bytes: &[u8], origin: &str, spec: &ImageSpec) -> Result<Vec<f32>> {
+    let bad = |reason: String| CompileError::Image {
+        path: origin.to_string(),
+        reason,
+    };
+    let img = image::load_from_memory(bytes).map_err(|e| bad(format!("cannot decode ({e})")))?;
     let (w, h) = (img.width() as usize, img.height() as usize);
     if w == 0 || h == 0 {
         return Err(bad("the image is empty".into()));

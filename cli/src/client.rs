@@ -1,0 +1,669 @@
+//! `ciro-cli`: the user client of the Ciro service.
+//!
+//! The server URL and API key come from flags, then the environment (`CIRO_SERVER`,
+//! `CIRO_API_KEY`), then the config file (`--config`, `CIRO_CONFIG`, or
+//! `~/.config/ciro/config.json`, which `ciro-cli signup --save` writes).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use base64::Engine;
+use clap::{Parser, Subcommand};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use ciro_prover::{ProofBundle, StwoVerifyingKey};
+use ciro_scheduler::pricing::{format_amount, parse_amount};
+
+const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
+
+#[derive(Parser)]
+#[command(
+    name = "ciro-cli",
+    version,
+    about = "Submit ML inference jobs to a Ciro service and get results with zero-knowledge proofs"
+)]
+struct Cli {
+    /// Service URL [env CIRO_SERVER; default http://127.0.0.1:8080]
+    #[arg(long, global = true)]
+    server: Option<String>,
+    /// API key [env CIRO_API_KEY]
+    #[arg(long, global = true)]
+    api_key: Option<String>,
+    /// Config file [env CIRO_CONFIG; default ~/.config/ciro/config.json]
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create an account and print its API key (`--save` writes it to the config file).
+    Signup {
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        save: bool,
+    },
+    /// Credit test tokens from the local faucet.
+    Faucet {
+        #[arg(long)]
+        chain: String,
+        #[arg(long, default_value = "CIRO")]
+        token: String,
+        /// Whole tokens, e.g. 100 or 0.5.
+        #[arg(long, default_value = "100")]
+        amount: String,
+    },
+    /// Show balances per chain and token.
+    Balance,
+    /// List the models the service proves.
+    ListModels,
+    /// Upload an ONNX model (it must declare `ciro.input_range` metadata).
+    UploadModel { model: PathBuf },
+    /// Submit a job; prints its id and price.
+    SubmitJob {
+        /// A model name from `list-models`.
+        #[arg(long)]
+        model: String,
+        /// A JSON tensor (`{"input_data": [[...]]}`) or a PNG/JPEG image.
+        #[arg(long)]
+        input: PathBuf,
+        /// Chain to pay on: starknet, ethereum or polygon.
+        #[arg(long)]
+        pay_with: String,
+        /// CIRO or USDC.
+        #[arg(long, default_value = "CIRO")]
+        token: String,
+        /// Makes a retried submission return the first job instead of paying twice.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// Follow the job until it finishes.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Show a job's state, timings and result.
+    JobStatus {
+        #[arg(long)]
+        job_id: i64,
+        /// Follow the job until it finishes.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Download a verified job's result, proof bundle and the model's verification key.
+    JobResult {
+        #[arg(long)]
+        job_id: i64,
+        /// Folder to write into.
+        #[arg(short, long, default_value = ".")]
+        output: PathBuf,
+    },
+    /// List your jobs, newest first.
+    ListJobs {
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+    /// Cancel a queued job (its held price is released).
+    CancelJob {
+        #[arg(long)]
+        job_id: i64,
+    },
+    /// Verify a proof offline: a job's (downloaded now) or files from `job-result`.
+    Verify {
+        #[arg(long, conflicts_with_all = ["bundle", "vk"])]
+        job_id: Option<i64>,
+        #[arg(long, requires = "vk")]
+        bundle: Option<PathBuf>,
+        #[arg(long, requires = "bundle")]
+        vk: Option<PathBuf>,
+    },
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct ConfigFile {
+    server: Option<String>,
+    api_key: Option<String>,
+}
+
+fn config_path(cli: &Cli) -> Option<PathBuf> {
+    cli.config
+        .clone()
+        .or_else(|| std::env::var_os("CIRO_CONFIG").map(PathBuf::from))
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| {
+                PathBuf::from(h)
+                    .join(".config")
+                    .join("ciro")
+                    .join("config.json")
+            })
+        })
+}
+
+fn read_config(path: Option<&Path>) -> Result<ConfigFile> {
+    let Some(path) = path else {
+        return Ok(ConfigFile::default());
+    };
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .with_context(|| format!("config file {} is not valid JSON", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ConfigFile::default()),
+        Err(e) => Err(e).with_context(|| format!("cannot read config file {}", path.display())),
+    }
+}
+
+struct Client {
+    server: String,
+    api_key: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server.trim_end_matches('/'))
+    }
+
+    fn request(&self, method: &str, path: &str) -> ureq::Request {
+        let r = self.agent.request(method, &self.url(path));
+        match &self.api_key {
+            Some(k) => r.set("Authorization", &format!("Bearer {k}")),
+            None => r,
+        }
+    }
+
+    fn need_key(&self) -> Result<()> {
+        if self.api_key.is_none() {
+            bail!("no API key: pass --api-key, set CIRO_API_KEY, or run `ciro-cli signup --save`");
+        }
+        Ok(())
+    }
+
+    /// Sends a request and returns the response, turning transport and HTTP errors into
+    /// messages a user can act on.
+    fn send(&self, req: ureq::Request, body: Option<&Value>) -> Result<ureq::Response> {
+        let res = match body {
+            Some(b) => req.send_json(b),
+            None => req.call(),
+        };
+        res.or_else(|e| self.send_error(e))
+    }
+
+    fn json(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
+        let r = self.send(self.request(method, path), body)?;
+        r.into_json().context("the service sent invalid JSON")
+    }
+
+    fn bytes(&self, path: &str) -> Result<Vec<u8>> {
+        let r = self.send(self.request("GET", path), None)?;
+        let mut out = Vec::new();
+        r.into_reader()
+            .take(1 << 30)
+            .read_to_end(&mut out)
+            .context("reading the download")?;
+        Ok(out)
+    }
+}
+
+pub fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = dispatch(&cli) {
+        if cli.json {
+            println!("{}", json!({ "error": format!("{e:#}") }));
+        } else {
+            eprintln!("error: {e:#}");
+        }
+        std::process::exit(1);
+    }
+}
+
+fn dispatch(cli: &Cli) -> Result<()> {
+    let cfg_path = config_path(cli);
+    let cfg = read_config(cfg_path.as_deref())?;
+    let client = Client {
+        server: cli
+            .server
+            .clone()
+            .or_else(|| std::env::var("CIRO_SERVER").ok())
+            .or(cfg.server)
+            .unwrap_or_else(|| DEFAULT_SERVER.into()),
+        api_key: cli
+            .api_key
+            .clone()
+            .or_else(|| std::env::var("CIRO_API_KEY").ok())
+            .or(cfg.api_key),
+        agent: ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(5))
+            .timeout(Duration::from_secs(300))
+            .build(),
+    };
+    let out = Output { json: cli.json };
+    match &cli.command {
+        Command::Signup { name, save } => {
+            let v = client.json("POST", "/v1/accounts", Some(&json!({ "name": name })))?;
+            if *save {
+                let path = cfg_path.context("no config path: pass --config")?;
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("creating {}", dir.display()))?;
+                }
+                let file = ConfigFile {
+                    server: Some(client.server.clone()),
+                    api_key: v["api_key"].as_str().map(str::to_string),
+                };
+                std::fs::write(&path, serde_json::to_vec_pretty(&file)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                if !cli.json {
+                    eprintln!("saved the key to {}", path.display());
+                }
+            }
+            out.show(&v, || {
+                format!(
+                    "account {} ({})\napi key: {}",
+                    v["account_id"],
+                    v["name"].as_str().unwrap_or(""),
+                    v["api_key"].as_str().unwrap_or("")
+                )
+            })
+        }
+        Command::Faucet {
+            chain,
+            token,
+            amount,
+        } => {
+            client.need_key()?;
+            let micro = parse_amount(amount).map_err(anyhow::Error::msg)?;
+            let v = client.json(
+                "POST",
+                "/v1/faucet",
+                Some(&json!({ "chain": chain, "token": token, "amount_micro": micro })),
+            )?;
+            out.show(&v, || balances_text(&v))
+        }
+        Command::Balance => {
+            client.need_key()?;
+            let v = client.json("GET", "/v1/account", None)?;
+            out.show(&v, || balances_text(&v))
+        }
+        Command::ListModels => {
+            let v = client.json("GET", "/v1/models", None)?;
+            out.show(&v, || models_text(&v))
+        }
+        Command::UploadModel { model } => {
+            client.need_key()?;
+            let bytes =
+                std::fs::read(model).with_context(|| format!("cannot read {}", model.display()))?;
+            let r = client
+                .request("POST", "/v1/models")
+                .set("Content-Type", "application/octet-stream");
+            let res = r.send_bytes(&bytes).or_else(|e| client.send_error(e))?;
+            let v: Value = res.into_json().context("the service sent invalid JSON")?;
+            out.show(&v, || {
+                format!(
+                    "model {} registered\n{}",
+                    v["name"].as_str().unwrap_or(""),
+                    model_line(&v)
+                )
+            })
+        }
+        Command::SubmitJob {
+            model,
+            input,
+            pay_with,
+            token,
+            idempotency_key,
+            wait,
+        } => {
+            client.need_key()?;
+            let mut body = json!({ "model": model, "chain": pay_with, "token": token });
+            let bytes =
+                std::fs::read(input).with_context(|| format!("cannot read {}", input.display()))?;
+            if is_image(input) {
+                body["image_base64"] =
+                    json!(base64::engine::general_purpose::STANDARD.encode(&bytes));
+            } else {
+                let v: Value = serde_json::from_slice(&bytes).with_context(|| {
+                    format!(
+                        "{} is neither a PNG/JPEG image nor a JSON input",
+                        input.display()
+                    )
+                })?;
+                body["input"] = v;
+            }
+            let mut req = client.request("POST", "/v1/jobs");
+            if let Some(k) = idempotency_key {
+                req = req.set("Idempotency-Key", k);
+            }
+            let job: Value = client
+                .send(req, Some(&body))?
+                .into_json()
+                .context("the service sent invalid JSON")?;
+            if !cli.json {
+                println!(
+                    "job {} submitted: {} on {}, price {} {} (held; charged only once the proof verifies)",
+                    job["id"],
+                    job["model"].as_str().unwrap_or(""),
+                    job["chain"].as_str().unwrap_or(""),
+                    format_amount(job["price_micro"].as_i64().unwrap_or(0)),
+                    job["token"].as_str().unwrap_or("")
+                );
+            }
+            if *wait {
+                let id = job["id"]
+                    .as_i64()
+                    .context("the service returned no job id")?;
+                let done = follow(&client, id, cli.json)?;
+                return out.show(&done, || job_text(&done));
+            }
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&job)?);
+            }
+            Ok(())
+        }
+        Command::JobStatus { job_id, wait } => {
+            client.need_key()?;
+            let v = if *wait {
+                follow(&client, *job_id, cli.json)?
+            } else {
+                client.json("GET", &format!("/v1/jobs/{job_id}"), None)?
+            };
+            out.show(&v, || job_text(&v))
+        }
+        Command::JobResult { job_id, output } => {
+            client.need_key()?;
+            let result = client.json("GET", &format!("/v1/jobs/{job_id}/result"), None)?;
+            let bundle = client.bytes(&format!("/v1/jobs/{job_id}/proof"))?;
+            let model = result["model"]
+                .as_str()
+                .context("the result names no model")?;
+            let vk = client.bytes(&format!("/v1/models/{model}/vk"))?;
+            std::fs::create_dir_all(output)
+                .with_context(|| format!("creating {}", output.display()))?;
+            let paths = [
+                (
+                    output.join(format!("job-{job_id}.result.json")),
+                    serde_json::to_vec_pretty(&result)?,
+                ),
+                (output.join(format!("job-{job_id}.bundle")), bundle),
+                (output.join(format!("{model}.vk.json")), vk),
+            ];
+            for (p, bytes) in &paths {
+                std::fs::write(p, bytes).with_context(|| format!("writing {}", p.display()))?;
+            }
+            let v = json!({
+                "result": result,
+                "files": paths.iter().map(|(p, _)| p.display().to_string()).collect::<Vec<_>>(),
+            });
+            out.show(&v, || {
+                let mut s = result_text(&result);
+                for (p, _) in &paths {
+                    s.push_str(&format!("\nwrote {}", p.display()));
+                }
+                s
+            })
+        }
+        Command::ListJobs { limit } => {
+            client.need_key()?;
+            let v = client.json("GET", &format!("/v1/jobs?limit={limit}"), None)?;
+            out.show(&v, || {
+                let jobs = v["jobs"].as_array().cloned().unwrap_or_default();
+                if jobs.is_empty() {
+                    return "no jobs".into();
+                }
+                let mut s = format!(
+                    "{:>6}  {:<22} {:<10} {:<9} {:>10}  {}",
+                    "id", "model", "state", "chain", "price", "label"
+                );
+                for j in jobs {
+                    s.push_str(&format!(
+                        "\n{:>6}  {:<22} {:<10} {:<9} {:>10}  {}",
+                        j["id"],
+                        j["model"].as_str().unwrap_or(""),
+                        j["state"].as_str().unwrap_or(""),
+                        j["chain"].as_str().unwrap_or(""),
+                        format_amount(j["price_micro"].as_i64().unwrap_or(0)),
+                        j["result"]["label"].as_str().unwrap_or("")
+                    ));
+                }
+                s
+            })
+        }
+        Command::CancelJob { job_id } => {
+            client.need_key()?;
+            let v = client.json("POST", &format!("/v1/jobs/{job_id}/cancel"), None)?;
+            out.show(&v, || {
+                format!("job {job_id} cancelled; its hold is released")
+            })
+        }
+        Command::Verify { job_id, bundle, vk } => {
+            let (bundle, vk) = match (job_id, bundle, vk) {
+                (Some(id), _, _) => {
+                    client.need_key()?;
+                    let b =
+                        ProofBundle::from_bytes(&client.bytes(&format!("/v1/jobs/{id}/proof"))?)?;
+                    let vk: StwoVerifyingKey = serde_json::from_slice(
+                        &client.bytes(&format!("/v1/models/{}/vk", b.header.model_name))?,
+                    )
+                    .context("the service sent an unreadable verification key")?;
+                    (b, vk)
+                }
+                (None, Some(b), Some(k)) => (ProofBundle::load(b)?, StwoVerifyingKey::load(k)?),
+                _ => bail!("give --job-id, or --bundle and --vk"),
+            };
+            std::panic::set_hook(Box::new(|_| {}));
+            let start = Instant::now();
+            let v = ciro_verifier::verify(&vk, &bundle)?;
+            let ms = start.elapsed().as_secs_f64() * 1e3;
+            let out_v = json!({
+                "ok": true,
+                "model": v.model_name,
+                "commitment": v.model_commitment,
+                "outputs": v.outputs.iter().map(|t| t.real()).collect::<Vec<_>>(),
+                "label": v.label().map(|l| l.1),
+                "verify_ms": ms,
+            });
+            out.show(&out_v, || {
+                let mut s = format!("model: {} ({})", v.model_name, v.model_commitment);
+                for (i, t) in v.outputs.iter().enumerate() {
+                    s.push_str(&format!("\noutput {i}: {}", fmt_values(&t.real())));
+                }
+                if let Some((_, l)) = v.label() {
+                    s.push_str(&format!("\nlabel: {l}"));
+                }
+                s.push_str(&format!("\nOK: proof verified in {ms:.1} ms"));
+                s
+            })
+        }
+    }
+}
+
+impl Client {
+    fn send_error(&self, e: ureq::Error) -> Result<ureq::Response> {
+        match e {
+            ureq::Error::Status(code, r) => {
+                let text = r.into_string().unwrap_or_default();
+                let msg = serde_json::from_str::<Value>(&text)
+                    .ok()
+                    .and_then(|v| v["error"].as_str().map(str::to_string))
+                    .unwrap_or(text);
+                bail!("{msg} (HTTP {code})")
+            }
+            ureq::Error::Transport(t) => bail!(
+                "cannot reach the Ciro service at {}: {t}; is it running (`ciro serve`)?",
+                self.server
+            ),
+        }
+    }
+}
+
+struct Output {
+    json: bool,
+}
+
+impl Output {
+    fn show(&self, v: &Value, text: impl FnOnce() -> String) -> Result<()> {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(v)?);
+        } else {
+            println!("{}", text());
+        }
+        Ok(())
+    }
+}
+
+/// Polls a job until it reaches a final state, showing each change on stderr.
+fn follow(client: &Client, id: i64, quiet: bool) -> Result<Value> {
+    let start = Instant::now();
+    let mut last = String::new();
+    loop {
+        let v = client.json("GET", &format!("/v1/jobs/{id}"), None)?;
+        let state = v["state"].as_str().unwrap_or("?").to_string();
+        if state != last && !quiet {
+            eprintln!(
+                "[{:>7.2} s] job {id}: {state}",
+                start.elapsed().as_secs_f64()
+            );
+        }
+        if matches!(state.as_str(), "verified" | "failed" | "cancelled") {
+            return Ok(v);
+        }
+        last = state;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn is_image(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
+}
+
+fn fmt_values(v: &[f64]) -> String {
+    let s: Vec<String> = v.iter().map(|x| format!("{x:.4}")).collect();
+    format!("[{}]", s.join(", "))
+}
+
+fn ms(v: &Value) -> String {
+    v.as_f64()
+        .map(|x| format!("{x:.1} ms"))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn job_text(j: &Value) -> String {
+    let t = &j["timings"];
+    let mut s = format!(
+        "job {}: {}\nmodel: {} ({})\npaid with: {} {} on {} ({})",
+        j["id"],
+        j["state"].as_str().unwrap_or("?"),
+        j["model"].as_str().unwrap_or(""),
+        j["proof_system"].as_str().unwrap_or(""),
+        format_amount(j["price_micro"].as_i64().unwrap_or(0)),
+        j["token"].as_str().unwrap_or(""),
+        j["chain"].as_str().unwrap_or(""),
+        match j["state"].as_str() {
+            Some("verified") => "charged",
+            Some("failed") | Some("cancelled") => "released, not charged",
+            _ => "held",
+        }
+    );
+    s.push_str(&format!(
+        "\ntimings: queue {}, witness {}, prove {}, verify {}, total {}",
+        ms(&t["queue_wait_ms"]),
+        ms(&t["witness_ms"]),
+        ms(&t["prove_ms"]),
+        ms(&t["verify_ms"]),
+        ms(&t["total_ms"])
+    ));
+    if let Some(e) = j["error"].as_str() {
+        s.push_str(&format!("\nerror: {e}"));
+    }
+    if j["result"].is_object() {
+        s.push('\n');
+        s.push_str(&result_text(&j["result"]));
+    }
+    s
+}
+
+fn result_text(r: &Value) -> String {
+    let mut s = String::new();
+    for (i, o) in r["outputs"].as_array().into_iter().flatten().enumerate() {
+        let vals: Vec<f64> = o
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_f64)
+            .collect();
+        if i > 0 {
+            s.push('\n');
+        }
+        s.push_str(&format!("output {i}: {}", fmt_values(&vals)));
+    }
+    if let Some(l) = r["label"].as_str() {
+        s.push_str(&format!("\nlabel: {l}"));
+    }
+    if let Some(c) = r["model_commitment"].as_str() {
+        s.push_str(&format!("\nmodel commitment: {c}"));
+    }
+    s
+}
+
+fn balances_text(v: &Value) -> String {
+    let b = v["balances"].as_array().cloned().unwrap_or_default();
+    if b.is_empty() {
+        return "no balances yet: credit test tokens with `ciro-cli faucet --chain starknet`"
+            .into();
+    }
+    let mut s = format!(
+        "{:<9} {:<5} {:>16} {:>14} {:>14}",
+        "chain", "token", "available", "held", "spent"
+    );
+    for x in b {
+        s.push_str(&format!(
+            "\n{:<9} {:<5} {:>16} {:>14} {:>14}",
+            x["chain"].as_str().unwrap_or(""),
+            x["token"].as_str().unwrap_or(""),
+            format_amount(x["available_micro"].as_i64().unwrap_or(0)),
+            format_amount(x["held_micro"].as_i64().unwrap_or(0)),
+            format_amount(x["spent_micro"].as_i64().unwrap_or(0)),
+        ));
+    }
+    s
+}
+
+fn model_line(m: &Value) -> String {
+    if let Some(e) = m["error"].as_str() {
+        return format!("{:<22} unavailable: {e}", m["name"].as_str().unwrap_or(""));
+    }
+    let shapes: Vec<String> = m["inputs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| i["shape"].to_string())
+        .collect();
+    format!(
+        "{:<22} input {:<16} {:>8} rows  price {}{}",
+        m["name"].as_str().unwrap_or(""),
+        shapes.join(" "),
+        m["trace_rows"],
+        format_amount(m["price_micro"].as_i64().unwrap_or(0)),
+        if m["accepts_images"].as_bool() == Some(true) {
+            "  (accepts images)"
+        } else {
+            ""
+        }
+    )
+}
+
+fn models_text(v: &Value) -> String {
+    v["models"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(model_line)
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -1,0 +1,358 @@
+//! The service as users run it: `ciro serve` as a real process, `ciro-cli` commands exactly as
+//! the docs show them, and a SIGKILL while a job is proving.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+}
+
+fn fresh_dir(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+struct Service {
+    child: Child,
+    url: String,
+}
+
+impl Service {
+    /// Starts `ciro serve` on a free port and waits for its "listening on" line.
+    fn start(data: &Path) -> Service {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ciro"))
+            .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ciro serve starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL in {line:?}"))
+            .to_string();
+        Service { child, url }
+    }
+
+    fn kill(&mut self) {
+        // std's kill is SIGKILL on Unix: no chance to clean up.
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `ciro-cli` in `cwd` with the service's URL and a config file in the environment.
+fn cli(svc: &Service, cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ciro-cli"))
+        .args(args)
+        .current_dir(cwd)
+        .env("CIRO_SERVER", &svc.url)
+        .env("CIRO_CONFIG", cwd.join("config.json"))
+        .env_remove("CIRO_API_KEY")
+        .output()
+        .expect("ciro-cli runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn ok(o: Output) -> String {
+    assert!(o.status.success(), "{}", text(&o));
+    text(&o)
+}
+
+fn json(o: Output) -> Value {
+    assert!(o.status.success(), "{}", text(&o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)))
+}
+
+fn wait_state(svc: &Service, cwd: &Path, id: &str, want: &[&str], limit: Duration) -> Value {
+    let start = Instant::now();
+    loop {
+        let j = json(cli(svc, cwd, &["job-status", "--job-id", id, "--json"]));
+        if want.contains(&j["state"].as_str().unwrap_or("")) {
+            return j;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "job {id} never reached {want:?}: {j}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_documented_commands_work_verbatim() {
+    let data = fresh_dir("svc-docs");
+    let home = fresh_dir("svc-docs-home");
+    std::fs::copy(
+        fixtures().join("images/my-image.jpg"),
+        home.join("my-image.jpg"),
+    )
+    .unwrap();
+    let svc = Service::start(&data);
+
+    ok(cli(&svc, &home, &["signup", "--name", "docs", "--save"]));
+    // No balance yet: refused with a message that says what to do.
+    let o = cli(
+        &svc,
+        &home,
+        &[
+            "submit-job",
+            "--model",
+            "image_recognition_v1",
+            "--input",
+            "./my-image.jpg",
+            "--pay-with",
+            "starknet",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(text(&o).contains("no balance on starknet"), "{}", text(&o));
+    ok(cli(
+        &svc,
+        &home,
+        &[
+            "faucet", "--chain", "starknet", "--token", "CIRO", "--amount", "5",
+        ],
+    ));
+
+    let out = ok(cli(
+        &svc,
+        &home,
+        &[
+            "submit-job",
+            "--model",
+            "image_recognition_v1",
+            "--input",
+            "./my-image.jpg",
+            "--pay-with",
+            "starknet",
+        ],
+    ));
+    let id = out
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("no job id in {out}"))
+        .to_string();
+    assert!(out.starts_with(&format!("job {id} submitted")), "{out}");
+    assert!(out.contains("price"), "{out}");
+    wait_state(&svc, &home, &id, &["verified"], Duration::from_secs(300));
+    let status = ok(cli(&svc, &home, &["job-status", "--job-id", &id]));
+    for want in ["verified", "label: 7", "timings: queue", "charged"] {
+        assert!(status.contains(want), "job-status lacks {want:?}: {status}");
+    }
+
+    // Result and proof download, then an offline check with the model's key.
+    let got = ok(cli(
+        &svc,
+        &home,
+        &["job-result", "--job-id", &id, "-o", "results"],
+    ));
+    assert!(got.contains("label: 7"), "{got}");
+    let bundle = home.join(format!("results/job-{id}.bundle"));
+    let vk = home.join("results/image_recognition_v1.vk.json");
+    let v = ok(cli(
+        &svc,
+        &home,
+        &[
+            "verify",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "--vk",
+            vk.to_str().unwrap(),
+        ],
+    ));
+    assert!(
+        v.contains("OK: proof verified") && v.contains("label: 7"),
+        "{v}"
+    );
+    // The operator CLI reads the same files.
+    let o = Command::new(env!("CARGO_BIN_EXE_ciro"))
+        .args([
+            "verify",
+            bundle.to_str().unwrap(),
+            "--vk",
+            vk.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let list = json(cli(&svc, &home, &["list-jobs", "--json"]));
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 1);
+
+    // Clear errors.
+    let o = cli(
+        &svc,
+        &home,
+        &[
+            "submit-job",
+            "--model",
+            "nope",
+            "--input",
+            "./my-image.jpg",
+            "--pay-with",
+            "starknet",
+        ],
+    );
+    assert!(text(&o).contains("unknown model"), "{}", text(&o));
+    let o = cli(
+        &svc,
+        &home,
+        &[
+            "submit-job",
+            "--model",
+            "image_recognition_v1",
+            "--input",
+            "./missing.jpg",
+            "--pay-with",
+            "starknet",
+        ],
+    );
+    assert!(
+        text(&o).contains("cannot read ./missing.jpg"),
+        "{}",
+        text(&o)
+    );
+    std::fs::write(home.join("bad.jpg"), b"not a jpeg").unwrap();
+    let o = cli(
+        &svc,
+        &home,
+        &[
+            "submit-job",
+            "--model",
+            "image_recognition_v1",
+            "--input",
+            "bad.jpg",
+            "--pay-with",
+            "starknet",
+        ],
+    );
+    assert!(text(&o).contains("cannot decode"), "{}", text(&o));
+    let o = cli(
+        &svc,
+        &home,
+        &[
+            "submit-job",
+            "--model",
+            "image_recognition_v1",
+            "--input",
+            "./my-image.jpg",
+            "--pay-with",
+            "bitcoin",
+        ],
+    );
+    assert!(text(&o).contains("unknown chain"), "{}", text(&o));
+    let o = cli(&svc, &home, &["--json", "job-status", "--job-id", "999999"]);
+    assert!(!o.status.success());
+    assert!(json_err(&o).contains("not found"), "{}", text(&o));
+    let o = Command::new(env!("CARGO_BIN_EXE_ciro-cli"))
+        .args([
+            "--server",
+            "http://127.0.0.1:9",
+            "--api-key",
+            "x",
+            "list-jobs",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        text(&o).contains("cannot reach the Ciro service"),
+        "{}",
+        text(&o)
+    );
+}
+
+fn json_err(o: &Output) -> String {
+    serde_json::from_slice::<Value>(&o.stdout)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_service_killed_while_proving_finishes_the_job_after_restart_and_charges_once() {
+    let data = fresh_dir("svc-crash");
+    let home = fresh_dir("svc-crash-home");
+    let input = fixtures().join("models/cnn_lenet/input.json");
+    let mut svc = Service::start(&data);
+    ok(cli(&svc, &home, &["signup", "--save"]));
+    ok(cli(
+        &svc,
+        &home,
+        &[
+            "faucet", "--chain", "polygon", "--token", "USDC", "--amount", "1",
+        ],
+    ));
+    let job = json(cli(
+        &svc,
+        &home,
+        &[
+            "--json",
+            "submit-job",
+            "--model",
+            "cnn_lenet",
+            "--input",
+            input.to_str().unwrap(),
+            "--pay-with",
+            "polygon",
+            "--token",
+            "USDC",
+        ],
+    ));
+    let id = job["id"].to_string();
+    let price = job["price_micro"].as_i64().unwrap();
+
+    wait_state(&svc, &home, &id, &["proving"], Duration::from_secs(300));
+    svc.kill();
+
+    let svc = Service::start(&data);
+    let done = wait_state(
+        &svc,
+        &home,
+        &id,
+        &["verified", "failed"],
+        Duration::from_secs(300),
+    );
+    assert_eq!(done["state"], "verified", "{done}");
+    assert_eq!(
+        done["attempts"], 2,
+        "the job was not interrupted mid-proof: {done}"
+    );
+    let acct = json(cli(&svc, &home, &["--json", "balance"]));
+    let b = &acct["balances"][0];
+    assert_eq!(b["chain"], "polygon");
+    assert_eq!(b["spent_micro"].as_i64().unwrap(), price, "{acct}");
+    assert_eq!(b["held_micro"].as_i64().unwrap(), 0, "{acct}");
+    assert_eq!(
+        b["available_micro"].as_i64().unwrap(),
+        1_000_000 - price,
+        "{acct}"
+    );
+    let list = json(cli(&svc, &home, &["--json", "list-jobs"]));
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 1, "{list}");
+}

@@ -1,0 +1,577 @@
+//! The HTTP API (JSON over HTTP; `openapi.json` documents it and the tests check the server
+//! against it). Every error is `{"error": message, "code": code}` with a 4xx or 5xx status.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use ciro_model_compiler::input::{check_inputs, decode_image};
+use ciro_model_compiler::quantize_inputs;
+
+use crate::pricing::{Chain, Token};
+use crate::registry::{Model, RegistryError, MAX_MODEL_BYTES};
+use crate::store::{NewJob, StoreError};
+use crate::Shared;
+
+pub const OPENAPI: &str = include_str!("../openapi.json");
+/// Largest job request (a JSON tensor or a base64 image).
+pub const MAX_JOB_BYTES: usize = 4 << 20;
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn bad(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({ "error": self.message, "code": self.code })),
+        )
+            .into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let msg = e.to_string();
+        match e {
+            StoreError::NoSuchJob(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", msg),
+            StoreError::InsufficientBalance { .. } => {
+                ApiError::new(StatusCode::PAYMENT_REQUIRED, "insufficient_balance", msg)
+            }
+            StoreError::NotCancellable { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "not_cancellable", msg)
+            }
+            StoreError::IdempotencyConflict(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_conflict",
+                msg,
+            ),
+            StoreError::Invalid(_) => ApiError::bad("invalid", msg),
+            StoreError::Db(_) => {
+                crate::worker::log(&msg);
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", msg)
+            }
+        }
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        let msg = e.to_string();
+        match e {
+            RegistryError::Unknown(_) => ApiError::new(StatusCode::NOT_FOUND, "unknown_model", msg),
+            RegistryError::BadModel(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_model", msg)
+            }
+            RegistryError::Io(_) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", msg)
+            }
+        }
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+type AppState = State<Arc<Shared>>;
+
+/// The caller's account, from `Authorization: Bearer KEY` (or `X-Api-Key: KEY`).
+pub struct Account(pub i64);
+
+impl FromRequestParts<Arc<Shared>> for Account {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, shared: &Arc<Shared>) -> ApiResult<Self> {
+        let key = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .or_else(|| parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "missing API key: send `Authorization: Bearer <key>` (create one with POST /v1/accounts)",
+                )
+            })?;
+        match shared.store.account_for_key(key.trim())? {
+            Some((id, _)) => Ok(Account(id)),
+            None => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "unknown API key",
+            )),
+        }
+    }
+}
+
+/// Parses a JSON body ourselves, so that a bad body gets our error shape and a clear message.
+fn json_body<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> ApiResult<T> {
+    let bytes = body.map_err(|r| {
+        let status = r.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "too_large"
+        } else {
+            "bad_body"
+        };
+        ApiError::new(
+            status,
+            code,
+            format!("cannot read the request body: {}", r.body_text()),
+        )
+    })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad("bad_json", format!("invalid JSON body: {e}")))
+}
+
+/// Runs blocking work (compilation, SQLite, image decoding) off the async runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("task failed: {e}"),
+        )
+    })?
+}
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/accounts", post(create_account))
+        .route("/v1/account", get(account))
+        .route("/v1/faucet", post(faucet))
+        .route(
+            "/v1/models",
+            get(list_models)
+                .post(upload_model)
+                .layer(DefaultBodyLimit::max(MAX_MODEL_BYTES)),
+        )
+        .route("/v1/models/{name}", get(model_info))
+        .route("/v1/models/{name}/vk", get(model_vk))
+        .route(
+            "/v1/jobs",
+            post(create_job)
+                .get(list_jobs)
+                .layer(DefaultBodyLimit::max(MAX_JOB_BYTES)),
+        )
+        .route("/v1/jobs/{id}", get(get_job))
+        .route("/v1/jobs/{id}/result", get(job_result))
+        .route("/v1/jobs/{id}/proof", get(job_proof))
+        .route("/v1/jobs/{id}/cancel", post(cancel_job))
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such endpoint; see GET /v1/openapi.json",
+            )
+        })
+        .layer(DefaultBodyLimit::max(64 << 10))
+        .with_state(shared)
+}
+
+async fn health(State(s): AppState) -> ApiResult<Json<Value>> {
+    blocking(move || {
+        Ok(Json(json!({
+            "ok": true,
+            "queued": s.store.count_in_state(crate::store::JobState::Queued)?,
+            "proving": s.store.count_in_state(crate::store::JobState::Proving)?,
+        })))
+    })
+    .await
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAccount {
+    name: Option<String>,
+}
+
+async fn create_account(
+    State(s): AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let req: NewAccount = json_body(body)?;
+    let name = req.name.unwrap_or_else(|| "anonymous".into());
+    if name.is_empty() || name.len() > 100 {
+        return Err(ApiError::bad(
+            "invalid",
+            "an account name has 1 to 100 characters",
+        ));
+    }
+    let key = format!("ciro_{}", hex::encode(rand::random::<[u8; 24]>()));
+    let id = {
+        let key = key.clone();
+        let name = name.clone();
+        blocking(move || Ok(s.store.create_account(&name, &key)?)).await?
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "account_id": id, "name": name, "api_key": key })),
+    ))
+}
+
+fn balances_json(s: &Shared, account: i64) -> ApiResult<Value> {
+    Ok(json!(s.store.balances(account)?))
+}
+
+async fn account(State(s): AppState, Account(id): Account) -> ApiResult<Json<Value>> {
+    blocking(move || {
+        Ok(Json(
+            json!({ "account_id": id, "balances": balances_json(&s, id)? }),
+        ))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaucetRequest {
+    chain: String,
+    token: String,
+    amount_micro: i64,
+}
+
+async fn faucet(
+    State(s): AppState,
+    Account(id): Account,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    let req: FaucetRequest = json_body(body)?;
+    let chain: Chain = req
+        .chain
+        .parse()
+        .map_err(|e: String| ApiError::bad("bad_chain", e))?;
+    let token: Token = req
+        .token
+        .parse()
+        .map_err(|e: String| ApiError::bad("bad_token", e))?;
+    blocking(move || {
+        s.store.credit(id, chain, token, req.amount_micro)?;
+        Ok(Json(
+            json!({ "account_id": id, "balances": balances_json(&s, id)? }),
+        ))
+    })
+    .await
+}
+
+async fn get_model(s: &Arc<Shared>, name: String) -> ApiResult<Arc<Model>> {
+    let s = s.clone();
+    blocking(move || Ok(s.registry.get(&name)?)).await
+}
+
+async fn list_models(State(s): AppState) -> ApiResult<Json<Value>> {
+    let mut models = Vec::new();
+    for name in s.registry.names() {
+        // A model that no longer compiles is listed with its error rather than hiding the rest.
+        match get_model(&s, name.clone()).await {
+            Ok(m) => models.push(json!(m.info())),
+            Err(e) => models.push(json!({ "name": name, "error": e.message })),
+        }
+    }
+    Ok(Json(json!({ "models": models })))
+}
+
+async fn model_info(State(s): AppState, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(get_model(&s, name).await?.info())))
+}
+
+async fn model_vk(State(s): AppState, Path(name): Path<String>) -> ApiResult<Response> {
+    let m = get_model(&s, name).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        m.vk_json.clone(),
+    )
+        .into_response())
+}
+
+async fn upload_model(
+    State(s): AppState,
+    Account(_): Account,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let bytes = body.map_err(|r| {
+        ApiError::new(
+            r.status(),
+            "too_large",
+            format!(
+                "cannot read the model: {} (limit {MAX_MODEL_BYTES} bytes)",
+                r.body_text()
+            ),
+        )
+    })?;
+    let m = blocking(move || Ok(s.registry.upload(&bytes)?)).await?;
+    Ok((StatusCode::CREATED, Json(json!(m.info()))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobRequest {
+    model: String,
+    /// EZKL-style tensor input: `{"input_data": [[...], ...]}`.
+    input: Option<Value>,
+    /// A PNG or JPEG, base64-encoded, for models that declare image preprocessing.
+    image_base64: Option<String>,
+    chain: String,
+    token: Option<String>,
+    proof_system: Option<String>,
+}
+
+fn job_json(job: &crate::store::Job) -> Value {
+    json!(job)
+}
+
+async fn create_job(
+    State(s): AppState,
+    Account(account): Account,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let req: JobRequest = json_body(body)?;
+    let chain: Chain = req
+        .chain
+        .parse()
+        .map_err(|e: String| ApiError::bad("bad_chain", e))?;
+    let token: Token = req
+        .token
+        .as_deref()
+        .unwrap_or("CIRO")
+        .parse()
+        .map_err(|e: String| ApiError::bad("bad_token", e))?;
+    let proof_system = req.proof_system.as_deref().unwrap_or("stwo").to_string();
+    if proof_system != "stwo" {
+        return Err(ApiError::bad(
+            "bad_proof_system",
+            format!(
+                "proof system {proof_system:?} is not available; this service proves with stwo"
+            ),
+        ));
+    }
+    let idempotency_key = match headers.get("idempotency-key") {
+        Some(v) => {
+            let k = v.to_str().map_err(|_| {
+                ApiError::bad(
+                    "bad_idempotency_key",
+                    "the Idempotency-Key header must be ASCII",
+                )
+            })?;
+            if k.is_empty() || k.len() > 200 {
+                return Err(ApiError::bad(
+                    "bad_idempotency_key",
+                    "the Idempotency-Key header has 1 to 200 characters",
+                ));
+            }
+            Some(k.to_string())
+        }
+        None => None,
+    };
+    let model = match get_model(&s, req.model.clone()).await {
+        Err(e) if e.code == "unknown_model" => {
+            return Err(ApiError::bad("unknown_model", e.message))
+        }
+        other => other?,
+    };
+    let shared = s.clone();
+    let (job, created) = blocking(move || {
+        let g = &model.compiled.graph;
+        let inputs: Vec<Vec<f32>> = match (req.input, req.image_base64) {
+            (Some(v), None) => ciro_model_compiler::input::parse_json(&v.to_string())
+                .map_err(|e| ApiError::bad("bad_input", format!("input: {e}")))?,
+            (None, Some(b64)) => {
+                let spec = g.image.as_ref().ok_or_else(|| {
+                    ApiError::bad(
+                        "bad_input",
+                        format!("model {} takes no images (it declares no ciro.image preprocessing); send a JSON tensor as `input`", model.name),
+                    )
+                })?;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(b64.trim())
+                    .map_err(|e| ApiError::bad("bad_image", format!("image_base64 is not base64: {e}")))?;
+                vec![decode_image(&bytes, "the uploaded image", spec)
+                    .map_err(|e| ApiError::bad("bad_image", e.to_string()))?]
+            }
+            _ => {
+                return Err(ApiError::bad(
+                    "bad_input",
+                    "give exactly one of `input` (a JSON tensor) and `image_base64`",
+                ))
+            }
+        };
+        let shapes: Vec<Vec<usize>> = g.inputs.iter().map(|i| i.shape.clone()).collect();
+        check_inputs(&inputs, &shapes).map_err(|e| ApiError::bad("bad_input", e.to_string()))?;
+        quantize_inputs(g, &inputs).map_err(|e| ApiError::bad("bad_input", e.to_string()))?;
+        let input = serde_json::to_string(&inputs)
+            .map_err(|e| ApiError::bad("bad_input", e.to_string()))?;
+        Ok(shared.store.create_job(&NewJob {
+            account,
+            model: &model.name,
+            model_hash: &model.compiled.hash,
+            input: &input,
+            chain,
+            token,
+            price_micro: model.price_micro,
+            proof_system: &proof_system,
+            idempotency_key: idempotency_key.as_deref(),
+        })?)
+    })
+    .await?;
+    if created {
+        s.wake.notify();
+    }
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(job_json(&job))).into_response())
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<i64>,
+}
+
+async fn list_jobs(
+    State(s): AppState,
+    Account(account): Account,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    blocking(move || {
+        let jobs = s.store.jobs_of(account, limit)?;
+        Ok(Json(
+            json!({ "jobs": jobs.iter().map(job_json).collect::<Vec<_>>() }),
+        ))
+    })
+    .await
+}
+
+fn parse_id(id: &str) -> ApiResult<i64> {
+    id.parse::<i64>().map_err(|_| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("job {id:?} not found"),
+        )
+    })
+}
+
+async fn get_job(
+    State(s): AppState,
+    Account(account): Account,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = parse_id(&id)?;
+    blocking(move || Ok(Json(job_json(&s.store.job_of(account, id)?)))).await
+}
+
+fn not_ready(job: &crate::store::Job) -> ApiError {
+    let msg = match &job.error {
+        Some(reason) => format!("job {} is {}: {reason}", job.id, job.state.as_str()),
+        None => format!(
+            "job {} is {}; its result is ready once it is verified",
+            job.id,
+            job.state.as_str()
+        ),
+    };
+    ApiError::new(StatusCode::CONFLICT, "not_ready", msg)
+}
+
+async fn job_result(
+    State(s): AppState,
+    Account(account): Account,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = parse_id(&id)?;
+    blocking(move || {
+        let job = s.store.job_of(account, id)?;
+        match (&job.state, &job.result) {
+            (crate::store::JobState::Verified, Some(r)) => Ok(Json(json!({
+                "job_id": job.id,
+                "model": job.model,
+                "model_hash": job.model_hash,
+                "proof_system": job.proof_system,
+                "verified": true,
+                "outputs": r["outputs"],
+                "label": r["label"],
+                "model_commitment": r["model_commitment"],
+                "security_bits": r["security_bits"],
+                "price_micro": job.price_micro,
+                "chain": job.chain,
+                "token": job.token,
+            }))),
+            _ => Err(not_ready(&job)),
+        }
+    })
+    .await
+}
+
+async fn job_proof(
+    State(s): AppState,
+    Account(account): Account,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let id = parse_id(&id)?;
+    blocking(move || {
+        let job = s.store.job_of(account, id)?;
+        if job.state != crate::store::JobState::Verified {
+            return Err(not_ready(&job));
+        }
+        let bytes = s.store.proof(id)?.ok_or_else(|| not_ready(&job))?;
+        Ok((
+            [
+                (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"job-{id}.bundle\""),
+                ),
+            ],
+            bytes,
+        )
+            .into_response())
+    })
+    .await
+}
+
+async fn cancel_job(
+    State(s): AppState,
+    Account(account): Account,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = parse_id(&id)?;
+    blocking(move || Ok(Json(job_json(&s.store.cancel(account, id)?)))).await
+}

@@ -1,0 +1,348 @@
+//! The model registry: the fixture models by name (embedded in the binary, so a fresh machine
+//! needs no files), and uploaded ONNX models by content hash. A model is compiled once and the
+//! compiled file cached on disk under the hash of its source; its proving key lives in memory.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use ciro_model_compiler::{compile, compile_model_dir, onnx, CompileOptions, CompiledModel};
+use ciro_prover::{ProofSystem, StwoBackend, StwoProvingKey, StwoVerifyingKey};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::pricing::quote;
+
+macro_rules! fixture {
+    ($name:literal) => {
+        Embedded {
+            name: $name,
+            onnx: include_bytes!(concat!("../../fixtures/models/", $name, "/model.onnx")),
+            calibration: [
+                include_str!(concat!(
+                    "../../fixtures/models/",
+                    $name,
+                    "/calibration/cal_00.json"
+                )),
+                include_str!(concat!(
+                    "../../fixtures/models/",
+                    $name,
+                    "/calibration/cal_01.json"
+                )),
+                include_str!(concat!(
+                    "../../fixtures/models/",
+                    $name,
+                    "/calibration/cal_02.json"
+                )),
+                include_str!(concat!(
+                    "../../fixtures/models/",
+                    $name,
+                    "/calibration/cal_03.json"
+                )),
+                include_str!(concat!(
+                    "../../fixtures/models/",
+                    $name,
+                    "/calibration/cal_04.json"
+                )),
+                include_str!(concat!(
+                    "../../fixtures/models/",
+                    $name,
+                    "/calibration/cal_05.json"
+                )),
+                include_str!(concat!(
+                    "../../fixtures/models/",
+                    $name,
+                    "/calibration/cal_06.json"
+                )),
+                include_str!(concat!(
+                    "../../fixtures/models/",
+                    $name,
+                    "/calibration/cal_07.json"
+                )),
+            ],
+        }
+    };
+}
+
+struct Embedded {
+    name: &'static str,
+    onnx: &'static [u8],
+    calibration: [&'static str; 8],
+}
+
+const FIXTURES: [Embedded; 5] = [
+    fixture!("image_recognition_v1"),
+    fixture!("mlp_small"),
+    fixture!("mlp_mnist"),
+    fixture!("cnn_lenet"),
+    fixture!("act_mix"),
+];
+
+/// Largest ONNX upload accepted.
+pub const MAX_MODEL_BYTES: usize = 16 << 20;
+
+/// A model ready to prove: its compiled graph and keys.
+pub struct Model {
+    pub name: String,
+    pub compiled: CompiledModel,
+    pub pk: StwoProvingKey,
+    pub vk: StwoVerifyingKey,
+    pub vk_json: Vec<u8>,
+    pub trace_rows: u64,
+    pub price_micro: i64,
+    pub uploaded: bool,
+}
+
+/// What the API shows of a model.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub uploaded: bool,
+    pub model_hash: String,
+    pub commitment: String,
+    pub inputs: Vec<InputInfo>,
+    pub outputs: Vec<Vec<usize>>,
+    pub accepts_images: bool,
+    pub labels: Option<Vec<String>>,
+    pub trace_rows: u64,
+    pub price_micro: i64,
+    pub proof_systems: Vec<&'static str>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct InputInfo {
+    pub shape: Vec<usize>,
+    pub range: [f64; 2],
+}
+
+impl Model {
+    pub fn info(&self) -> ModelInfo {
+        let g = &self.compiled.graph;
+        ModelInfo {
+            name: self.name.clone(),
+            uploaded: self.uploaded,
+            model_hash: self.compiled.hash.clone(),
+            commitment: self.vk.commitment(),
+            inputs: g
+                .inputs
+                .iter()
+                .map(|i| InputInfo {
+                    shape: i.shape.clone(),
+                    range: i.range,
+                })
+                .collect(),
+            outputs: g
+                .outputs
+                .iter()
+                .map(|o| g.nodes[o.node].shape.clone())
+                .collect(),
+            accepts_images: g.image.is_some(),
+            labels: g.labels.clone(),
+            trace_rows: self.trace_rows,
+            price_micro: self.price_micro,
+            proof_systems: vec!["stwo"],
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error(
+        "unknown model {0:?}: list the models with GET /v1/models (or `ciro-cli list-models`)"
+    )]
+    Unknown(String),
+    #[error("{0}")]
+    BadModel(String),
+    #[error("model storage: {0}")]
+    Io(String),
+}
+
+type Slot = Arc<OnceLock<Result<Arc<Model>, String>>>;
+
+pub struct Registry {
+    dir: PathBuf,
+    slots: Mutex<HashMap<String, Slot>>,
+}
+
+fn sha256_hex(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    hex::encode(h.finalize())
+}
+
+/// Uploaded models are named by their content: `m-` and 16 hex digits of the ONNX file's sha256.
+pub fn upload_name(onnx_bytes: &[u8]) -> String {
+    format!("m-{}", &hex::encode(Sha256::digest(onnx_bytes))[..16])
+}
+
+impl Registry {
+    pub fn open(dir: &Path) -> Result<Registry, RegistryError> {
+        std::fs::create_dir_all(dir.join("uploads"))
+            .and_then(|_| std::fs::create_dir_all(dir.join("compiled")))
+            .map_err(|e| RegistryError::Io(format!("{}: {e}", dir.display())))?;
+        Ok(Registry {
+            dir: dir.to_path_buf(),
+            slots: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The names of the built-in models and of every uploaded model on disk.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = FIXTURES.iter().map(|f| f.name.to_string()).collect();
+        if let Ok(rd) = std::fs::read_dir(self.dir.join("uploads")) {
+            let mut up: Vec<String> = rd
+                .filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let n = e.file_name().to_string_lossy().to_string();
+                    n.strip_suffix(".onnx").map(str::to_string)
+                })
+                .collect();
+            up.sort();
+            names.extend(up);
+        }
+        names
+    }
+
+    pub fn is_known(&self, name: &str) -> bool {
+        FIXTURES.iter().any(|f| f.name == name)
+            || self.upload_path(name).is_some_and(|p| p.exists())
+    }
+
+    fn upload_path(&self, name: &str) -> Option<PathBuf> {
+        let ok = name.len() == 18
+            && name.starts_with("m-")
+            && name[2..].bytes().all(|b| b.is_ascii_hexdigit());
+        ok.then(|| self.dir.join("uploads").join(format!("{name}.onnx")))
+    }
+
+    /// The model, compiled and set up on first use (which can take seconds: call it off the
+    /// async runtime). Concurrent callers for the same model wait for one compilation.
+    pub fn get(&self, name: &str) -> Result<Arc<Model>, RegistryError> {
+        if !self.is_known(name) {
+            return Err(RegistryError::Unknown(name.to_string()));
+        }
+        let slot = {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            slots.entry(name.to_string()).or_default().clone()
+        };
+        slot.get_or_init(|| self.load(name).map(Arc::new))
+            .clone()
+            .map_err(RegistryError::BadModel)
+    }
+
+    fn load(&self, name: &str) -> Result<Model, String> {
+        let (compiled, uploaded) = match FIXTURES.iter().find(|f| f.name == name) {
+            Some(f) => (self.compile_fixture(f)?, false),
+            None => {
+                let path = self.upload_path(name).ok_or("not an uploaded model name")?;
+                let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let loaded = onnx::load(&path).map_err(|e| e.to_string())?;
+                let key = sha256_hex(&[b"upload", &bytes]);
+                (
+                    self.cached(&key, || {
+                        compile(&loaded, &[], &CompileOptions::default()).map_err(|e| e.to_string())
+                    })?,
+                    true,
+                )
+            }
+        };
+        let (pk, vk) = StwoBackend::default()
+            .setup(&compiled)
+            .map_err(|e| format!("model {name} cannot be proved: {e}"))?;
+        let trace_rows = vk.components.iter().map(|c| 1u64 << c.log_size).sum();
+        Ok(Model {
+            name: name.to_string(),
+            vk_json: serde_json::to_vec_pretty(&vk).map_err(|e| e.to_string())?,
+            compiled,
+            pk,
+            vk,
+            trace_rows,
+            price_micro: quote(trace_rows),
+            uploaded,
+        })
+    }
+
+    fn compile_fixture(&self, f: &Embedded) -> Result<CompiledModel, String> {
+        let mut parts: Vec<&[u8]> = vec![f.name.as_bytes(), f.onnx];
+        parts.extend(f.calibration.iter().map(|c| c.as_bytes()));
+        let key = sha256_hex(&parts);
+        self.cached(&key, || {
+            // The compiler reads files: lay the fixture out as a model folder once.
+            let dir = self.dir.join("fixtures").join(f.name);
+            let cal = dir.join("calibration");
+            std::fs::create_dir_all(&cal).map_err(|e| e.to_string())?;
+            std::fs::write(dir.join("model.onnx"), f.onnx).map_err(|e| e.to_string())?;
+            for (i, c) in f.calibration.iter().enumerate() {
+                std::fs::write(cal.join(format!("cal_{i:02}.json")), c)
+                    .map_err(|e| e.to_string())?;
+            }
+            compile_model_dir(&dir, &CompileOptions::default()).map_err(|e| e.to_string())
+        })
+    }
+
+    /// The compiled model cached under `key`, or compiled now and cached.
+    fn cached(
+        &self,
+        key: &str,
+        compile: impl FnOnce() -> Result<CompiledModel, String>,
+    ) -> Result<CompiledModel, String> {
+        let path = self.dir.join("compiled").join(format!("{key}.json"));
+        if let Ok(m) = CompiledModel::load(&path) {
+            return Ok(m);
+        }
+        let m = compile()?;
+        // A failed cache write only costs a recompilation next time.
+        let _ = m.save(&path);
+        Ok(m)
+    }
+
+    /// Stores an uploaded ONNX model, compiles it and sets it up; returns its name. The same
+    /// bytes uploaded twice give the same model.
+    pub fn upload(&self, bytes: &[u8]) -> Result<Arc<Model>, RegistryError> {
+        if bytes.is_empty() {
+            return Err(RegistryError::BadModel("the upload is empty".into()));
+        }
+        if bytes.len() > MAX_MODEL_BYTES {
+            return Err(RegistryError::BadModel(format!(
+                "the model is {} bytes; the limit is {MAX_MODEL_BYTES}",
+                bytes.len()
+            )));
+        }
+        let name = upload_name(bytes);
+        if let Ok(m) = self.get(&name) {
+            return Ok(m);
+        }
+        let dir = self.dir.join("uploads");
+        let tmp = dir.join(format!(".{name}.onnx.tmp"));
+        std::fs::write(&tmp, bytes).map_err(|e| RegistryError::Io(e.to_string()))?;
+        // Load it before it becomes visible, so a malformed file never enters the registry.
+        // The compiled model is cached under the same key `load` looks for.
+        let key = sha256_hex(&[b"upload", bytes]);
+        let checked = onnx::load(&tmp)
+            .map_err(|e| e.to_string())
+            .and_then(|loaded| {
+                self.cached(&key, || {
+                    compile(&loaded, &[], &CompileOptions::default()).map_err(|e| e.to_string())
+                })
+            });
+        if let Err(e) = checked {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(RegistryError::BadModel(format!(
+                "cannot compile the uploaded model: {e}"
+            )));
+        }
+        let path = self
+            .upload_path(&name)
+            .expect("names made by upload_name are valid");
+        std::fs::rename(&tmp, &path).map_err(|e| RegistryError::Io(e.to_string()))?;
+        // A slot that failed before the file existed must not stick.
+        self.slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&name);
+        self.get(&name)
+    }
+}

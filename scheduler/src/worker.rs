@@ -1,0 +1,130 @@
+//! Proving workers: plain OS threads (proving is CPU-bound and must stay off the async
+//! runtime), each taking the oldest queued job, proving it, verifying the proof, and only then
+//! capturing the payment.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use ciro_model_compiler::quantize_inputs;
+use ciro_prover::{ProofSystem, Stage, StwoBackend};
+
+use crate::store::Job;
+use crate::Shared;
+
+/// Wakes idle workers when a job is queued (they also poll, so a lost wake-up only delays).
+#[derive(Default)]
+pub struct Wake {
+    generation: Mutex<u64>,
+    cv: Condvar,
+}
+
+impl Wake {
+    pub fn notify(&self) {
+        *self.generation.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.cv.notify_all();
+    }
+
+    fn wait(&self, seen: u64, timeout: Duration) -> u64 {
+        let g = self.generation.lock().unwrap_or_else(|p| p.into_inner());
+        let (g, _) = self
+            .cv
+            .wait_timeout_while(g, timeout, |g| *g == seen)
+            .unwrap_or_else(|p| p.into_inner());
+        *g
+    }
+
+    fn current(&self) -> u64 {
+        *self.generation.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+pub fn run(shared: Arc<Shared>, index: usize) {
+    while !shared.stopping.load(Ordering::SeqCst) {
+        let seen = shared.wake.current();
+        match shared.store.claim_next() {
+            Ok(Some(job)) => {
+                let id = job.id;
+                if let Err(reason) = prove_job(&shared, job) {
+                    log(&format!("worker {index}: job {id} failed: {reason}"));
+                    if let Err(e) = shared.store.record_failure(id, &reason) {
+                        log(&format!(
+                            "worker {index}: cannot record the failure of job {id}: {e}"
+                        ));
+                    }
+                }
+            }
+            Ok(None) => {
+                shared.wake.wait(seen, Duration::from_millis(250));
+            }
+            Err(e) => {
+                log(&format!("worker {index}: the job store failed: {e}"));
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+pub fn log(msg: &str) {
+    eprintln!("[ciro-scheduler] {msg}");
+}
+
+/// Proves, stores and verifies one job. An `Err` is the reason the job failed, worded for
+/// the user.
+fn prove_job(shared: &Shared, job: Job) -> Result<(), String> {
+    let model = shared
+        .registry
+        .get(&job.model)
+        .map_err(|e| format!("model {}: {e}", job.model))?;
+    if model.compiled.hash != job.model_hash {
+        return Err(format!(
+            "model {} changed since the job was submitted (compiled hash {} now, {} then); submit it again",
+            job.model, model.compiled.hash, job.model_hash
+        ));
+    }
+    let floats: Vec<Vec<f32>> = serde_json::from_str(&job.input)
+        .map_err(|e| format!("the stored input is unreadable: {e}"))?;
+    let inputs = quantize_inputs(&model.compiled.graph, &floats).map_err(|e| e.to_string())?;
+    let backend = StwoBackend::default();
+    let start = Instant::now();
+    let mut committed_at = None;
+    let proved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        backend.prove(&model.pk, &inputs, &mut |s| {
+            if s == Stage::Commit {
+                committed_at = Some(start.elapsed());
+            }
+        })
+    }))
+    .map_err(|_| "the prover crashed".to_string())?
+    .map_err(|e| format!("proving failed: {e}"))?;
+    let total = start.elapsed();
+    let witness = committed_at.unwrap_or_default();
+    let bytes = proved.to_bytes();
+
+    let verify_start = Instant::now();
+    let verified = ciro_verifier::verify(&model.vk, &proved)
+        .map_err(|e| format!("the service's own check of the proof failed: {e}"))?;
+    let verify_ms = verify_start.elapsed().as_secs_f64() * 1e3;
+    let result = serde_json::json!({
+        "outputs": verified.outputs.iter().map(|t| t.real()).collect::<Vec<_>>(),
+        "label": verified.label().map(|l| l.1),
+        "model_commitment": verified.model_commitment,
+        "security_bits": verified.security_bits,
+    });
+    shared
+        .store
+        .record_proof(
+            job.id,
+            &bytes,
+            &result,
+            witness.as_secs_f64() * 1e3,
+            (total - witness).as_secs_f64() * 1e3,
+        )
+        .map_err(|e| e.to_string())?;
+    // The proof is stored before the payment is captured: a crash in between re-proves the
+    // job on restart and charges it once.
+    shared
+        .store
+        .record_verified(job.id, verify_ms)
+        .map_err(|e| e.to_string())
+}

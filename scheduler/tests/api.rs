@@ -1,0 +1,463 @@
+//! The HTTP API end to end, every exchange checked against openapi.json.
+
+mod common;
+
+use base64::Engine;
+use ciro_prover::{ProofBundle, StwoVerifyingKey};
+use common::{fixture_input, repo, start, Api, Body, Spec};
+use serde_json::json;
+
+fn job_body(model: &str, input: serde_json::Value) -> Body<'static> {
+    Body::Json(json!({ "model": model, "input": input, "chain": "starknet", "token": "CIRO" }))
+}
+
+#[test]
+fn job_lifecycle_accounts_and_ledger_follow_the_openapi_document() {
+    let spec = Spec::load();
+    let svc = start("api-lifecycle", 1);
+    let api = Api::new(svc.url(), &spec);
+
+    let health = api.call("GET", "/healthz", None, Body::None);
+    assert_eq!(health.status, 200);
+    assert_eq!(
+        api.call("GET", "/v1/openapi.json", None, Body::None).status,
+        200
+    );
+
+    let alice = api.funded_account("alice", 10);
+    let bob = api.funded_account("bob", 10);
+
+    // The registry serves the fixtures by name, with their price and key.
+    let models = api.call("GET", "/v1/models", None, Body::None).json();
+    let names: Vec<&str> = models["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    for want in [
+        "image_recognition_v1",
+        "mlp_small",
+        "mlp_mnist",
+        "cnn_lenet",
+        "act_mix",
+    ] {
+        assert!(names.contains(&want), "{names:?}");
+    }
+    let info = api
+        .call("GET", "/v1/models/mlp_small", None, Body::None)
+        .json();
+    let price = info["price_micro"].as_i64().unwrap();
+    assert!(price > 0);
+    let vk_bytes = api
+        .call("GET", "/v1/models/mlp_small/vk", None, Body::None)
+        .bytes;
+    let vk: StwoVerifyingKey = serde_json::from_slice(&vk_bytes).unwrap();
+    assert_eq!(vk.commitment(), info["commitment"].as_str().unwrap());
+
+    // Submit with an idempotency key, then retry: one job, one hold.
+    let input = fixture_input("fixtures/models/mlp_small/input.json");
+    let headers = [("Idempotency-Key", "retry-me")];
+    let first = api.call_with(
+        "POST",
+        "/v1/jobs",
+        Some(&alice),
+        &headers,
+        job_body("mlp_small", input.clone()),
+    );
+    assert_eq!(first.status, 201, "{}", first.error());
+    let job = first.json();
+    assert_eq!(job["price_micro"].as_i64().unwrap(), price);
+    let again = api.call_with(
+        "POST",
+        "/v1/jobs",
+        Some(&alice),
+        &headers,
+        job_body("mlp_small", input.clone()),
+    );
+    assert_eq!(again.status, 200, "{}", again.error());
+    assert_eq!(again.json()["id"], job["id"]);
+    let id = job["id"].as_i64().unwrap();
+
+    let done = api.wait(&alice, id);
+    assert_eq!(done["state"], "verified", "{done}");
+    for t in [
+        "queue_wait_ms",
+        "witness_ms",
+        "prove_ms",
+        "verify_ms",
+        "total_ms",
+    ] {
+        assert!(done["timings"][t].as_f64().is_some(), "{t} missing: {done}");
+    }
+    assert_eq!(done["attempts"], 1);
+
+    // The result and the proof; the proof verifies offline with the published key.
+    let result = api
+        .call(
+            "GET",
+            &format!("/v1/jobs/{id}/result"),
+            Some(&alice),
+            Body::None,
+        )
+        .json();
+    assert_eq!(result["verified"], true);
+    let proof = api.call(
+        "GET",
+        &format!("/v1/jobs/{id}/proof"),
+        Some(&alice),
+        Body::None,
+    );
+    assert_eq!(proof.status, 200);
+    let bundle = ProofBundle::from_bytes(&proof.bytes).unwrap();
+    let verified = ciro_verifier::verify(&vk, &bundle).expect("the downloaded proof verifies");
+    let outputs: Vec<Vec<f64>> = verified.outputs.iter().map(|t| t.real()).collect();
+    assert_eq!(json!(outputs), result["outputs"]);
+
+    // Charged exactly once, after verification.
+    let b = api.balance(&alice);
+    assert_eq!(b["spent_micro"].as_i64().unwrap(), price);
+    assert_eq!(b["held_micro"].as_i64().unwrap(), 0);
+    assert_eq!(b["available_micro"].as_i64().unwrap(), 10_000_000 - price);
+
+    // Another key sees none of it.
+    for path in [
+        format!("/v1/jobs/{id}"),
+        format!("/v1/jobs/{id}/result"),
+        format!("/v1/jobs/{id}/proof"),
+    ] {
+        let r = api.call("GET", &path, Some(&bob), Body::None);
+        assert_eq!(r.status, 404, "{path}: {}", r.error());
+    }
+    assert_eq!(
+        api.call(
+            "POST",
+            &format!("/v1/jobs/{id}/cancel"),
+            Some(&bob),
+            Body::None
+        )
+        .status,
+        404
+    );
+    let bobs = api.call("GET", "/v1/jobs", Some(&bob), Body::None).json();
+    assert_eq!(bobs["jobs"].as_array().unwrap().len(), 0);
+    let alices = api
+        .call("GET", "/v1/jobs?limit=10", Some(&alice), Body::None)
+        .json();
+    assert_eq!(alices["jobs"].as_array().unwrap().len(), 1);
+
+    // An image upload to the digit classifier: the bundled 7.
+    let image = std::fs::read(repo().join("fixtures/images/my-image.jpg")).unwrap();
+    let r = api.call(
+        "POST",
+        "/v1/jobs",
+        Some(&bob),
+        Body::Json(json!({
+            "model": "image_recognition_v1",
+            "image_base64": base64::engine::general_purpose::STANDARD.encode(&image),
+            "chain": "starknet",
+        })),
+    );
+    assert_eq!(r.status, 201, "{}", r.error());
+    let digit = api.wait(&bob, r.json()["id"].as_i64().unwrap());
+    assert_eq!(digit["state"], "verified", "{digit}");
+    assert_eq!(digit["result"]["label"], "7");
+
+    // An uploaded model, compiled once and cached by content hash.
+    let onnx = std::fs::read(repo().join("fixtures/ops/gemm.onnx")).unwrap();
+    let up = api.call(
+        "POST",
+        "/v1/models",
+        Some(&alice),
+        Body::Raw(&onnx, "application/octet-stream"),
+    );
+    assert_eq!(up.status, 201, "{}", up.error());
+    let name = up.json()["name"].as_str().unwrap().to_string();
+    assert!(name.starts_with("m-"));
+    let again = api.call(
+        "POST",
+        "/v1/models",
+        Some(&alice),
+        Body::Raw(&onnx, "application/octet-stream"),
+    );
+    assert_eq!(again.json()["name"], name.as_str());
+    let r = api.call(
+        "POST",
+        "/v1/jobs",
+        Some(&alice),
+        job_body(&name, fixture_input("fixtures/ops/gemm.json")),
+    );
+    assert_eq!(r.status, 201, "{}", r.error());
+    let j = api.wait(&alice, r.json()["id"].as_i64().unwrap());
+    assert_eq!(j["state"], "verified", "{j}");
+    svc.stop();
+
+    // Cancelling needs a job that is still queued: a service with no workers keeps it there.
+    let idle = start("api-cancel", 0);
+    let api = Api::new(idle.url(), &spec);
+    let carol = api.funded_account("carol", 1);
+    let r = api.call(
+        "POST",
+        "/v1/jobs",
+        Some(&carol),
+        job_body("mlp_small", input),
+    );
+    let id = r.json()["id"].as_i64().unwrap();
+    let held = api.balance(&carol);
+    assert_eq!(held["held_micro"].as_i64().unwrap(), price);
+    let c = api.call(
+        "POST",
+        &format!("/v1/jobs/{id}/cancel"),
+        Some(&carol),
+        Body::None,
+    );
+    assert_eq!(c.status, 200, "{}", c.error());
+    assert_eq!(c.json()["state"], "cancelled");
+    let after = api.balance(&carol);
+    assert_eq!(after["held_micro"].as_i64().unwrap(), 0);
+    assert_eq!(after["spent_micro"].as_i64().unwrap(), 0);
+    assert_eq!(after["available_micro"].as_i64().unwrap(), 1_000_000);
+    let twice = api.call(
+        "POST",
+        &format!("/v1/jobs/{id}/cancel"),
+        Some(&carol),
+        Body::None,
+    );
+    assert_eq!(twice.status, 409);
+    let not_ready = api.call(
+        "GET",
+        &format!("/v1/jobs/{id}/result"),
+        Some(&carol),
+        Body::None,
+    );
+    assert_eq!(not_ready.status, 409);
+    assert_eq!(
+        api.call(
+            "GET",
+            &format!("/v1/jobs/{id}/proof"),
+            Some(&carol),
+            Body::None
+        )
+        .status,
+        409
+    );
+    idle.stop();
+
+    let missing: Vec<_> = spec
+        .operations()
+        .difference(&spec.covered.lock().unwrap())
+        .cloned()
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "operations never exercised: {missing:?}"
+    );
+}
+
+#[test]
+fn bad_requests_get_clear_4xx_answers_and_the_service_keeps_serving() {
+    let spec = Spec::load();
+    let svc = start("api-bad", 0);
+    let api = Api::new(svc.url(), &spec);
+    let key = api.funded_account("dave", 1);
+    let input = fixture_input("fixtures/models/mlp_small/input.json");
+    let post = |body: Body<'_>| api.call("POST", "/v1/jobs", Some(&key), body);
+
+    let cases: Vec<(&str, common::Resp, u16, &str)> = vec![
+        (
+            "no key",
+            api.call("GET", "/v1/jobs", None, Body::None),
+            401,
+            "missing API key",
+        ),
+        (
+            "wrong key",
+            api.call("GET", "/v1/jobs", Some("ciro_nope"), Body::None),
+            401,
+            "unknown API key",
+        ),
+        (
+            "bad JSON",
+            post(Body::Raw(b"{\"model\": ", "application/json")),
+            400,
+            "invalid JSON",
+        ),
+        (
+            "unknown field",
+            post(Body::Json(
+                json!({"model": "mlp_small", "chain": "starknet", "inputs": []}),
+            )),
+            400,
+            "unknown field",
+        ),
+        (
+            "unknown model",
+            post(job_body("resnet9000", input.clone())),
+            400,
+            "unknown model",
+        ),
+        (
+            "unknown chain",
+            post(Body::Json(
+                json!({"model": "mlp_small", "input": input, "chain": "solana"}),
+            )),
+            400,
+            "unknown chain",
+        ),
+        (
+            "unknown token",
+            post(Body::Json(
+                json!({"model": "mlp_small", "input": input, "chain": "polygon", "token": "DOGE"}),
+            )),
+            400,
+            "unknown token",
+        ),
+        (
+            "wrong shape",
+            post(job_body("mlp_small", json!({"input_data": [[0.5, 0.25]]}))),
+            400,
+            "2 values",
+        ),
+        (
+            "out of range",
+            post(job_body(
+                "mlp_small",
+                json!({"input_data": [vec![1e6; 64]]}),
+            )),
+            400,
+            "outside the declared input range",
+        ),
+        (
+            "no input",
+            post(Body::Json(
+                json!({"model": "mlp_small", "chain": "starknet"}),
+            )),
+            400,
+            "exactly one of",
+        ),
+        (
+            "image to a tensor model",
+            post(Body::Json(
+                json!({"model": "mlp_small", "image_base64": "AAAA", "chain": "starknet"}),
+            )),
+            400,
+            "takes no images",
+        ),
+        (
+            "not base64",
+            post(Body::Json(
+                json!({"model": "image_recognition_v1", "image_base64": "%%%", "chain": "starknet"}),
+            )),
+            400,
+            "not base64",
+        ),
+        (
+            "not an image",
+            post(Body::Json(
+                json!({"model": "image_recognition_v1", "image_base64": "aGVsbG8=", "chain": "starknet"}),
+            )),
+            400,
+            "cannot decode",
+        ),
+        (
+            "no balance on that chain",
+            post(Body::Json(
+                json!({"model": "mlp_small", "input": input, "chain": "ethereum", "token": "USDC"}),
+            )),
+            402,
+            "no balance on ethereum in USDC",
+        ),
+        (
+            "oversized",
+            post(Body::Raw(&vec![b' '; 5 << 20], "application/json")),
+            413,
+            "length limit",
+        ),
+        (
+            "malformed ONNX",
+            api.call(
+                "POST",
+                "/v1/models",
+                Some(&key),
+                Body::Raw(
+                    &std::fs::read(repo().join("fixtures/ops/malformed.onnx")).unwrap(),
+                    "application/octet-stream",
+                ),
+            ),
+            422,
+            "cannot compile the uploaded model",
+        ),
+        (
+            "empty upload",
+            api.call(
+                "POST",
+                "/v1/models",
+                Some(&key),
+                Body::Raw(b"", "application/octet-stream"),
+            ),
+            422,
+            "empty",
+        ),
+        (
+            "unknown model key",
+            api.call("GET", "/v1/models/nope/vk", None, Body::None),
+            404,
+            "unknown model",
+        ),
+        (
+            "bad faucet",
+            api.call(
+                "POST",
+                "/v1/faucet",
+                Some(&key),
+                Body::Json(json!({"chain": "starknet", "token": "CIRO", "amount_micro": -5})),
+            ),
+            400,
+            "faucet credits",
+        ),
+        (
+            "bad job id",
+            api.call("GET", "/v1/jobs/abc", Some(&key), Body::None),
+            404,
+            "not found",
+        ),
+    ];
+    for (what, r, status, text) in &cases {
+        assert_eq!(r.status, *status, "{what}: {}", r.error());
+        assert!(
+            r.error().contains(text),
+            "{what}: {:?} lacks {text:?}",
+            r.error()
+        );
+    }
+
+    // The same idempotency key for a different request is refused, not silently reused.
+    let h = [("Idempotency-Key", "k1")];
+    let a = api.call_with(
+        "POST",
+        "/v1/jobs",
+        Some(&key),
+        &h,
+        job_body("mlp_small", input.clone()),
+    );
+    assert_eq!(a.status, 201, "{}", a.error());
+    let mut other = input.clone();
+    other["input_data"][0][0] = json!(0.0);
+    let b = api.call_with(
+        "POST",
+        "/v1/jobs",
+        Some(&key),
+        &h,
+        job_body("mlp_small", other),
+    );
+    assert_eq!(b.status, 422, "{}", b.error());
+
+    // Nothing above was charged beyond the one accepted job, and the service still answers.
+    let bal = api.balance(&key);
+    assert_eq!(bal["held_micro"], a.json()["price_micro"]);
+    assert_eq!(
+        api.call("GET", "/healthz", None, Body::None).json()["queued"],
+        1
+    );
+    svc.stop();
+}
