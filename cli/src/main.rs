@@ -100,9 +100,9 @@ enum Command {
         /// Address to listen on (port 0 picks a free one).
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: std::net::SocketAddr,
-        /// Proving workers (one job each at a time).
-        #[arg(long, default_value_t = 1)]
-        workers: usize,
+        /// Proving workers, one job each at a time [default: the number of CPUs].
+        #[arg(long)]
+        workers: Option<usize>,
     },
 }
 
@@ -158,7 +158,12 @@ fn dispatch(cli: &Cli) -> Result<()> {
             data_dir,
             addr,
             workers,
-        } => cmd_serve(cli.json, data_dir, *addr, *workers),
+        } => cmd_serve(
+            cli.json,
+            data_dir,
+            *addr,
+            workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        ),
     }
 }
 

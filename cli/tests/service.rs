@@ -202,8 +202,36 @@ fn the_documented_commands_work_verbatim() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
+    // --wait follows a job to the end; a retried submission with the same idempotency key
+    // returns the first job and is not charged again.
+    let args = [
+        "submit-job",
+        "--model",
+        "image_recognition_v1",
+        "--input",
+        "./my-image.jpg",
+        "--pay-with",
+        "starknet",
+        "--idempotency-key",
+        "order-42",
+        "--wait",
+    ];
+    let waited = ok(cli(&svc, &home, &args));
+    assert!(
+        waited.contains("verified") && waited.contains("label: 7"),
+        "{waited}"
+    );
+    ok(cli(&svc, &home, &args));
     let list = json(cli(&svc, &home, &["list-jobs", "--json"]));
-    assert_eq!(list["jobs"].as_array().unwrap().len(), 1);
+    let jobs = list["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 2, "{list}");
+    let price = jobs[0]["price_micro"].as_i64().unwrap();
+    let acct = json(cli(&svc, &home, &["--json", "balance"]));
+    assert_eq!(
+        acct["balances"][0]["spent_micro"].as_i64().unwrap(),
+        2 * price,
+        "{acct}"
+    );
 
     // Clear errors.
     let o = cli(
