@@ -1,9 +1,11 @@
 //! Ciro's circuits: the IR lowered to gates over cells ([`lower`]), the stwo AIR that proves them
-//! ([`air`]) and the trace generator ([`trace`]).
+//! ([`air`]) with its trace generator ([`trace`]), and the halo2 circuit of the same gates
+//! ([`halo2`]).
 
 pub mod air;
 pub mod error;
 pub mod field;
+pub mod halo2;
 pub mod lower;
 pub mod trace;
 

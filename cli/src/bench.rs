@@ -12,7 +12,9 @@ use anyhow::{bail, Context, Result};
 use ciro_model_compiler::eval::IntTensor;
 use ciro_model_compiler::input::read_json;
 use ciro_model_compiler::{compile_model_dir, quantize_inputs, CompileOptions, CompiledModel};
-use ciro_prover::{ProofSystem, StwoBackend};
+use ciro_prover::{Halo2Backend, ProofSystem, StwoBackend};
+
+use crate::proving::Backend;
 use serde::{Deserialize, Serialize};
 
 const FIXTURE_MODELS: [&str; 5] = [
@@ -36,6 +38,9 @@ pub struct BenchArgs {
     /// Print the table as markdown.
     #[arg(long)]
     markdown: bool,
+    /// The proof system to measure.
+    #[arg(long, value_enum, default_value = "stwo")]
+    backend: Backend,
     /// Internal: measure one compiled model in this process and print its row as JSON.
     #[arg(long, hide = true)]
     single: Option<PathBuf>,
@@ -47,6 +52,7 @@ pub struct Row {
     macs: u64,
     rows: u64,
     columns: usize,
+    vk_kib: f64,
     setup_s: f64,
     prove_s: f64,
     verify_ms: f64,
@@ -81,19 +87,50 @@ fn sample_input(fixtures: &Path, m: &CompiledModel) -> Result<Vec<IntTensor>> {
     Ok(quantize_inputs(&m.graph, &x)?)
 }
 
-fn measure(compiled: &Path, fixtures: &Path, runs: usize) -> Result<Row> {
+fn measure(compiled: &Path, fixtures: &Path, runs: usize, backend: Backend) -> Result<Row> {
     crate::proving::quiet_panics();
     let m = CompiledModel::load(compiled)?;
     let input = sample_input(fixtures, &m)?;
-    let backend = StwoBackend::default();
+    match backend {
+        Backend::Stwo => measure_with(&StwoBackend::default(), &m, &input, runs, |vk| {
+            let columns = vk
+                .components
+                .iter()
+                .map(|c| {
+                    c.kind.pre_names().len()
+                        + c.kind.n_main()
+                        + 4 * c.kind.lookups().len().div_ceil(2)
+                })
+                .sum();
+            let rows = vk.components.iter().map(|c| 1u64 << c.log_size).sum();
+            (rows, columns, serde_json::to_vec(vk).map_or(0, |b| b.len()))
+        }),
+        Backend::Halo2 => measure_with(&Halo2Backend::default(), &m, &input, runs, |vk| {
+            // 8 advice, 6 coefficient, 1 tag, 4 table, 4 selector and 1 instance columns.
+            (
+                1u64 << vk.k,
+                24,
+                serde_json::to_vec(vk).map_or(0, |b| b.len()),
+            )
+        }),
+    }
+}
+
+fn measure_with<P: ProofSystem>(
+    backend: &P,
+    m: &CompiledModel,
+    input: &[IntTensor],
+    runs: usize,
+    shape: impl Fn(&P::VerifyingKey) -> (u64, usize, usize),
+) -> Result<Row> {
     let t = Instant::now();
-    let (pk, vk) = backend.setup(&m)?;
+    let (pk, vk) = backend.setup(m)?;
     let setup_s = t.elapsed().as_secs_f64();
     let (mut prove, mut verify) = (Vec::new(), Vec::new());
     let mut size = 0;
     for _ in 0..runs.max(1) {
         let t = Instant::now();
-        let bundle = backend.prove(&pk, &input, &mut |_| {})?;
+        let bundle = backend.prove(&pk, input, &mut |_| {})?;
         prove.push(t.elapsed().as_secs_f64());
         size = bundle.to_bytes().len();
         let t = Instant::now();
@@ -102,18 +139,13 @@ fn measure(compiled: &Path, fixtures: &Path, runs: usize) -> Result<Row> {
             .context("a benchmark proof failed to verify")?;
         verify.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    let columns = vk
-        .components
-        .iter()
-        .map(|c| {
-            c.kind.pre_names().len() + c.kind.n_main() + 4 * c.kind.lookups().len().div_ceil(2)
-        })
-        .sum();
+    let (rows, columns, vk_bytes) = shape(&vk);
     Ok(Row {
         model: m.graph.name.clone(),
         macs: m.graph.stats().macs,
-        rows: vk.components.iter().map(|c| 1u64 << c.log_size).sum(),
+        rows,
         columns,
+        vk_kib: vk_bytes as f64 / 1024.0,
         setup_s,
         prove_s: median(prove),
         verify_ms: median(verify),
@@ -137,7 +169,7 @@ fn compile_fixture(fixtures: &Path, name: &str) -> Result<CompiledModel> {
 
 pub fn run(json: bool, args: &BenchArgs) -> Result<()> {
     if let Some(compiled) = &args.single {
-        let row = measure(compiled, &args.fixtures, args.runs)?;
+        let row = measure(compiled, &args.fixtures, args.runs, args.backend)?;
         println!("{}", serde_json::to_string(&row)?);
         return Ok(());
     }
@@ -157,7 +189,12 @@ pub fn run(json: bool, args: &BenchArgs) -> Result<()> {
         m.save(&path)?;
         eprintln!("{name}: proving {} time(s)", args.runs);
         let out = Command::new(&exe)
-            .args(["bench", "--runs", &args.runs.to_string(), "--fixtures"])
+            .args(["bench", "--runs", &args.runs.to_string(), "--backend"])
+            .arg(match args.backend {
+                Backend::Stwo => "stwo",
+                Backend::Halo2 => "halo2",
+            })
+            .arg("--fixtures")
             .arg(&args.fixtures)
             .arg("--single")
             .arg(&path)
@@ -186,6 +223,7 @@ fn print_table(rows: &[Row], markdown: bool) {
         "MACs",
         "trace rows",
         "columns",
+        "vk KiB",
         "setup s",
         "prove s",
         "verify ms",
@@ -201,10 +239,11 @@ fn print_table(rows: &[Row], markdown: bool) {
                 r.macs.to_string(),
                 r.rows.to_string(),
                 r.columns.to_string(),
+                format!("{:.1}", r.vk_kib),
                 format!("{:.3}", r.setup_s),
                 format!("{:.3}", r.prove_s),
                 format!("{:.1}", r.verify_ms),
-                format!("{:.0}", r.proof_kib),
+                format!("{:.1}", r.proof_kib),
                 format!("{:.0}", r.peak_rss_mib),
                 format!("{:.4}", r.quant_error),
             ]

@@ -14,8 +14,9 @@ use clap::{Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use ciro_prover::{ProofBundle, StwoVerifyingKey};
+use ciro_prover::ProofBundle;
 use ciro_scheduler::pricing::{format_amount, parse_amount};
+use ciro_verifier::AnyKey;
 
 const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
 
@@ -334,6 +335,13 @@ fn dispatch(cli: &Cli) -> Result<()> {
                 })?;
                 body["input"] = v;
             }
+            let size = body.to_string().len();
+            if size > ciro_scheduler::api::MAX_JOB_BYTES {
+                bail!(
+                    "the request would be {size} bytes; the service accepts up to {} (use a smaller image)",
+                    ciro_scheduler::api::MAX_JOB_BYTES
+                );
+            }
             let mut req = client.request("POST", "/v1/jobs");
             if let Some(k) = idempotency_key {
                 req = req.set("Idempotency-Key", k);
@@ -443,20 +451,22 @@ fn dispatch(cli: &Cli) -> Result<()> {
             let (bundle, vk) = match (job_id, bundle, vk) {
                 (Some(id), _, _) => {
                     client.need_key()?;
+                    let job = client.json("GET", &format!("/v1/jobs/{id}"), None)?;
+                    let model = job["model"].as_str().context("the job names no model")?;
                     let b =
                         ProofBundle::from_bytes(&client.bytes(&format!("/v1/jobs/{id}/proof"))?)?;
-                    let vk: StwoVerifyingKey = serde_json::from_slice(
-                        &client.bytes(&format!("/v1/models/{}/vk", b.header.model_name))?,
-                    )
-                    .context("the service sent an unreadable verification key")?;
+                    let vk = AnyKey::from_json(&client.bytes(&format!("/v1/models/{model}/vk"))?)
+                        .map_err(|e| {
+                        anyhow::anyhow!("the service sent an unusable key: {e}")
+                    })?;
                     (b, vk)
                 }
-                (None, Some(b), Some(k)) => (ProofBundle::load(b)?, StwoVerifyingKey::load(k)?),
+                (None, Some(b), Some(k)) => (ProofBundle::load(b)?, AnyKey::load(k)?),
                 _ => bail!("give --job-id, or --bundle and --vk"),
             };
             std::panic::set_hook(Box::new(|_| {}));
             let start = Instant::now();
-            let v = ciro_verifier::verify(&vk, &bundle)?;
+            let v = ciro_verifier::verify_any(&vk, &bundle)?;
             let ms = start.elapsed().as_secs_f64() * 1e3;
             let out_v = json!({
                 "ok": true,

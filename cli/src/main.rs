@@ -70,8 +70,10 @@ enum Command {
         /// Where to write the verification key.
         #[arg(short, long)]
         output: PathBuf,
+        #[arg(long, value_enum, default_value = "stwo")]
+        backend: proving::Backend,
     },
-    /// Prove one inference with stwo and write a proof bundle.
+    /// Prove one inference (stwo, or halo2-KZG) and write a proof bundle.
     Prove {
         compiled: PathBuf,
         /// An EZKL-style JSON input, or a PNG/JPEG image for image models.
@@ -83,6 +85,8 @@ enum Command {
         /// Also write the model's verification key here.
         #[arg(long)]
         vk_out: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "stwo")]
+        backend: proving::Backend,
     },
     /// Verify a proof bundle against a verification key (never the weights).
     Verify {
@@ -145,13 +149,25 @@ fn dispatch(cli: &Cli) -> Result<()> {
             print_summary(cli.json, &m, *nodes)
         }
         Command::Run { compiled, input } => cmd_run(cli.json, compiled, input),
-        Command::Setup { compiled, output } => proving::cmd_setup(cli.json, compiled, output),
+        Command::Setup {
+            compiled,
+            output,
+            backend,
+        } => proving::cmd_setup(cli.json, compiled, output, *backend),
         Command::Prove {
             compiled,
             input,
             output,
             vk_out,
-        } => proving::cmd_prove(cli.json, compiled, input, output, vk_out.as_deref()),
+            backend,
+        } => proving::cmd_prove(
+            cli.json,
+            compiled,
+            input,
+            output,
+            vk_out.as_deref(),
+            *backend,
+        ),
         Command::Verify { bundle, vk } => proving::cmd_verify(cli.json, bundle, vk),
         Command::Bench(args) => bench::run(cli.json, args),
         Command::Serve {

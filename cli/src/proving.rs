@@ -4,8 +4,13 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use ciro_model_compiler::eval::IntTensor;
 use ciro_model_compiler::{quantize_inputs, CompiledModel};
-use ciro_prover::{ProofBundle, ProofSystem, Stage, StwoBackend, StwoVerifyingKey};
+use ciro_prover::{
+    Halo2Backend, Halo2VerifyingKey, ProofBundle, ProofSystem, ProveError, Stage, StwoBackend,
+    StwoVerifyingKey,
+};
+use ciro_verifier::AnyKey;
 
 use crate::read_input;
 
@@ -15,38 +20,104 @@ pub fn quiet_panics() {
     std::panic::set_hook(Box::new(|_| {}));
 }
 
-pub fn cmd_setup(json: bool, compiled: &Path, output: &Path) -> Result<()> {
+/// The proof system a command uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// Circle STARK over M31: fastest, transparent, large proofs, not zero-knowledge.
+    Stwo,
+    /// PLONKish with KZG over BN254: succinct, zero-knowledge, EVM-verifiable.
+    Halo2,
+}
+
+/// What the commands need of a verification key, whichever the backend.
+pub trait Key {
+    fn save(&self, path: &Path) -> Result<(), ProveError>;
+    fn commitment(&self) -> String;
+    fn any(&self) -> AnyKey;
+    /// One line on the circuit's shape.
+    fn shape(&self) -> String;
+    fn security_bits(&self) -> u32;
+}
+
+impl Key for StwoVerifyingKey {
+    fn save(&self, path: &Path) -> Result<(), ProveError> {
+        StwoVerifyingKey::save(self, path)
+    }
+    fn commitment(&self) -> String {
+        StwoVerifyingKey::commitment(self)
+    }
+    fn any(&self) -> AnyKey {
+        AnyKey::Stwo(self.clone())
+    }
+    fn shape(&self) -> String {
+        self.components
+            .iter()
+            .map(|c| format!("{} 2^{}", c.kind.name(), c.log_size))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+    fn security_bits(&self) -> u32 {
+        self.params.security_bits()
+    }
+}
+
+impl Key for Halo2VerifyingKey {
+    fn save(&self, path: &Path) -> Result<(), ProveError> {
+        Halo2VerifyingKey::save(self, path)
+    }
+    fn commitment(&self) -> String {
+        Halo2VerifyingKey::commitment(self)
+    }
+    fn any(&self) -> AnyKey {
+        AnyKey::Halo2(self.clone())
+    }
+    fn shape(&self) -> String {
+        format!("2^{} rows, KZG SRS: {}", self.k, self.srs.origin)
+    }
+    fn security_bits(&self) -> u32 {
+        ciro_prover::halo2_backend::SECURITY_BITS
+    }
+}
+
+pub fn cmd_setup(json: bool, compiled: &Path, output: &Path, backend: Backend) -> Result<()> {
     let m = CompiledModel::load(compiled)?;
+    match backend {
+        Backend::Stwo => setup_with(json, &StwoBackend::default(), &m, output),
+        Backend::Halo2 => setup_with(json, &Halo2Backend::default(), &m, output),
+    }
+}
+
+fn setup_with<P: ProofSystem>(
+    json: bool,
+    backend: &P,
+    m: &CompiledModel,
+    output: &Path,
+) -> Result<()>
+where
+    P::VerifyingKey: Key,
+{
     let start = Instant::now();
-    let (_, vk) = StwoBackend::default().setup(&m)?;
+    let (_, vk) = backend.setup(m)?;
     vk.save(output)?;
     let secs = start.elapsed().as_secs_f64();
     if json {
         println!(
             "{}",
             serde_json::json!({
-                "model": vk.model_name,
+                "model": m.graph.name,
+                "backend": backend.name(),
                 "commitment": vk.commitment(),
                 "verification_key": output,
-                "security_bits": vk.params.security_bits(),
+                "security_bits": vk.security_bits(),
                 "setup_s": secs,
             })
         );
     } else {
-        println!("model        {}", vk.model_name);
+        println!("model        {}", m.graph.name);
+        println!("backend      {}", backend.name());
         println!("commitment   {}", vk.commitment());
-        println!(
-            "components   {}",
-            vk.components
-                .iter()
-                .map(|c| format!("{} 2^{}", c.kind.name(), c.log_size))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        println!(
-            "security     {} bits (conjectured)",
-            vk.params.security_bits()
-        );
+        println!("circuit      {}", vk.shape());
+        println!("security     {} bits (conjectured)", vk.security_bits());
         println!("wrote        {} ({secs:.2} s)", output.display());
     }
     Ok(())
@@ -58,20 +129,40 @@ pub fn cmd_prove(
     input: &Path,
     output: &Path,
     vk_out: Option<&Path>,
+    backend: Backend,
 ) -> Result<()> {
     let m = CompiledModel::load(compiled)?;
     let inputs = quantize_inputs(&m.graph, &read_input(&m.graph, input)?)?;
-    let backend = StwoBackend::default();
+    match backend {
+        Backend::Stwo => prove_with(json, &StwoBackend::default(), &m, &inputs, output, vk_out),
+        Backend::Halo2 => prove_with(json, &Halo2Backend::default(), &m, &inputs, output, vk_out),
+    }
+}
+
+fn prove_with<P: ProofSystem>(
+    json: bool,
+    backend: &P,
+    m: &CompiledModel,
+    inputs: &[IntTensor],
+    output: &Path,
+    vk_out: Option<&Path>,
+) -> Result<()>
+where
+    P::VerifyingKey: Key,
+{
     let start = Instant::now();
     let step = |what: &str| {
         if !json {
             eprintln!("[{:>6.2} s] {what}", start.elapsed().as_secs_f64());
         }
     };
-    step("building the circuit and committing to the model");
-    let (pk, vk) = backend.setup(&m)?;
+    step(&format!(
+        "building the {} circuit and committing to the model",
+        backend.name()
+    ));
+    let (pk, vk) = backend.setup(m)?;
     let setup_s = start.elapsed().as_secs_f64();
-    let bundle = backend.prove(&pk, &inputs, &mut |s: Stage| step(s.describe()))?;
+    let bundle = backend.prove(&pk, inputs, &mut |s: Stage| step(s.describe()))?;
     let prove_s = start.elapsed().as_secs_f64() - setup_s;
     bundle
         .save(output)
@@ -80,7 +171,7 @@ pub fn cmd_prove(
         vk.save(p)?;
     }
     let size = bundle.to_bytes().len();
-    let label = ciro_verifier::verify(&vk, &bundle)
+    let label = ciro_verifier::verify_any(&vk.any(), &bundle)
         .ok()
         .and_then(|v| v.label().map(|l| l.1));
     if json {
@@ -88,7 +179,9 @@ pub fn cmd_prove(
             "{}",
             serde_json::json!({
                 "bundle": output,
+                "backend": backend.name(),
                 "bytes": size,
+                "proof_bytes": bundle.proof.len(),
                 "setup_s": setup_s,
                 "prove_s": prove_s,
                 "outputs": bundle.header.outputs.iter().map(|t| t.real()).collect::<Vec<_>>(),
@@ -104,9 +197,10 @@ pub fn cmd_prove(
             println!("label: {l}");
         }
         println!(
-            "wrote {} ({:.1} KiB): setup {setup_s:.2} s, prove {prove_s:.2} s",
+            "wrote {} ({:.1} KiB, {}): setup {setup_s:.2} s, prove {prove_s:.2} s",
             output.display(),
-            size as f64 / 1024.0
+            size as f64 / 1024.0,
+            backend.name()
         );
     }
     Ok(())
@@ -119,10 +213,10 @@ fn fmt_values(v: &[f64]) -> String {
 
 pub fn cmd_verify(json: bool, bundle: &Path, vk: &Path) -> Result<()> {
     quiet_panics();
-    let vk = StwoVerifyingKey::load(vk)?;
+    let vk = AnyKey::load(vk)?;
     let bundle = ProofBundle::load(bundle)?;
     let start = Instant::now();
-    let verified = ciro_verifier::verify(&vk, &bundle);
+    let verified = ciro_verifier::verify_any(&vk, &bundle);
     let ms = start.elapsed().as_secs_f64() * 1e3;
     let v = verified?;
     if json {

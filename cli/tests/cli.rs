@@ -260,3 +260,55 @@ fn prove_and_verify_the_digit_classifier_on_an_image() {
     assert!(!o.status.success());
     assert!(text(&o).contains("model commitment"), "{}", text(&o));
 }
+
+/// The same job with `--backend halo2`: a succinct proof that `ciro verify` recognises by its
+/// key, and a stwo key refused for it.
+#[test]
+fn prove_and_verify_with_halo2() {
+    let dir = fixtures().join("models/mlp_small");
+    let (compiled, bundle, vk) = (tmp("h.ciro.json"), tmp("h.bundle"), tmp("h.vk"));
+    let stwo_vk = tmp("h-stwo.vk");
+    let s = |p: &PathBuf| p.to_str().unwrap().to_string();
+    let srs = Path::new(env!("CARGO_TARGET_TMPDIR")).join("srs");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ciro"))
+            .args(args)
+            .env("CIRO_SRS_DIR", &srs)
+            .output()
+            .expect("ciro runs")
+    };
+    let o = run(&[
+        "compile",
+        &s(&dir.join("model.onnx")),
+        "--calibration",
+        &s(&dir.join("calibration")),
+        "-o",
+        &s(&compiled),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(&[
+        "prove",
+        &s(&compiled),
+        "--backend",
+        "halo2",
+        "--input",
+        &s(&dir.join("input.json")),
+        "-o",
+        &s(&bundle),
+        "--vk-out",
+        &s(&vk),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("halo2-kzg"), "{}", text(&o));
+    assert!(std::fs::metadata(&bundle).unwrap().len() < 16 << 10);
+    let o = run(&["verify", &s(&bundle), "--vk", &s(&vk), "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+
+    let o = run(&["setup", &s(&compiled), "-o", &s(&stwo_vk)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(&["verify", &s(&bundle), "--vk", &s(&stwo_vk)]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("REJECTED"), "{}", text(&o));
+}

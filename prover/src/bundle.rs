@@ -134,7 +134,12 @@ impl ProofBundle {
 }
 
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BundleError> {
-    let tmp = path.with_extension("tmp");
+    // A name of its own, so that concurrent writers of the same file cannot mix their bytes.
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.{n}.tmp", std::process::id()));
+    let tmp = path.with_file_name(name);
     std::fs::write(&tmp, bytes).map_err(|e| BundleError::Io(tmp.display().to_string(), e))?;
     std::fs::rename(&tmp, path).map_err(|e| BundleError::Io(path.display().to_string(), e))
 }

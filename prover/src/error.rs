@@ -41,6 +41,8 @@ pub enum VerifyError {
     LogupSum,
     #[error("the STARK proof does not verify: {0}")]
     Stark(String),
+    #[error("the halo2 proof does not verify: {0}")]
+    Snark(String),
     #[error(transparent)]
     Bundle(#[from] BundleError),
 }

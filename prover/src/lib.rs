@@ -5,6 +5,7 @@
 
 pub mod bundle;
 pub mod error;
+pub mod halo2_backend;
 pub mod stwo_backend;
 
 use ciro_model_compiler::eval::IntTensor;
@@ -12,6 +13,7 @@ use ciro_model_compiler::CompiledModel;
 
 pub use bundle::{ProofBundle, ProofParams, PublicTensor};
 pub use error::{BundleError, ProveError, VerifyError};
+pub use halo2_backend::{Halo2Backend, Halo2ProvingKey, Halo2VerifyingKey};
 pub use stwo_backend::{StwoBackend, StwoParams, StwoProvingKey, StwoVerifyingKey};
 
 /// Progress of a proof, reported to the caller as it happens.

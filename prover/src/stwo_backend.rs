@@ -285,23 +285,26 @@ fn components(
         .collect()
 }
 
-fn panic_message(e: Box<dyn std::any::Any + Send>) -> String {
+pub(crate) fn panic_message(e: Box<dyn std::any::Any + Send>) -> String {
     e.downcast_ref::<String>()
         .cloned()
         .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-fn flatten_inputs(vk: &StwoVerifyingKey, inputs: &[IntTensor]) -> Result<Vec<i64>, ProveError> {
-    if inputs.len() != vk.inputs.len() {
+pub(crate) fn flatten_inputs(
+    infos: &[TensorInfo],
+    inputs: &[IntTensor],
+) -> Result<Vec<i64>, ProveError> {
+    if inputs.len() != infos.len() {
         return Err(ProveError::Input(format!(
             "model takes {} input(s), got {}",
-            vk.inputs.len(),
+            infos.len(),
             inputs.len()
         )));
     }
     let mut flat = Vec::new();
-    for (t, info) in inputs.iter().zip(&vk.inputs) {
+    for (t, info) in inputs.iter().zip(infos) {
         if t.shape != info.shape {
             return Err(ProveError::Input(format!(
                 "input `{}` has shape {:?}, the model expects {:?}",
@@ -313,7 +316,7 @@ fn flatten_inputs(vk: &StwoVerifyingKey, inputs: &[IntTensor]) -> Result<Vec<i64
     Ok(flat)
 }
 
-fn tensors(infos: &[TensorInfo], flat: &[i64]) -> Vec<PublicTensor> {
+pub(crate) fn tensors(infos: &[TensorInfo], flat: &[i64]) -> Vec<PublicTensor> {
     let mut at = 0;
     infos
         .iter()
@@ -343,7 +346,7 @@ impl StwoBackend {
         progress: &mut dyn FnMut(Stage),
     ) -> Result<ProofBundle, ProveError> {
         let vk = &pk.vk;
-        let flat = flatten_inputs(vk, inputs)?;
+        let flat = flatten_inputs(&vk.inputs, inputs)?;
         progress(Stage::Witness);
         let values = pk.circuit.assign(&flat)?;
         let outputs: Vec<i64> = pk
@@ -425,7 +428,7 @@ impl StwoBackend {
     }
 }
 
-fn check_tensors(
+pub(crate) fn check_tensors(
     what: &str,
     got: &[PublicTensor],
     want: &[TensorInfo],
@@ -465,6 +468,42 @@ fn check_tensors(
         flat.extend_from_slice(&g.values);
     }
     Ok(flat)
+}
+
+/// The public inputs and outputs of a model, with their proven (inputs: declared) bounds.
+pub(crate) fn public_tensors(
+    model: &CompiledModel,
+) -> Result<(Vec<TensorInfo>, Vec<TensorInfo>), ProveError> {
+    let graph = &model.graph;
+    let info = |name: &str, node: usize| {
+        let n = &graph.nodes[node];
+        TensorInfo {
+            name: name.into(),
+            shape: n.shape.clone(),
+            scale: n.scale,
+            lo: n.bound.lo,
+            hi: n.bound.hi,
+        }
+    };
+    let inputs = graph
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(index, i)| {
+            let node = graph
+                .nodes
+                .iter()
+                .position(|n| n.op == ciro_model_compiler::Op::Input { index })
+                .ok_or_else(|| ProveError::Input(format!("input {index} has no node")))?;
+            Ok(info(&i.name, node))
+        })
+        .collect::<Result<Vec<_>, ProveError>>()?;
+    let outputs = graph
+        .outputs
+        .iter()
+        .map(|o| info(&o.name, o.node))
+        .collect();
+    Ok((inputs, outputs))
 }
 
 impl ProofSystem for StwoBackend {
@@ -507,34 +546,7 @@ impl ProofSystem for StwoBackend {
         }))
         .map_err(|e| ProveError::Backend(panic_message(e)))?;
         let root = preprocessed.commitment.root();
-        let info = |name: &str, node: usize| {
-            let n = &graph.nodes[node];
-            TensorInfo {
-                name: name.into(),
-                shape: n.shape.clone(),
-                scale: n.scale,
-                lo: n.bound.lo,
-                hi: n.bound.hi,
-            }
-        };
-        let inputs = graph
-            .inputs
-            .iter()
-            .enumerate()
-            .map(|(index, i)| {
-                let node = graph
-                    .nodes
-                    .iter()
-                    .position(|n| n.op == ciro_model_compiler::Op::Input { index })
-                    .ok_or_else(|| ProveError::Input(format!("input {index} has no node")))?;
-                Ok(info(&i.name, node))
-            })
-            .collect::<Result<Vec<_>, ProveError>>()?;
-        let outputs = graph
-            .outputs
-            .iter()
-            .map(|o| info(&o.name, o.node))
-            .collect();
+        let (inputs, outputs) = public_tensors(model)?;
         let vk = StwoVerifyingKey {
             format: VK_FORMAT.into(),
             version: VK_VERSION,

@@ -368,12 +368,6 @@ fn bad_requests_get_clear_4xx_answers_and_the_service_keeps_serving() {
             "no balance on ethereum in USDC",
         ),
         (
-            "oversized",
-            post(Body::Raw(&vec![b' '; 5 << 20], "application/json")),
-            413,
-            "length limit",
-        ),
-        (
             "malformed ONNX",
             api.call(
                 "POST",
@@ -430,6 +424,23 @@ fn bad_requests_get_clear_4xx_answers_and_the_service_keeps_serving() {
             r.error()
         );
     }
+
+    // An oversized body: 413 with a message, or, when the server answers before the client has
+    // finished sending, a connection the server closed. Either way the service keeps serving.
+    let big = vec![b' '; 5 << 20];
+    let r = ureq::post(&format!("{}/v1/jobs", api.url))
+        .set("Authorization", &format!("Bearer {key}"))
+        .set("Content-Type", "application/json")
+        .send_bytes(&big);
+    match r {
+        Err(ureq::Error::Status(413, resp)) => {
+            let text = resp.into_string().unwrap();
+            assert!(text.contains("length limit"), "{text}");
+        }
+        Err(ureq::Error::Transport(t)) => eprintln!("oversized: connection closed early ({t})"),
+        other => panic!("an oversized body was not refused: {other:?}"),
+    }
+    assert_eq!(api.call("GET", "/healthz", None, Body::None).status, 200);
 
     // The same idempotency key for a different request is refused, not silently reused.
     let h = [("Idempotency-Key", "k1")];

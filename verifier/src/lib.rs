@@ -3,7 +3,8 @@
 use std::path::Path;
 
 use ciro_prover::{
-    ProofBundle, ProofSystem, PublicTensor, StwoBackend, StwoVerifyingKey, VerifyError,
+    Halo2Backend, Halo2VerifyingKey, ProofBundle, ProofSystem, PublicTensor, StwoBackend,
+    StwoVerifyingKey, VerifyError,
 };
 use thiserror::Error;
 
@@ -54,7 +55,52 @@ impl Verified {
     }
 }
 
-/// Verifies `bundle` against `vk`.
+/// A verification key of either backend.
+#[derive(Clone, Debug)]
+pub enum AnyKey {
+    Stwo(StwoVerifyingKey),
+    Halo2(Halo2VerifyingKey),
+}
+
+impl AnyKey {
+    /// Reads a key file of either backend (told apart by its `format` field).
+    pub fn load(path: &Path) -> Result<AnyKey, Error> {
+        let bytes =
+            std::fs::read(path).map_err(|e| Error::Key(format!("{}: {e}", path.display())))?;
+        AnyKey::from_json(&bytes).map_err(|e| Error::Key(format!("{}: {e}", path.display())))
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<AnyKey, String> {
+        #[derive(serde::Deserialize)]
+        struct Format {
+            format: String,
+        }
+        let f: Format =
+            serde_json::from_slice(bytes).map_err(|e| format!("not a verification key: {e}"))?;
+        let bad = |e: serde_json::Error| format!("malformed {} key: {e}", f.format);
+        match f.format.as_str() {
+            "ciro-stwo-vk" => Ok(AnyKey::Stwo(serde_json::from_slice(bytes).map_err(bad)?)),
+            "ciro-halo2-vk" => Ok(AnyKey::Halo2(serde_json::from_slice(bytes).map_err(bad)?)),
+            other => Err(format!("unknown key format {other:?}")),
+        }
+    }
+
+    pub fn model_name(&self) -> &str {
+        match self {
+            AnyKey::Stwo(k) => &k.model_name,
+            AnyKey::Halo2(k) => &k.model_name,
+        }
+    }
+
+    pub fn commitment(&self) -> String {
+        match self {
+            AnyKey::Stwo(k) => k.commitment(),
+            AnyKey::Halo2(k) => k.commitment(),
+        }
+    }
+}
+
+/// Verifies a stwo `bundle` against `vk`.
 pub fn verify(vk: &StwoVerifyingKey, bundle: &ProofBundle) -> Result<Verified, Error> {
     let backend = StwoBackend::new(vk.params);
     let outputs = backend.verify(vk, bundle)?;
@@ -67,9 +113,29 @@ pub fn verify(vk: &StwoVerifyingKey, bundle: &ProofBundle) -> Result<Verified, E
     })
 }
 
+/// Verifies a halo2-KZG `bundle` against `vk` (no SRS file needed: the key holds the points).
+pub fn verify_halo2(vk: &Halo2VerifyingKey, bundle: &ProofBundle) -> Result<Verified, Error> {
+    let outputs = Halo2Backend::new(".").verify(vk, bundle)?;
+    Ok(Verified {
+        model_name: vk.model_name.clone(),
+        model_commitment: bundle.header.model_commitment.clone(),
+        outputs,
+        labels: vk.labels.clone(),
+        security_bits: ciro_prover::halo2_backend::SECURITY_BITS,
+    })
+}
+
+/// Verifies `bundle` against a key of either backend.
+pub fn verify_any(vk: &AnyKey, bundle: &ProofBundle) -> Result<Verified, Error> {
+    match vk {
+        AnyKey::Stwo(k) => verify(k, bundle),
+        AnyKey::Halo2(k) => verify_halo2(k, bundle),
+    }
+}
+
 /// Loads both files and verifies.
 pub fn verify_files(bundle: &Path, vk: &Path) -> Result<Verified, Error> {
-    let vk = StwoVerifyingKey::load(vk).map_err(|e| Error::Key(e.to_string()))?;
+    let vk = AnyKey::load(vk)?;
     let bundle = ProofBundle::load(bundle)?;
-    verify(&vk, &bundle)
+    verify_any(&vk, &bundle)
 }

@@ -1,0 +1,584 @@
+//! The halo2 (PLONKish, BN254 scalar field) arithmetisation of the same gate list the stwo AIR
+//! proves.
+//!
+//! One region of rows over eight advice columns `A B C D ACC L R Y`, six coefficient columns
+//! `F0..F5`, a lookup tag column, four selectors and one instance column (public inputs, then
+//! public outputs). Every cell has one canonical place (where its gate writes it); every read is
+//! a copy constraint to that place, so the permutation argument plays the role of stwo's LogUp
+//! wiring. Weights and gate coefficients are fixed columns: the verifying key commits to them.
+//!
+//! Two lookups run on every usable row: `(TAG, L, Y)` into the tagged table (tag 0: `(v, 0)` for
+//! `v < 2^15`, the range table; tag `t >= 1`: activation table `t - 1` as `(x, f(x))`), and `R`
+//! into `[0, 2^15)`. A value proven in `[0, 2^30)` is written as `L + 2^15·R` on one row.
+//!
+//! Gates (all of degree 3 with their selector):
+//! - MAC, `ceil(terms/4)` rows: `ACC' = F4·ACC + F0·A + F1·B + F2·C + F3·D` (`F4` = 0 on the
+//!   first row); the sum lands in `ACC` of the row after the last, which the next gate may also
+//!   use (no other gate reads `ACC` on its first row).
+//! - Arith, 1 row: `D = A·B`, `C = F0·A + F1·B + F2·D + F3`.
+//! - Select, 2 rows: `D` boolean (`s = [a >= b]`), `ACC' = F0·A + F1·B + F2`,
+//!   `A' = F3·A + F4·B + F5`, `C = D·ACC' + (1-D)·A'`, and `D·(A-B) + (1-D)·(B-A-1) = L + 2^15·R`.
+//! - Div, 4 rows: with `r = L + 2^15·R` on the first: `2·F0·A + B = 2·B·C + r`, and
+//!   `2B-1-r`, `C-F1`, `F2-C` in `[0, 2^30)` on the next three (so `0 <= r < 2d` and
+//!   `q_lo <= q <= q_hi`).
+//! - Lookup, 1 row: `TAG = 1 + table`, `L = x`, `Y = f(x)`.
+//!
+//! Over a 254-bit field nothing wraps: the lowering's proven bounds (checked against the far
+//! smaller M31) keep every equation far from the modulus.
+
+use std::collections::HashMap;
+
+use halo2_axiom::circuit::{Cell as H2Cell, Layouter, SimpleFloorPlanner, Value};
+use halo2_axiom::halo2curves::bn256::Fr;
+use halo2_axiom::halo2curves::ff::Field;
+use halo2_axiom::plonk::{
+    Advice, Any, Circuit as H2Circuit, Column, ConstraintSystem, Error, Expression, Fixed,
+    Instance, Selector, VirtualCells,
+};
+use halo2_axiom::poly::Rotation;
+
+use crate::lower::{Cell, Circuit, Gate, Operand};
+
+/// Advice columns.
+pub const A: usize = 0;
+pub const B: usize = 1;
+pub const C: usize = 2;
+pub const D: usize = 3;
+pub const ACC: usize = 4;
+pub const L: usize = 5;
+pub const R: usize = 6;
+pub const Y: usize = 7;
+pub const N_ADVICE: usize = 8;
+pub const N_COEFF: usize = 6;
+/// Columns that take part in copy constraints.
+const EQUALITY: [usize; 7] = [A, B, C, D, ACC, L, Y];
+
+pub const SEL_MAC: usize = 0;
+pub const SEL_ARITH: usize = 1;
+pub const SEL_SELECT: usize = 2;
+pub const SEL_DIV: usize = 3;
+pub const N_SEL: usize = 4;
+
+/// Limbs are 15 bits: two prove a value in `[0, 2^30)`, which covers every range check the
+/// lowering emits (its hi-limb bounds stay below 2^14 in units of 2^16), and the 2^15-entry
+/// tables let small models fit in 2^16 rows.
+const LIMB_BITS: u32 = 15;
+const LIMB: i64 = 1 << LIMB_BITS;
+/// Rows halo2 reserves at the end for blinding (plus one), with a margin.
+const RESERVED_ROWS: usize = 16;
+
+/// A place in the region: (advice column, row).
+pub type Loc = (usize, usize);
+
+/// The rows of a circuit: fixed parts (coefficients, selectors, tags, copies, tables) from the
+/// gate list, advice values from the cell values.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub k: u32,
+    pub rows: usize,
+    pub advice: Vec<Vec<i64>>,
+    pub coeff: Vec<Vec<i64>>,
+    pub tag: Vec<i64>,
+    pub selectors: Vec<Vec<bool>>,
+    pub copies: Vec<(Loc, Loc)>,
+    /// Instance order: the public inputs, then the public outputs.
+    pub public: Vec<Loc>,
+    /// The tagged lookup table `(tag, x, y)`.
+    pub table: Vec<(i64, i64, i64)>,
+}
+
+fn split30(v: i64) -> (i64, i64) {
+    (v.rem_euclid(LIMB), v.div_euclid(LIMB))
+}
+
+impl Layout {
+    /// Lays out `circuit`; `values` are its cell values (`Circuit::assign`), or `None` for key
+    /// generation, where advice is left at zero.
+    pub fn new(circuit: &Circuit, values: Option<&[i64]>) -> Layout {
+        let zeros;
+        let v: &[i64] = match values {
+            Some(v) => v,
+            None => {
+                zeros = vec![0; circuit.n_cells as usize];
+                &zeros
+            }
+        };
+        let mut b = Builder::default();
+        let mut place: Vec<Loc> = vec![(usize::MAX, 0); circuit.n_cells as usize];
+        for i in 0..circuit.n_inputs as usize {
+            b.grow(i + 1);
+            b.advice[A][i] = v[i];
+            place[i] = (A, i);
+        }
+        b.row = circuit.n_inputs as usize;
+        // Constants used as operands become cells written by an Arith row, one per value.
+        let mut constants: HashMap<i64, Loc> = HashMap::new();
+        let mut constant = |b: &mut Builder, k: i64| -> Loc {
+            *constants.entry(k).or_insert_with(|| {
+                let r = b.take(1);
+                b.selectors[SEL_ARITH][r] = true;
+                b.coeff[3][r] = k;
+                b.advice[C][r] = k;
+                (C, r)
+            })
+        };
+        for g in &circuit.gates {
+            match g {
+                Gate::Mac { out, terms } => {
+                    let n = terms.len().div_ceil(4).max(1);
+                    let r0 = b.take(n);
+                    b.grow(r0 + n + 1);
+                    let mut acc = 0i64;
+                    for i in 0..n {
+                        let r = r0 + i;
+                        b.selectors[SEL_MAC][r] = true;
+                        b.coeff[4][r] = (i > 0) as i64;
+                        // The first row's ACC may hold the previous MAC's sum: leave it.
+                        if i > 0 {
+                            b.advice[ACC][r] = acc;
+                        }
+                        for j in 0..4 {
+                            if let Some(&(x, w)) = terms.get(4 * i + j) {
+                                b.coeff[j][r] = w;
+                                b.advice[A + j][r] = v[x as usize];
+                                b.read((A + j, r), x);
+                                acc += w * v[x as usize];
+                            }
+                        }
+                    }
+                    b.advice[ACC][r0 + n] = acc;
+                    place[*out as usize] = (ACC, r0 + n);
+                    // The next gate may start on the row that holds the sum.
+                    b.row = r0 + n;
+                }
+                Gate::Arith {
+                    out,
+                    a,
+                    b: bb,
+                    ca,
+                    cb,
+                    cab,
+                    c0,
+                } => {
+                    let r = b.take(1);
+                    b.selectors[SEL_ARITH][r] = true;
+                    let av = a.map_or(0, |c| v[c as usize]);
+                    let bv = bb.map_or(0, |c| v[c as usize]);
+                    // An absent operand reads as 0: its coefficients are dropped, so the free
+                    // advice in its place cannot matter.
+                    b.coeff[0][r] = if a.is_some() { *ca } else { 0 };
+                    b.coeff[1][r] = if bb.is_some() { *cb } else { 0 };
+                    b.coeff[2][r] = if a.is_some() && bb.is_some() { *cab } else { 0 };
+                    b.coeff[3][r] = *c0;
+                    if let Some(c) = a {
+                        b.advice[A][r] = av;
+                        b.read((A, r), *c);
+                    }
+                    if let Some(c) = bb {
+                        b.advice[B][r] = bv;
+                        b.read((B, r), *c);
+                    }
+                    b.advice[D][r] = av * bv;
+                    b.advice[C][r] = v[*out as usize];
+                    place[*out as usize] = (C, r);
+                }
+                Gate::Select {
+                    out,
+                    a,
+                    b: bb,
+                    p,
+                    q,
+                    ..
+                } => {
+                    let bloc = match bb {
+                        Operand::Cell(c) => Ok(*c),
+                        Operand::Const(k) => Err(constant(&mut b, *k)),
+                    };
+                    let r = b.take(2);
+                    b.selectors[SEL_SELECT][r] = true;
+                    let av = v[*a as usize];
+                    let bv = match bb {
+                        Operand::Cell(c) => v[*c as usize],
+                        Operand::Const(k) => *k,
+                    };
+                    b.advice[A][r] = av;
+                    b.read((A, r), *a);
+                    b.advice[B][r] = bv;
+                    match bloc {
+                        Ok(c) => b.read((B, r), c),
+                        Err(loc) => b.copies.push(((B, r), loc)),
+                    }
+                    let s = (av >= bv) as i64;
+                    b.advice[D][r] = s;
+                    b.coeff[0][r] = p[0];
+                    b.coeff[1][r] = p[1];
+                    b.coeff[2][r] = p[2];
+                    b.coeff[3][r] = q[0];
+                    b.coeff[4][r] = q[1];
+                    b.coeff[5][r] = q[2];
+                    b.advice[ACC][r + 1] = p[0] * av + p[1] * bv + p[2];
+                    b.advice[A][r + 1] = q[0] * av + q[1] * bv + q[2];
+                    let (lo, hi) = split30(if s == 1 { av - bv } else { bv - av - 1 });
+                    b.advice[L][r] = lo;
+                    b.advice[R][r] = hi;
+                    b.advice[C][r] = v[*out as usize];
+                    place[*out as usize] = (C, r);
+                }
+                Gate::Div {
+                    out,
+                    n,
+                    k,
+                    d,
+                    q_lo,
+                    q_hi,
+                    ..
+                } => {
+                    let dloc = match d {
+                        Operand::Cell(c) => Ok(*c),
+                        Operand::Const(x) => Err(constant(&mut b, *x)),
+                    };
+                    let r = b.take(4);
+                    b.selectors[SEL_DIV][r] = true;
+                    let nv = v[*n as usize];
+                    let dv = match d {
+                        Operand::Cell(c) => v[*c as usize],
+                        Operand::Const(x) => *x,
+                    };
+                    let qv = v[*out as usize];
+                    b.advice[A][r] = nv;
+                    b.read((A, r), *n);
+                    b.advice[B][r] = dv;
+                    match dloc {
+                        Ok(c) => b.read((B, r), c),
+                        Err(loc) => b.copies.push(((B, r), loc)),
+                    }
+                    b.advice[C][r] = qv;
+                    place[*out as usize] = (C, r);
+                    b.coeff[0][r] = *k;
+                    b.coeff[1][r] = *q_lo;
+                    b.coeff[2][r] = *q_hi;
+                    let rem = 2 * k * nv + dv - 2 * dv * qv;
+                    for (i, x) in [rem, 2 * dv - 1 - rem, qv - q_lo, q_hi - qv]
+                        .into_iter()
+                        .enumerate()
+                    {
+                        let (lo, hi) = split30(x);
+                        b.advice[L][r + i] = lo;
+                        b.advice[R][r + i] = hi;
+                    }
+                }
+                Gate::Lookup { out, x, table } => {
+                    let r = b.take(1);
+                    b.tag[r] = 1 + *table as i64;
+                    b.advice[L][r] = v[*x as usize];
+                    b.read((L, r), *x);
+                    b.advice[Y][r] = v[*out as usize];
+                    place[*out as usize] = (Y, r);
+                }
+            }
+        }
+        // The last gate may end on `b.row` (a MAC's sum).
+        let rows = b.row + 1;
+        let mut table: Vec<(i64, i64, i64)> = (0..LIMB).map(|x| (0, x, 0)).collect();
+        for (t, tab) in circuit.tables.iter().enumerate() {
+            for (i, &y) in tab.values.iter().enumerate() {
+                table.push((1 + t as i64, tab.x_lo + i as i64, y));
+            }
+        }
+        let need = rows.max(table.len()) + RESERVED_ROWS;
+        let k = need.next_power_of_two().trailing_zeros();
+        let copies = b
+            .reads
+            .iter()
+            .map(|&(loc, cell)| (loc, place[cell as usize]))
+            .chain(b.copies.iter().copied())
+            .collect();
+        let public = (0..circuit.n_inputs as usize)
+            .map(|i| place[i])
+            .chain(circuit.outputs.iter().map(|&c| place[c as usize]))
+            .collect();
+        b.grow(rows);
+        Layout {
+            k,
+            rows,
+            advice: b.advice,
+            coeff: b.coeff,
+            tag: b.tag,
+            selectors: b.selectors,
+            copies,
+            public,
+            table,
+        }
+    }
+
+    /// The public values in instance order.
+    pub fn instance(&self) -> Vec<i64> {
+        self.public
+            .iter()
+            .map(|&(c, r)| self.advice[c][r])
+            .collect()
+    }
+}
+
+#[derive(Default)]
+struct Builder {
+    row: usize,
+    advice: Vec<Vec<i64>>,
+    coeff: Vec<Vec<i64>>,
+    tag: Vec<i64>,
+    selectors: Vec<Vec<bool>>,
+    reads: Vec<(Loc, Cell)>,
+    copies: Vec<(Loc, Loc)>,
+}
+
+impl Builder {
+    fn len(&self) -> usize {
+        self.tag.len()
+    }
+
+    fn grow(&mut self, n: usize) {
+        if self.advice.is_empty() {
+            self.advice = vec![Vec::new(); N_ADVICE];
+            self.coeff = vec![Vec::new(); N_COEFF];
+            self.selectors = vec![Vec::new(); N_SEL];
+        }
+        if n > self.len() {
+            let n = n.max(self.len() * 2).max(1024);
+            self.advice.iter_mut().for_each(|c| c.resize(n, 0));
+            self.coeff.iter_mut().for_each(|c| c.resize(n, 0));
+            self.selectors.iter_mut().for_each(|c| c.resize(n, false));
+            self.tag.resize(n, 0);
+        }
+    }
+
+    /// Reserves `n` rows for a gate (plus one it may look at); returns the first.
+    fn take(&mut self, n: usize) -> usize {
+        let r = self.row;
+        self.row += n;
+        self.grow(self.row + 1);
+        r
+    }
+
+    fn read(&mut self, at: Loc, cell: Cell) {
+        self.reads.push((at, cell));
+    }
+}
+
+pub fn fr(v: i64) -> Fr {
+    if v >= 0 {
+        Fr::from(v as u64)
+    } else {
+        -Fr::from(v.unsigned_abs())
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    advice: [Column<Advice>; N_ADVICE],
+    coeff: [Column<Fixed>; N_COEFF],
+    tag: Column<Fixed>,
+    t_tag: Column<Fixed>,
+    t_x: Column<Fixed>,
+    t_y: Column<Fixed>,
+    t_range: Column<Fixed>,
+    selectors: [Selector; N_SEL],
+    instance: Column<Instance>,
+}
+
+/// The halo2 circuit of a layout. Without a witness it is the shape keygen commits to.
+pub struct Halo2Circuit<'a> {
+    pub layout: &'a Layout,
+    pub witness: bool,
+}
+
+impl H2Circuit<Fr> for Halo2Circuit<'_> {
+    type Config = Config;
+    type FloorPlanner = SimpleFloorPlanner;
+    type Params = ();
+
+    fn without_witnesses(&self) -> Self {
+        Halo2Circuit {
+            layout: self.layout,
+            witness: false,
+        }
+    }
+
+    fn configure(meta: &mut ConstraintSystem<Fr>) -> Config {
+        let advice: [Column<Advice>; N_ADVICE] = std::array::from_fn(|_| meta.advice_column());
+        for c in EQUALITY {
+            meta.enable_equality(advice[c]);
+        }
+        let coeff: [Column<Fixed>; N_COEFF] = std::array::from_fn(|_| meta.fixed_column());
+        let [tag, t_tag, t_x, t_y, t_range] = std::array::from_fn(|_| meta.fixed_column());
+        let selectors: [Selector; N_SEL] = std::array::from_fn(|_| meta.selector());
+        let instance = meta.instance_column();
+        meta.enable_equality(instance);
+
+        let two = || Expression::Constant(Fr::from(2));
+        let one = || Expression::Constant(Fr::ONE);
+        let limb = || Expression::Constant(Fr::from(LIMB as u64));
+        // Every gate reads the current row's advice and coefficients as `a[..]` and `f[..]`.
+        let cur = |m: &mut VirtualCells<'_, Fr>| {
+            let a: [Expression<Fr>; N_ADVICE] =
+                std::array::from_fn(|c| m.query_advice(advice[c], Rotation::cur()));
+            let f: [Expression<Fr>; N_COEFF] =
+                std::array::from_fn(|c| m.query_fixed(coeff[c], Rotation::cur()));
+            (a, f)
+        };
+        meta.create_gate("mac", |m| {
+            let s = m.query_selector(selectors[SEL_MAC]);
+            let next = m.query_advice(advice[ACC], Rotation::next());
+            let (a, f) = cur(m);
+            let [f0, f1, f2, f3, f4, _] = f;
+            let sum = f4 * a[ACC].clone()
+                + f0 * a[A].clone()
+                + f1 * a[B].clone()
+                + f2 * a[C].clone()
+                + f3 * a[D].clone();
+            vec![s * (next - sum)]
+        });
+        meta.create_gate("arith", |m| {
+            let s = m.query_selector(selectors[SEL_ARITH]);
+            let (a, f) = cur(m);
+            let [f0, f1, f2, f3, _, _] = f;
+            let [xa, xb, xc, xd, ..] = a;
+            vec![
+                s.clone() * (xd.clone() - xa.clone() * xb.clone()),
+                s * (xc - (f0 * xa + f1 * xb + f2 * xd + f3)),
+            ]
+        });
+        meta.create_gate("select", |m| {
+            let s = m.query_selector(selectors[SEL_SELECT]);
+            let x = m.query_advice(advice[ACC], Rotation::next());
+            let y = m.query_advice(advice[A], Rotation::next());
+            let (a, f) = cur(m);
+            let [f0, f1, f2, f3, f4, f5] = f;
+            let [xa, xb, xc, sel, _, lo, hi, _] = a;
+            vec![
+                s.clone() * sel.clone() * (one() - sel.clone()),
+                s.clone() * (x.clone() - (f0 * xa.clone() + f1 * xb.clone() + f2)),
+                s.clone() * (y.clone() - (f3 * xa.clone() + f4 * xb.clone() + f5)),
+                s.clone() * (xc - sel.clone() * x - (one() - sel.clone()) * y),
+                s * (sel.clone() * (xa.clone() - xb.clone()) + (one() - sel) * (xb - xa - one())
+                    - lo
+                    - limb() * hi),
+            ]
+        });
+        meta.create_gate("div", |m| {
+            let s = m.query_selector(selectors[SEL_DIV]);
+            let mut wide = |i: i32| {
+                m.query_advice(advice[L], Rotation(i))
+                    + limb() * m.query_advice(advice[R], Rotation(i))
+            };
+            let (rem, t, ql, qh) = (wide(0), wide(1), wide(2), wide(3));
+            let (a, f) = cur(m);
+            let [f0, f1, f2, ..] = f;
+            let [xn, xd, xq, ..] = a;
+            vec![
+                s.clone()
+                    * (two() * f0 * xn + xd.clone()
+                        - two() * xd.clone() * xq.clone()
+                        - rem.clone()),
+                s.clone() * (two() * xd - one() - rem - t),
+                s.clone() * (xq.clone() - f1 - ql),
+                s * (f2 - xq - qh),
+            ]
+        });
+        meta.lookup_any("tagged table", |m| {
+            vec![
+                (
+                    m.query_fixed(tag, Rotation::cur()),
+                    m.query_fixed(t_tag, Rotation::cur()),
+                ),
+                (
+                    m.query_advice(advice[L], Rotation::cur()),
+                    m.query_fixed(t_x, Rotation::cur()),
+                ),
+                (
+                    m.query_advice(advice[Y], Rotation::cur()),
+                    m.query_fixed(t_y, Rotation::cur()),
+                ),
+            ]
+        });
+        meta.lookup_any("range 2^15", |m| {
+            vec![(
+                m.query_advice(advice[R], Rotation::cur()),
+                m.query_fixed(t_range, Rotation::cur()),
+            )]
+        });
+        Config {
+            advice,
+            coeff,
+            tag,
+            t_tag,
+            t_x,
+            t_y,
+            t_range,
+            selectors,
+            instance,
+        }
+    }
+
+    fn synthesize(&self, cfg: Config, mut layouter: impl Layouter<Fr>) -> Result<(), Error> {
+        let lay = self.layout;
+        let witness = self.witness;
+        layouter.assign_region(
+            || "ciro",
+            |mut region| {
+                if witness {
+                    for (c, col) in lay.advice.iter().enumerate() {
+                        for (r, &x) in col.iter().enumerate().take(lay.rows) {
+                            if x != 0 || EQUALITY.contains(&c) {
+                                region.assign_advice(cfg.advice[c], r, Value::known(fr(x)));
+                            }
+                        }
+                    }
+                    return Ok(());
+                }
+                // Key generation: the shape, the fixed columns and the copies.
+                for (c, col) in lay.coeff.iter().enumerate() {
+                    for (r, &x) in col.iter().enumerate().take(lay.rows) {
+                        if x != 0 {
+                            region.assign_fixed(cfg.coeff[c], r, fr(x));
+                        }
+                    }
+                }
+                for (r, &t) in lay.tag.iter().enumerate().take(lay.rows) {
+                    if t != 0 {
+                        region.assign_fixed(cfg.tag, r, fr(t));
+                    }
+                }
+                for (s, col) in lay.selectors.iter().enumerate() {
+                    for (r, &on) in col.iter().enumerate().take(lay.rows) {
+                        if on {
+                            cfg.selectors[s].enable(&mut region, r)?;
+                        }
+                    }
+                }
+                for (r, &(t, x, y)) in lay.table.iter().enumerate() {
+                    region.assign_fixed(cfg.t_tag, r, fr(t));
+                    region.assign_fixed(cfg.t_x, r, fr(x));
+                    region.assign_fixed(cfg.t_y, r, fr(y));
+                }
+                for r in 0..LIMB as usize {
+                    region.assign_fixed(cfg.t_range, r, Fr::from(r as u64));
+                }
+                for &(x, y) in &lay.copies {
+                    region.constrain_equal(cell(&cfg, x), cell(&cfg, y));
+                }
+                Ok(())
+            },
+        )?;
+        for (i, &loc) in lay.public.iter().enumerate() {
+            layouter.constrain_instance(cell(&cfg, loc), cfg.instance, i);
+        }
+        Ok(())
+    }
+}
+
+fn cell(cfg: &Config, (c, r): Loc) -> H2Cell {
+    H2Cell {
+        row_offset: r,
+        column: Column::<Any>::from(cfg.advice[c]),
+    }
+}

@@ -1,0 +1,489 @@
+//! The halo2 backend: PLONKish proofs with KZG commitments over BN254 (SHPLONK multi-opening),
+//! zero-knowledge (advice columns are blinded), with a succinct proof of a few kilobytes.
+//!
+//! The structured reference string (SRS) is generated locally and cached on disk, or loaded from
+//! a ceremony file placed in the SRS folder under the standard name `kzg_bn254_{k}.srs` (halo2's
+//! raw `ParamsKZG` format; a larger one is downsized). A locally generated SRS is an *unsafe*
+//! setup: whoever ran it could know its secret and forge proofs. Use a ceremony SRS for anything
+//! that others must trust.
+
+use std::io::Cursor;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use ciro_circuits::halo2::{fr, Halo2Circuit, Layout};
+use ciro_circuits::Circuit;
+use ciro_model_compiler::eval::IntTensor;
+use ciro_model_compiler::CompiledModel;
+use halo2_axiom::halo2curves::bn256::{Bn256, Fr, G1Affine, G2Affine};
+use halo2_axiom::halo2curves::group::GroupEncoding;
+use halo2_axiom::plonk::{
+    create_proof, keygen_pk, keygen_vk, verify_proof, ProvingKey, VerifyingKey,
+};
+use halo2_axiom::poly::commitment::{Params, ParamsProver};
+use halo2_axiom::poly::kzg::commitment::{KZGCommitmentScheme, ParamsKZG};
+use halo2_axiom::poly::kzg::multiopen::{ProverSHPLONK, VerifierSHPLONK};
+use halo2_axiom::poly::kzg::strategy::SingleStrategy;
+use halo2_axiom::transcript::{
+    Blake2bRead, Blake2bWrite, Challenge255, TranscriptReadBuffer, TranscriptWriterBuffer,
+};
+use halo2_axiom::SerdeFormat;
+use rand::rngs::OsRng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::bundle::{
+    write_atomic, BundleHeader, ProofBundle, ProofParams, PublicTensor, BUNDLE_VERSION,
+};
+use crate::error::{ProveError, VerifyError};
+use crate::stwo_backend::{
+    check_tensors, flatten_inputs, panic_message, public_tensors, tensors, TensorInfo,
+};
+use crate::{ProofSystem, Stage};
+
+pub const BACKEND: &str = "halo2-kzg";
+const VK_FORMAT: &str = "ciro-halo2-vk";
+const VK_VERSION: u32 = 1;
+/// BN254 gives about 100 bits of security against the best known discrete-log attacks.
+pub const SECURITY_BITS: u32 = 100;
+
+fn params_info() -> ProofParams {
+    ProofParams {
+        hash: "KZG (SHPLONK) over BN254, Blake2b transcript".into(),
+        log_blowup: 0,
+        n_queries: 0,
+        pow_bits: 0,
+        security_bits: SECURITY_BITS,
+    }
+}
+
+/// Where the SRS lives and how it was made.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SrsInfo {
+    /// `unsafe local setup` or `file <sha256>`.
+    pub origin: String,
+    /// The three points a KZG verifier needs (compressed, hex): `[1]_1`, `[1]_2`, `[s]_2`.
+    pub g1: String,
+    pub g2: String,
+    pub s_g2: String,
+}
+
+/// What a verifier needs: the halo2 verifying key (which commits to the weights, coefficients,
+/// tables and wiring as fixed columns and permutation), three SRS points, and the public
+/// tensors' shapes and declared input ranges.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Halo2VerifyingKey {
+    pub format: String,
+    pub version: u32,
+    pub model_name: String,
+    pub model_hash: String,
+    pub k: u32,
+    pub srs: SrsInfo,
+    /// halo2's verifying key, `SerdeFormat::RawBytes`, hex.
+    pub key: String,
+    pub inputs: Vec<TensorInfo>,
+    pub outputs: Vec<TensorInfo>,
+    pub labels: Option<Vec<String>>,
+}
+
+impl Halo2VerifyingKey {
+    pub fn commitment(&self) -> String {
+        hex::encode(Sha256::digest(
+            serde_json::to_vec(self).expect("keys serialise"),
+        ))
+    }
+
+    pub fn save(&self, path: &Path) -> Result<(), ProveError> {
+        write_atomic(
+            path,
+            &serde_json::to_vec_pretty(self).expect("keys serialise"),
+        )
+        .map_err(ProveError::from)
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ProveError> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| ProveError::Key(path.display().to_string(), e.to_string()))?;
+        let vk: Self = serde_json::from_slice(&bytes).map_err(|e| {
+            ProveError::Key(path.display().to_string(), format!("not a halo2 key: {e}"))
+        })?;
+        if vk.format != VK_FORMAT || vk.version != VK_VERSION {
+            return Err(ProveError::Key(
+                path.display().to_string(),
+                format!(
+                    "format {} v{} (this build reads {VK_FORMAT} v{VK_VERSION})",
+                    vk.format, vk.version
+                ),
+            ));
+        }
+        Ok(vk)
+    }
+}
+
+pub struct Halo2ProvingKey {
+    pub circuit: Circuit,
+    pub vk: Halo2VerifyingKey,
+    params: ParamsKZG<Bn256>,
+    pk: ProvingKey<G1Affine>,
+    commitment: String,
+}
+
+impl Halo2ProvingKey {
+    pub fn commitment(&self) -> &str {
+        &self.commitment
+    }
+}
+
+/// The halo2-KZG proof system. `srs_dir` holds the cached or ceremony SRS files.
+pub struct Halo2Backend {
+    srs_dir: PathBuf,
+    cache: Mutex<Vec<(u32, ParamsKZG<Bn256>, String)>>,
+}
+
+/// The default SRS folder: `$CIRO_SRS_DIR`, else `~/.cache/ciro/srs`, else `./.ciro-srs`.
+pub fn default_srs_dir() -> PathBuf {
+    std::env::var_os("CIRO_SRS_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/ciro/srs")))
+        .unwrap_or_else(|| PathBuf::from(".ciro-srs"))
+}
+
+impl Default for Halo2Backend {
+    fn default() -> Self {
+        Halo2Backend::new(default_srs_dir())
+    }
+}
+
+fn hex_point<T: GroupEncoding>(p: &T) -> String {
+    hex::encode(p.to_bytes().as_ref())
+}
+
+fn read_point<T: GroupEncoding>(s: &str, what: &str) -> Result<T, VerifyError> {
+    let bad = || VerifyError::Malformed(format!("the key's SRS point {what} is invalid"));
+    let bytes = hex::decode(s).map_err(|_| bad())?;
+    let mut repr = T::Repr::default();
+    if repr.as_ref().len() != bytes.len() {
+        return Err(bad());
+    }
+    repr.as_mut().copy_from_slice(&bytes);
+    Option::from(T::from_bytes(&repr)).ok_or_else(bad)
+}
+
+impl Halo2Backend {
+    pub fn new(srs_dir: impl Into<PathBuf>) -> Self {
+        Halo2Backend {
+            srs_dir: srs_dir.into(),
+            cache: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn srs_path(&self, k: u32) -> PathBuf {
+        self.srs_dir.join(format!("kzg_bn254_{k}.srs"))
+    }
+
+    /// The SRS for `2^k` rows: from memory, from a file of this size or larger, or a new unsafe
+    /// local setup that is then cached.
+    pub fn srs(
+        &self,
+        k: u32,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<(ParamsKZG<Bn256>, String), ProveError> {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, p, origin)) = cache.iter().find(|(kk, _, _)| *kk == k) {
+            return Ok((p.clone(), origin.clone()));
+        }
+        let io =
+            |e: std::io::Error, p: &Path| ProveError::Backend(format!("SRS {}: {e}", p.display()));
+        let mut found = None;
+        for kk in k..=26 {
+            let path = self.srs_path(kk);
+            if path.exists() {
+                found = Some((kk, path));
+                break;
+            }
+        }
+        let (params, origin) = match found {
+            Some((kk, path)) => {
+                let bytes = std::fs::read(&path).map_err(|e| io(e, &path))?;
+                let mut p =
+                    ParamsKZG::<Bn256>::read(&mut Cursor::new(&bytes)).map_err(|e| io(e, &path))?;
+                if p.k() != kk {
+                    return Err(ProveError::Backend(format!(
+                        "SRS {} holds 2^{} points, its name says 2^{kk}",
+                        path.display(),
+                        p.k()
+                    )));
+                }
+                let digest = hex::encode(Sha256::digest(&bytes));
+                let origin = match std::fs::read_to_string(path.with_extension("origin")) {
+                    Ok(o) if o.trim() == "unsafe local setup" => o.trim().to_string(),
+                    Ok(o) if o.trim().starts_with("file ") => o.trim().to_string(),
+                    _ => format!("file {digest}"),
+                };
+                if kk > k {
+                    // Downsizing recomputes the Lagrange basis (tens of seconds): keep the result.
+                    log(&format!("downsizing the 2^{kk} SRS to 2^{k}"));
+                    p.downsize(k);
+                    let mut out = Vec::new();
+                    p.write(&mut out).map_err(|e| io(e, &self.srs_dir))?;
+                    let small = self.srs_path(k);
+                    write_atomic(&small, &out)?;
+                    write_atomic(
+                        &small.with_extension("origin"),
+                        format!("{origin}\n").as_bytes(),
+                    )?;
+                }
+                (p, origin)
+            }
+            None => {
+                log(&format!(
+                    "generating an unsafe local KZG setup for 2^{k} rows (cached in {})",
+                    self.srs_dir.display()
+                ));
+                let p = ParamsKZG::<Bn256>::setup(k, OsRng);
+                let mut bytes = Vec::new();
+                p.write(&mut bytes).map_err(|e| io(e, &self.srs_dir))?;
+                std::fs::create_dir_all(&self.srs_dir).map_err(|e| io(e, &self.srs_dir))?;
+                let path = self.srs_path(k);
+                write_atomic(&path, &bytes)?;
+                write_atomic(&path.with_extension("origin"), b"unsafe local setup\n")?;
+                (p, "unsafe local setup".to_string())
+            }
+        };
+        cache.push((k, params.clone(), origin.clone()));
+        Ok((params, origin))
+    }
+
+    pub fn setup_with_log(
+        &self,
+        model: &CompiledModel,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<(Halo2ProvingKey, Halo2VerifyingKey), ProveError> {
+        let circuit = Circuit::from_graph(&model.graph)?;
+        let layout = Layout::new(&circuit, None);
+        let (params, origin) = self.srs(layout.k, log)?;
+        let shape = Halo2Circuit {
+            layout: &layout,
+            witness: false,
+        };
+        let keys = catch_unwind(AssertUnwindSafe(|| {
+            let vk = keygen_vk(&params, &shape)?;
+            keygen_pk(&params, vk, &shape)
+        }))
+        .map_err(|e| ProveError::Backend(panic_message(e)))?
+        .map_err(|e| ProveError::Backend(format!("halo2 key generation: {e:?}")))?;
+        let (inputs, outputs) = public_tensors(model)?;
+        let vk = Halo2VerifyingKey {
+            format: VK_FORMAT.into(),
+            version: VK_VERSION,
+            model_name: model.graph.name.clone(),
+            model_hash: model.hash.clone(),
+            k: layout.k,
+            srs: SrsInfo {
+                origin,
+                g1: hex_point(&params.get_g()[0]),
+                g2: hex_point(&params.g2()),
+                s_g2: hex_point(&params.s_g2()),
+            },
+            key: hex::encode(keys.get_vk().to_bytes(SerdeFormat::RawBytes)),
+            inputs,
+            outputs,
+            labels: model.graph.labels.clone(),
+        };
+        let commitment = vk.commitment();
+        Ok((
+            Halo2ProvingKey {
+                circuit,
+                vk: vk.clone(),
+                params,
+                pk: keys,
+                commitment,
+            },
+            vk,
+        ))
+    }
+
+    fn prove_layout(
+        &self,
+        pk: &Halo2ProvingKey,
+        flat: &[i64],
+        layout: &Layout,
+    ) -> Result<ProofBundle, ProveError> {
+        let instance: Vec<Fr> = layout.instance().into_iter().map(fr).collect();
+        let n_in = flat.len();
+        let outputs: Vec<i64> = layout.instance()[n_in..].to_vec();
+        let proof = catch_unwind(AssertUnwindSafe(|| {
+            let mut transcript = Blake2bWrite::<_, G1Affine, Challenge255<_>>::init(Vec::new());
+            create_proof::<
+                KZGCommitmentScheme<Bn256>,
+                ProverSHPLONK<'_, Bn256>,
+                Challenge255<G1Affine>,
+                _,
+                Blake2bWrite<Vec<u8>, G1Affine, Challenge255<G1Affine>>,
+                _,
+            >(
+                &pk.params,
+                &pk.pk,
+                &[Halo2Circuit {
+                    layout,
+                    witness: true,
+                }],
+                &[&[&instance]],
+                OsRng,
+                &mut transcript,
+            )
+            .map(|_| transcript.finalize())
+        }))
+        .map_err(|e| ProveError::Backend(panic_message(e)))?
+        .map_err(|e| ProveError::Backend(format!("halo2 proving: {e:?}")))?;
+        Ok(ProofBundle {
+            header: BundleHeader {
+                version: BUNDLE_VERSION,
+                backend: BACKEND.into(),
+                params: params_info(),
+                model_name: pk.vk.model_name.clone(),
+                model_commitment: pk.commitment.clone(),
+                inputs: tensors(&pk.vk.inputs, flat),
+                outputs: tensors(&pk.vk.outputs, &outputs),
+            },
+            proof,
+        })
+    }
+
+    /// Proves with the witness layout corrupted by `tamper` after it is computed: the soundness
+    /// suite's hook. The verifier must reject every such proof.
+    #[cfg(feature = "testing")]
+    pub fn prove_tampered(
+        &self,
+        pk: &Halo2ProvingKey,
+        inputs: &[IntTensor],
+        tamper: &dyn Fn(&mut Layout),
+    ) -> Result<ProofBundle, ProveError> {
+        let flat = flatten_inputs(&pk.vk.inputs, inputs)?;
+        let values = pk.circuit.assign(&flat)?;
+        let mut layout = Layout::new(&pk.circuit, Some(&values));
+        tamper(&mut layout);
+        self.prove_layout(pk, &flat, &layout)
+    }
+}
+
+impl ProofSystem for Halo2Backend {
+    type ProvingKey = Halo2ProvingKey;
+    type VerifyingKey = Halo2VerifyingKey;
+
+    fn name(&self) -> &'static str {
+        BACKEND
+    }
+
+    fn setup(
+        &self,
+        model: &CompiledModel,
+    ) -> Result<(Halo2ProvingKey, Halo2VerifyingKey), ProveError> {
+        self.setup_with_log(model, &mut |_| {})
+    }
+
+    fn prove(
+        &self,
+        pk: &Halo2ProvingKey,
+        inputs: &[IntTensor],
+        progress: &mut dyn FnMut(Stage),
+    ) -> Result<ProofBundle, ProveError> {
+        let flat = flatten_inputs(&pk.vk.inputs, inputs)?;
+        progress(Stage::Witness);
+        let values = pk.circuit.assign(&flat)?;
+        let layout = Layout::new(&pk.circuit, Some(&values));
+        progress(Stage::Commit);
+        let bundle = self.prove_layout(pk, &flat, &layout)?;
+        progress(Stage::Done);
+        Ok(bundle)
+    }
+
+    fn verify(
+        &self,
+        vk: &Halo2VerifyingKey,
+        bundle: &ProofBundle,
+    ) -> Result<Vec<PublicTensor>, VerifyError> {
+        let h = &bundle.header;
+        let commitment = vk.commitment();
+        if h.model_commitment != commitment {
+            return Err(VerifyError::WrongModel {
+                bundle: h.model_commitment.clone(),
+                key: commitment,
+            });
+        }
+        if h.backend != BACKEND {
+            return Err(VerifyError::Mismatch {
+                field: "backend".into(),
+                detail: format!("`{}`, expected `{BACKEND}`", h.backend),
+            });
+        }
+        if h.params != params_info() {
+            return Err(VerifyError::Mismatch {
+                field: "parameters".into(),
+                detail: format!("{:?}", h.params),
+            });
+        }
+        let inputs = check_tensors("inputs", &h.inputs, &vk.inputs, true)?;
+        let outputs = check_tensors("outputs", &h.outputs, &vk.outputs, false)?;
+        let instance: Vec<Fr> = inputs.iter().chain(&outputs).map(|&v| fr(v)).collect();
+        let g1: G1Affine = read_point(&vk.srs.g1, "[1]_1")?;
+        let g2: G2Affine = read_point(&vk.srs.g2, "[1]_2")?;
+        let s_g2: G2Affine = read_point(&vk.srs.s_g2, "[s]_2")?;
+        let key_bytes = hex::decode(&vk.key)
+            .map_err(|_| VerifyError::Malformed("the halo2 key is not hex".into()))?;
+        let result = catch_unwind(AssertUnwindSafe(|| -> Result<(), VerifyError> {
+            let key = VerifyingKey::<G1Affine>::from_bytes::<Halo2Circuit<'static>>(
+                &key_bytes,
+                SerdeFormat::RawBytes,
+                (),
+            )
+            .map_err(|e| VerifyError::Malformed(format!("the halo2 key does not load: {e}")))?;
+            if key.get_domain().k() != vk.k {
+                return Err(VerifyError::Malformed(
+                    "the halo2 key's size disagrees".into(),
+                ));
+            }
+            // A KZG verifier needs only [1]_1, [1]_2 and [s]_2 (and the size); `from_parts` is a
+            // method, so it is called on a throwaway 2-point setup.
+            let params = ParamsKZG::<Bn256>::setup(1, OsRng).from_parts(
+                vk.k,
+                vec![g1],
+                Some(vec![]),
+                g2,
+                s_g2,
+            );
+            let mut rest = bundle.proof.as_slice();
+            {
+                let mut transcript = Blake2bRead::<_, G1Affine, Challenge255<_>>::init(&mut rest);
+                verify_proof::<
+                    KZGCommitmentScheme<Bn256>,
+                    VerifierSHPLONK<'_, Bn256>,
+                    Challenge255<G1Affine>,
+                    Blake2bRead<&mut &[u8], G1Affine, Challenge255<G1Affine>>,
+                    SingleStrategy<'_, Bn256>,
+                >(
+                    &params,
+                    &key,
+                    SingleStrategy::new(&params),
+                    &[&[&instance]],
+                    &mut transcript,
+                )
+                .map_err(|e| VerifyError::Snark(format!("{e:?}")))?;
+            }
+            // Bytes the transcript never read are not part of the proof: refuse them.
+            if !rest.is_empty() {
+                return Err(VerifyError::Malformed(format!(
+                    "{} bytes after the end of the proof",
+                    rest.len()
+                )));
+            }
+            Ok(())
+        }));
+        match result {
+            Ok(r) => r?,
+            Err(e) => return Err(VerifyError::Malformed(panic_message(e))),
+        }
+        Ok(h.outputs.clone())
+    }
+}

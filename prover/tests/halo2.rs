@@ -1,0 +1,272 @@
+//! The halo2-KZG backend: every fixture proves and verifies and agrees with stwo on the public
+//! output; and the verifier rejects tampered statements, proofs and one-cell witness changes
+//! (made through `Halo2Backend::prove_tampered`, after the witness is laid out and before the
+//! prover commits to it).
+
+mod common;
+
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
+
+use ciro_circuits::halo2::{Layout, A, ACC, B, C, D, L, R, SEL_DIV, SEL_MAC, SEL_SELECT, Y};
+use ciro_model_compiler::eval::IntTensor;
+use ciro_prover::{
+    Halo2Backend, Halo2ProvingKey, Halo2VerifyingKey, ProofBundle, ProofSystem, StwoBackend,
+    VerifyError,
+};
+
+fn backend() -> &'static Halo2Backend {
+    static BACKEND: OnceLock<Halo2Backend> = OnceLock::new();
+    BACKEND.get_or_init(|| Halo2Backend::new(Path::new(env!("CARGO_TARGET_TMPDIR")).join("srs")))
+}
+
+struct Keys {
+    pk: Halo2ProvingKey,
+    vk: Halo2VerifyingKey,
+    input: Vec<IntTensor>,
+}
+
+fn keys(name: &'static str) -> &'static Keys {
+    static CACHE: OnceLock<Mutex<Vec<(&'static str, &'static Keys)>>> = OnceLock::new();
+    let mut c = CACHE.get_or_init(Default::default).lock().unwrap();
+    if let Some((_, k)) = c.iter().find(|(n, _)| *n == name) {
+        return k;
+    }
+    let model = common::compile_fixture(name);
+    let (pk, vk) = backend().setup(&model).expect("halo2 setup");
+    let input = common::sample_input(&model, name);
+    let k: &'static Keys = Box::leak(Box::new(Keys { pk, vk, input }));
+    c.push((name, k));
+    k
+}
+
+fn honest(name: &'static str) -> (&'static Keys, ProofBundle) {
+    let k = keys(name);
+    let b = backend()
+        .prove(&k.pk, &k.input, &mut |_| {})
+        .expect("honest proof");
+    backend()
+        .verify(&k.vk, &b)
+        .expect("the honest proof verifies");
+    (k, b)
+}
+
+fn rejects(vk: &Halo2VerifyingKey, b: &ProofBundle, case: &str) -> VerifyError {
+    match backend().verify(vk, b) {
+        Ok(_) => panic!("{case}: the verifier ACCEPTED"),
+        Err(e) => {
+            eprintln!("{case}: rejected: {e}");
+            e
+        }
+    }
+}
+
+#[test]
+fn every_fixture_proves_verifies_and_agrees_with_stwo() {
+    for name in [
+        "mlp_small",
+        "mlp_mnist",
+        "cnn_lenet",
+        "act_mix",
+        "image_recognition_v1",
+    ] {
+        let (k, b) = honest(name);
+        let f = common::fixture(name);
+        let stwo = StwoBackend::default()
+            .prove(&f.pk, &f.input, &mut |_| {})
+            .expect("stwo proof");
+        assert_eq!(
+            b.header.outputs, stwo.header.outputs,
+            "{name}: backends disagree"
+        );
+        assert_eq!(b.header.inputs, stwo.header.inputs, "{name}");
+        eprintln!(
+            "{name}: k = {}, proof {} bytes, key {} bytes",
+            k.vk.k,
+            b.proof.len(),
+            k.vk.key.len() / 2
+        );
+    }
+}
+
+#[test]
+fn tampered_statements_and_proofs_are_rejected() {
+    let (k, b) = honest("mlp_small");
+    for delta in [1, -1] {
+        let mut t = b.clone();
+        t.header.outputs[0].values[0] += delta;
+        let e = rejects(&k.vk, &t, &format!("output[0] {delta:+}"));
+        assert!(matches!(e, VerifyError::Snark(_)), "{e}");
+    }
+    let mut t = b.clone();
+    let (lo, hi) = (k.vk.inputs[0].lo, k.vk.inputs[0].hi);
+    let v = &mut t.header.inputs[0].values[0];
+    *v = if *v < hi { *v + 1 } else { *v - 1 };
+    assert!(matches!(
+        rejects(&k.vk, &t, "input[0] ±1"),
+        VerifyError::Snark(_)
+    ));
+    let mut t = b.clone();
+    t.header.inputs[0].values[0] = lo - 1;
+    assert!(matches!(
+        rejects(&k.vk, &t, "input below range"),
+        VerifyError::InputRange(_)
+    ));
+
+    let n = b.proof.len();
+    for at in [0, 1, 31, 32, 100, n / 2, n - 33, n - 1] {
+        let mut t = b.clone();
+        t.proof[at] ^= 0x01;
+        rejects(&k.vk, &t, &format!("proof byte {at}/{n} flipped"));
+    }
+    for len in [0, 32, n / 2, n - 1] {
+        let mut t = b.clone();
+        t.proof.truncate(len);
+        rejects(&k.vk, &t, &format!("proof cut to {len} bytes"));
+    }
+    let mut extra = b.clone();
+    extra.proof.extend_from_slice(&[0; 32]);
+    // Trailing bytes are not read by the transcript: refused by length, not silently accepted.
+    let e = backend().verify(&k.vk, &extra);
+    eprintln!("proof with 32 trailing bytes: {e:?}");
+    assert!(e.is_err(), "trailing bytes were accepted");
+
+    // Another model's key, and this model's key with one weight changed.
+    let other = keys("act_mix");
+    let e = rejects(&other.vk, &b, "mlp_small proof, act_mix key");
+    assert!(matches!(e, VerifyError::WrongModel { .. }), "{e}");
+    let mut t = b.clone();
+    t.header.model_commitment = other.vk.commitment();
+    rejects(&other.vk, &t, "mlp_small proof relabelled for act_mix");
+    let mut model = common::compile_fixture("mlp_small");
+    let weights = model
+        .graph
+        .nodes
+        .iter_mut()
+        .find_map(|n| match &mut n.op {
+            ciro_model_compiler::Op::Const { values } if values.len() > 1 => Some(values),
+            _ => None,
+        })
+        .expect("a weight tensor");
+    weights[0] += 1;
+    let (_, changed) = backend().setup(&model).expect("setup of the changed model");
+    let mut t = b.clone();
+    t.header.model_commitment = changed.commitment();
+    assert!(matches!(
+        rejects(&changed, &t, "changed weight"),
+        VerifyError::Snark(_)
+    ));
+}
+
+/// The first row where selector `sel` is on.
+fn first(l: &Layout, sel: usize) -> usize {
+    l.selectors[sel]
+        .iter()
+        .position(|&s| s)
+        .expect("a gate of that kind")
+}
+
+fn tampered(name: &'static str, case: &str, tamper: &dyn Fn(&mut Layout)) {
+    let k = keys(name);
+    let b = backend()
+        .prove_tampered(&k.pk, &k.input, tamper)
+        .expect("a tampered proof is still produced");
+    rejects(&k.vk, &b, case);
+}
+
+#[test]
+fn one_wrong_witness_cell_is_rejected() {
+    // ReLU of a negative kept negative: the output of a select whose comparison chose 0.
+    tampered("mlp_small", "ReLU output = its negative input", &|l| {
+        let r = (0..l.rows)
+            .find(|&r| l.selectors[SEL_SELECT][r] && l.advice[D][r] == 0 && l.advice[A][r] < 0)
+            .expect("a ReLU of a negative");
+        l.advice[C][r] = l.advice[A][r];
+    });
+    // The same, with the selector flipped and the branch values and limbs made consistent.
+    tampered(
+        "mlp_small",
+        "ReLU selector flipped, limbs recomputed",
+        &|l| {
+            let r = (0..l.rows)
+                .find(|&r| l.selectors[SEL_SELECT][r] && l.advice[D][r] == 0 && l.advice[A][r] < 0)
+                .expect("a ReLU of a negative");
+            let (a, b) = (l.advice[A][r], l.advice[B][r]);
+            l.advice[D][r] = 1;
+            l.advice[C][r] = l.advice[ACC][r + 1];
+            let diff = a - b; // negative: its limbs cannot be in range
+            l.advice[L][r] = diff.rem_euclid(1 << 15);
+            l.advice[R][r] = diff.div_euclid(1 << 15);
+        },
+    );
+    // A rescale off by one, with the remainder moved to keep the division equation.
+    tampered("mlp_small", "rescale quotient + 1, remainder - 2d", &|l| {
+        let r = first(l, SEL_DIV);
+        let d = l.advice[B][r];
+        l.advice[C][r] += 1;
+        let rem = l.advice[L][r] + (l.advice[R][r] << 15) - 2 * d;
+        l.advice[L][r] = rem.rem_euclid(1 << 15);
+        l.advice[R][r] = rem.div_euclid(1 << 15);
+        for (i, delta) in [(2, 1), (3, -1)] {
+            let v = l.advice[L][r + i] + (l.advice[R][r + i] << 15) + delta;
+            l.advice[L][r + i] = v.rem_euclid(1 << 15);
+            l.advice[R][r + i] = v.div_euclid(1 << 15);
+        }
+    });
+    // A remainder out of range: quotient - 1 and remainder + 2d (the equation holds).
+    tampered("mlp_small", "rescale remainder r + 2d (q - 1)", &|l| {
+        let r = first(l, SEL_DIV);
+        let d = l.advice[B][r];
+        l.advice[C][r] -= 1;
+        let rem = l.advice[L][r] + (l.advice[R][r] << 15) + 2 * d;
+        l.advice[L][r] = rem.rem_euclid(1 << 15);
+        l.advice[R][r] = rem.div_euclid(1 << 15);
+        let t = 2 * d - 1 - rem;
+        l.advice[L][r + 1] = t.rem_euclid(1 << 15);
+        l.advice[R][r + 1] = t.div_euclid(1 << 15);
+        for (i, delta) in [(2, -1), (3, 1)] {
+            let v = l.advice[L][r + i] + (l.advice[R][r + i] << 15) + delta;
+            l.advice[L][r + i] = v.rem_euclid(1 << 15);
+            l.advice[R][r + i] = v.div_euclid(1 << 15);
+        }
+    });
+    // A value not in its lookup table.
+    tampered("act_mix", "lookup output + 1", &|l| {
+        let r = (0..l.rows).find(|&r| l.tag[r] > 0).expect("a lookup row");
+        l.advice[Y][r] += 1;
+    });
+    // Wire values swapped between two MAC rows, with both sums recomputed.
+    tampered(
+        "mlp_small",
+        "MAC inputs swapped, accumulators recomputed",
+        &|l| {
+            let r = first(l, SEL_MAC);
+            let s = (r + 1..l.rows)
+                .find(|&s| l.selectors[SEL_MAC][s] && l.advice[A][s] != l.advice[A][r])
+                .expect("another MAC row");
+            let (x, y) = (l.advice[A][r], l.advice[A][s]);
+            l.advice[A][r] = y;
+            l.advice[A][s] = x;
+            // Carry each row's change down its MAC chain to the sum, so every MAC equation holds
+            // and only the wiring (the copies of the swapped inputs) is wrong.
+            for (row, old) in [(r, x), (s, y)] {
+                let delta = l.coeff[0][row] * (l.advice[A][row] - old);
+                let mut q = row + 1;
+                l.advice[ACC][q] += delta;
+                while l.selectors[SEL_MAC][q] && l.coeff[4][q] == 1 {
+                    q += 1;
+                    l.advice[ACC][q] += delta;
+                }
+            }
+        },
+    );
+    // An accumulator off by one.
+    tampered("mlp_small", "MAC accumulator + 1", &|l| {
+        let r = first(l, SEL_MAC);
+        l.advice[ACC][r + 1] += 1;
+    });
+    // A public input's cell differing from the instance.
+    tampered("mlp_small", "input cell + 1", &|l| {
+        l.advice[A][0] += 1;
+    });
+}
