@@ -72,6 +72,23 @@ fn cli(svc: &Service, cwd: &Path, args: &[&str]) -> Output {
         .expect("ciro-cli runs")
 }
 
+/// `ciro-cli submit-job` exactly as the docs write it.
+fn submit(svc: &Service, cwd: &Path, model: &str, input: &str, chain: &str) -> Output {
+    cli(
+        svc,
+        cwd,
+        &[
+            "submit-job",
+            "--model",
+            model,
+            "--input",
+            input,
+            "--pay-with",
+            chain,
+        ],
+    )
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -118,18 +135,12 @@ fn the_documented_commands_work_verbatim() {
 
     ok(cli(&svc, &home, &["signup", "--name", "docs", "--save"]));
     // No balance yet: refused with a message that says what to do.
-    let o = cli(
+    let o = submit(
         &svc,
         &home,
-        &[
-            "submit-job",
-            "--model",
-            "image_recognition_v1",
-            "--input",
-            "./my-image.jpg",
-            "--pay-with",
-            "starknet",
-        ],
+        "image_recognition_v1",
+        "./my-image.jpg",
+        "starknet",
     );
     assert!(!o.status.success());
     assert!(text(&o).contains("no balance on starknet"), "{}", text(&o));
@@ -141,18 +152,12 @@ fn the_documented_commands_work_verbatim() {
         ],
     ));
 
-    let out = ok(cli(
+    let out = ok(submit(
         &svc,
         &home,
-        &[
-            "submit-job",
-            "--model",
-            "image_recognition_v1",
-            "--input",
-            "./my-image.jpg",
-            "--pay-with",
-            "starknet",
-        ],
+        "image_recognition_v1",
+        "./my-image.jpg",
+        "starknet",
     ));
     let id = out
         .split_whitespace()
@@ -234,32 +239,14 @@ fn the_documented_commands_work_verbatim() {
     );
 
     // Clear errors.
-    let o = cli(
-        &svc,
-        &home,
-        &[
-            "submit-job",
-            "--model",
-            "nope",
-            "--input",
-            "./my-image.jpg",
-            "--pay-with",
-            "starknet",
-        ],
-    );
+    let o = submit(&svc, &home, "nope", "./my-image.jpg", "starknet");
     assert!(text(&o).contains("unknown model"), "{}", text(&o));
-    let o = cli(
+    let o = submit(
         &svc,
         &home,
-        &[
-            "submit-job",
-            "--model",
-            "image_recognition_v1",
-            "--input",
-            "./missing.jpg",
-            "--pay-with",
-            "starknet",
-        ],
+        "image_recognition_v1",
+        "./missing.jpg",
+        "starknet",
     );
     assert!(
         text(&o).contains("cannot read ./missing.jpg"),
@@ -267,32 +254,14 @@ fn the_documented_commands_work_verbatim() {
         text(&o)
     );
     std::fs::write(home.join("bad.jpg"), b"not a jpeg").unwrap();
-    let o = cli(
-        &svc,
-        &home,
-        &[
-            "submit-job",
-            "--model",
-            "image_recognition_v1",
-            "--input",
-            "bad.jpg",
-            "--pay-with",
-            "starknet",
-        ],
-    );
+    let o = submit(&svc, &home, "image_recognition_v1", "bad.jpg", "starknet");
     assert!(text(&o).contains("cannot decode"), "{}", text(&o));
-    let o = cli(
+    let o = submit(
         &svc,
         &home,
-        &[
-            "submit-job",
-            "--model",
-            "image_recognition_v1",
-            "--input",
-            "./my-image.jpg",
-            "--pay-with",
-            "bitcoin",
-        ],
+        "image_recognition_v1",
+        "./my-image.jpg",
+        "bitcoin",
     );
     assert!(text(&o).contains("unknown chain"), "{}", text(&o));
     let o = cli(&svc, &home, &["--json", "job-status", "--job-id", "999999"]);

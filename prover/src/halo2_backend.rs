@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::bundle::{
-    write_atomic, BundleHeader, ProofBundle, ProofParams, PublicTensor, BUNDLE_VERSION,
+    write_atomic, BundleHeader, KeyFile, ProofBundle, ProofParams, PublicTensor, BUNDLE_VERSION,
 };
 use crate::error::{ProveError, VerifyError};
 use crate::stwo_backend::{
@@ -87,37 +87,25 @@ pub struct Halo2VerifyingKey {
     pub labels: Option<Vec<String>>,
 }
 
+impl KeyFile for Halo2VerifyingKey {
+    const FORMAT: (&'static str, u32) = (VK_FORMAT, VK_VERSION);
+    fn format(&self) -> (&str, u32) {
+        (&self.format, self.version)
+    }
+}
+
 impl Halo2VerifyingKey {
+    /// sha256 of the key's canonical JSON: the model commitment bundles carry.
     pub fn commitment(&self) -> String {
-        hex::encode(Sha256::digest(
-            serde_json::to_vec(self).expect("keys serialise"),
-        ))
+        self.commitment_of()
     }
 
     pub fn save(&self, path: &Path) -> Result<(), ProveError> {
-        write_atomic(
-            path,
-            &serde_json::to_vec_pretty(self).expect("keys serialise"),
-        )
-        .map_err(ProveError::from)
+        self.save_to(path)
     }
 
     pub fn load(path: &Path) -> Result<Self, ProveError> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| ProveError::Key(path.display().to_string(), e.to_string()))?;
-        let vk: Self = serde_json::from_slice(&bytes).map_err(|e| {
-            ProveError::Key(path.display().to_string(), format!("not a halo2 key: {e}"))
-        })?;
-        if vk.format != VK_FORMAT || vk.version != VK_VERSION {
-            return Err(ProveError::Key(
-                path.display().to_string(),
-                format!(
-                    "format {} v{} (this build reads {VK_FORMAT} v{VK_VERSION})",
-                    vk.format, vk.version
-                ),
-            ));
-        }
-        Ok(vk)
+        Self::load_from(path)
     }
 }
 

@@ -17,7 +17,6 @@ use ciro_circuits::Circuit;
 use ciro_model_compiler::eval::IntTensor;
 use ciro_model_compiler::CompiledModel;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use stwo::core::channel::{Blake2sChannel, Channel};
 use stwo::core::fields::m31::M31;
 use stwo::core::fields::qm31::SecureField;
@@ -36,7 +35,7 @@ use stwo::prover::{prove, CommitmentSchemeProver, CommitmentTreeProver};
 use stwo_constraint_framework::{FrameworkComponent, Relation, TraceLocationAllocator};
 
 use crate::bundle::{
-    write_atomic, BundleHeader, ProofBundle, ProofParams, PublicTensor, BUNDLE_VERSION,
+    BundleHeader, KeyFile, ProofBundle, ProofParams, PublicTensor, BUNDLE_VERSION,
 };
 use crate::error::{ProveError, VerifyError};
 use crate::{ProofSystem, Stage};
@@ -131,41 +130,25 @@ pub struct StwoVerifyingKey {
     pub labels: Option<Vec<String>>,
 }
 
+impl KeyFile for StwoVerifyingKey {
+    const FORMAT: (&'static str, u32) = (VK_FORMAT, VK_VERSION);
+    fn format(&self) -> (&str, u32) {
+        (&self.format, self.version)
+    }
+}
+
 impl StwoVerifyingKey {
     /// sha256 of the key's canonical JSON: the model commitment bundles carry.
     pub fn commitment(&self) -> String {
-        hex::encode(Sha256::digest(
-            serde_json::to_vec(self).expect("keys serialise"),
-        ))
+        self.commitment_of()
     }
 
     pub fn save(&self, path: &Path) -> Result<(), ProveError> {
-        write_atomic(
-            path,
-            &serde_json::to_vec_pretty(self).expect("keys serialise"),
-        )
-        .map_err(ProveError::from)
+        self.save_to(path)
     }
 
     pub fn load(path: &Path) -> Result<Self, ProveError> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| ProveError::Key(path.display().to_string(), e.to_string()))?;
-        let vk: Self = serde_json::from_slice(&bytes).map_err(|e| {
-            ProveError::Key(
-                path.display().to_string(),
-                format!("not a verification key: {e}"),
-            )
-        })?;
-        if vk.format != VK_FORMAT || vk.version != VK_VERSION {
-            return Err(ProveError::Key(
-                path.display().to_string(),
-                format!(
-                    "format {} v{} (this build reads {VK_FORMAT} v{VK_VERSION})",
-                    vk.format, vk.version
-                ),
-            ));
-        }
-        Ok(vk)
+        Self::load_from(path)
     }
 
     fn pcs(&self) -> PcsConfig {

@@ -56,3 +56,19 @@ pub fn fixture(name: &'static str) -> &'static Fixture {
     c.push((name, f));
     f
 }
+
+/// A copy of `model` with its first weight tensor's first value changed by one.
+pub fn with_changed_weight(model: &CompiledModel) -> CompiledModel {
+    let mut model = model.clone();
+    let w = model
+        .graph
+        .nodes
+        .iter_mut()
+        .find_map(|n| match &mut n.op {
+            ciro_model_compiler::Op::Const { values } if values.len() > 1 => Some(values),
+            _ => None,
+        })
+        .expect("a weight tensor");
+    w[0] += 1;
+    model
+}

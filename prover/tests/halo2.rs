@@ -138,17 +138,7 @@ fn tampered_statements_and_proofs_are_rejected() {
     let mut t = b.clone();
     t.header.model_commitment = other.vk.commitment();
     rejects(&other.vk, &t, "mlp_small proof relabelled for act_mix");
-    let mut model = common::compile_fixture("mlp_small");
-    let weights = model
-        .graph
-        .nodes
-        .iter_mut()
-        .find_map(|n| match &mut n.op {
-            ciro_model_compiler::Op::Const { values } if values.len() > 1 => Some(values),
-            _ => None,
-        })
-        .expect("a weight tensor");
-    weights[0] += 1;
+    let model = common::with_changed_weight(&common::compile_fixture("mlp_small"));
     let (_, changed) = backend().setup(&model).expect("setup of the changed model");
     let mut t = b.clone();
     t.header.model_commitment = changed.commitment();

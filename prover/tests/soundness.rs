@@ -80,17 +80,7 @@ fn another_models_key_is_rejected() {
     t.header.model_commitment = f_act.vk.commitment();
     rejects(f_act, &t, "mlp_small proof relabelled for act_mix");
     // A key whose weights differ (same architecture, one weight changed) rejects the proof.
-    let mut model = f_small.model.clone();
-    let w = model
-        .graph
-        .nodes
-        .iter_mut()
-        .find_map(|n| match &mut n.op {
-            ciro_model_compiler::Op::Const { values } if values.len() > 1 => Some(values),
-            _ => None,
-        })
-        .expect("a weight tensor");
-    w[0] += 1;
+    let model = common::with_changed_weight(&f_small.model);
     let (_, vk2) = backend().setup(&model).expect("setup of the changed model");
     assert_ne!(
         vk2.preprocessed_root, f_small.vk.preprocessed_root,
