@@ -18,9 +18,11 @@
 //! - Arith, 1 row: `D = A·B`, `C = F0·A + F1·B + F2·D + F3`.
 //! - Select, 2 rows: `D` boolean (`s = [a >= b]`), `ACC' = F0·A + F1·B + F2`,
 //!   `A' = F3·A + F4·B + F5`, `C = D·ACC' + (1-D)·A'`, and `D·(A-B) + (1-D)·(B-A-1) = L + 2^15·R`.
-//! - Div, 4 rows: with `r = L + 2^15·R` on the first: `2·F0·A + B = 2·B·C + r`, and
-//!   `2B-1-r`, `C-F1`, `F2-C` in `[0, 2^30)` on the next three (so `0 <= r < 2d` and
-//!   `q_lo <= q <= q_hi`).
+//! - Div, 3 rows: with `r = L + 2^15·R` on the first: `2·F0·A + B = 2·B·C + r`, and `2B-1-r`
+//!   and `C-F1` in `[0, 2^30)` on the next two. So `0 <= r < 2d` and `q >= q_lo` is an integer
+//!   below `q_lo + 2^30`; with every term far below the modulus the equation then holds over
+//!   the integers, which makes `q` exactly `round_div(k·n, d)` (the upper bound M31 needs
+//!   against wrap-around is implied here).
 //! - Lookup, 1 row: `TAG = 1 + table`, `L = x`, `Y = f(x)`.
 //!
 //! Over a 254-bit field nothing wraps: the lowering's proven bounds (checked against the far
@@ -225,19 +227,13 @@ impl Layout {
                     place[*out as usize] = (C, r);
                 }
                 Gate::Div {
-                    out,
-                    n,
-                    k,
-                    d,
-                    q_lo,
-                    q_hi,
-                    ..
+                    out, n, k, d, q_lo, ..
                 } => {
                     let dloc = match d {
                         Operand::Cell(c) => Ok(*c),
                         Operand::Const(x) => Err(constant(&mut b, *x)),
                     };
-                    let r = b.take(4);
+                    let r = b.take(3);
                     b.selectors[SEL_DIV][r] = true;
                     let nv = v[*n as usize];
                     let dv = match d {
@@ -256,12 +252,8 @@ impl Layout {
                     place[*out as usize] = (C, r);
                     b.coeff[0][r] = *k;
                     b.coeff[1][r] = *q_lo;
-                    b.coeff[2][r] = *q_hi;
                     let rem = 2 * k * nv + dv - 2 * dv * qv;
-                    for (i, x) in [rem, 2 * dv - 1 - rem, qv - q_lo, q_hi - qv]
-                        .into_iter()
-                        .enumerate()
-                    {
+                    for (i, x) in [rem, 2 * dv - 1 - rem, qv - q_lo].into_iter().enumerate() {
                         let (lo, hi) = split30(x);
                         b.advice[L][r + i] = lo;
                         b.advice[R][r + i] = hi;
@@ -385,10 +377,12 @@ pub struct Config {
     instance: Column<Instance>,
 }
 
-/// The halo2 circuit of a layout. Without a witness it is the shape keygen commits to.
+/// The halo2 circuit of a layout. Key generation needs its fixed part (coefficients, tables,
+/// selectors, copies), the prover its witness; `MockProver` needs both.
 pub struct Halo2Circuit<'a> {
     pub layout: &'a Layout,
     pub witness: bool,
+    pub fixed: bool,
 }
 
 impl H2Circuit<Fr> for Halo2Circuit<'_> {
@@ -400,6 +394,7 @@ impl H2Circuit<Fr> for Halo2Circuit<'_> {
         Halo2Circuit {
             layout: self.layout,
             witness: false,
+            fixed: true,
         }
     }
 
@@ -470,9 +465,9 @@ impl H2Circuit<Fr> for Halo2Circuit<'_> {
                 m.query_advice(advice[L], Rotation(i))
                     + limb() * m.query_advice(advice[R], Rotation(i))
             };
-            let (rem, t, ql, qh) = (wide(0), wide(1), wide(2), wide(3));
+            let (rem, t, ql) = (wide(0), wide(1), wide(2));
             let (a, f) = cur(m);
-            let [f0, f1, f2, ..] = f;
+            let [f0, f1, ..] = f;
             let [xn, xd, xq, ..] = a;
             vec![
                 s.clone()
@@ -480,8 +475,7 @@ impl H2Circuit<Fr> for Halo2Circuit<'_> {
                         - two() * xd.clone() * xq.clone()
                         - rem.clone()),
                 s.clone() * (two() * xd - one() - rem - t),
-                s.clone() * (xq.clone() - f1 - ql),
-                s * (f2 - xq - qh),
+                s * (xq - f1 - ql),
             ]
         });
         meta.lookup_any("tagged table", |m| {
@@ -521,7 +515,7 @@ impl H2Circuit<Fr> for Halo2Circuit<'_> {
 
     fn synthesize(&self, cfg: Config, mut layouter: impl Layouter<Fr>) -> Result<(), Error> {
         let lay = self.layout;
-        let witness = self.witness;
+        let (witness, fixed) = (self.witness, self.fixed);
         layouter.assign_region(
             || "ciro",
             |mut region| {
@@ -533,9 +527,11 @@ impl H2Circuit<Fr> for Halo2Circuit<'_> {
                             }
                         }
                     }
+                }
+                if !fixed {
                     return Ok(());
                 }
-                // Key generation: the shape, the fixed columns and the copies.
+                // The shape, the fixed columns and the copies.
                 for (c, col) in lay.coeff.iter().enumerate() {
                     for (r, &x) in col.iter().enumerate().take(lay.rows) {
                         if x != 0 {

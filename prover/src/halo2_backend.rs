@@ -254,6 +254,7 @@ impl Halo2Backend {
         let shape = Halo2Circuit {
             layout: &layout,
             witness: false,
+            fixed: true,
         };
         let keys = catch_unwind(AssertUnwindSafe(|| {
             let vk = keygen_vk(&params, &shape)?;
@@ -316,6 +317,7 @@ impl Halo2Backend {
                 &[Halo2Circuit {
                     layout,
                     witness: true,
+                    fixed: false,
                 }],
                 &[&[&instance]],
                 OsRng,

@@ -148,6 +148,16 @@ fn tampered_statements_and_proofs_are_rejected() {
     ));
 }
 
+/// The `i`-th 30-bit value of the gate at row `r`: `L + 2^15·R` on row `r + i`.
+fn get30(l: &Layout, r: usize, i: usize) -> i64 {
+    l.advice[L][r + i] + (l.advice[R][r + i] << 15)
+}
+
+fn set30(l: &mut Layout, r: usize, i: usize, v: i64) {
+    l.advice[L][r + i] = v.rem_euclid(1 << 15);
+    l.advice[R][r + i] = v.div_euclid(1 << 15);
+}
+
 /// The first row where selector `sel` is on.
 fn first(l: &Layout, sel: usize) -> usize {
     l.selectors[sel]
@@ -185,8 +195,7 @@ fn one_wrong_witness_cell_is_rejected() {
             l.advice[D][r] = 1;
             l.advice[C][r] = l.advice[ACC][r + 1];
             let diff = a - b; // negative: its limbs cannot be in range
-            l.advice[L][r] = diff.rem_euclid(1 << 15);
-            l.advice[R][r] = diff.div_euclid(1 << 15);
+            set30(l, r, 0, diff);
         },
     );
     // A rescale off by one, with the remainder moved to keep the division equation.
@@ -194,31 +203,18 @@ fn one_wrong_witness_cell_is_rejected() {
         let r = first(l, SEL_DIV);
         let d = l.advice[B][r];
         l.advice[C][r] += 1;
-        let rem = l.advice[L][r] + (l.advice[R][r] << 15) - 2 * d;
-        l.advice[L][r] = rem.rem_euclid(1 << 15);
-        l.advice[R][r] = rem.div_euclid(1 << 15);
-        for (i, delta) in [(2, 1), (3, -1)] {
-            let v = l.advice[L][r + i] + (l.advice[R][r + i] << 15) + delta;
-            l.advice[L][r + i] = v.rem_euclid(1 << 15);
-            l.advice[R][r + i] = v.div_euclid(1 << 15);
-        }
+        set30(l, r, 0, get30(l, r, 0) - 2 * d);
+        set30(l, r, 2, get30(l, r, 2) + 1);
     });
     // A remainder out of range: quotient - 1 and remainder + 2d (the equation holds).
     tampered("mlp_small", "rescale remainder r + 2d (q - 1)", &|l| {
         let r = first(l, SEL_DIV);
         let d = l.advice[B][r];
         l.advice[C][r] -= 1;
-        let rem = l.advice[L][r] + (l.advice[R][r] << 15) + 2 * d;
-        l.advice[L][r] = rem.rem_euclid(1 << 15);
-        l.advice[R][r] = rem.div_euclid(1 << 15);
-        let t = 2 * d - 1 - rem;
-        l.advice[L][r + 1] = t.rem_euclid(1 << 15);
-        l.advice[R][r + 1] = t.div_euclid(1 << 15);
-        for (i, delta) in [(2, -1), (3, 1)] {
-            let v = l.advice[L][r + i] + (l.advice[R][r + i] << 15) + delta;
-            l.advice[L][r + i] = v.rem_euclid(1 << 15);
-            l.advice[R][r + i] = v.div_euclid(1 << 15);
-        }
+        let rem = get30(l, r, 0) + 2 * d;
+        set30(l, r, 0, rem);
+        set30(l, r, 1, 2 * d - 1 - rem);
+        set30(l, r, 2, get30(l, r, 2) - 1);
     });
     // A value not in its lookup table.
     tampered("act_mix", "lookup output + 1", &|l| {
