@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Ciro (stwo) against EZKL on the same fixture ONNX models, on this machine.
+"""Ciro (stwo and halo2-KZG) against EZKL on the same fixture ONNX models, on this machine.
 
 EZKL runs with public input, public output and fixed (committed-in-key) parameters, its default
 scales, and an SRS generated offline with `gen_srs` (never downloaded). Each EZKL step runs in its
 own child process so its time and peak memory are its own; Ciro's figures come from
-`ciro bench --json`, which also measures each model in a child process.
+`ciro bench --json [--backend halo2]`, which also measures each model in a child process
+(Ciro's halo2 "proof KiB" is its whole bundle, public values included).
 
     python3 -m venv .venv-ezkl && .venv-ezkl/bin/pip install ezkl==23.0.5
     cargo build --release --bin ciro
@@ -105,16 +106,24 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--ciro", default=os.path.join(ROOT, "target", "release", "ciro"))
     ap.add_argument("-o", "--output", help="also write the markdown table here")
+    ap.add_argument("--no-halo2", action="store_true", help="measure Ciro's stwo backend only")
     a = ap.parse_args()
 
-    ciro = json.loads(
-        subprocess.run(
-            [a.ciro, "bench", "--json", "--runs", "5", "--fixtures", os.path.join(ROOT, "fixtures"), *a.models],
+    def ciro_bench(backend, runs):
+        out = subprocess.run(
+            [a.ciro, "bench", "--json", "--backend", backend, "--runs", str(runs),
+             "--fixtures", os.path.join(ROOT, "fixtures"), *a.models],
             check=True,
             capture_output=True,
         ).stdout
-    )
-    ciro = {r["model"]: r for r in ciro}
+        return {r["model"]: r for r in json.loads(out)}
+
+    print("Ciro stwo bench", file=sys.stderr)
+    stwo = ciro_bench("stwo", 5)
+    halo2 = {}
+    if not a.no_halo2:
+        print("Ciro halo2 bench", file=sys.stderr)
+        halo2 = ciro_bench("halo2", a.runs)
     startup = python_startup_ms()
     rows = []
     with tempfile.TemporaryDirectory(prefix="ciro-ezkl-") as tmp:
@@ -124,24 +133,30 @@ def main():
             print(f"{name}: EZKL setup and prove ({a.runs} runs)", file=sys.stderr)
             e = ezkl_model(name, work, a.runs)
             e["verify_ms"] = max(e["verify_ms"] - startup, 0.0)
-            rows.append((name, ciro[name], e))
+            rows.append((name, stwo[name], halo2.get(name), e))
 
     head = (
-        "| model | Ciro prove s | EZKL prove s | prove speed-up | EZKL setup s | Ciro peak MiB | "
-        "EZKL prove peak MiB | Ciro proof KiB | EZKL proof KiB | Ciro verify ms | EZKL verify ms |"
+        "| model | Ciro stwo prove s | Ciro halo2 prove s | EZKL prove s | stwo speed-up | halo2 speed-up | "
+        "EZKL setup s | Ciro halo2 setup s | stwo / halo2 / EZKL peak MiB | stwo / halo2 / EZKL proof KiB | "
+        "stwo / halo2 / EZKL verify ms |"
     )
     lines = [head, "|" + "---:|" * 11]
-    for name, c, e in rows:
+    for name, c, h, e in rows:
+        h = h or {"prove_s": float("nan"), "setup_s": float("nan"), "peak_rss_mib": float("nan"),
+                  "proof_kib": float("nan"), "verify_ms": float("nan")}
         lines.append(
-            f"| {name} | {c['prove_s']:.3f} | {e['prove_s']:.2f} | {e['prove_s'] / c['prove_s']:.0f}x | "
-            f"{e['setup_s']:.2f} | {c['peak_rss_mib']:.0f} | {e['prove_mib']:.0f} | {c['proof_kib']:.0f} | "
-            f"{e['proof_kib']:.1f} | {c['verify_ms']:.1f} | {e['verify_ms']:.0f} |"
+            f"| {name} | {c['prove_s']:.3f} | {h['prove_s']:.2f} | {e['prove_s']:.2f} | "
+            f"{e['prove_s'] / c['prove_s']:.0f}x | {e['prove_s'] / h['prove_s']:.1f}x | "
+            f"{e['setup_s']:.2f} | {h['setup_s']:.2f} | "
+            f"{c['peak_rss_mib']:.0f} / {h['peak_rss_mib']:.0f} / {e['prove_mib']:.0f} | "
+            f"{c['proof_kib']:.0f} / {h['proof_kib']:.1f} / {e['proof_kib']:.1f} | "
+            f"{c['verify_ms']:.1f} / {h['verify_ms']:.0f} / {e['verify_ms']:.0f} |"
         )
     table = "\n".join(lines)
     print(table)
     print(
         f"\nEZKL: public input/output, fixed params, default scales, logrows per model "
-        f"{ {n: e['logrows'] for n, _, e in rows} }; EZKL verify = child process time minus "
+        f"{ {n: e['logrows'] for n, _, _, e in rows} }; EZKL verify = child process time minus "
         f"{startup:.0f} ms interpreter + import start-up.",
     )
     if a.output:
