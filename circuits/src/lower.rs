@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 
 use ciro_model_compiler::eval::{
-    broadcast_map, eval_node, for_each_window, reduce_map, round_div, IntTensor,
+    broadcast_map, conv_taps, eval_node, for_each_window, reduce_map, round_div, IntTensor,
 };
 use ciro_model_compiler::ir::{Graph, Node, NodeId, Op};
 
@@ -585,44 +585,19 @@ impl<'g> Lowering<'g> {
                         Operand::Cell(_) => Err(unsupported(node, "a computed convolution kernel")),
                     })
                     .collect::<Result<_, _>>()?;
-                let xs = &input(0).shape;
-                let (nb, c, h, wd) = (xs[0], xs[1], xs[2], xs[3]);
-                let ws = &input(1).shape;
-                let (o, kh, kw) = (ws[0], ws[2], ws[3]);
-                let (oh, ow) = (node.shape[2], node.shape[3]);
-                let mut out = Vec::with_capacity(node.len());
-                for b in 0..nb {
-                    for oc in 0..o {
-                        for y in 0..oh {
-                            for xx in 0..ow {
-                                let mut terms = Vec::new();
-                                for ic in 0..c {
-                                    for i in 0..kh {
-                                        let iy = (y * strides[0] + i * dilations[0]) as isize
-                                            - pads_before[0] as isize;
-                                        if iy < 0 || iy >= h as isize {
-                                            continue;
-                                        }
-                                        for j in 0..kw {
-                                            let ix = (xx * strides[1] + j * dilations[1]) as isize
-                                                - pads_before[1] as isize;
-                                            if ix < 0 || ix >= wd as isize {
-                                                continue;
-                                            }
-                                            terms.push((
-                                                x[((b * c + ic) * h + iy as usize) * wd
-                                                    + ix as usize],
-                                                w[((oc * c + ic) * kh + i) * kw + j],
-                                            ));
-                                        }
-                                    }
-                                }
-                                out.push(self.mac(node, terms, bound)?);
-                            }
-                        }
-                    }
-                }
-                out
+                let mut terms = vec![Vec::new(); node.len()];
+                let win = [*strides, *dilations, *pads_before];
+                conv_taps(
+                    &input(0).shape,
+                    &input(1).shape,
+                    &node.shape,
+                    win,
+                    |o, xi, wi| terms[o].push((x[xi], w[wi])),
+                );
+                terms
+                    .into_iter()
+                    .map(|t| self.mac(node, t, bound))
+                    .collect::<Result<Vec<_>, _>>()?
             }
             Op::Add | Op::Sub | Op::Mul | Op::Max | Op::Min | Op::DivConst => {
                 let (a, b) = (ops(self, 0), ops(self, 1));

@@ -101,6 +101,52 @@ fn binary(a: &IntTensor, b: &IntTensor, shape: &[usize], f: impl Fn(i64, i64) ->
         .collect()
 }
 
+/// The taps of a 2-D convolution (NCHW input, OIHW kernel, groups = 1): calls
+/// `f(out_flat, in_flat, kernel_flat)` for every product that is not in the padding, in output
+/// order. `window` is `[strides, dilations, pads_before]`.
+pub fn conv_taps(
+    in_shape: &[usize],
+    w_shape: &[usize],
+    out_shape: &[usize],
+    window: [[usize; 2]; 3],
+    mut f: impl FnMut(usize, usize, usize),
+) {
+    let [strides, dilations, pads_before] = window;
+    let (n, c, h, wd) = (in_shape[0], in_shape[1], in_shape[2], in_shape[3]);
+    let (o, kh, kw) = (w_shape[0], w_shape[2], w_shape[3]);
+    let (oh, ow) = (out_shape[2], out_shape[3]);
+    for b in 0..n {
+        for oc in 0..o {
+            for y in 0..oh {
+                for xx in 0..ow {
+                    let out = ((b * o + oc) * oh + y) * ow + xx;
+                    for ic in 0..c {
+                        for i in 0..kh {
+                            let iy = (y * strides[0] + i * dilations[0]) as isize
+                                - pads_before[0] as isize;
+                            if iy < 0 || iy >= h as isize {
+                                continue;
+                            }
+                            for j in 0..kw {
+                                let ix = (xx * strides[1] + j * dilations[1]) as isize
+                                    - pads_before[1] as isize;
+                                if ix < 0 || ix >= wd as isize {
+                                    continue;
+                                }
+                                f(
+                                    out,
+                                    ((b * c + ic) * h + iy as usize) * wd + ix as usize,
+                                    ((oc * c + ic) * kh + i) * kw + j,
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Iterates the windows of a 2-D pooling/conv over an NCHW tensor: calls
 /// `f(out_flat, in_flat_or_none_for_padding)` for every window element.
 #[allow(clippy::too_many_arguments)]
@@ -194,39 +240,11 @@ pub fn eval_node(node: &Node, inputs: &[&IntTensor]) -> IntTensor {
             ..
         } => {
             let (x, w) = (inputs[0], inputs[1]);
-            let (n, c, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
-            let (o, kh, kw) = (w.shape[0], w.shape[2], w.shape[3]);
-            let (oh, ow) = (shape[2], shape[3]);
-            let mut out = vec![0i64; n * o * oh * ow];
-            for b in 0..n {
-                for oc in 0..o {
-                    for y in 0..oh {
-                        for xx in 0..ow {
-                            let mut acc = 0i64;
-                            for ic in 0..c {
-                                for i in 0..kh {
-                                    let iy = (y * strides[0] + i * dilations[0]) as isize
-                                        - pads_before[0] as isize;
-                                    if iy < 0 || iy >= h as isize {
-                                        continue;
-                                    }
-                                    for j in 0..kw {
-                                        let ix = (xx * strides[1] + j * dilations[1]) as isize
-                                            - pads_before[1] as isize;
-                                        if ix < 0 || ix >= wd as isize {
-                                            continue;
-                                        }
-                                        acc += x.data
-                                            [((b * c + ic) * h + iy as usize) * wd + ix as usize]
-                                            * w.data[((oc * c + ic) * kh + i) * kw + j];
-                                    }
-                                }
-                            }
-                            out[((b * o + oc) * oh + y) * ow + xx] = acc;
-                        }
-                    }
-                }
-            }
+            let mut out = vec![0i64; shape.iter().product()];
+            let win = [*strides, *dilations, *pads_before];
+            conv_taps(&x.shape, &w.shape, &shape, win, |o, xi, wi| {
+                out[o] += x.data[xi] * w.data[wi]
+            });
             out
         }
         Op::Add => binary(inputs[0], inputs[1], &shape, |a, b| a + b),
