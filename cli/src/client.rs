@@ -18,6 +18,9 @@ use ciro_prover::ProofBundle;
 use ciro_scheduler::pricing::{format_amount, parse_amount};
 use ciro_verifier::AnyKey;
 
+mod shared;
+use shared::{fmt_values, is_image};
+
 const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
 
 #[derive(Parser)]
@@ -212,14 +215,7 @@ impl Client {
 
 pub fn main() {
     let cli = Cli::parse();
-    if let Err(e) = dispatch(&cli) {
-        if cli.json {
-            println!("{}", json!({ "error": format!("{e:#}") }));
-        } else {
-            eprintln!("error: {e:#}");
-        }
-        std::process::exit(1);
-    }
+    shared::exit_on_error(cli.json, dispatch(&cli));
 }
 
 fn dispatch(cli: &Cli) -> Result<()> {
@@ -468,25 +464,8 @@ fn dispatch(cli: &Cli) -> Result<()> {
             let start = Instant::now();
             let v = ciro_verifier::verify_any(&vk, &bundle)?;
             let ms = start.elapsed().as_secs_f64() * 1e3;
-            let out_v = json!({
-                "ok": true,
-                "model": v.model_name,
-                "commitment": v.model_commitment,
-                "outputs": v.outputs.iter().map(|t| t.real()).collect::<Vec<_>>(),
-                "label": v.label().map(|l| l.1),
-                "verify_ms": ms,
-            });
-            out.show(&out_v, || {
-                let mut s = format!("model: {} ({})", v.model_name, v.model_commitment);
-                for (i, t) in v.outputs.iter().enumerate() {
-                    s.push_str(&format!("\noutput {i}: {}", fmt_values(&t.real())));
-                }
-                if let Some((_, l)) = v.label() {
-                    s.push_str(&format!("\nlabel: {l}"));
-                }
-                s.push_str(&format!("\nOK: proof verified in {ms:.1} ms"));
-                s
-            })
+            shared::print_verified(cli.json, &v, ms);
+            Ok(())
         }
     }
 }
@@ -544,17 +523,6 @@ fn follow(client: &Client, id: i64, quiet: bool) -> Result<Value> {
         last = state;
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn is_image(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
-}
-
-fn fmt_values(v: &[f64]) -> String {
-    let s: Vec<String> = v.iter().map(|x| format!("{x:.4}")).collect();
-    format!("[{}]", s.join(", "))
 }
 
 fn ms(v: &Value) -> String {

@@ -13,6 +13,7 @@ use ciro_model_compiler::{compile, run, CompileOptions, CompiledModel};
 
 mod bench;
 mod proving;
+mod shared;
 
 #[derive(Parser)]
 #[command(
@@ -116,14 +117,7 @@ fn parse_range_arg(s: &str) -> Result<[f64; 2], String> {
 
 fn main() {
     let cli = Cli::parse();
-    if let Err(e) = dispatch(&cli) {
-        if cli.json {
-            println!("{}", serde_json::json!({ "error": format!("{e:#}") }));
-        } else {
-            eprintln!("error: {e:#}");
-        }
-        std::process::exit(1);
-    }
+    shared::exit_on_error(cli.json, dispatch(&cli));
 }
 
 fn dispatch(cli: &Cli) -> Result<()> {
@@ -376,15 +370,9 @@ fn print_summary(json: bool, m: &CompiledModel, with_nodes: bool) -> Result<()> 
     Ok(())
 }
 
-fn is_image(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
-}
-
 /// Reads a JSON input, or an image for models that declare image preprocessing.
 fn read_input(g: &ciro_model_compiler::Graph, input: &Path) -> Result<Vec<Vec<f32>>> {
-    Ok(if is_image(input) {
+    Ok(if shared::is_image(input) {
         let spec = g.image.as_ref().with_context(|| {
             format!(
                 "model {} declares no image preprocessing (ciro.image); give a JSON input",

@@ -7,12 +7,13 @@ use anyhow::{Context, Result};
 use ciro_model_compiler::eval::IntTensor;
 use ciro_model_compiler::{quantize_inputs, CompiledModel};
 use ciro_prover::{
-    Halo2Backend, Halo2VerifyingKey, ProofBundle, ProofSystem, ProveError, Stage, StwoBackend,
+    Halo2Backend, Halo2VerifyingKey, KeyFile, ProofBundle, ProofSystem, Stage, StwoBackend,
     StwoVerifyingKey,
 };
 use ciro_verifier::AnyKey;
 
 use crate::read_input;
+use crate::shared::{self, fmt_values};
 
 /// stwo's verifier asserts on some malformed proofs; the verifier turns those panics into
 /// rejections, so keep the default hook from printing a backtrace for them.
@@ -29,10 +30,9 @@ pub enum Backend {
     Halo2,
 }
 
-/// What the commands need of a verification key, whichever the backend.
-pub trait Key {
-    fn save(&self, path: &Path) -> Result<(), ProveError>;
-    fn commitment(&self) -> String;
+/// What the commands need of a verification key, whichever the backend (beyond the file
+/// handling and commitment of [`KeyFile`]).
+pub trait Key: KeyFile {
     fn any(&self) -> AnyKey;
     /// One line on the circuit's shape.
     fn shape(&self) -> String;
@@ -40,12 +40,6 @@ pub trait Key {
 }
 
 impl Key for StwoVerifyingKey {
-    fn save(&self, path: &Path) -> Result<(), ProveError> {
-        StwoVerifyingKey::save(self, path)
-    }
-    fn commitment(&self) -> String {
-        StwoVerifyingKey::commitment(self)
-    }
     fn any(&self) -> AnyKey {
         AnyKey::Stwo(self.clone())
     }
@@ -62,12 +56,6 @@ impl Key for StwoVerifyingKey {
 }
 
 impl Key for Halo2VerifyingKey {
-    fn save(&self, path: &Path) -> Result<(), ProveError> {
-        Halo2VerifyingKey::save(self, path)
-    }
-    fn commitment(&self) -> String {
-        Halo2VerifyingKey::commitment(self)
-    }
     fn any(&self) -> AnyKey {
         AnyKey::Halo2(self.clone())
     }
@@ -206,11 +194,6 @@ where
     Ok(())
 }
 
-fn fmt_values(v: &[f64]) -> String {
-    let s: Vec<String> = v.iter().map(|x| format!("{x:.4}")).collect();
-    format!("[{}]", s.join(", "))
-}
-
 pub fn cmd_verify(json: bool, bundle: &Path, vk: &Path) -> Result<()> {
     quiet_panics();
     let vk = AnyKey::load(vk)?;
@@ -218,32 +201,6 @@ pub fn cmd_verify(json: bool, bundle: &Path, vk: &Path) -> Result<()> {
     let start = Instant::now();
     let verified = ciro_verifier::verify_any(&vk, &bundle);
     let ms = start.elapsed().as_secs_f64() * 1e3;
-    let v = verified?;
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "ok": true,
-                "model": v.model_name,
-                "commitment": v.model_commitment,
-                "outputs": v.outputs.iter().map(|t| t.real()).collect::<Vec<_>>(),
-                "label": v.label().map(|l| l.1),
-                "security_bits": v.security_bits,
-                "verify_ms": ms,
-            })
-        );
-    } else {
-        println!("model: {} ({})", v.model_name, v.model_commitment);
-        for (i, t) in v.outputs.iter().enumerate() {
-            println!("output {i}: {}", fmt_values(&t.real()));
-        }
-        if let Some((_, l)) = v.label() {
-            println!("label: {l}");
-        }
-        println!(
-            "OK: proof verified in {ms:.1} ms ({} bits conjectured security)",
-            v.security_bits
-        );
-    }
+    shared::print_verified(json, &verified?, ms);
     Ok(())
 }

@@ -144,20 +144,21 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BundleError>
     std::fs::rename(&tmp, path).map_err(|e| BundleError::Io(path.display().to_string(), e))
 }
 
-/// A verification key file: versioned JSON whose SHA-256 is the model commitment.
-pub(crate) trait KeyFile: serde::Serialize + serde::de::DeserializeOwned {
+/// A verification key file: versioned JSON whose SHA-256 is the model commitment bundles
+/// carry.
+pub trait KeyFile: serde::Serialize + serde::de::DeserializeOwned {
     /// The `format` and `version` this build writes and reads.
     const FORMAT: (&'static str, u32);
     fn format(&self) -> (&str, u32);
 
-    fn commitment_of(&self) -> String {
+    fn commitment(&self) -> String {
         use sha2::{Digest, Sha256};
         hex::encode(Sha256::digest(
             serde_json::to_vec(self).expect("keys serialise"),
         ))
     }
 
-    fn save_to(&self, path: &Path) -> Result<(), crate::ProveError> {
+    fn save(&self, path: &Path) -> Result<(), crate::ProveError> {
         write_atomic(
             path,
             &serde_json::to_vec_pretty(self).expect("keys serialise"),
@@ -165,7 +166,7 @@ pub(crate) trait KeyFile: serde::Serialize + serde::de::DeserializeOwned {
         .map_err(crate::ProveError::from)
     }
 
-    fn load_from(path: &Path) -> Result<Self, crate::ProveError> {
+    fn load(path: &Path) -> Result<Self, crate::ProveError> {
         let key_err = |m: String| crate::ProveError::Key(path.display().to_string(), m);
         let bytes = std::fs::read(path).map_err(|e| key_err(e.to_string()))?;
         let vk: Self = serde_json::from_slice(&bytes)

@@ -94,21 +94,6 @@ impl KeyFile for Halo2VerifyingKey {
     }
 }
 
-impl Halo2VerifyingKey {
-    /// sha256 of the key's canonical JSON: the model commitment bundles carry.
-    pub fn commitment(&self) -> String {
-        self.commitment_of()
-    }
-
-    pub fn save(&self, path: &Path) -> Result<(), ProveError> {
-        self.save_to(path)
-    }
-
-    pub fn load(path: &Path) -> Result<Self, ProveError> {
-        Self::load_from(path)
-    }
-}
-
 pub struct Halo2ProvingKey {
     pub circuit: Circuit,
     pub vk: Halo2VerifyingKey,

@@ -11,7 +11,7 @@ pub mod stwo_backend;
 use ciro_model_compiler::eval::IntTensor;
 use ciro_model_compiler::CompiledModel;
 
-pub use bundle::{ProofBundle, ProofParams, PublicTensor};
+pub use bundle::{KeyFile, ProofBundle, ProofParams, PublicTensor};
 pub use error::{BundleError, ProveError, VerifyError};
 pub use halo2_backend::{Halo2Backend, Halo2ProvingKey, Halo2VerifyingKey};
 pub use stwo_backend::{StwoBackend, StwoParams, StwoProvingKey, StwoVerifyingKey};

@@ -8,7 +8,6 @@
 //! add to zero.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::Path;
 
 use ciro_circuits::air::{CiroEval, Kind, Relations};
 use ciro_circuits::field::m31;
@@ -138,19 +137,6 @@ impl KeyFile for StwoVerifyingKey {
 }
 
 impl StwoVerifyingKey {
-    /// sha256 of the key's canonical JSON: the model commitment bundles carry.
-    pub fn commitment(&self) -> String {
-        self.commitment_of()
-    }
-
-    pub fn save(&self, path: &Path) -> Result<(), ProveError> {
-        self.save_to(path)
-    }
-
-    pub fn load(path: &Path) -> Result<Self, ProveError> {
-        Self::load_from(path)
-    }
-
     fn pcs(&self) -> PcsConfig {
         self.params.pcs(self.lifting_log_size)
     }

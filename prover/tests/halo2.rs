@@ -11,8 +11,8 @@ use std::sync::{Mutex, OnceLock};
 use ciro_circuits::halo2::{Layout, A, ACC, B, C, D, L, R, SEL_DIV, SEL_MAC, SEL_SELECT, Y};
 use ciro_model_compiler::eval::IntTensor;
 use ciro_prover::{
-    Halo2Backend, Halo2ProvingKey, Halo2VerifyingKey, ProofBundle, ProofSystem, StwoBackend,
-    VerifyError,
+    Halo2Backend, Halo2ProvingKey, Halo2VerifyingKey, KeyFile, ProofBundle, ProofSystem,
+    StwoBackend, VerifyError,
 };
 
 fn backend() -> &'static Halo2Backend {

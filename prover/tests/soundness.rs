@@ -8,7 +8,7 @@ mod common;
 
 use ciro_circuits::air::{div, lookup, mac, select, Kind};
 use ciro_circuits::trace::ComponentTrace;
-use ciro_prover::{ProofBundle, ProofSystem, StwoBackend, VerifyError};
+use ciro_prover::{KeyFile, ProofBundle, ProofSystem, StwoBackend, VerifyError};
 
 fn backend() -> StwoBackend {
     StwoBackend::default()
@@ -196,13 +196,19 @@ fn rescale_row(c: &ComponentTrace) -> usize {
         .expect("a rescale row")
 }
 
+/// Writes `v` into the division row's 16-bit limb columns `{name}_lo` and `{name}_hi`.
+fn set_limbs(c: &mut ComponentTrace, row: usize, name: &str, v: i64) {
+    let m = &div::MAIN[..];
+    c.main[col(m, &format!("{name}_lo"))][row] = v & 0xffff;
+    c.main[col(m, &format!("{name}_hi"))][row] = v >> 16;
+}
+
 /// Keeps `q_hi - q` consistent after moving `q` by `-delta`.
 fn shift_u(c: &mut ComponentTrace, row: usize, delta: i64) {
     let m = &div::MAIN[..];
     let u = (c.main[col(m, "u_lo")][row] + (c.main[col(m, "u_hi")][row] << 16) + delta)
         .rem_euclid((1 << 31) - 1);
-    c.main[col(m, "u_lo")][row] = u & 0xffff;
-    c.main[col(m, "u_hi")][row] = u >> 16;
+    set_limbs(c, row, "u", u);
 }
 
 #[test]
@@ -226,10 +232,8 @@ fn rescale_off_by_one_is_rejected() {
         c.main[col(m, "q")][row] += 1;
         c.main[col(m, "q_lo")][row] += 1;
         shift_u(c, row, -1);
-        c.main[col(m, "r_lo")][row] = r & 0xffff;
-        c.main[col(m, "r_hi")][row] = r >> 16;
-        c.main[col(m, "t_lo")][row] = t & 0xffff;
-        c.main[col(m, "t_hi")][row] = t >> 16;
+        set_limbs(c, row, "r", r);
+        set_limbs(c, row, "t", t);
     });
 }
 
@@ -247,10 +251,8 @@ fn remainder_out_of_range_is_rejected() {
         c.main[col(m, "q")][row] = q;
         c.main[col(m, "q_lo")][row] -= 1;
         shift_u(c, row, 1);
-        c.main[col(m, "r_lo")][row] = r & 0xffff;
-        c.main[col(m, "r_hi")][row] = r >> 16;
-        c.main[col(m, "t_lo")][row] = t & 0xffff;
-        c.main[col(m, "t_hi")][row] = t >> 16;
+        set_limbs(c, row, "r", r);
+        set_limbs(c, row, "t", t);
     });
 }
 

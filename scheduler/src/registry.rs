@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use ciro_model_compiler::{compile, compile_model_dir, onnx, CompileOptions, CompiledModel};
-use ciro_prover::{ProofSystem, StwoBackend, StwoProvingKey, StwoVerifyingKey};
+use ciro_prover::{KeyFile, ProofSystem, StwoBackend, StwoProvingKey, StwoVerifyingKey};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 

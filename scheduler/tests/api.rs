@@ -3,7 +3,7 @@
 mod common;
 
 use base64::Engine;
-use ciro_prover::{ProofBundle, StwoVerifyingKey};
+use ciro_prover::{KeyFile, ProofBundle, StwoVerifyingKey};
 use common::{fixture_input, repo, start, Api, Body, Spec};
 use serde_json::json;
 

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use ciro_prover::{
-    Halo2Backend, Halo2VerifyingKey, ProofBundle, ProofSystem, PublicTensor, StwoBackend,
+    Halo2Backend, Halo2VerifyingKey, KeyFile, ProofBundle, ProofSystem, PublicTensor, StwoBackend,
     StwoVerifyingKey, VerifyError,
 };
 use thiserror::Error;
