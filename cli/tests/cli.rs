@@ -312,3 +312,40 @@ fn prove_and_verify_with_halo2() {
     assert!(!o.status.success());
     assert!(text(&o).contains("REJECTED"), "{}", text(&o));
 }
+
+/// The README's main command writes into `out/`, which a fresh clone does not have: outputs
+/// create their folders.
+#[test]
+fn outputs_go_into_folders_that_do_not_exist_yet() {
+    let dir = fixtures().join("models/mlp_small");
+    let base = tmp("fresh-out");
+    let _ = std::fs::remove_dir_all(&base);
+    let (compiled, bundle, vk) = (
+        base.join("a/m.json"),
+        base.join("b/p.bundle"),
+        base.join("c/m.vk"),
+    );
+    let s = |p: &PathBuf| p.to_str().unwrap().to_string();
+    let o = ciro(&[
+        "compile",
+        &s(&dir.join("model.onnx")),
+        "--calibration",
+        &s(&dir.join("calibration")),
+        "-o",
+        &s(&compiled),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = ciro(&[
+        "prove",
+        &s(&compiled),
+        "--input",
+        &s(&dir.join("input.json")),
+        "-o",
+        &s(&bundle),
+        "--vk-out",
+        &s(&vk),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = ciro(&["verify", &s(&bundle), "--vk", &s(&vk)]);
+    assert!(o.status.success(), "{}", text(&o));
+}

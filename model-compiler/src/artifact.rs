@@ -69,9 +69,11 @@ impl CompiledModel {
         let bytes = serde_json::to_vec(self).expect("compiled models serialise");
         // Write then rename, so a crash never leaves a half-written model behind.
         let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, bytes)
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        dir.map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|_| std::fs::write(&tmp, bytes))
             .and_then(|_| std::fs::rename(&tmp, path))
-            .map_err(|source| CompileError::Io {
+            .map_err(|source| CompileError::Write {
                 path: path.display().to_string(),
                 source,
             })

@@ -9,6 +9,12 @@ pub enum CompileError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("malformed or unsupported ONNX model {path}: {reason}")]
     Onnx { path: String, reason: String },
     #[error("unsupported op `{op}` at node `{node}` (input shapes {shapes}){detail}")]

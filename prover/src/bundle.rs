@@ -140,6 +140,9 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BundleError>
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".{}.{n}.tmp", std::process::id()));
     let tmp = path.with_file_name(name);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| BundleError::Io(dir.display().to_string(), e))?;
+    }
     std::fs::write(&tmp, bytes).map_err(|e| BundleError::Io(tmp.display().to_string(), e))?;
     std::fs::rename(&tmp, path).map_err(|e| BundleError::Io(path.display().to_string(), e))
 }
