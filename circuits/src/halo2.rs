@@ -9,7 +9,7 @@
 //!
 //! Two lookups run on every usable row: `(TAG, L, Y)` into the tagged table (tag 0: `(v, 0)` for
 //! `v < 2^15`, the range table; tag `t >= 1`: activation table `t - 1` as `(x, f(x))`), and `R`
-//! into `[0, 2^15)`. A value proven in `[0, 2^30)` is written as `L + 2^15·R` on one row.
+//! as `(0, R, 0)`, the same table's range rows. A value proven in `[0, 2^30)` is written as `L + 2^15·R` on one row.
 //!
 //! Gates (all of degree 3 with their selector):
 //! - MAC, `ceil(terms/4)` rows: `ACC' = F4·ACC + F0·A + F1·B + F2·C + F3·D` (`F4` = 0 on the
@@ -372,7 +372,6 @@ pub struct Config {
     t_tag: Column<Fixed>,
     t_x: Column<Fixed>,
     t_y: Column<Fixed>,
-    t_range: Column<Fixed>,
     selectors: [Selector; N_SEL],
     instance: Column<Instance>,
 }
@@ -404,7 +403,7 @@ impl H2Circuit<Fr> for Halo2Circuit<'_> {
             meta.enable_equality(advice[c]);
         }
         let coeff: [Column<Fixed>; N_COEFF] = std::array::from_fn(|_| meta.fixed_column());
-        let [tag, t_tag, t_x, t_y, t_range] = std::array::from_fn(|_| meta.fixed_column());
+        let [tag, t_tag, t_x, t_y] = std::array::from_fn(|_| meta.fixed_column());
         let selectors: [Selector; N_SEL] = std::array::from_fn(|_| meta.selector());
         let instance = meta.instance_column();
         meta.enable_equality(instance);
@@ -494,11 +493,17 @@ impl H2Circuit<Fr> for Halo2Circuit<'_> {
                 ),
             ]
         });
+        // The range check reuses the tagged table's tag-0 rows `(0, v, 0)`: no column of its own.
         meta.lookup_any("range 2^15", |m| {
-            vec![(
-                m.query_advice(advice[R], Rotation::cur()),
-                m.query_fixed(t_range, Rotation::cur()),
-            )]
+            let zero = || Expression::Constant(Fr::ZERO);
+            vec![
+                (zero(), m.query_fixed(t_tag, Rotation::cur())),
+                (
+                    m.query_advice(advice[R], Rotation::cur()),
+                    m.query_fixed(t_x, Rotation::cur()),
+                ),
+                (zero(), m.query_fixed(t_y, Rotation::cur())),
+            ]
         });
         Config {
             advice,
@@ -507,7 +512,6 @@ impl H2Circuit<Fr> for Halo2Circuit<'_> {
             t_tag,
             t_x,
             t_y,
-            t_range,
             selectors,
             instance,
         }
@@ -555,9 +559,6 @@ impl H2Circuit<Fr> for Halo2Circuit<'_> {
                     region.assign_fixed(cfg.t_tag, r, fr(t));
                     region.assign_fixed(cfg.t_x, r, fr(x));
                     region.assign_fixed(cfg.t_y, r, fr(y));
-                }
-                for r in 0..LIMB as usize {
-                    region.assign_fixed(cfg.t_range, r, Fr::from(r as u64));
                 }
                 for &(x, y) in &lay.copies {
                     region.constrain_equal(cell(&cfg, x), cell(&cfg, y));

@@ -12,6 +12,7 @@ use ciro_model_compiler::onnx::{self, parse_range};
 use ciro_model_compiler::{compile, run, CompileOptions, CompiledModel};
 
 mod bench;
+mod evm;
 mod proving;
 mod shared;
 
@@ -95,6 +96,32 @@ enum Command {
         #[arg(long)]
         vk: PathBuf,
     },
+    /// Write the on-chain verifier of a halo2 key (a Solidity contract for EVM chains).
+    GenVerifier {
+        #[arg(long)]
+        vk: PathBuf,
+        #[arg(long, value_enum, default_value = "evm")]
+        target: evm::Target,
+        /// Where to write the Solidity source.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Also compile it (solc-js 0.8.19, see README) and write the deployment bytecode here.
+        #[arg(long)]
+        bytecode: Option<PathBuf>,
+    },
+    /// Write the calldata for the EVM verifier: the bundle's public values, then its proof.
+    EncodeCalldata {
+        bundle: PathBuf,
+        /// Write raw bytes here (default: print 0x-hex).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Verify a halo2 bundle with its Solidity verifier, deployed in a local EVM; prints the gas.
+    VerifyEvm {
+        bundle: PathBuf,
+        #[arg(long)]
+        vk: PathBuf,
+    },
     /// Benchmark fixture models: compile, set up, prove and verify; print a table.
     Bench(bench::BenchArgs),
     /// Run the Ciro service (HTTP API, job store, proving workers) until Ctrl-C or SIGTERM.
@@ -163,6 +190,16 @@ fn dispatch(cli: &Cli) -> Result<()> {
             *backend,
         ),
         Command::Verify { bundle, vk } => proving::cmd_verify(cli.json, bundle, vk),
+        Command::GenVerifier {
+            vk,
+            target,
+            output,
+            bytecode,
+        } => evm::cmd_gen_verifier(cli.json, vk, *target, output, bytecode.as_deref()),
+        Command::EncodeCalldata { bundle, output } => {
+            evm::cmd_encode_calldata(cli.json, bundle, output.as_deref())
+        }
+        Command::VerifyEvm { bundle, vk } => evm::cmd_verify_evm(cli.json, bundle, vk),
         Command::Bench(args) => bench::run(cli.json, args),
         Command::Serve {
             data_dir,

@@ -133,7 +133,8 @@ impl ProofBundle {
     }
 }
 
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BundleError> {
+/// Writes `bytes` to `path` through a temporary file and a rename, creating the folder.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BundleError> {
     // A name of its own, so that concurrent writers of the same file cannot mix their bytes.
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

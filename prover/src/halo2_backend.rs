@@ -19,19 +19,18 @@ use ciro_model_compiler::CompiledModel;
 use halo2_axiom::halo2curves::bn256::{Bn256, Fr, G1Affine, G2Affine};
 use halo2_axiom::halo2curves::group::GroupEncoding;
 use halo2_axiom::plonk::{
-    create_proof, keygen_pk, keygen_vk, verify_proof, ProvingKey, VerifyingKey,
+    create_proof, keygen_pk, keygen_vk_custom, verify_proof, ProvingKey, VerifyingKey,
 };
 use halo2_axiom::poly::commitment::{Params, ParamsProver};
 use halo2_axiom::poly::kzg::commitment::{KZGCommitmentScheme, ParamsKZG};
 use halo2_axiom::poly::kzg::multiopen::{ProverSHPLONK, VerifierSHPLONK};
 use halo2_axiom::poly::kzg::strategy::SingleStrategy;
-use halo2_axiom::transcript::{
-    Blake2bRead, Blake2bWrite, Challenge255, TranscriptReadBuffer, TranscriptWriterBuffer,
-};
 use halo2_axiom::SerdeFormat;
 use rand::rngs::OsRng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use snark_verifier::loader::native::NativeLoader;
+use snark_verifier::system::halo2::transcript::evm::{ChallengeEvm, EvmTranscript};
 
 use crate::bundle::{
     write_atomic, BundleHeader, KeyFile, ProofBundle, ProofParams, PublicTensor, BUNDLE_VERSION,
@@ -48,9 +47,13 @@ const VK_VERSION: u32 = 1;
 /// BN254 gives about 100 bits of security against the best known discrete-log attacks.
 pub const SECURITY_BITS: u32 = 100;
 
+/// The Keccak-256 transcript the Solidity verifier replays: one proof serves both verifiers.
+type WriteTranscript = EvmTranscript<G1Affine, NativeLoader, Vec<u8>, Vec<u8>>;
+type ReadTranscript<'a, 'b> = EvmTranscript<G1Affine, NativeLoader, &'a mut &'b [u8], Vec<u8>>;
+
 fn params_info() -> ProofParams {
     ProofParams {
-        hash: "KZG (SHPLONK) over BN254, Blake2b transcript".into(),
+        hash: "KZG (SHPLONK) over BN254, Keccak-256 (EVM) transcript".into(),
         log_blowup: 0,
         n_queries: 0,
         pow_bits: 0,
@@ -100,6 +103,59 @@ pub struct Halo2ProvingKey {
     params: ParamsKZG<Bn256>,
     pk: ProvingKey<G1Affine>,
     commitment: String,
+}
+
+impl Halo2VerifyingKey {
+    /// halo2's verifying key and verifier parameters (`[1]_1`, `[1]_2`, `[s]_2` and the size).
+    pub fn halo2_parts(&self) -> Result<(ParamsKZG<Bn256>, VerifyingKey<G1Affine>), VerifyError> {
+        let g1: G1Affine = read_point(&self.srs.g1, "[1]_1")?;
+        let g2: G2Affine = read_point(&self.srs.g2, "[1]_2")?;
+        let s_g2: G2Affine = read_point(&self.srs.s_g2, "[s]_2")?;
+        let key_bytes = hex::decode(&self.key)
+            .map_err(|_| VerifyError::Malformed("the halo2 key is not hex".into()))?;
+        catch_unwind(AssertUnwindSafe(|| {
+            let key = VerifyingKey::<G1Affine>::from_bytes::<Halo2Circuit<'static>>(
+                &key_bytes,
+                SerdeFormat::RawBytes,
+                (),
+            )
+            .map_err(|e| VerifyError::Malformed(format!("the halo2 key does not load: {e}")))?;
+            if key.get_domain().k() != self.k {
+                return Err(VerifyError::Malformed(
+                    "the halo2 key's size disagrees".into(),
+                ));
+            }
+            // `from_parts` is a method, so it is called on a throwaway 2-point setup.
+            let params = ParamsKZG::<Bn256>::setup(1, OsRng).from_parts(
+                self.k,
+                vec![g1],
+                Some(vec![]),
+                g2,
+                s_g2,
+            );
+            Ok((params, key))
+        }))
+        .map_err(|e| VerifyError::Malformed(panic_message(e)))?
+    }
+
+    /// How many public values (instance rows) a proof under this key carries.
+    pub fn n_public(&self) -> usize {
+        self.inputs
+            .iter()
+            .chain(&self.outputs)
+            .map(|t| t.shape.iter().product::<usize>())
+            .sum()
+    }
+}
+
+/// The instance column a halo2 bundle claims, in circuit order (inputs, then outputs).
+pub fn bundle_instance(bundle: &ProofBundle) -> Vec<Fr> {
+    let h = &bundle.header;
+    h.inputs
+        .iter()
+        .chain(&h.outputs)
+        .flat_map(|t| t.values.iter().map(|&v| fr(v)))
+        .collect()
 }
 
 impl Halo2ProvingKey {
@@ -242,7 +298,8 @@ impl Halo2Backend {
             fixed: true,
         };
         let keys = catch_unwind(AssertUnwindSafe(|| {
-            let vk = keygen_vk(&params, &shape)?;
+            // Selector compression: fewer fixed columns, so a smaller, cheaper EVM verifier.
+            let vk = keygen_vk_custom(&params, &shape, true)?;
             keygen_pk(&params, vk, &shape)
         }))
         .map_err(|e| ProveError::Backend(panic_message(e)))?
@@ -288,13 +345,13 @@ impl Halo2Backend {
         let n_in = flat.len();
         let outputs: Vec<i64> = layout.instance()[n_in..].to_vec();
         let proof = catch_unwind(AssertUnwindSafe(|| {
-            let mut transcript = Blake2bWrite::<_, G1Affine, Challenge255<_>>::init(Vec::new());
+            let mut transcript = WriteTranscript::new(Vec::new());
             create_proof::<
                 KZGCommitmentScheme<Bn256>,
                 ProverSHPLONK<'_, Bn256>,
-                Challenge255<G1Affine>,
+                ChallengeEvm<G1Affine>,
                 _,
-                Blake2bWrite<Vec<u8>, G1Affine, Challenge255<G1Affine>>,
+                WriteTranscript,
                 _,
             >(
                 &pk.params,
@@ -402,40 +459,16 @@ impl ProofSystem for Halo2Backend {
         let inputs = check_tensors("inputs", &h.inputs, &vk.inputs, true)?;
         let outputs = check_tensors("outputs", &h.outputs, &vk.outputs, false)?;
         let instance: Vec<Fr> = inputs.iter().chain(&outputs).map(|&v| fr(v)).collect();
-        let g1: G1Affine = read_point(&vk.srs.g1, "[1]_1")?;
-        let g2: G2Affine = read_point(&vk.srs.g2, "[1]_2")?;
-        let s_g2: G2Affine = read_point(&vk.srs.s_g2, "[s]_2")?;
-        let key_bytes = hex::decode(&vk.key)
-            .map_err(|_| VerifyError::Malformed("the halo2 key is not hex".into()))?;
         let result = catch_unwind(AssertUnwindSafe(|| -> Result<(), VerifyError> {
-            let key = VerifyingKey::<G1Affine>::from_bytes::<Halo2Circuit<'static>>(
-                &key_bytes,
-                SerdeFormat::RawBytes,
-                (),
-            )
-            .map_err(|e| VerifyError::Malformed(format!("the halo2 key does not load: {e}")))?;
-            if key.get_domain().k() != vk.k {
-                return Err(VerifyError::Malformed(
-                    "the halo2 key's size disagrees".into(),
-                ));
-            }
-            // A KZG verifier needs only [1]_1, [1]_2 and [s]_2 (and the size); `from_parts` is a
-            // method, so it is called on a throwaway 2-point setup.
-            let params = ParamsKZG::<Bn256>::setup(1, OsRng).from_parts(
-                vk.k,
-                vec![g1],
-                Some(vec![]),
-                g2,
-                s_g2,
-            );
+            let (params, key) = vk.halo2_parts()?;
             let mut rest = bundle.proof.as_slice();
             {
-                let mut transcript = Blake2bRead::<_, G1Affine, Challenge255<_>>::init(&mut rest);
+                let mut transcript = ReadTranscript::new(&mut rest);
                 verify_proof::<
                     KZGCommitmentScheme<Bn256>,
                     VerifierSHPLONK<'_, Bn256>,
-                    Challenge255<G1Affine>,
-                    Blake2bRead<&mut &[u8], G1Affine, Challenge255<G1Affine>>,
+                    ChallengeEvm<G1Affine>,
+                    ReadTranscript<'_, '_>,
                     SingleStrategy<'_, Bn256>,
                 >(
                     &params,

@@ -254,7 +254,7 @@ fn components(
         .collect()
 }
 
-pub(crate) fn panic_message(e: Box<dyn std::any::Any + Send>) -> String {
+pub fn panic_message(e: Box<dyn std::any::Any + Send>) -> String {
     e.downcast_ref::<String>()
         .cloned()
         .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))

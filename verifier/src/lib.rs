@@ -1,5 +1,7 @@
 //! Offline verification: a proof bundle and a verification key, never the weights.
 
+pub mod evm;
+
 use std::path::Path;
 
 use ciro_prover::{
