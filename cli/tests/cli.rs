@@ -306,11 +306,53 @@ fn prove_and_verify_with_halo2() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["ok"], true);
 
+    // On chain: the Solidity verifier, the calldata, and both run in a local EVM.
+    let (sol, code, calldata) = (tmp("h.sol"), tmp("h.bin"), tmp("h.calldata"));
+    let o = run(&[
+        "gen-verifier",
+        "--vk",
+        &s(&vk),
+        "--target",
+        "evm",
+        "-o",
+        &s(&sol),
+        "--bytecode",
+        &s(&code),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["within_eip170"], true, "{v}");
+    let source = std::fs::read_to_string(&sol).unwrap();
+    assert!(source.contains("pragma solidity 0.8.19;"));
+    assert!(source.contains("contract Halo2Verifier"));
+    let o = run(&["encode-calldata", &s(&bundle), "-o", &s(&calldata)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let bytes = std::fs::read(&calldata).unwrap();
+    let proof_len = ciro_prover_bundle_proof_len(&bundle);
+    assert_eq!(
+        bytes.len(),
+        32 * v["public_values"].as_u64().unwrap() as usize + proof_len
+    );
+    let o = run(&["verify-evm", &s(&bundle), "--vk", &s(&vk), "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let e: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(e["accepted"], true, "{e}");
+    assert!(e["gas"].as_u64().unwrap() > 100_000, "{e}");
+
     let o = run(&["setup", &s(&compiled), "-o", &s(&stwo_vk)]);
     assert!(o.status.success(), "{}", text(&o));
     let o = run(&["verify", &s(&bundle), "--vk", &s(&stwo_vk)]);
     assert!(!o.status.success());
     assert!(text(&o).contains("REJECTED"), "{}", text(&o));
+    let o = run(&["gen-verifier", "--vk", &s(&stwo_vk), "-o", &s(&sol)]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("stwo key"), "{}", text(&o));
+}
+
+/// The length of the proof inside a bundle file.
+fn ciro_prover_bundle_proof_len(bundle: &Path) -> usize {
+    ciro_prover::ProofBundle::load(bundle).unwrap().proof.len()
 }
 
 /// The README's main command writes into `out/`, which a fresh clone does not have: outputs
