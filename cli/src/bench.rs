@@ -12,7 +12,8 @@ use anyhow::{bail, Context, Result};
 use ciro_model_compiler::eval::IntTensor;
 use ciro_model_compiler::input::read_json;
 use ciro_model_compiler::{compile_model_dir, quantize_inputs, CompileOptions, CompiledModel};
-use ciro_prover::{Halo2Backend, ProofSystem, StwoBackend};
+use ciro_prover::{Halo2Backend, ProofBundle, ProofSystem, StwoBackend};
+use ciro_verifier::evm;
 
 use crate::proving::Backend;
 use serde::{Deserialize, Serialize};
@@ -59,6 +60,16 @@ pub struct Row {
     proof_kib: f64,
     peak_rss_mib: f64,
     quant_error: f64,
+    /// halo2 only: the Solidity verifier in a local EVM.
+    #[serde(default)]
+    evm: Option<EvmRow>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EvmRow {
+    contracts: usize,
+    largest_code_bytes: usize,
+    verify_gas: u64,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -92,27 +103,50 @@ fn measure(compiled: &Path, fixtures: &Path, runs: usize, backend: Backend) -> R
     let m = CompiledModel::load(compiled)?;
     let input = sample_input(fixtures, &m)?;
     match backend {
-        Backend::Stwo => measure_with(&StwoBackend::default(), &m, &input, runs, |vk| {
-            let columns = vk
-                .components
-                .iter()
-                .map(|c| {
-                    c.kind.pre_names().len()
-                        + c.kind.n_main()
-                        + 4 * c.kind.lookups().len().div_ceil(2)
-                })
-                .sum();
-            let rows = vk.components.iter().map(|c| 1u64 << c.log_size).sum();
-            (rows, columns, serde_json::to_vec(vk).map_or(0, |b| b.len()))
-        }),
-        Backend::Halo2 => measure_with(&Halo2Backend::default(), &m, &input, runs, |vk| {
-            // 8 advice, 6 coefficient, 1 tag, 4 table, 4 selector and 1 instance columns.
-            (
-                1u64 << vk.k,
-                24,
-                serde_json::to_vec(vk).map_or(0, |b| b.len()),
-            )
-        }),
+        Backend::Stwo => Ok(
+            measure_with(&StwoBackend::default(), &m, &input, runs, |vk| {
+                let columns = vk
+                    .components
+                    .iter()
+                    .map(|c| {
+                        c.kind.pre_names().len()
+                            + c.kind.n_main()
+                            + 4 * c.kind.lookups().len().div_ceil(2)
+                    })
+                    .sum();
+                let rows = vk.components.iter().map(|c| 1u64 << c.log_size).sum();
+                (rows, columns, serde_json::to_vec(vk).map_or(0, |b| b.len()))
+            })?
+            .0,
+        ),
+        Backend::Halo2 => {
+            let (mut row, vk, bundle) =
+                measure_with(&Halo2Backend::default(), &m, &input, runs, |vk| {
+                    let columns = vk.halo2_parts().map_or(0, |(_, key)| {
+                        let cs = key.cs();
+                        cs.num_advice_columns() + cs.num_fixed_columns() + cs.num_instance_columns()
+                    });
+                    (
+                        1u64 << vk.k,
+                        columns,
+                        serde_json::to_vec(vk).map_or(0, |b| b.len()),
+                    )
+                })?;
+            // After the peak-memory reading: the EVM is not part of proving.
+            let verifier = evm::evm_verifier(&vk)?;
+            let mut chain = evm::LocalEvm::default();
+            let deployed = chain.deploy(&verifier)?;
+            let call = chain.call(deployed.entry, &evm::calldata(&bundle)?)?;
+            if !call.accepted {
+                bail!("{}: the EVM verifier rejected the proof", m.graph.name);
+            }
+            row.evm = Some(EvmRow {
+                contracts: deployed.runtime_bytes.len(),
+                largest_code_bytes: deployed.largest_runtime(),
+                verify_gas: call.gas,
+            });
+            Ok(row)
+        }
     }
 }
 
@@ -122,25 +156,27 @@ fn measure_with<P: ProofSystem>(
     input: &[IntTensor],
     runs: usize,
     shape: impl Fn(&P::VerifyingKey) -> (u64, usize, usize),
-) -> Result<Row> {
+) -> Result<(Row, P::VerifyingKey, ProofBundle)> {
     let t = Instant::now();
     let (pk, vk) = backend.setup(m)?;
     let setup_s = t.elapsed().as_secs_f64();
     let (mut prove, mut verify) = (Vec::new(), Vec::new());
-    let mut size = 0;
+    let mut last = None;
     for _ in 0..runs.max(1) {
         let t = Instant::now();
         let bundle = backend.prove(&pk, input, &mut |_| {})?;
         prove.push(t.elapsed().as_secs_f64());
-        size = bundle.to_bytes().len();
         let t = Instant::now();
         backend
             .verify(&vk, &bundle)
             .context("a benchmark proof failed to verify")?;
         verify.push(t.elapsed().as_secs_f64() * 1e3);
+        last = Some(bundle);
     }
+    let bundle = last.context("no proof was made")?;
+    let size = bundle.to_bytes().len();
     let (rows, columns, vk_bytes) = shape(&vk);
-    Ok(Row {
+    let row = Row {
         model: m.graph.name.clone(),
         macs: m.graph.stats().macs,
         rows,
@@ -152,7 +188,9 @@ fn measure_with<P: ProofSystem>(
         proof_kib: size as f64 / 1024.0,
         peak_rss_mib: peak_rss_mib(),
         quant_error: m.report.max_abs_error,
-    })
+        evm: None,
+    };
+    Ok((row, vk, bundle))
 }
 
 fn compile_fixture(fixtures: &Path, name: &str) -> Result<CompiledModel> {
@@ -218,7 +256,8 @@ pub fn run(json: bool, args: &BenchArgs) -> Result<()> {
 }
 
 fn print_table(rows: &[Row], markdown: bool) {
-    let head = [
+    let with_evm = rows.iter().any(|r| r.evm.is_some());
+    let mut head = vec![
         "model",
         "MACs",
         "trace rows",
@@ -231,10 +270,13 @@ fn print_table(rows: &[Row], markdown: bool) {
         "peak RSS MiB",
         "quant. error",
     ];
+    if with_evm {
+        head.extend(["EVM contracts", "largest code B", "verify gas"]);
+    }
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
-            vec![
+            let mut c = vec![
                 r.model.clone(),
                 r.macs.to_string(),
                 r.rows.to_string(),
@@ -246,7 +288,14 @@ fn print_table(rows: &[Row], markdown: bool) {
                 format!("{:.1}", r.proof_kib),
                 format!("{:.0}", r.peak_rss_mib),
                 format!("{:.4}", r.quant_error),
-            ]
+            ];
+            if with_evm {
+                let e = r.evm.as_ref();
+                c.push(e.map_or("-".into(), |e| e.contracts.to_string()));
+                c.push(e.map_or("-".into(), |e| e.largest_code_bytes.to_string()));
+                c.push(e.map_or("-".into(), |e| e.verify_gas.to_string()));
+            }
+            c
         })
         .collect();
     let widths: Vec<usize> = (0..head.len())

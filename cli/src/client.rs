@@ -85,6 +85,10 @@ enum Command {
         /// CIRO or USDC.
         #[arg(long, default_value = "CIRO")]
         token: String,
+        /// stwo or halo2 [default: stwo on Starknet, halo2 on Ethereum and Polygon, whose
+        /// verifier contracts check halo2-KZG proofs].
+        #[arg(long)]
+        proof_system: Option<String>,
         /// Makes a retried submission return the first job instead of paying twice.
         #[arg(long)]
         idempotency_key: Option<String>,
@@ -100,7 +104,8 @@ enum Command {
         #[arg(long)]
         wait: bool,
     },
-    /// Download a verified job's result, proof bundle and the model's verification key.
+    /// Download a verified job's result, proof bundle and the model's verification key (and,
+    /// for halo2 jobs, the calldata for the model's Solidity verifier).
     JobResult {
         #[arg(long)]
         job_id: i64,
@@ -312,11 +317,15 @@ fn dispatch(cli: &Cli) -> Result<()> {
             input,
             pay_with,
             token,
+            proof_system,
             idempotency_key,
             wait,
         } => {
             client.need_key()?;
             let mut body = json!({ "model": model, "chain": pay_with, "token": token });
+            if let Some(p) = proof_system {
+                body["proof_system"] = json!(p);
+            }
             let bytes =
                 std::fs::read(input).with_context(|| format!("cannot read {}", input.display()))?;
             if is_image(input) {
@@ -384,17 +393,29 @@ fn dispatch(cli: &Cli) -> Result<()> {
             let model = result["model"]
                 .as_str()
                 .context("the result names no model")?;
-            let vk = client.bytes(&format!("/v1/models/{model}/vk"))?;
+            let system = result["proof_system"].as_str().unwrap_or("stwo");
+            let vk = client.bytes(&format!("/v1/models/{model}/vk?proof_system={system}"))?;
             std::fs::create_dir_all(output)
                 .with_context(|| format!("creating {}", output.display()))?;
-            let paths = [
+            let mut paths = vec![
                 (
                     output.join(format!("job-{job_id}.result.json")),
                     serde_json::to_vec_pretty(&result)?,
                 ),
                 (output.join(format!("job-{job_id}.bundle")), bundle),
-                (output.join(format!("{model}.vk.json")), vk),
+                (
+                    output.join(match system {
+                        "stwo" => format!("{model}.vk.json"),
+                        other => format!("{model}.{other}.vk.json"),
+                    }),
+                    vk,
+                ),
             ];
+            if let Some(hex_data) = result["evm_calldata"].as_str() {
+                let data = hex::decode(hex_data.trim_start_matches("0x"))
+                    .context("the service sent calldata that is not hex")?;
+                paths.push((output.join(format!("job-{job_id}.calldata")), data));
+            }
             for (p, bytes) in &paths {
                 std::fs::write(p, bytes).with_context(|| format!("writing {}", p.display()))?;
             }
@@ -449,12 +470,13 @@ fn dispatch(cli: &Cli) -> Result<()> {
                     client.need_key()?;
                     let job = client.json("GET", &format!("/v1/jobs/{id}"), None)?;
                     let model = job["model"].as_str().context("the job names no model")?;
+                    let system = job["proof_system"].as_str().unwrap_or("stwo");
                     let b =
                         ProofBundle::from_bytes(&client.bytes(&format!("/v1/jobs/{id}/proof"))?)?;
-                    let vk = AnyKey::from_json(&client.bytes(&format!("/v1/models/{model}/vk"))?)
-                        .map_err(|e| {
-                        anyhow::anyhow!("the service sent an unusable key: {e}")
-                    })?;
+                    let vk = AnyKey::from_json(
+                        &client.bytes(&format!("/v1/models/{model}/vk?proof_system={system}"))?,
+                    )
+                    .map_err(|e| anyhow::anyhow!("the service sent an unusable key: {e}"))?;
                     (b, vk)
                 }
                 (None, Some(b), Some(k)) => (ProofBundle::load(b)?, AnyKey::load(k)?),

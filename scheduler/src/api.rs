@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use ciro_model_compiler::input::{check_inputs, decode_image};
 use ciro_model_compiler::quantize_inputs;
 
-use crate::pricing::{Chain, Token};
+use crate::pricing::{Chain, ProofSystem, Token};
 use crate::registry::{Model, RegistryError, MAX_MODEL_BYTES};
 use crate::store::{NewJob, StoreError};
 use crate::Shared;
@@ -310,13 +310,38 @@ async fn model_info(State(s): AppState, Path(name): Path<String>) -> ApiResult<J
     Ok(Json(json!(get_model(&s, name).await?.info())))
 }
 
-async fn model_vk(State(s): AppState, Path(name): Path<String>) -> ApiResult<Response> {
+#[derive(Deserialize)]
+struct VkQuery {
+    proof_system: Option<String>,
+}
+
+async fn model_vk(
+    State(s): AppState,
+    Path(name): Path<String>,
+    Query(q): Query<VkQuery>,
+) -> ApiResult<Response> {
+    let system: ProofSystem = q
+        .proof_system
+        .as_deref()
+        .unwrap_or("stwo")
+        .parse()
+        .map_err(|e: String| ApiError::bad("bad_proof_system", e))?;
     let m = get_model(&s, name).await?;
-    Ok((
-        [(header::CONTENT_TYPE, "application/json")],
-        m.vk_json.clone(),
-    )
-        .into_response())
+    let json = match system {
+        ProofSystem::Stwo => m.vk_json.clone(),
+        ProofSystem::Halo2 => {
+            let shared = s.clone();
+            blocking(move || {
+                m.halo2(&shared.halo2)
+                    .map(|k| k.vk_json.clone())
+                    .map_err(|e| {
+                        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "setup_failed", e)
+                    })
+            })
+            .await?
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
 }
 
 async fn upload_model(
@@ -372,15 +397,13 @@ async fn create_job(
         .unwrap_or("CIRO")
         .parse()
         .map_err(|e: String| ApiError::bad("bad_token", e))?;
-    let proof_system = req.proof_system.as_deref().unwrap_or("stwo").to_string();
-    if proof_system != "stwo" {
-        return Err(ApiError::bad(
-            "bad_proof_system",
-            format!(
-                "proof system {proof_system:?} is not available; this service proves with stwo"
-            ),
-        ));
-    }
+    let system: ProofSystem = match req.proof_system.as_deref() {
+        Some(p) => p
+            .parse()
+            .map_err(|e: String| ApiError::bad("bad_proof_system", e))?,
+        None => ProofSystem::default_for(chain),
+    };
+    let proof_system = system.as_str();
     let idempotency_key = match headers.get("idempotency-key") {
         Some(v) => {
             let k = v.to_str().map_err(|_| {
@@ -443,8 +466,8 @@ async fn create_job(
             input: &input,
             chain,
             token,
-            price_micro: model.price_micro,
-            proof_system: &proof_system,
+            price_micro: model.price(system),
+            proof_system,
             idempotency_key: idempotency_key.as_deref(),
         })?)
     })
@@ -530,6 +553,7 @@ async fn job_result(
                 "label": r["label"],
                 "model_commitment": r["model_commitment"],
                 "security_bits": r["security_bits"],
+                "evm_calldata": r.get("evm_calldata").cloned().unwrap_or(Value::Null),
                 "price_micro": job.price_micro,
                 "chain": job.chain,
                 "token": job.token,

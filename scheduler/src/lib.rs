@@ -39,6 +39,8 @@ pub struct Config {
     pub warm_models: bool,
     /// Stop on Ctrl-C or SIGTERM (for `ciro serve`; off for services embedded in tests).
     pub handle_signals: bool,
+    /// The KZG SRS folder for halo2 jobs (see `ciro_prover::halo2_backend`).
+    pub srs_dir: PathBuf,
 }
 
 impl Config {
@@ -50,6 +52,7 @@ impl Config {
             max_attempts: 3,
             warm_models: true,
             handle_signals: false,
+            srs_dir: ciro_prover::halo2_backend::default_srs_dir(),
         }
     }
 }
@@ -74,6 +77,7 @@ pub struct Shared {
     pub registry: Registry,
     pub wake: Wake,
     pub stopping: AtomicBool,
+    pub halo2: ciro_prover::Halo2Backend,
 }
 
 /// A running service.
@@ -142,6 +146,7 @@ pub fn start(config: Config) -> Result<Running, ServiceError> {
         registry,
         wake: Wake::default(),
         stopping: AtomicBool::new(false),
+        halo2: ciro_prover::Halo2Backend::new(&config.srs_dir),
     });
     let listener =
         std::net::TcpListener::bind(config.addr).map_err(|e| ServiceError::Bind(config.addr, e))?;

@@ -81,12 +81,58 @@ impl FromStr for Token {
     }
 }
 
+/// The proof systems a job can be proved with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProofSystem {
+    /// stwo (Circle STARK): the fastest; verified natively, or on Starknet.
+    Stwo,
+    /// halo2-KZG over BN254: succinct and zero-knowledge, with a Solidity verifier.
+    Halo2,
+}
+
+impl ProofSystem {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ProofSystem::Stwo => "stwo",
+            ProofSystem::Halo2 => "halo2",
+        }
+    }
+
+    /// The default for a chain: EVM chains get the proof their verifier contract checks.
+    pub fn default_for(chain: Chain) -> ProofSystem {
+        match chain {
+            Chain::Starknet => ProofSystem::Stwo,
+            Chain::Ethereum | Chain::Polygon => ProofSystem::Halo2,
+        }
+    }
+}
+
+impl FromStr for ProofSystem {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "stwo" => Ok(ProofSystem::Stwo),
+            "halo2" => Ok(ProofSystem::Halo2),
+            _ => Err(format!("unknown proof system {s:?}: choose stwo or halo2")),
+        }
+    }
+}
+
 /// The price of one proof, from the size of its circuit: a base fee plus a fee per trace row
 /// (the prover's work grows with the rows it commits). Same figure in CIRO and USDC.
 pub fn quote(trace_rows: u64) -> i64 {
     const BASE: i64 = 10_000; // 0.01
     const PER_1K_ROWS: i64 = 100; // 0.0001 per 1,000 rows
     BASE + trace_rows.div_ceil(1000) as i64 * PER_1K_ROWS
+}
+
+/// halo2-KZG costs about 25 times stwo's CPU time for the same model (measured here: 6.3–6.7 s
+/// against 0.16–0.34 s per fixture), so its per-row fee is 25 times as high.
+pub fn quote_for(system: ProofSystem, trace_rows: u64) -> i64 {
+    match system {
+        ProofSystem::Stwo => quote(trace_rows),
+        ProofSystem::Halo2 => quote(trace_rows.saturating_mul(25)),
+    }
 }
 
 /// `12.345678` from micro-units.

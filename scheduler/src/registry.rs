@@ -7,11 +7,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use ciro_model_compiler::{compile, compile_model_dir, onnx, CompileOptions, CompiledModel};
-use ciro_prover::{KeyFile, ProofSystem, StwoBackend, StwoProvingKey, StwoVerifyingKey};
+use ciro_prover::{
+    Halo2Backend, Halo2ProvingKey, Halo2VerifyingKey, KeyFile, ProofSystem, StwoBackend,
+    StwoProvingKey, StwoVerifyingKey,
+};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::pricing::quote;
+use crate::pricing::{quote_for, ProofSystem as System};
 
 macro_rules! fixture {
     ($name:literal) => {
@@ -89,8 +92,15 @@ pub struct Model {
     pub vk: StwoVerifyingKey,
     pub vk_json: Vec<u8>,
     pub trace_rows: u64,
-    pub price_micro: i64,
     pub uploaded: bool,
+    /// halo2 keys, made on the first halo2 job (key generation takes seconds).
+    halo2: OnceLock<Result<Arc<Halo2Keys>, String>>,
+}
+
+pub struct Halo2Keys {
+    pub pk: Halo2ProvingKey,
+    pub vk: Halo2VerifyingKey,
+    pub vk_json: Vec<u8>,
 }
 
 /// What the API shows of a model.
@@ -105,7 +115,10 @@ pub struct ModelInfo {
     pub accepts_images: bool,
     pub labels: Option<Vec<String>>,
     pub trace_rows: u64,
+    /// The price with stwo.
     pub price_micro: i64,
+    /// The price with halo2-KZG (the default on Ethereum and Polygon).
+    pub price_halo2_micro: i64,
     pub proof_systems: Vec<&'static str>,
 }
 
@@ -116,6 +129,23 @@ pub struct InputInfo {
 }
 
 impl Model {
+    pub fn price(&self, system: System) -> i64 {
+        quote_for(system, self.trace_rows)
+    }
+
+    /// The halo2 proving and verification keys, made once.
+    pub fn halo2(&self, backend: &Halo2Backend) -> Result<Arc<Halo2Keys>, String> {
+        self.halo2
+            .get_or_init(|| {
+                let (pk, vk) = backend
+                    .setup(&self.compiled)
+                    .map_err(|e| format!("halo2 setup of {}: {e}", self.name))?;
+                let vk_json = serde_json::to_vec_pretty(&vk).map_err(|e| e.to_string())?;
+                Ok(Arc::new(Halo2Keys { pk, vk, vk_json }))
+            })
+            .clone()
+    }
+
     pub fn info(&self) -> ModelInfo {
         let g = &self.compiled.graph;
         ModelInfo {
@@ -139,8 +169,9 @@ impl Model {
             accepts_images: g.image.is_some(),
             labels: g.labels.clone(),
             trace_rows: self.trace_rows,
-            price_micro: self.price_micro,
-            proof_systems: vec!["stwo"],
+            price_micro: self.price(System::Stwo),
+            price_halo2_micro: self.price(System::Halo2),
+            proof_systems: vec!["stwo", "halo2"],
         }
     }
 }
@@ -260,8 +291,8 @@ impl Registry {
             pk,
             vk,
             trace_rows,
-            price_micro: quote(trace_rows),
             uploaded,
+            halo2: OnceLock::new(),
         })
     }
 

@@ -7,7 +7,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use ciro_model_compiler::quantize_inputs;
-use ciro_prover::{ProofSystem, Stage, StwoBackend};
+use ciro_prover::{ProofSystem as _, Stage, StwoBackend};
+
+use crate::pricing::ProofSystem;
 
 use crate::store::Job;
 use crate::Shared;
@@ -85,15 +87,21 @@ fn prove_job(shared: &Shared, job: Job) -> Result<(), String> {
     let floats: Vec<Vec<f32>> = serde_json::from_str(&job.input)
         .map_err(|e| format!("the stored input is unreadable: {e}"))?;
     let inputs = quantize_inputs(&model.compiled.graph, &floats).map_err(|e| e.to_string())?;
-    let backend = StwoBackend::default();
+    let system: ProofSystem = job.proof_system.parse()?;
+    let halo2 = match system {
+        ProofSystem::Halo2 => Some(model.halo2(&shared.halo2)?),
+        ProofSystem::Stwo => None,
+    };
     let start = Instant::now();
     let mut committed_at = None;
-    let proved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        backend.prove(&model.pk, &inputs, &mut |s| {
-            if s == Stage::Commit {
-                committed_at = Some(start.elapsed());
-            }
-        })
+    let mut progress = |s: Stage| {
+        if s == Stage::Commit {
+            committed_at = Some(start.elapsed());
+        }
+    };
+    let proved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &halo2 {
+        Some(keys) => shared.halo2.prove(&keys.pk, &inputs, &mut progress),
+        None => StwoBackend::default().prove(&model.pk, &inputs, &mut progress),
     }))
     .map_err(|_| "the prover crashed".to_string())?
     .map_err(|e| format!("proving failed: {e}"))?;
@@ -102,15 +110,23 @@ fn prove_job(shared: &Shared, job: Job) -> Result<(), String> {
     let bytes = proved.to_bytes();
 
     let verify_start = Instant::now();
-    let verified = ciro_verifier::verify(&model.vk, &proved)
-        .map_err(|e| format!("the service's own check of the proof failed: {e}"))?;
+    let verified = match &halo2 {
+        Some(keys) => ciro_verifier::verify_halo2(&keys.vk, &proved),
+        None => ciro_verifier::verify(&model.vk, &proved),
+    }
+    .map_err(|e| format!("the service's own check of the proof failed: {e}"))?;
     let verify_ms = verify_start.elapsed().as_secs_f64() * 1e3;
-    let result = serde_json::json!({
+    let mut result = serde_json::json!({
         "outputs": verified.outputs.iter().map(|t| t.real()).collect::<Vec<_>>(),
         "label": verified.label().map(|l| l.1),
         "model_commitment": verified.model_commitment,
         "security_bits": verified.security_bits,
     });
+    if halo2.is_some() {
+        // What the chain's verifier contract takes (`ciro gen-verifier` writes the contract).
+        let calldata = ciro_verifier::evm::calldata(&proved).map_err(|e| e.to_string())?;
+        result["evm_calldata"] = format!("0x{}", hex::encode(calldata)).into();
+    }
     shared
         .store
         .record_proof(

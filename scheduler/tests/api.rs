@@ -11,6 +11,100 @@ fn job_body(model: &str, input: serde_json::Value) -> Body<'static> {
     Body::Json(json!({ "model": model, "input": input, "chain": "starknet", "token": "CIRO" }))
 }
 
+/// A job paid on Ethereum is proved with halo2 by default: its result carries the calldata, which
+/// the model's Solidity verifier (generated from the published halo2 key) accepts in a local EVM.
+/// An explicit `proof_system` overrides the chain's default.
+#[test]
+fn an_ethereum_job_is_proved_with_halo2_and_its_calldata_passes_the_evm_verifier() {
+    let spec = Spec::load();
+    let svc = start("api-halo2", 1);
+    let api = Api::new(svc.url(), &spec);
+    let alice = api.funded_account("alice-eth", 10);
+    let info = api
+        .call("GET", "/v1/models/mlp_small", None, Body::None)
+        .json();
+    let halo2_price = info["price_halo2_micro"].as_i64().unwrap();
+    assert!(halo2_price > info["price_micro"].as_i64().unwrap());
+    let input = fixture_input("fixtures/models/mlp_small/input.json");
+    let body = |chain: &str, system: Option<&str>| {
+        let mut b = json!({ "model": "mlp_small", "input": input, "chain": chain });
+        if let Some(s) = system {
+            b["proof_system"] = json!(s);
+        }
+        Body::Json(b)
+    };
+    let r = api.call("POST", "/v1/jobs", Some(&alice), body("ethereum", None));
+    assert_eq!(r.status, 201, "{}", r.error());
+    let job = r.json();
+    assert_eq!(job["proof_system"], "halo2");
+    assert_eq!(job["price_micro"].as_i64().unwrap(), halo2_price);
+    let id = job["id"].as_i64().unwrap();
+    let done = api.wait(&alice, id);
+    assert_eq!(done["state"], "verified", "{done}");
+    let result = api
+        .call(
+            "GET",
+            &format!("/v1/jobs/{id}/result"),
+            Some(&alice),
+            Body::None,
+        )
+        .json();
+    let calldata = hex::decode(
+        result["evm_calldata"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("0x"),
+    )
+    .unwrap();
+    let proof = api.call(
+        "GET",
+        &format!("/v1/jobs/{id}/proof"),
+        Some(&alice),
+        Body::None,
+    );
+    let bundle = ProofBundle::from_bytes(&proof.bytes).unwrap();
+    let vk_bytes = api
+        .call(
+            "GET",
+            "/v1/models/mlp_small/vk?proof_system=halo2",
+            None,
+            Body::None,
+        )
+        .bytes;
+    let vk: ciro_prover::Halo2VerifyingKey = serde_json::from_slice(&vk_bytes).unwrap();
+    ciro_verifier::verify_halo2(&vk, &bundle).expect("the downloaded proof verifies");
+    assert_eq!(calldata, ciro_verifier::evm::calldata(&bundle).unwrap());
+    let verifier = ciro_verifier::evm::evm_verifier(&vk).unwrap();
+    let mut chain = ciro_verifier::evm::LocalEvm::default();
+    let deployed = chain.deploy(&verifier).unwrap();
+    assert!(chain.call(deployed.entry, &calldata).unwrap().accepted);
+
+    // Polygon with an explicit stwo proof; an unknown proof system is refused.
+    let r = api.call(
+        "POST",
+        "/v1/jobs",
+        Some(&alice),
+        body("polygon", Some("stwo")),
+    );
+    assert_eq!(r.status, 201, "{}", r.error());
+    assert_eq!(r.json()["proof_system"], "stwo");
+    let r = api.call(
+        "POST",
+        "/v1/jobs",
+        Some(&alice),
+        body("ethereum", Some("groth16")),
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.error().contains("stwo or halo2"), "{}", r.error());
+    let r = api.call(
+        "GET",
+        "/v1/models/mlp_small/vk?proof_system=plonky3",
+        None,
+        Body::None,
+    );
+    assert_eq!(r.status, 400, "{}", r.error());
+}
+
 #[test]
 fn job_lifecycle_accounts_and_ledger_follow_the_openapi_document() {
     let spec = Spec::load();

@@ -32,6 +32,8 @@ pub fn start(name: &str, workers: usize) -> Running {
     c.addr = "127.0.0.1:0".parse().unwrap();
     c.workers = workers;
     c.warm_models = false;
+    // One KZG SRS cache for every test binary of the workspace.
+    c.srs_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("srs");
     ciro_scheduler::start(c).expect("the service starts")
 }
 
