@@ -19,7 +19,16 @@ fn an_ethereum_job_is_proved_with_halo2_and_its_calldata_passes_the_evm_verifier
     let spec = Spec::load();
     let svc = start("api-halo2", 1);
     let api = Api::new(svc.url(), &spec);
-    let alice = api.funded_account("alice-eth", 10);
+    let alice = api.funded_account("alice-eth", 0);
+    for chain in ["ethereum", "polygon"] {
+        let r = api.call(
+            "POST",
+            "/v1/faucet",
+            Some(&alice),
+            Body::Json(json!({ "chain": chain, "token": "CIRO", "amount_micro": 10_000_000 })),
+        );
+        assert_eq!(r.status, 200, "{}", r.error());
+    }
     let info = api
         .call("GET", "/v1/models/mlp_small", None, Body::None)
         .json();
