@@ -59,7 +59,26 @@ pub const SEL_MAC: usize = 0;
 pub const SEL_ARITH: usize = 1;
 pub const SEL_SELECT: usize = 2;
 pub const SEL_DIV: usize = 3;
-pub const N_SEL: usize = 4;
+/// Input packing (hashed or private inputs): `ACC' = F1·ACC + 2^15·L + R`, `A = L + F0`,
+/// `B = R + F2`, so each input's digit `x - lo` is range-checked by the lookups on `L` and `R`.
+pub const SEL_PACK: usize = 4;
+/// Poseidon rounds on the state `(A, B)`, round constants in `F0, F1`, squares in `C` (and `D`).
+pub const SEL_FULL: usize = 5;
+pub const SEL_PARTIAL: usize = 6;
+pub const N_SEL: usize = 7;
+
+/// What a proof shows of the model input.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputVisibility {
+    /// Every input value is a public value of the proof.
+    #[default]
+    Public,
+    /// Only the Poseidon hash of the input is public (`crate::poseidon::hash_input`).
+    Hashed,
+    /// Nothing of the input is public; the circuit still proves every value is in range.
+    Private,
+}
 
 /// Limbs are 15 bits: two prove a value in `[0, 2^30)`, which covers every range check the
 /// lowering emits (its hi-limb bounds stay below 2^14 in units of 2^16), and the 2^15-entry
@@ -83,10 +102,15 @@ pub struct Layout {
     pub tag: Vec<i64>,
     pub selectors: Vec<Vec<bool>>,
     pub copies: Vec<(Loc, Loc)>,
-    /// Instance order: the public inputs, then the public outputs.
+    /// Instance order: the public inputs (or their hash, or nothing), then the public outputs.
     pub public: Vec<Loc>,
+    pub n_outputs: usize,
     /// The tagged lookup table `(tag, x, y)`.
     pub table: Vec<(i64, i64, i64)>,
+    /// Advice cells whose values do not fit an `i64` (packed inputs, Poseidon states).
+    pub wide: HashMap<Loc, Fr>,
+    /// Coefficient cells likewise (Poseidon round constants): `(coefficient column, row)`.
+    pub wide_coeff: HashMap<(usize, usize), Fr>,
 }
 
 fn split30(v: i64) -> (i64, i64) {
@@ -97,6 +121,16 @@ impl Layout {
     /// Lays out `circuit`; `values` are its cell values (`Circuit::assign`), or `None` for key
     /// generation, where advice is left at zero.
     pub fn new(circuit: &Circuit, values: Option<&[i64]>) -> Layout {
+        Layout::with_inputs(circuit, values, InputVisibility::Public)
+    }
+
+    /// As [`Layout::new`], with the input shown as `inputs` says. A hashed or private input
+    /// needs every input value within `2^15` of its lower bound (the prover checks it first).
+    pub fn with_inputs(
+        circuit: &Circuit,
+        values: Option<&[i64]>,
+        inputs: InputVisibility,
+    ) -> Layout {
         let zeros;
         let v: &[i64] = match values {
             Some(v) => v,
@@ -269,6 +303,17 @@ impl Layout {
                 }
             }
         }
+        let n_inputs = circuit.n_inputs as usize;
+        let hash = if inputs == InputVisibility::Public {
+            None
+        } else {
+            let lo: Vec<i64> = circuit.bounds[..n_inputs].iter().map(|b| b.0).collect();
+            let elements = pack_inputs(&mut b, &v[..n_inputs], &lo);
+            (inputs == InputVisibility::Hashed).then(|| {
+                let cap = constant(&mut b, n_inputs as i64);
+                poseidon_sponge(&mut b, cap, n_inputs, &elements)
+            })
+        };
         // The last gate may end on `b.row` (a MAC's sum).
         let rows = b.row + 1;
         let mut table: Vec<(i64, i64, i64)> = (0..LIMB).map(|x| (0, x, 0)).collect();
@@ -285,8 +330,12 @@ impl Layout {
             .map(|&(loc, cell)| (loc, place[cell as usize]))
             .chain(b.copies.iter().copied())
             .collect();
-        let public = (0..circuit.n_inputs as usize)
-            .map(|i| place[i])
+        let shown_inputs: Vec<Loc> = match inputs {
+            InputVisibility::Public => (0..n_inputs).map(|i| place[i]).collect(),
+            _ => hash.into_iter().collect(),
+        };
+        let public = shown_inputs
+            .into_iter()
             .chain(circuit.outputs.iter().map(|&c| place[c as usize]))
             .collect();
         b.grow(rows);
@@ -299,8 +348,24 @@ impl Layout {
             selectors: b.selectors,
             copies,
             public,
+            n_outputs: circuit.outputs.len(),
             table,
+            wide: b.wide,
+            wide_coeff: b.wide_coeff,
         }
+    }
+
+    /// The instance column: the public values as field elements.
+    pub fn instance_fr(&self) -> Vec<Fr> {
+        self.public
+            .iter()
+            .map(|&(c, r)| {
+                self.wide
+                    .get(&(c, r))
+                    .copied()
+                    .unwrap_or_else(|| fr(self.advice[c][r]))
+            })
+            .collect()
     }
 
     /// The public values in instance order.
@@ -321,6 +386,105 @@ struct Builder {
     selectors: Vec<Vec<bool>>,
     reads: Vec<(Loc, Cell)>,
     copies: Vec<(Loc, Loc)>,
+    wide: HashMap<Loc, Fr>,
+    wide_coeff: HashMap<(usize, usize), Fr>,
+}
+
+/// Packs the input values (cells `0..n`) two per row into field elements of sixteen 15-bit
+/// digits `x - lo` (see `crate::poseidon`); returns where each element ends up.
+fn pack_inputs(b: &mut Builder, x: &[i64], lo: &[i64]) -> Vec<Loc> {
+    use crate::poseidon::DIGITS_PER_ELEMENT;
+    let rows_per = DIGITS_PER_ELEMENT / 2;
+    let n_el = x.len().div_ceil(DIGITS_PER_ELEMENT);
+    // A fresh row: the previous gate may still own the current one's ACC.
+    b.take(1);
+    let r0 = b.take(rows_per * n_el);
+    let base = Fr::from(1u64 << 15);
+    let mut out = Vec::with_capacity(n_el);
+    for k in 0..n_el {
+        let mut acc = Fr::ZERO;
+        for t in 0..rows_per {
+            let r = r0 + rows_per * k + t;
+            b.selectors[SEL_PACK][r] = true;
+            b.coeff[1][r] = if t == 0 { 0 } else { 1 << 30 };
+            for (input_col, limb_col, lo_coeff, j) in [
+                (A, L, 0, DIGITS_PER_ELEMENT * k + 2 * t),
+                (B, R, 2, DIGITS_PER_ELEMENT * k + 2 * t + 1),
+            ] {
+                let u = match x.get(j) {
+                    Some(&xj) => {
+                        b.coeff[lo_coeff][r] = lo[j];
+                        b.advice[input_col][r] = xj;
+                        b.read((input_col, r), j as Cell);
+                        xj - lo[j]
+                    }
+                    None => 0,
+                };
+                b.advice[limb_col][r] = u;
+                acc = acc * base + fr(u);
+            }
+            b.wide.insert((ACC, r + 1), acc);
+        }
+        out.push((ACC, r0 + rows_per * (k + 1)));
+    }
+    out
+}
+
+/// Lays out the Poseidon sponge over `elements`, starting from `[n, 0]` (`cap` holds `n`);
+/// returns the cell of the hash.
+fn poseidon_sponge(b: &mut Builder, cap: Loc, n: usize, elements: &[Loc]) -> Loc {
+    use crate::poseidon::{constants, is_full, round, ROUNDS};
+    let rc = &constants().round;
+    let mut state = [Fr::from(n as u64), Fr::ZERO];
+    let mut out_row: Option<usize> = None;
+    for &e in elements {
+        let value = b.wide.get(&e).copied().unwrap_or(Fr::ZERO);
+        let r1 = match out_row {
+            None => {
+                b.take(1);
+                let r1 = b.take(ROUNDS + 1);
+                b.copies.push(((A, r1), cap));
+                b.copies.push(((B, r1), e));
+                r1
+            }
+            Some(ro) => {
+                // Absorb on the previous output row with a MAC: ACC' = B + C, C = the element.
+                b.selectors[SEL_MAC][ro] = true;
+                b.coeff[1][ro] = 1;
+                b.coeff[2][ro] = 1;
+                b.wide.insert((C, ro), value);
+                b.copies.push(((C, ro), e));
+                let r1 = b.take(ROUNDS + 1);
+                debug_assert_eq!(r1, ro + 1);
+                b.wide.insert((ACC, r1), state[1] + value);
+                b.copies.push(((B, r1), (ACC, r1)));
+                b.copies.push(((A, r1), (A, ro)));
+                r1
+            }
+        };
+        state[1] += value;
+        for (r, consts) in rc.iter().enumerate().take(ROUNDS) {
+            let row = r1 + r;
+            let full = is_full(r);
+            b.selectors[if full { SEL_FULL } else { SEL_PARTIAL }][row] = true;
+            b.wide_coeff.insert((0, row), consts[0]);
+            b.wide_coeff.insert((1, row), consts[1]);
+            b.wide.insert((A, row), state[0]);
+            b.wide.insert((B, row), state[1]);
+            let x0 = state[0] + consts[0];
+            b.wide.insert((C, row), x0.square());
+            if full {
+                let x1 = state[1] + consts[1];
+                b.wide.insert((D, row), x1.square());
+            }
+            round(&mut state, r);
+        }
+        let ro = r1 + ROUNDS;
+        b.wide.insert((A, ro), state[0]);
+        b.wide.insert((B, ro), state[1]);
+        out_row = Some(ro);
+    }
+    (B, out_row.expect("a model has inputs"))
 }
 
 impl Builder {
@@ -477,6 +641,52 @@ impl H2Circuit<Fr> for Halo2Circuit<'_> {
                 s * (xq - f1 - ql),
             ]
         });
+        meta.create_gate("pack", |m| {
+            let s = m.query_selector(selectors[SEL_PACK]);
+            let acc_next = m.query_advice(advice[ACC], Rotation::next());
+            let (a, f) = cur(m);
+            let [f0, f1, f2, ..] = f;
+            vec![
+                s.clone()
+                    * (acc_next - (f1 * a[ACC].clone() + limb() * a[L].clone() + a[R].clone())),
+                s.clone() * (a[A].clone() - a[L].clone() - f0),
+                s * (a[B].clone() - a[R].clone() - f2),
+            ]
+        });
+        let mds = crate::poseidon::constants().mds;
+        for full in [true, false] {
+            meta.create_gate(
+                if full {
+                    "poseidon full"
+                } else {
+                    "poseidon partial"
+                },
+                |m| {
+                    let s = m.query_selector(selectors[if full { SEL_FULL } else { SEL_PARTIAL }]);
+                    let a_next = m.query_advice(advice[A], Rotation::next());
+                    let b_next = m.query_advice(advice[B], Rotation::next());
+                    let (a, f) = cur(m);
+                    let [f0, f1, ..] = f;
+                    let x0 = a[A].clone() + f0;
+                    let x1 = a[B].clone() + f1;
+                    let y0 = a[C].clone() * a[C].clone() * x0.clone();
+                    let y1 = if full {
+                        a[D].clone() * a[D].clone() * x1.clone()
+                    } else {
+                        x1.clone()
+                    };
+                    let mut constraints = vec![s.clone() * (a[C].clone() - x0.clone() * x0)];
+                    if full {
+                        constraints.push(s.clone() * (a[D].clone() - x1.clone() * x1));
+                    }
+                    constraints.push(
+                        s.clone() * (a_next - (y0.clone() * mds[0][0] + y1.clone() * mds[0][1])),
+                    );
+                    constraints.push(s * (b_next - (y0 * mds[1][0] + y1 * mds[1][1])));
+                    constraints
+                },
+            );
+        }
         meta.lookup_any("tagged table", |m| {
             vec![
                 (
@@ -531,6 +741,9 @@ impl H2Circuit<Fr> for Halo2Circuit<'_> {
                             }
                         }
                     }
+                    for (&(c, r), &x) in &lay.wide {
+                        region.assign_advice(cfg.advice[c], r, Value::known(x));
+                    }
                 }
                 if !fixed {
                     return Ok(());
@@ -542,6 +755,9 @@ impl H2Circuit<Fr> for Halo2Circuit<'_> {
                             region.assign_fixed(cfg.coeff[c], r, fr(x));
                         }
                     }
+                }
+                for (&(c, r), &x) in &lay.wide_coeff {
+                    region.assign_fixed(cfg.coeff[c], r, x);
                 }
                 for (r, &t) in lay.tag.iter().enumerate().take(lay.rows) {
                     if t != 0 {

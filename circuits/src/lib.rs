@@ -7,6 +7,7 @@ pub mod error;
 pub mod field;
 pub mod halo2;
 pub mod lower;
+pub mod poseidon;
 pub mod trace;
 
 pub use error::CircuitError;

@@ -74,6 +74,9 @@ enum Command {
         output: PathBuf,
         #[arg(long, value_enum, default_value = "stwo")]
         backend: proving::Backend,
+        /// halo2: what proofs show of the input.
+        #[arg(long, value_enum, default_value = "public")]
+        input_visibility: proving::Inputs,
     },
     /// Prove one inference (stwo, or halo2-KZG) and write a proof bundle.
     Prove {
@@ -89,6 +92,19 @@ enum Command {
         vk_out: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "stwo")]
         backend: proving::Backend,
+        /// halo2: what the proof shows of the input.
+        #[arg(long, value_enum, default_value = "public")]
+        input_visibility: proving::Inputs,
+    },
+    /// Print the Poseidon hash of an input, as a halo2 proof with a hashed input shows it.
+    HashInput {
+        /// A halo2 verification key made with `--input-visibility hashed`.
+        #[arg(long)]
+        vk: PathBuf,
+        compiled: PathBuf,
+        /// An EZKL-style JSON input, or a PNG/JPEG image for image models.
+        #[arg(long)]
+        input: PathBuf,
     },
     /// Verify a proof bundle against a verification key (never the weights).
     Verify {
@@ -174,13 +190,15 @@ fn dispatch(cli: &Cli) -> Result<()> {
             compiled,
             output,
             backend,
-        } => proving::cmd_setup(cli.json, compiled, output, *backend),
+            input_visibility,
+        } => proving::cmd_setup(cli.json, compiled, output, *backend, *input_visibility),
         Command::Prove {
             compiled,
             input,
             output,
             vk_out,
             backend,
+            input_visibility,
         } => proving::cmd_prove(
             cli.json,
             compiled,
@@ -188,7 +206,13 @@ fn dispatch(cli: &Cli) -> Result<()> {
             output,
             vk_out.as_deref(),
             *backend,
+            *input_visibility,
         ),
+        Command::HashInput {
+            vk,
+            compiled,
+            input,
+        } => proving::cmd_hash_input(cli.json, vk, compiled, input),
         Command::Verify { bundle, vk } => proving::cmd_verify(cli.json, bundle, vk),
         Command::GenVerifier {
             vk,

@@ -6,6 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use ciro_model_compiler::eval::IntTensor;
 use ciro_model_compiler::{quantize_inputs, CompiledModel};
+use ciro_prover::halo2_backend::InputVisibility;
 use ciro_prover::{
     Halo2Backend, Halo2VerifyingKey, KeyFile, ProofBundle, ProofSystem, Stage, StwoBackend,
     StwoVerifyingKey,
@@ -28,6 +29,25 @@ pub enum Backend {
     Stwo,
     /// PLONKish with KZG over BN254: succinct, zero-knowledge, EVM-verifiable.
     Halo2,
+}
+
+/// What a halo2 proof shows of the input (`--input-visibility`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Inputs {
+    /// Every input value is public (in the bundle and the calldata).
+    Public,
+    /// Only the input's Poseidon hash is public (`ciro hash-input` computes it).
+    Hashed,
+    /// Nothing of the input is public (the circuit still range-checks it).
+    Private,
+}
+
+pub fn halo2_backend(inputs: Inputs) -> Halo2Backend {
+    Halo2Backend::default().with_inputs(match inputs {
+        Inputs::Public => InputVisibility::Public,
+        Inputs::Hashed => InputVisibility::Hashed,
+        Inputs::Private => InputVisibility::Private,
+    })
 }
 
 /// What the commands need of a verification key, whichever the backend (beyond the file
@@ -67,11 +87,17 @@ impl Key for Halo2VerifyingKey {
     }
 }
 
-pub fn cmd_setup(json: bool, compiled: &Path, output: &Path, backend: Backend) -> Result<()> {
+pub fn cmd_setup(
+    json: bool,
+    compiled: &Path,
+    output: &Path,
+    backend: Backend,
+    inputs: Inputs,
+) -> Result<()> {
     let m = CompiledModel::load(compiled)?;
     match backend {
         Backend::Stwo => setup_with(json, &StwoBackend::default(), &m, output),
-        Backend::Halo2 => setup_with(json, &Halo2Backend::default(), &m, output),
+        Backend::Halo2 => setup_with(json, &halo2_backend(inputs), &m, output),
     }
 }
 
@@ -118,12 +144,13 @@ pub fn cmd_prove(
     output: &Path,
     vk_out: Option<&Path>,
     backend: Backend,
+    shown: Inputs,
 ) -> Result<()> {
     let m = CompiledModel::load(compiled)?;
     let inputs = quantize_inputs(&m.graph, &read_input(&m.graph, input)?)?;
     match backend {
         Backend::Stwo => prove_with(json, &StwoBackend::default(), &m, &inputs, output, vk_out),
-        Backend::Halo2 => prove_with(json, &Halo2Backend::default(), &m, &inputs, output, vk_out),
+        Backend::Halo2 => prove_with(json, &halo2_backend(shown), &m, &inputs, output, vk_out),
     }
 }
 
@@ -202,5 +229,31 @@ pub fn cmd_verify(json: bool, bundle: &Path, vk: &Path) -> Result<()> {
     let verified = ciro_verifier::verify_any(&vk, &bundle);
     let ms = start.elapsed().as_secs_f64() * 1e3;
     shared::print_verified(json, &verified?, ms);
+    Ok(())
+}
+
+pub fn cmd_hash_input(json: bool, vk: &Path, compiled: &Path, input: &Path) -> Result<()> {
+    let key = match AnyKey::load(vk)? {
+        AnyKey::Halo2(k) => k,
+        AnyKey::Stwo(_) => {
+            anyhow::bail!("{} is a stwo key; input hashing is halo2's", vk.display())
+        }
+    };
+    if key.input_visibility != InputVisibility::Hashed {
+        anyhow::bail!(
+            "{} shows the input as {:?}, not as its hash (set up with --input-visibility hashed)",
+            vk.display(),
+            key.input_visibility
+        );
+    }
+    let m = CompiledModel::load(compiled)?;
+    let inputs = quantize_inputs(&m.graph, &read_input(&m.graph, input)?)?;
+    let flat: Vec<i64> = inputs.iter().flat_map(|t| t.data.iter().copied()).collect();
+    let hash = ciro_prover::halo2_backend::input_hash(&key, &flat)?;
+    if json {
+        println!("{}", serde_json::json!({ "input_hash": hash }));
+    } else {
+        println!("{hash}");
+    }
     Ok(())
 }

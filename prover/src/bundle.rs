@@ -53,7 +53,11 @@ pub struct BundleHeader {
     pub model_name: String,
     /// Hash of the verification key (hex sha256): the model this proof is about.
     pub model_commitment: String,
+    /// Empty when the proof keeps the input private or shows only its hash.
     pub inputs: Vec<PublicTensor>,
+    /// halo2 with a hashed input: the input's Poseidon hash (0x-hex, big-endian).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_hash: Option<String>,
     pub outputs: Vec<PublicTensor>,
 }
 
@@ -210,6 +214,7 @@ mod tests {
                     scale: 3,
                     values: vec![1, -2],
                 }],
+                input_hash: None,
                 outputs: vec![PublicTensor {
                     shape: vec![1],
                     scale: 3,

@@ -12,7 +12,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+pub use ciro_circuits::halo2::InputVisibility;
 use ciro_circuits::halo2::{fr, Halo2Circuit, Layout};
+use ciro_circuits::poseidon;
 use ciro_circuits::Circuit;
 use ciro_model_compiler::eval::IntTensor;
 use ciro_model_compiler::CompiledModel;
@@ -86,6 +88,9 @@ pub struct Halo2VerifyingKey {
     /// halo2's verifying key, `SerdeFormat::RawBytes`, hex.
     pub key: String,
     pub inputs: Vec<TensorInfo>,
+    /// What proofs under this key show of the input.
+    #[serde(default)]
+    pub input_visibility: InputVisibility,
     pub outputs: Vec<TensorInfo>,
     pub labels: Option<Vec<String>>,
 }
@@ -140,22 +145,58 @@ impl Halo2VerifyingKey {
 
     /// How many public values (instance rows) a proof under this key carries.
     pub fn n_public(&self) -> usize {
-        self.inputs
-            .iter()
-            .chain(&self.outputs)
-            .map(|t| t.shape.iter().product::<usize>())
-            .sum()
+        let size = |ts: &[TensorInfo]| -> usize {
+            ts.iter().map(|t| t.shape.iter().product::<usize>()).sum()
+        };
+        let inputs = match self.input_visibility {
+            InputVisibility::Public => size(&self.inputs),
+            InputVisibility::Hashed => 1,
+            InputVisibility::Private => 0,
+        };
+        inputs + size(&self.outputs)
     }
 }
 
-/// The instance column a halo2 bundle claims, in circuit order (inputs, then outputs).
-pub fn bundle_instance(bundle: &ProofBundle) -> Vec<Fr> {
+/// The instance column a halo2 bundle claims, in circuit order: the inputs (or their hash),
+/// then the outputs.
+pub fn bundle_instance(bundle: &ProofBundle) -> Result<Vec<Fr>, VerifyError> {
     let h = &bundle.header;
-    h.inputs
+    let hash = match &h.input_hash {
+        Some(x) => Some(poseidon::from_hex(x).ok_or_else(|| {
+            VerifyError::Malformed(format!("input hash {x:?} is not a field element"))
+        })?),
+        None => None,
+    };
+    let values = |ts: &[PublicTensor]| -> Vec<Fr> {
+        ts.iter()
+            .flat_map(|t| t.values.iter().map(|&v| fr(v)))
+            .collect()
+    };
+    Ok(values(&h.inputs)
+        .into_iter()
+        .chain(hash)
+        .chain(values(&h.outputs))
+        .collect())
+}
+
+/// The Poseidon hash of an input (flattened, quantized values) as a key with a hashed input
+/// shows it; what a user computes to check that a proof is about their input.
+pub fn input_hash(vk: &Halo2VerifyingKey, flat: &[i64]) -> Result<String, ProveError> {
+    let lo: Vec<i64> = vk
+        .inputs
         .iter()
-        .chain(&h.outputs)
-        .flat_map(|t| t.values.iter().map(|&v| fr(v)))
-        .collect()
+        .flat_map(|t| std::iter::repeat_n(t.lo, t.shape.iter().product()))
+        .collect();
+    if lo.len() != flat.len() {
+        return Err(ProveError::Backend(format!(
+            "{} input values, the key declares {}",
+            flat.len(),
+            lo.len()
+        )));
+    }
+    poseidon::hash_input(flat, &lo)
+        .map(|h| poseidon::to_hex(&h))
+        .ok_or_else(|| ProveError::Backend("an input value is out of its declared range".into()))
 }
 
 impl Halo2ProvingKey {
@@ -168,6 +209,8 @@ impl Halo2ProvingKey {
 pub struct Halo2Backend {
     srs_dir: PathBuf,
     cache: Mutex<Vec<(u32, ParamsKZG<Bn256>, String)>>,
+    /// What keys made by `setup` show of the input.
+    inputs: InputVisibility,
 }
 
 /// The default SRS folder: `$CIRO_SRS_DIR`, else `~/.cache/ciro/srs`, else `./.ciro-srs`.
@@ -204,7 +247,14 @@ impl Halo2Backend {
         Halo2Backend {
             srs_dir: srs_dir.into(),
             cache: Mutex::new(Vec::new()),
+            inputs: InputVisibility::Public,
         }
+    }
+
+    /// The same backend, making keys whose proofs show the input as `inputs` says.
+    pub fn with_inputs(mut self, inputs: InputVisibility) -> Self {
+        self.inputs = inputs;
+        self
     }
 
     fn srs_path(&self, k: u32) -> PathBuf {
@@ -289,8 +339,28 @@ impl Halo2Backend {
         model: &CompiledModel,
         log: &mut dyn FnMut(&str),
     ) -> Result<(Halo2ProvingKey, Halo2VerifyingKey), ProveError> {
+        self.setup_with(model, self.inputs, log)
+    }
+
+    /// Key generation for proofs that show the input as `inputs` says.
+    pub fn setup_with(
+        &self,
+        model: &CompiledModel,
+        inputs: InputVisibility,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<(Halo2ProvingKey, Halo2VerifyingKey), ProveError> {
         let circuit = Circuit::from_graph(&model.graph)?;
-        let layout = Layout::new(&circuit, None);
+        if inputs != InputVisibility::Public {
+            // The circuit proves `x - lo` in [0, 2^15) (a 15-bit digit of the packed input).
+            for (lo, hi) in &circuit.bounds[..circuit.n_inputs as usize] {
+                if hi - lo >= 1 << poseidon::DIGIT_BITS {
+                    return Err(ProveError::Backend(format!(
+                        "a hashed or private input needs each value's range below 2^15 at the input scale; this model's is [{lo}, {hi}]"
+                    )));
+                }
+            }
+        }
+        let layout = Layout::with_inputs(&circuit, None, inputs);
         let (params, origin) = self.srs(layout.k, log)?;
         let shape = Halo2Circuit {
             layout: &layout,
@@ -304,6 +374,7 @@ impl Halo2Backend {
         }))
         .map_err(|e| ProveError::Backend(panic_message(e)))?
         .map_err(|e| ProveError::Backend(format!("halo2 key generation: {e:?}")))?;
+        let inputs_shown = inputs;
         let (inputs, outputs) = public_tensors(model)?;
         let vk = Halo2VerifyingKey {
             format: VK_FORMAT.into(),
@@ -319,6 +390,7 @@ impl Halo2Backend {
             },
             key: hex::encode(keys.get_vk().to_bytes(SerdeFormat::RawBytes)),
             inputs,
+            input_visibility: inputs_shown,
             outputs,
             labels: model.graph.labels.clone(),
         };
@@ -341,9 +413,10 @@ impl Halo2Backend {
         flat: &[i64],
         layout: &Layout,
     ) -> Result<ProofBundle, ProveError> {
-        let instance: Vec<Fr> = layout.instance().into_iter().map(fr).collect();
-        let n_in = flat.len();
-        let outputs: Vec<i64> = layout.instance()[n_in..].to_vec();
+        let instance: Vec<Fr> = layout.instance_fr();
+        let public = layout.instance();
+        let outputs: Vec<i64> = public[public.len() - layout.n_outputs..].to_vec();
+        let shown = pk.vk.input_visibility;
         let proof = catch_unwind(AssertUnwindSafe(|| {
             let mut transcript = WriteTranscript::new(Vec::new());
             create_proof::<
@@ -376,7 +449,12 @@ impl Halo2Backend {
                 params: params_info(),
                 model_name: pk.vk.model_name.clone(),
                 model_commitment: pk.commitment.clone(),
-                inputs: tensors(&pk.vk.inputs, flat),
+                inputs: match shown {
+                    InputVisibility::Public => tensors(&pk.vk.inputs, flat),
+                    _ => Vec::new(),
+                },
+                input_hash: (shown == InputVisibility::Hashed)
+                    .then(|| poseidon::to_hex(&instance[0])),
                 outputs: tensors(&pk.vk.outputs, &outputs),
             },
             proof,
@@ -394,7 +472,7 @@ impl Halo2Backend {
     ) -> Result<ProofBundle, ProveError> {
         let flat = flatten_inputs(&pk.vk.inputs, inputs)?;
         let values = pk.circuit.assign(&flat)?;
-        let mut layout = Layout::new(&pk.circuit, Some(&values));
+        let mut layout = Layout::with_inputs(&pk.circuit, Some(&values), pk.vk.input_visibility);
         tamper(&mut layout);
         self.prove_layout(pk, &flat, &layout)
     }
@@ -424,7 +502,7 @@ impl ProofSystem for Halo2Backend {
         let flat = flatten_inputs(&pk.vk.inputs, inputs)?;
         progress(Stage::Witness);
         let values = pk.circuit.assign(&flat)?;
-        let layout = Layout::new(&pk.circuit, Some(&values));
+        let layout = Layout::with_inputs(&pk.circuit, Some(&values), pk.vk.input_visibility);
         progress(Stage::Commit);
         let bundle = self.prove_layout(pk, &flat, &layout)?;
         progress(Stage::Done);
@@ -456,9 +534,56 @@ impl ProofSystem for Halo2Backend {
                 detail: format!("{:?}", h.params),
             });
         }
-        let inputs = check_tensors("inputs", &h.inputs, &vk.inputs, true)?;
+        let shown: Vec<Fr> = match vk.input_visibility {
+            InputVisibility::Public => {
+                if h.input_hash.is_some() {
+                    return Err(VerifyError::Mismatch {
+                        field: "input hash".into(),
+                        detail: "the key shows the input itself".into(),
+                    });
+                }
+                check_tensors("inputs", &h.inputs, &vk.inputs, true)?
+                    .into_iter()
+                    .map(fr)
+                    .collect()
+            }
+            hidden => {
+                if !h.inputs.is_empty() {
+                    return Err(VerifyError::Mismatch {
+                        field: "inputs".into(),
+                        detail: "the key keeps the input private: a bundle must not carry it"
+                            .into(),
+                    });
+                }
+                match (hidden, &h.input_hash) {
+                    (InputVisibility::Hashed, Some(x)) => {
+                        vec![poseidon::from_hex(x).ok_or_else(|| {
+                            VerifyError::Malformed(format!(
+                                "input hash {x:?} is not a field element"
+                            ))
+                        })?]
+                    }
+                    (InputVisibility::Hashed, None) => {
+                        return Err(VerifyError::Mismatch {
+                            field: "input hash".into(),
+                            detail: "missing".into(),
+                        })
+                    }
+                    (_, Some(_)) => {
+                        return Err(VerifyError::Mismatch {
+                            field: "input hash".into(),
+                            detail: "the key keeps the input private".into(),
+                        })
+                    }
+                    (_, None) => Vec::new(),
+                }
+            }
+        };
         let outputs = check_tensors("outputs", &h.outputs, &vk.outputs, false)?;
-        let instance: Vec<Fr> = inputs.iter().chain(&outputs).map(|&v| fr(v)).collect();
+        let instance: Vec<Fr> = shown
+            .into_iter()
+            .chain(outputs.iter().map(|&v| fr(v)))
+            .collect();
         let result = catch_unwind(AssertUnwindSafe(|| -> Result<(), VerifyError> {
             let (params, key) = vk.halo2_parts()?;
             let mut rest = bundle.proof.as_slice();

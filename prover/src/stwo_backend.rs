@@ -378,6 +378,7 @@ impl StwoBackend {
                 model_name: vk.model_name.clone(),
                 model_commitment: pk.commitment.clone(),
                 inputs: tensors(&vk.inputs, &flat),
+                input_hash: None,
                 outputs: tensors(&vk.outputs, &outputs),
             },
             proof,

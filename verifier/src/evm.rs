@@ -309,7 +309,8 @@ pub fn calldata(bundle: &ProofBundle) -> Result<Vec<u8>, EvmError> {
             bundle.header.backend
         )));
     }
-    Ok(encode_calldata(&[bundle_instance(bundle)], &bundle.proof))
+    let instance = bundle_instance(bundle).map_err(|e| EvmError::Bundle(e.to_string()))?;
+    Ok(encode_calldata(&[instance], &bundle.proof))
 }
 
 /// The folder holding the pinned solc-js (`npm ci` in it installs `solc@0.8.19`):
