@@ -256,3 +256,87 @@ fn one_wrong_witness_cell_is_rejected() {
         l.advice[A][0] += 1;
     });
 }
+
+/// A hashed input (only its Poseidon hash is public) and a private one (nothing of it is):
+/// same outputs as the public-input proof, the hash is the one `input_hash` computes, and the
+/// verifier rejects another input's hash, a bundle that carries the input, and witnesses wrong
+/// in one packed digit or one Poseidon state word.
+#[test]
+fn hashed_and_private_inputs_prove_the_same_outputs_and_bind_the_input() {
+    use ciro_circuits::halo2::{InputVisibility, SEL_FULL, SEL_PACK};
+    use ciro_prover::halo2_backend::input_hash;
+
+    let (_, public) = honest("mlp_small");
+    let model = common::compile_fixture("mlp_small");
+    let input = common::sample_input(&model, "mlp_small");
+    let flat: Vec<i64> = input.iter().flat_map(|t| t.data.clone()).collect();
+    for shown in [InputVisibility::Hashed, InputVisibility::Private] {
+        let be = Halo2Backend::new(Path::new(env!("CARGO_TARGET_TMPDIR")).join("srs"))
+            .with_inputs(shown);
+        let (pk, vk) = be.setup(&model).expect("setup");
+        assert_eq!(vk.input_visibility, shown);
+        let b = be.prove(&pk, &input, &mut |_| {}).expect("proof");
+        be.verify(&vk, &b).expect("the honest proof verifies");
+        assert!(
+            b.header.inputs.is_empty(),
+            "{shown:?}: the bundle shows the input"
+        );
+        assert_eq!(b.header.outputs, public.header.outputs, "{shown:?}");
+        let reject = |t: &ProofBundle, case: &str| match be.verify(&vk, t) {
+            Ok(_) => panic!("{shown:?}: {case}: the verifier ACCEPTED"),
+            Err(e) => eprintln!("{shown:?}: {case}: rejected: {e}"),
+        };
+        match shown {
+            InputVisibility::Hashed => {
+                let h = input_hash(&vk, &flat).unwrap();
+                assert_eq!(b.header.input_hash.as_deref(), Some(h.as_str()));
+                let mut other = flat.clone();
+                other[0] += if other[0] < vk.inputs[0].hi { 1 } else { -1 };
+                let mut t = b.clone();
+                t.header.input_hash = Some(input_hash(&vk, &other).unwrap());
+                reject(&t, "another input's hash");
+                let mut t = b.clone();
+                t.header.input_hash = None;
+                reject(&t, "no hash");
+            }
+            _ => {
+                assert_eq!(b.header.input_hash, None);
+                let mut t = b.clone();
+                t.header.input_hash = Some(input_hash(&vk, &flat).unwrap());
+                reject(&t, "a hash the key does not show");
+            }
+        }
+        let mut t = b.clone();
+        t.header.inputs = public.header.inputs.clone();
+        reject(&t, "a bundle carrying the input");
+
+        let tampered = |case: &str, tamper: &dyn Fn(&mut Layout)| {
+            let t = be
+                .prove_tampered(&pk, &input, tamper)
+                .expect("a tampered proof is still produced");
+            reject(&t, case);
+        };
+        tampered("packed digit + 1", &|l| {
+            let r = first(l, SEL_PACK);
+            l.advice[L][r] += 1;
+        });
+        tampered("packed digit + 1 and its input copy + 1", &|l| {
+            let r = first(l, SEL_PACK);
+            l.advice[L][r] += 1;
+            l.advice[A][r] += 1;
+        });
+        tampered("packed digit + 2^15 (out of range)", &|l| {
+            let r = first(l, SEL_PACK);
+            l.advice[L][r] += 1 << 15;
+            l.advice[A][r] += 1 << 15;
+        });
+        if shown == InputVisibility::Hashed {
+            tampered("Poseidon state word + 1", &|l| {
+                let r = first(l, SEL_FULL) + 1;
+                let v = l.wide[&(A, r)];
+                l.wide
+                    .insert((A, r), v + halo2_axiom::halo2curves::bn256::Fr::from(1u64));
+            });
+        }
+    }
+}

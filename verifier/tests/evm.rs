@@ -97,3 +97,39 @@ fn a_stwo_bundle_is_refused() {
     let e = evm::calldata(&b).unwrap_err();
     assert!(e.to_string().contains("--backend halo2"), "{e}");
 }
+
+/// The on-chain case: `mlp_mnist` with the input public only as its Poseidon hash and
+/// the output public. One contract under EIP-170; a changed hash or output reverts.
+#[test]
+fn mlp_mnist_with_a_hashed_input_verifies_in_one_contract() {
+    use ciro_prover::halo2_backend::InputVisibility;
+    let backend = Halo2Backend::new(Path::new(env!("CARGO_TARGET_TMPDIR")).join("srs"))
+        .with_inputs(InputVisibility::Hashed);
+    let model = common::compile_fixture("mlp_mnist");
+    let input = common::sample_input(&model, "mlp_mnist");
+    let (pk, vk) = backend.setup(&model).expect("halo2 setup");
+    let bundle = backend.prove(&pk, &input, &mut |_| {}).expect("proof");
+    assert_eq!(vk.n_public(), 11);
+    let verifier = evm::evm_verifier(&vk).expect("verifier generation");
+    assert_eq!(verifier.contracts.len(), 1, "one contract");
+    let mut chain = LocalEvm::default();
+    let deployed = chain.deploy(&verifier).expect("deploys under EIP-170");
+    let calldata = evm::calldata(&bundle).unwrap();
+    let ok = chain.call(deployed.entry, &calldata).unwrap();
+    assert!(ok.accepted);
+    for (at, case) in [(31, "hash changed"), (32 * 11 - 1, "output changed")] {
+        let mut t = calldata.clone();
+        t[at] ^= 1;
+        assert!(
+            !chain.call(deployed.entry, &t).unwrap().accepted,
+            "{case}: ACCEPTED"
+        );
+    }
+    eprintln!(
+        "mlp_mnist, hashed input: {} bytes of code, deploy {} gas, verify {} gas, calldata {} bytes",
+        deployed.largest_runtime(),
+        deployed.deploy_gas,
+        ok.gas,
+        calldata.len()
+    );
+}
