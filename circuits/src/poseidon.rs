@@ -57,7 +57,7 @@ pub fn constants() -> &'static Constants {
 
 /// Whether round `r` (0-based) is a full round: the first and last four are.
 pub fn is_full(r: usize) -> bool {
-    r < FULL_ROUNDS / 2 || r >= FULL_ROUNDS / 2 + PARTIAL_ROUNDS
+    !(FULL_ROUNDS / 2..FULL_ROUNDS / 2 + PARTIAL_ROUNDS).contains(&r)
 }
 
 /// One round, as the circuit's round gates constrain it.

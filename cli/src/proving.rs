@@ -247,6 +247,14 @@ pub fn cmd_hash_input(json: bool, vk: &Path, compiled: &Path, input: &Path) -> R
         );
     }
     let m = CompiledModel::load(compiled)?;
+    if m.hash != key.model_hash {
+        anyhow::bail!(
+            "{} was made from another model ({}, not {})",
+            vk.display(),
+            key.model_hash,
+            m.hash
+        );
+    }
     let inputs = quantize_inputs(&m.graph, &read_input(&m.graph, input)?)?;
     let flat: Vec<i64> = inputs.iter().flat_map(|t| t.data.iter().copied()).collect();
     let hash = ciro_prover::halo2_backend::input_hash(&key, &flat)?;

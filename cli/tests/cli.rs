@@ -340,6 +340,49 @@ fn prove_and_verify_with_halo2() {
     assert_eq!(e["accepted"], true, "{e}");
     assert!(e["gas"].as_u64().unwrap() > 100_000, "{e}");
 
+    // A hashed input: the bundle shows only the hash, which `hash-input` recomputes.
+    let (hb, hvk) = (tmp("hh.bundle"), tmp("hh.vk"));
+    let o = run(&[
+        "prove",
+        &s(&compiled),
+        "--backend",
+        "halo2",
+        "--input-visibility",
+        "hashed",
+        "--input",
+        &s(&dir.join("input.json")),
+        "-o",
+        &s(&hb),
+        "--vk-out",
+        &s(&hvk),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(&[
+        "hash-input",
+        "--vk",
+        &s(&hvk),
+        &s(&compiled),
+        "--input",
+        &s(&dir.join("input.json")),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let shown = ciro_prover::ProofBundle::load(&hb).unwrap().header;
+    assert!(shown.inputs.is_empty());
+    let printed = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert_eq!(shown.input_hash.as_deref(), Some(printed.as_str()));
+    let o = run(&["verify-evm", &s(&hb), "--vk", &s(&hvk)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(&[
+        "hash-input",
+        "--vk",
+        &s(&vk),
+        &s(&compiled),
+        "--input",
+        &s(&dir.join("input.json")),
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("not as its hash"), "{}", text(&o));
+
     let o = run(&["setup", &s(&compiled), "-o", &s(&stwo_vk)]);
     assert!(o.status.success(), "{}", text(&o));
     let o = run(&["verify", &s(&bundle), "--vk", &s(&stwo_vk)]);
