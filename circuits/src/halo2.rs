@@ -23,7 +23,8 @@
 //!   below `q_lo + 2^30`; with every term far below the modulus the equation then holds over
 //!   the integers, which makes `q` exactly `round_div(k·n, d)` (the upper bound M31 needs
 //!   against wrap-around is implied here).
-//! - Lookup, 1 row: `TAG = 1 + table`, `L = x`, `Y = f(x)`.
+//! - Lookup, 1 row: `TAG = 1 + table`, `A = L = x`, `C = Y = f(x)` (the tag gate ties `A` to
+//!   `L` and `C` to `Y`, so only `A B C D ACC` take part in copy constraints).
 //!
 //! Over a 254-bit field nothing wraps: the lowering's proven bounds (checked against the far
 //! smaller M31) keep every equation far from the modulus.
@@ -52,8 +53,10 @@ pub const R: usize = 6;
 pub const Y: usize = 7;
 pub const N_ADVICE: usize = 8;
 pub const N_COEFF: usize = 6;
-/// Columns that take part in copy constraints.
-const EQUALITY: [usize; 7] = [A, B, C, D, ACC, L, Y];
+/// Columns that take part in copy constraints. Fewer columns, fewer permutation commitments
+/// (cheaper on chain): lookup rows take their input in `A` and give their output in `C`, tied
+/// to `L` and `Y` by the tag gate.
+const EQUALITY: [usize; 5] = [A, B, C, D, ACC];
 
 pub const SEL_MAC: usize = 0;
 pub const SEL_ARITH: usize = 1;
@@ -296,10 +299,12 @@ impl Layout {
                 Gate::Lookup { out, x, table } => {
                     let r = b.take(1);
                     b.tag[r] = 1 + *table as i64;
+                    b.advice[A][r] = v[*x as usize];
+                    b.read((A, r), *x);
                     b.advice[L][r] = v[*x as usize];
-                    b.read((L, r), *x);
                     b.advice[Y][r] = v[*out as usize];
-                    place[*out as usize] = (Y, r);
+                    b.advice[C][r] = v[*out as usize];
+                    place[*out as usize] = (C, r);
                 }
             }
         }
@@ -639,6 +644,16 @@ impl H2Circuit<Fr> for Halo2Circuit<'_> {
                         - rem.clone()),
                 s.clone() * (two() * xd - one() - rem - t),
                 s * (xq - f1 - ql),
+            ]
+        });
+        // On lookup rows (tag >= 1; 0 elsewhere): the input `A` is what `L` looks up, and the
+        // output `C` is the `Y` found.
+        meta.create_gate("lookup wiring", |m| {
+            let t = m.query_fixed(tag, Rotation::cur());
+            let (a, _) = cur(m);
+            vec![
+                t.clone() * (a[A].clone() - a[L].clone()),
+                t * (a[C].clone() - a[Y].clone()),
             ]
         });
         meta.create_gate("pack", |m| {
