@@ -61,6 +61,37 @@ pub struct BundleHeader {
     pub outputs: Vec<PublicTensor>,
 }
 
+impl BundleHeader {
+    /// The checks every backend makes first: the model, the backend and its parameters.
+    pub(crate) fn check_against(
+        &self,
+        commitment: &str,
+        backend: &str,
+        params: &ProofParams,
+    ) -> Result<(), crate::VerifyError> {
+        use crate::VerifyError;
+        if self.model_commitment != commitment {
+            return Err(VerifyError::WrongModel {
+                bundle: self.model_commitment.clone(),
+                key: commitment.to_string(),
+            });
+        }
+        if self.backend != backend {
+            return Err(VerifyError::Mismatch {
+                field: "backend".into(),
+                detail: format!("`{}`, expected `{backend}`", self.backend),
+            });
+        }
+        if self.params != *params {
+            return Err(VerifyError::Mismatch {
+                field: "parameters".into(),
+                detail: format!("{:?}", self.params),
+            });
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProofBundle {
     pub header: BundleHeader,

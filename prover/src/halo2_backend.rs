@@ -515,25 +515,7 @@ impl ProofSystem for Halo2Backend {
         bundle: &ProofBundle,
     ) -> Result<Vec<PublicTensor>, VerifyError> {
         let h = &bundle.header;
-        let commitment = vk.commitment();
-        if h.model_commitment != commitment {
-            return Err(VerifyError::WrongModel {
-                bundle: h.model_commitment.clone(),
-                key: commitment,
-            });
-        }
-        if h.backend != BACKEND {
-            return Err(VerifyError::Mismatch {
-                field: "backend".into(),
-                detail: format!("`{}`, expected `{BACKEND}`", h.backend),
-            });
-        }
-        if h.params != params_info() {
-            return Err(VerifyError::Mismatch {
-                field: "parameters".into(),
-                detail: format!("{:?}", h.params),
-            });
-        }
+        h.check_against(&vk.commitment(), BACKEND, &params_info())?;
         let shown: Vec<Fr> = match vk.input_visibility {
             InputVisibility::Public => {
                 if h.input_hash.is_some() {

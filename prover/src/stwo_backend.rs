@@ -567,24 +567,7 @@ impl ProofSystem for StwoBackend {
     ) -> Result<Vec<PublicTensor>, VerifyError> {
         let h = &bundle.header;
         let commitment = vk.commitment();
-        if h.model_commitment != commitment {
-            return Err(VerifyError::WrongModel {
-                bundle: h.model_commitment.clone(),
-                key: commitment,
-            });
-        }
-        if h.backend != BACKEND {
-            return Err(VerifyError::Mismatch {
-                field: "backend".into(),
-                detail: format!("`{}`, expected `{BACKEND}`", h.backend),
-            });
-        }
-        if h.params != vk.params.describe() {
-            return Err(VerifyError::Mismatch {
-                field: "parameters".into(),
-                detail: format!("{:?}", h.params),
-            });
-        }
+        h.check_against(&commitment, BACKEND, &vk.params.describe())?;
         let inputs = check_tensors("inputs", &h.inputs, &vk.inputs, true)?;
         let outputs = check_tensors("outputs", &h.outputs, &vk.outputs, false)?;
         if inputs.len() != vk.input_reads.len() || outputs.len() != vk.output_cells.len() {

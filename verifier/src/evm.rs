@@ -400,22 +400,14 @@ impl Deployed {
 
 impl Default for LocalEvm {
     fn default() -> Self {
-        LocalEvm::new(false)
+        LocalEvm::new()
     }
 }
 
 impl LocalEvm {
-    /// `unlimited` lifts the EIP-170 code-size limit: only to measure the gas of a verifier too
-    /// large for Ethereum.
-    pub fn new(unlimited: bool) -> LocalEvm {
+    pub fn new() -> LocalEvm {
         let evm = Context::mainnet()
             .with_db(CacheDB::<EmptyDB>::default())
-            .modify_cfg_chained(|cfg| {
-                if unlimited {
-                    cfg.limit_contract_code_size = Some(usize::MAX);
-                    cfg.limit_contract_initcode_size = Some(usize::MAX);
-                }
-            })
             .build_mainnet();
         LocalEvm { evm, nonce: 0 }
     }
