@@ -8,8 +8,10 @@
 //! wiring. Weights and gate coefficients are fixed columns: the verifying key commits to them.
 //!
 //! Two lookups run on every usable row: `(TAG, L, Y)` into the tagged table (tag 0: `(v, 0)` for
-//! `v < 2^15`, the range table; tag `t >= 1`: activation table `t - 1` as `(x, f(x))`), and `R`
-//! as `(0, R, 0)`, the same table's range rows. A value proven in `[0, 2^30)` is written as `L + 2^15·R` on one row.
+//! `v < 2^b`, the range table; tag `t >= 1`: activation table `t - 1` as `(x, f(x))`), and `R`
+//! as `(0, R, 0)`, the same table's range rows. A value proven in `[0, 2^2b)` is written as
+//! `L + 2^b·R` on one row. The limb width `b` (at most 15) is the narrowest the circuit's checks
+//! allow ([`limb_bits`]), so a small model's table, and with it the circuit, stays small.
 //!
 //! Gates (all of degree 3 with their selector):
 //! - MAC, `ceil(terms/4)` rows: `ACC' = F4·ACC + F0·A + F1·B + F2·C + F3·D` (`F4` = 0 on the
@@ -17,10 +19,10 @@
 //!   use (no other gate reads `ACC` on its first row).
 //! - Arith, 1 row: `D = A·B`, `C = F0·A + F1·B + F2·D + F3`.
 //! - Select, 2 rows: `D` boolean (`s = [a >= b]`), `ACC' = F0·A + F1·B + F2`,
-//!   `A' = F3·A + F4·B + F5`, `C = D·ACC' + (1-D)·A'`, and `D·(A-B) + (1-D)·(B-A-1) = L + 2^15·R`.
-//! - Div, 3 rows: with `r = L + 2^15·R` on the first: `2·F0·A + B = 2·B·C + r`, and `2B-1-r`
-//!   and `C-F1` in `[0, 2^30)` on the next two. So `0 <= r < 2d` and `q >= q_lo` is an integer
-//!   below `q_lo + 2^30`; with every term far below the modulus the equation then holds over
+//!   `A' = F3·A + F4·B + F0'`, `C = D·ACC' + (1-D)·A'`, and `D·(A-B) + (1-D)·(B-A-1) = L + 2^b·R`.
+//! - Div, 3 rows: with `r = L + 2^b·R` on the first: `2·F0·A + B = 2·B·C + r`, and `2B-1-r`
+//!   and `C-F1` in `[0, 2^2b)` on the next two. So `0 <= r < 2d` and `q >= q_lo` is an integer
+//!   below `q_lo + 2^2b`; with every term far below the modulus the equation then holds over
 //!   the integers, which makes `q` exactly `round_div(k·n, d)` (the upper bound M31 needs
 //!   against wrap-around is implied here).
 //! - Lookup, 1 row: `TAG = 1 + table`, `A = L = x`, `C = Y = f(x)` (the tag gate ties `A` to
@@ -52,7 +54,7 @@ pub const L: usize = 5;
 pub const R: usize = 6;
 pub const Y: usize = 7;
 pub const N_ADVICE: usize = 8;
-pub const N_COEFF: usize = 6;
+pub const N_COEFF: usize = 5;
 /// Columns that take part in copy constraints. Fewer columns, fewer permutation commitments
 /// (cheaper on chain): lookup rows take their input in `A` and give their output in `C`, tied
 /// to `L` and `Y` by the tag gate.
@@ -65,10 +67,20 @@ pub const SEL_DIV: usize = 3;
 /// Input packing (hashed or private inputs): `ACC' = F1·ACC + 2^15·L + R`, `A = L + F0`,
 /// `B = R + F2`, so each input's digit `x - lo` is range-checked by the lookups on `L` and `R`.
 pub const SEL_PACK: usize = 4;
-/// Poseidon rounds on the state `(A, B)`, round constants in `F0, F1`, squares in `C` (and `D`).
-pub const SEL_FULL: usize = 5;
-pub const SEL_PARTIAL: usize = 6;
-pub const N_SEL: usize = 7;
+/// Poseidon rounds on the state `(A, B)`, round constants in `F0, F1`, `F2` = 1 on full rounds
+/// (0 on partial ones), `C = (A+F0)^2`, and `D = (B+F1)^2` on full rounds, 1 on partial ones: one
+/// gate (one selector column) for both kinds.
+pub const SEL_POSEIDON: usize = 5;
+/// With private weights only: MAC and Arith rows of the model's own gates, whose weights come
+/// from the advice columns `W0..W3` instead of the fixed `F0..F3` (see [`WeightVisibility`]).
+pub const SEL_MAC_W: usize = 6;
+pub const SEL_ARITH_W: usize = 7;
+pub const N_SEL: usize = 8;
+/// Selectors a circuit with fixed weights has (an unused selector would still cost a column).
+const N_SEL_FIXED: usize = 6;
+/// The private weight columns `W0..W3`: advice columns after `A..Y`, so their commitments are
+/// the proof's advice commitments `N_ADVICE..N_ADVICE + N_WEIGHT`.
+pub const N_WEIGHT: usize = 4;
 
 /// What a proof shows of the model input.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -83,11 +95,32 @@ pub enum InputVisibility {
     Private,
 }
 
-/// Limbs are 15 bits: two prove a value in `[0, 2^30)`, which covers every range check the
-/// lowering emits (its hi-limb bounds stay below 2^14 in units of 2^16), and the 2^15-entry
-/// tables let small models fit in 2^16 rows.
-const LIMB_BITS: u32 = 15;
-const LIMB: i64 = 1 << LIMB_BITS;
+/// How a proof treats the model's weights (the coefficients of its MAC and Arith gates: matrix
+/// and convolution weights, biases, folded batch norms, non-foldable constants).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightVisibility {
+    /// Fixed columns: the verifying key commits to them (binding, not hiding).
+    #[default]
+    Fixed,
+    /// Advice columns `W0..W3`, blinded in every proof; the key holds a hiding commitment to
+    /// them, and each proof shows that its `W` columns hold the committed values.
+    Private,
+}
+
+/// What the constraint system depends on besides the fixed column values: halo2's circuit
+/// parameters, recorded in the key.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Shape {
+    pub limb_bits: u32,
+    pub weights: WeightVisibility,
+}
+
+/// The widest limb: two prove a value in `[0, 2^30)`, which covers every range check the
+/// lowering emits (its hi-limb bounds stay below 2^14 in units of 2^16). Each circuit uses the
+/// narrowest limb its checks allow ([`limb_bits`]): the range table has `2^bits` rows, so a
+/// narrow limb lets a small model fit in fewer rows, and the prover's cost is set by the rows.
+pub const MAX_LIMB_BITS: u32 = 15;
 /// Rows halo2 reserves at the end for blinding (plus one), with a margin.
 const RESERVED_ROWS: usize = 16;
 
@@ -99,6 +132,11 @@ pub type Loc = (usize, usize);
 #[derive(Clone, Debug)]
 pub struct Layout {
     pub k: u32,
+    pub weights: WeightVisibility,
+    /// The private weight columns `W0..W3` (all zero with fixed weights).
+    pub weight: Vec<Vec<i64>>,
+    /// The range-check limb width ([`limb_bits`]): a checked value is `L + 2^bits·R`.
+    pub limb_bits: u32,
     pub rows: usize,
     pub advice: Vec<Vec<i64>>,
     pub coeff: Vec<Vec<i64>>,
@@ -116,8 +154,55 @@ pub struct Layout {
     pub wide_coeff: HashMap<(usize, usize), Fr>,
 }
 
-fn split30(v: i64) -> (i64, i64) {
-    (v.rem_euclid(LIMB), v.div_euclid(LIMB))
+/// `v = lo + 2^bits·hi`.
+fn split(v: i64, bits: u32) -> (i64, i64) {
+    (v.rem_euclid(1 << bits), v.div_euclid(1 << bits))
+}
+
+/// Bits of the widest value `circuit`'s comparisons and divisions range-check (for an honest
+/// witness): `a - b` or `b - a - 1` of a comparison, `r` and `2d - 1 - r` (below `2d`) and
+/// `q - q_lo` of a division.
+pub fn check_bits(circuit: &Circuit) -> u32 {
+    let bound = |o: &Operand| match *o {
+        Operand::Cell(c) => circuit.bounds[c as usize],
+        Operand::Const(k) => (k, k),
+    };
+    let widest = circuit.gates.iter().map(|g| match g {
+        Gate::Select { a, b, .. } => {
+            let (alo, ahi) = circuit.bounds[*a as usize];
+            let (blo, bhi) = bound(b);
+            ahi.saturating_sub(blo)
+                .max(bhi.saturating_sub(alo).saturating_sub(1))
+        }
+        Gate::Div { d, q_lo, q_hi, .. } => (2 * bound(d).1 - 1).max(q_hi - q_lo),
+        _ => 0,
+    });
+    widest.map(bits).max().unwrap_or(0)
+}
+
+fn bits(v: i64) -> u32 {
+    64 - v.max(0).leading_zeros()
+}
+
+/// The narrowest limb width (bits) for `circuit`'s range checks: two limbs must hold every value
+/// [`check_bits`] counts (so honest witnesses fit), and with a hashed or private input one limb
+/// must hold each input digit `x - lo`. Narrower limbs never weaken a check: the gate equations
+/// pin the exact integer result for any limb width (the values stay far below the 254-bit
+/// modulus); the limbs only bound what an honest prover can express.
+pub fn limb_bits(circuit: &Circuit, inputs: InputVisibility) -> u32 {
+    let digit = if inputs == InputVisibility::Public {
+        0
+    } else {
+        circuit.bounds[..circuit.n_inputs as usize]
+            .iter()
+            .map(|&(lo, hi)| bits(hi - lo))
+            .max()
+            .unwrap_or(0)
+    };
+    check_bits(circuit)
+        .div_ceil(2)
+        .max(digit)
+        .clamp(1, MAX_LIMB_BITS)
 }
 
 impl Layout {
@@ -127,12 +212,31 @@ impl Layout {
         Layout::with_inputs(circuit, values, InputVisibility::Public)
     }
 
-    /// As [`Layout::new`], with the input shown as `inputs` says. A hashed or private input
-    /// needs every input value within `2^15` of its lower bound (the prover checks it first).
+    /// As [`Layout::with_settings`] with fixed weights.
     pub fn with_inputs(
         circuit: &Circuit,
         values: Option<&[i64]>,
         inputs: InputVisibility,
+    ) -> Layout {
+        Layout::with_settings(circuit, values, inputs, WeightVisibility::Fixed)
+    }
+
+    /// The shape halo2 configures this layout's constraint system with.
+    pub fn shape(&self) -> Shape {
+        Shape {
+            limb_bits: self.limb_bits,
+            weights: self.weights,
+        }
+    }
+
+    /// As [`Layout::new`], with the input shown as `inputs` says and the weights as `weights`
+    /// says. A hashed or private input needs every input value within `2^15` of its lower bound
+    /// (the prover checks it first).
+    pub fn with_settings(
+        circuit: &Circuit,
+        values: Option<&[i64]>,
+        inputs: InputVisibility,
+        weights: WeightVisibility,
     ) -> Layout {
         let zeros;
         let v: &[i64] = match values {
@@ -142,6 +246,8 @@ impl Layout {
                 &zeros
             }
         };
+        let limb_bits = limb_bits(circuit, inputs);
+        let private = weights == WeightVisibility::Private;
         let mut b = Builder::default();
         let mut place: Vec<Loc> = vec![(usize::MAX, 0); circuit.n_cells as usize];
         for i in 0..circuit.n_inputs as usize {
@@ -170,7 +276,7 @@ impl Layout {
                     let mut acc = 0i64;
                     for i in 0..n {
                         let r = r0 + i;
-                        b.selectors[SEL_MAC][r] = true;
+                        b.selectors[if private { SEL_MAC_W } else { SEL_MAC }][r] = true;
                         b.coeff[4][r] = (i > 0) as i64;
                         // The first row's ACC may hold the previous MAC's sum: leave it.
                         if i > 0 {
@@ -178,7 +284,11 @@ impl Layout {
                         }
                         for j in 0..4 {
                             if let Some(&(x, w)) = terms.get(4 * i + j) {
-                                b.coeff[j][r] = w;
+                                if private {
+                                    b.weight[j][r] = w;
+                                } else {
+                                    b.coeff[j][r] = w;
+                                }
                                 b.advice[A + j][r] = v[x as usize];
                                 b.read((A + j, r), x);
                                 acc += w * v[x as usize];
@@ -200,15 +310,21 @@ impl Layout {
                     c0,
                 } => {
                     let r = b.take(1);
-                    b.selectors[SEL_ARITH][r] = true;
+                    b.selectors[if private { SEL_ARITH_W } else { SEL_ARITH }][r] = true;
                     let av = a.map_or(0, |c| v[c as usize]);
                     let bv = bb.map_or(0, |c| v[c as usize]);
                     // An absent operand reads as 0: its coefficients are dropped, so the free
                     // advice in its place cannot matter.
-                    b.coeff[0][r] = if a.is_some() { *ca } else { 0 };
-                    b.coeff[1][r] = if bb.is_some() { *cb } else { 0 };
-                    b.coeff[2][r] = if a.is_some() && bb.is_some() { *cab } else { 0 };
-                    b.coeff[3][r] = *c0;
+                    let coeffs = [
+                        if a.is_some() { *ca } else { 0 },
+                        if bb.is_some() { *cb } else { 0 },
+                        if a.is_some() && bb.is_some() { *cab } else { 0 },
+                        *c0,
+                    ];
+                    let to = if private { &mut b.weight } else { &mut b.coeff };
+                    for (col, k) in to.iter_mut().zip(coeffs) {
+                        col[r] = k;
+                    }
                     if let Some(c) = a {
                         b.advice[A][r] = av;
                         b.read((A, r), *c);
@@ -254,10 +370,11 @@ impl Layout {
                     b.coeff[2][r] = p[2];
                     b.coeff[3][r] = q[0];
                     b.coeff[4][r] = q[1];
-                    b.coeff[5][r] = q[2];
+                    // The second row has no coefficients of its own: one column fewer.
+                    b.coeff[0][r + 1] = q[2];
                     b.advice[ACC][r + 1] = p[0] * av + p[1] * bv + p[2];
                     b.advice[A][r + 1] = q[0] * av + q[1] * bv + q[2];
-                    let (lo, hi) = split30(if s == 1 { av - bv } else { bv - av - 1 });
+                    let (lo, hi) = split(if s == 1 { av - bv } else { bv - av - 1 }, limb_bits);
                     b.advice[L][r] = lo;
                     b.advice[R][r] = hi;
                     b.advice[C][r] = v[*out as usize];
@@ -291,7 +408,7 @@ impl Layout {
                     b.coeff[1][r] = *q_lo;
                     let rem = 2 * k * nv + dv - 2 * dv * qv;
                     for (i, x) in [rem, 2 * dv - 1 - rem, qv - q_lo].into_iter().enumerate() {
-                        let (lo, hi) = split30(x);
+                        let (lo, hi) = split(x, limb_bits);
                         b.advice[L][r + i] = lo;
                         b.advice[R][r + i] = hi;
                     }
@@ -321,7 +438,7 @@ impl Layout {
         };
         // The last gate may end on `b.row` (a MAC's sum).
         let rows = b.row + 1;
-        let mut table: Vec<(i64, i64, i64)> = (0..LIMB).map(|x| (0, x, 0)).collect();
+        let mut table: Vec<(i64, i64, i64)> = (0..1 << limb_bits).map(|x| (0, x, 0)).collect();
         for (t, tab) in circuit.tables.iter().enumerate() {
             for (i, &y) in tab.values.iter().enumerate() {
                 table.push((1 + t as i64, tab.x_lo + i as i64, y));
@@ -346,6 +463,9 @@ impl Layout {
         b.grow(rows);
         Layout {
             k,
+            weights,
+            weight: b.weight,
+            limb_bits,
             rows,
             advice: b.advice,
             coeff: b.coeff,
@@ -386,6 +506,7 @@ impl Layout {
 struct Builder {
     row: usize,
     advice: Vec<Vec<i64>>,
+    weight: Vec<Vec<i64>>,
     coeff: Vec<Vec<i64>>,
     tag: Vec<i64>,
     selectors: Vec<Vec<bool>>,
@@ -471,17 +592,17 @@ fn poseidon_sponge(b: &mut Builder, cap: Loc, n: usize, elements: &[Loc]) -> Loc
         for (r, consts) in rc.iter().enumerate().take(ROUNDS) {
             let row = r1 + r;
             let full = is_full(r);
-            b.selectors[if full { SEL_FULL } else { SEL_PARTIAL }][row] = true;
+            b.selectors[SEL_POSEIDON][row] = true;
             b.wide_coeff.insert((0, row), consts[0]);
             b.wide_coeff.insert((1, row), consts[1]);
+            b.coeff[2][row] = full as i64;
             b.wide.insert((A, row), state[0]);
             b.wide.insert((B, row), state[1]);
             let x0 = state[0] + consts[0];
             b.wide.insert((C, row), x0.square());
-            if full {
-                let x1 = state[1] + consts[1];
-                b.wide.insert((D, row), x1.square());
-            }
+            let x1 = state[1] + consts[1];
+            b.wide
+                .insert((D, row), if full { x1.square() } else { Fr::ONE });
             round(&mut state, r);
         }
         let ro = r1 + ROUNDS;
@@ -500,12 +621,14 @@ impl Builder {
     fn grow(&mut self, n: usize) {
         if self.advice.is_empty() {
             self.advice = vec![Vec::new(); N_ADVICE];
+            self.weight = vec![Vec::new(); N_WEIGHT];
             self.coeff = vec![Vec::new(); N_COEFF];
             self.selectors = vec![Vec::new(); N_SEL];
         }
         if n > self.len() {
             let n = n.max(self.len() * 2).max(1024);
             self.advice.iter_mut().for_each(|c| c.resize(n, 0));
+            self.weight.iter_mut().for_each(|c| c.resize(n, 0));
             self.coeff.iter_mut().for_each(|c| c.resize(n, 0));
             self.selectors.iter_mut().for_each(|c| c.resize(n, false));
             self.tag.resize(n, 0);
@@ -541,7 +664,10 @@ pub struct Config {
     t_tag: Column<Fixed>,
     t_x: Column<Fixed>,
     t_y: Column<Fixed>,
-    selectors: [Selector; N_SEL],
+    /// `N_SEL_FIXED` selectors, or `N_SEL` with private weights.
+    selectors: Vec<Selector>,
+    /// `W0..W3` with private weights, else empty.
+    weight: Vec<Column<Advice>>,
     instance: Column<Instance>,
 }
 
@@ -556,7 +682,13 @@ pub struct Halo2Circuit<'a> {
 impl H2Circuit<Fr> for Halo2Circuit<'_> {
     type Config = Config;
     type FloorPlanner = SimpleFloorPlanner;
-    type Params = ();
+    /// The limb width (the select and division gates recombine `L + 2^bits·R`) and whether the
+    /// weights are private (extra advice columns and gates).
+    type Params = Shape;
+
+    fn params(&self) -> Shape {
+        self.layout.shape()
+    }
 
     fn without_witnesses(&self) -> Self {
         Halo2Circuit {
@@ -567,19 +699,38 @@ impl H2Circuit<Fr> for Halo2Circuit<'_> {
     }
 
     fn configure(meta: &mut ConstraintSystem<Fr>) -> Config {
+        Self::configure_with_params(
+            meta,
+            Shape {
+                limb_bits: MAX_LIMB_BITS,
+                weights: WeightVisibility::Fixed,
+            },
+        )
+    }
+
+    fn configure_with_params(meta: &mut ConstraintSystem<Fr>, shape: Shape) -> Config {
+        let limb_bits = shape.limb_bits;
+        let private = shape.weights == WeightVisibility::Private;
         let advice: [Column<Advice>; N_ADVICE] = std::array::from_fn(|_| meta.advice_column());
+        // Allocated right after `A..Y`: the proof's advice commitments N_ADVICE.. are theirs.
+        let weight: Vec<Column<Advice>> = (0..if private { N_WEIGHT } else { 0 })
+            .map(|_| meta.advice_column())
+            .collect();
         for c in EQUALITY {
             meta.enable_equality(advice[c]);
         }
         let coeff: [Column<Fixed>; N_COEFF] = std::array::from_fn(|_| meta.fixed_column());
         let [tag, t_tag, t_x, t_y] = std::array::from_fn(|_| meta.fixed_column());
-        let selectors: [Selector; N_SEL] = std::array::from_fn(|_| meta.selector());
+        let selectors: Vec<Selector> = (0..if private { N_SEL } else { N_SEL_FIXED })
+            .map(|_| meta.selector())
+            .collect();
         let instance = meta.instance_column();
         meta.enable_equality(instance);
 
         let two = || Expression::Constant(Fr::from(2));
         let one = || Expression::Constant(Fr::ONE);
-        let limb = || Expression::Constant(Fr::from(LIMB as u64));
+        let limb = || Expression::Constant(Fr::from(1u64 << limb_bits));
+        let digit = || Expression::Constant(Fr::from(1u64 << crate::poseidon::DIGIT_BITS));
         // Every gate reads the current row's advice and coefficients as `a[..]` and `f[..]`.
         let cur = |m: &mut VirtualCells<'_, Fr>| {
             let a: [Expression<Fr>; N_ADVICE] =
@@ -588,34 +739,54 @@ impl H2Circuit<Fr> for Halo2Circuit<'_> {
                 std::array::from_fn(|c| m.query_fixed(coeff[c], Rotation::cur()));
             (a, f)
         };
-        meta.create_gate("mac", |m| {
-            let s = m.query_selector(selectors[SEL_MAC]);
-            let next = m.query_advice(advice[ACC], Rotation::next());
-            let (a, f) = cur(m);
-            let [f0, f1, f2, f3, f4, _] = f;
-            let sum = f4 * a[ACC].clone()
-                + f0 * a[A].clone()
-                + f1 * a[B].clone()
-                + f2 * a[C].clone()
-                + f3 * a[D].clone();
-            vec![s * (next - sum)]
-        });
-        meta.create_gate("arith", |m| {
-            let s = m.query_selector(selectors[SEL_ARITH]);
-            let (a, f) = cur(m);
-            let [f0, f1, f2, f3, _, _] = f;
-            let [xa, xb, xc, xd, ..] = a;
-            vec![
-                s.clone() * (xd.clone() - xa.clone() * xb.clone()),
-                s * (xc - (f0 * xa + f1 * xb + f2 * xd + f3)),
-            ]
-        });
+        // MAC and Arith rows read their weights from `F0..F3`, or, for the model's own gates
+        // with private weights, from `W0..W3` under their own selectors (so structural rows, such
+        // as the Poseidon absorb, keep fixed coefficients the key pins).
+        let mut weighted = vec![("", SEL_MAC, SEL_ARITH, false)];
+        if private {
+            weighted.push((" (private weights)", SEL_MAC_W, SEL_ARITH_W, true));
+        }
+        for (suffix, mac_sel, arith_sel, from_advice) in weighted {
+            let weights = |m: &mut VirtualCells<'_, Fr>, f: &[Expression<Fr>; N_COEFF]| {
+                let w: [Expression<Fr>; N_WEIGHT] = std::array::from_fn(|j| {
+                    if from_advice {
+                        m.query_advice(weight[j], Rotation::cur())
+                    } else {
+                        f[j].clone()
+                    }
+                });
+                w
+            };
+            meta.create_gate(format!("mac{suffix}"), |m| {
+                let s = m.query_selector(selectors[mac_sel]);
+                let next = m.query_advice(advice[ACC], Rotation::next());
+                let (a, f) = cur(m);
+                let [w0, w1, w2, w3] = weights(m, &f);
+                let sum = f[4].clone() * a[ACC].clone()
+                    + w0 * a[A].clone()
+                    + w1 * a[B].clone()
+                    + w2 * a[C].clone()
+                    + w3 * a[D].clone();
+                vec![s * (next - sum)]
+            });
+            meta.create_gate(format!("arith{suffix}"), |m| {
+                let s = m.query_selector(selectors[arith_sel]);
+                let (a, f) = cur(m);
+                let [w0, w1, w2, w3] = weights(m, &f);
+                let [xa, xb, xc, xd, ..] = a;
+                vec![
+                    s.clone() * (xd.clone() - xa.clone() * xb.clone()),
+                    s * (xc - (w0 * xa + w1 * xb + w2 * xd + w3)),
+                ]
+            });
+        }
         meta.create_gate("select", |m| {
             let s = m.query_selector(selectors[SEL_SELECT]);
             let x = m.query_advice(advice[ACC], Rotation::next());
             let y = m.query_advice(advice[A], Rotation::next());
             let (a, f) = cur(m);
-            let [f0, f1, f2, f3, f4, f5] = f;
+            let [f0, f1, f2, f3, f4] = f;
+            let f5 = m.query_fixed(coeff[0], Rotation::next());
             let [xa, xb, xc, sel, _, lo, hi, _] = a;
             vec![
                 s.clone() * sel.clone() * (one() - sel.clone()),
@@ -663,45 +834,31 @@ impl H2Circuit<Fr> for Halo2Circuit<'_> {
             let [f0, f1, f2, ..] = f;
             vec![
                 s.clone()
-                    * (acc_next - (f1 * a[ACC].clone() + limb() * a[L].clone() + a[R].clone())),
+                    * (acc_next - (f1 * a[ACC].clone() + digit() * a[L].clone() + a[R].clone())),
                 s.clone() * (a[A].clone() - a[L].clone() - f0),
                 s * (a[B].clone() - a[R].clone() - f2),
             ]
         });
         let mds = crate::poseidon::constants().mds;
-        for full in [true, false] {
-            meta.create_gate(
-                if full {
-                    "poseidon full"
-                } else {
-                    "poseidon partial"
-                },
-                |m| {
-                    let s = m.query_selector(selectors[if full { SEL_FULL } else { SEL_PARTIAL }]);
-                    let a_next = m.query_advice(advice[A], Rotation::next());
-                    let b_next = m.query_advice(advice[B], Rotation::next());
-                    let (a, f) = cur(m);
-                    let [f0, f1, ..] = f;
-                    let x0 = a[A].clone() + f0;
-                    let x1 = a[B].clone() + f1;
-                    let y0 = a[C].clone() * a[C].clone() * x0.clone();
-                    let y1 = if full {
-                        a[D].clone() * a[D].clone() * x1.clone()
-                    } else {
-                        x1.clone()
-                    };
-                    let mut constraints = vec![s.clone() * (a[C].clone() - x0.clone() * x0)];
-                    if full {
-                        constraints.push(s.clone() * (a[D].clone() - x1.clone() * x1));
-                    }
-                    constraints.push(
-                        s.clone() * (a_next - (y0.clone() * mds[0][0] + y1.clone() * mds[0][1])),
-                    );
-                    constraints.push(s * (b_next - (y0 * mds[1][0] + y1 * mds[1][1])));
-                    constraints
-                },
-            );
-        }
+        // y0 = x0^5 = C²·x0; y1 = D²·x1, which is x1^5 on full rounds and x1 on partial ones.
+        meta.create_gate("poseidon round", |m| {
+            let s = m.query_selector(selectors[SEL_POSEIDON]);
+            let a_next = m.query_advice(advice[A], Rotation::next());
+            let b_next = m.query_advice(advice[B], Rotation::next());
+            let (a, f) = cur(m);
+            let [f0, f1, full, ..] = f;
+            let x0 = a[A].clone() + f0;
+            let x1 = a[B].clone() + f1;
+            let y0 = a[C].clone() * a[C].clone() * x0.clone();
+            let y1 = a[D].clone() * a[D].clone() * x1.clone();
+            vec![
+                s.clone() * (a[C].clone() - x0.clone() * x0),
+                s.clone() * full.clone() * (a[D].clone() - x1.clone() * x1),
+                s.clone() * (one() - full) * (a[D].clone() - one()),
+                s.clone() * (a_next - (y0.clone() * mds[0][0] + y1.clone() * mds[0][1])),
+                s * (b_next - (y0 * mds[1][0] + y1 * mds[1][1])),
+            ]
+        });
         meta.lookup_any("tagged table", |m| {
             vec![
                 (
@@ -719,7 +876,7 @@ impl H2Circuit<Fr> for Halo2Circuit<'_> {
             ]
         });
         // The range check reuses the tagged table's tag-0 rows `(0, v, 0)`: no column of its own.
-        meta.lookup_any("range 2^15", |m| {
+        meta.lookup_any("range", |m| {
             let zero = || Expression::Constant(Fr::ZERO);
             vec![
                 (zero(), m.query_fixed(t_tag, Rotation::cur())),
@@ -732,6 +889,7 @@ impl H2Circuit<Fr> for Halo2Circuit<'_> {
         });
         Config {
             advice,
+            weight,
             coeff,
             tag,
             t_tag,
@@ -758,6 +916,13 @@ impl H2Circuit<Fr> for Halo2Circuit<'_> {
                     }
                     for (&(c, r), &x) in &lay.wide {
                         region.assign_advice(cfg.advice[c], r, Value::known(x));
+                    }
+                    for (col, values) in cfg.weight.iter().zip(&lay.weight) {
+                        for (r, &x) in values.iter().enumerate().take(lay.rows) {
+                            if x != 0 {
+                                region.assign_advice(*col, r, Value::known(fr(x)));
+                            }
+                        }
                     }
                 }
                 if !fixed {

@@ -32,9 +32,11 @@ fn every_fixture_fits_and_its_honest_witness_satisfies_the_constraints() {
         let values = circuit.assign(&flat).expect("assigns");
         let layout = Layout::new(&circuit, Some(&values));
         eprintln!(
-            "{name}: {} rows, {} table rows, k = {}",
+            "{name}: {} rows, {} table rows ({}-bit limbs, widest check {} bits), k = {}",
             layout.rows,
             layout.table.len(),
+            layout.limb_bits,
+            ciro_circuits::halo2::check_bits(&circuit),
             layout.k
         );
         assert!(layout.k <= 16, "{name} needs 2^{} rows", layout.k);
@@ -53,4 +55,63 @@ fn every_fixture_fits_and_its_honest_witness_satisfies_the_constraints() {
             prover.assert_satisfied();
         }
     }
+}
+
+/// With private weights (and a hashed input) the honest witness satisfies every constraint, the
+/// weights sit in `W0..W3` only (no MAC or Arith coefficient of the model is fixed), and a weight
+/// changed where its input is not zero breaks a MAC equation.
+#[test]
+fn private_weights_layout_is_satisfied_and_weights_are_advice() {
+    use ciro_circuits::halo2::{InputVisibility, WeightVisibility, SEL_MAC, SEL_MAC_W};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/models/mlp_small");
+    let model = compile_model_dir(&dir, &CompileOptions::default()).expect("compiles");
+    let circuit = Circuit::from_graph(&model.graph).expect("lowers");
+    let x = read_json(&dir.join("input.json")).expect("input");
+    let flat: Vec<i64> = quantize_inputs(&model.graph, &x)
+        .expect("quantizes")
+        .into_iter()
+        .flat_map(|t| t.data)
+        .collect();
+    let values = circuit.assign(&flat).expect("assigns");
+    let layout = Layout::with_settings(
+        &circuit,
+        Some(&values),
+        InputVisibility::Hashed,
+        WeightVisibility::Private,
+    );
+    let mac_w: Vec<usize> = (0..layout.rows)
+        .filter(|&r| layout.selectors[SEL_MAC_W][r])
+        .collect();
+    assert!(!mac_w.is_empty());
+    for &r in &mac_w {
+        assert!(
+            (0..4).all(|j| layout.coeff[j][r] == 0),
+            "row {r}: a fixed weight"
+        );
+    }
+    // Only the Poseidon absorb rows keep the fixed-coefficient MAC gate.
+    assert!((0..layout.rows)
+        .filter(|&r| layout.selectors[SEL_MAC][r])
+        .all(|r| layout.coeff[1][r] == 1 && layout.coeff[2][r] == 1));
+    let run = |l: &Layout| {
+        let instance = l.instance_fr();
+        MockProver::run(
+            l.k,
+            &Halo2Circuit {
+                layout: l,
+                witness: true,
+                fixed: true,
+            },
+            vec![instance],
+        )
+        .expect("the mock prover runs")
+    };
+    run(&layout).assert_satisfied();
+    let mut bad = layout.clone();
+    let r = *mac_w
+        .iter()
+        .find(|&&r| bad.advice[ciro_circuits::halo2::A][r] != 0)
+        .expect("a MAC row with a non-zero input");
+    bad.weight[0][r] += 1;
+    assert!(run(&bad).verify().is_err(), "a changed weight was accepted");
 }

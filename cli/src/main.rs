@@ -77,6 +77,11 @@ enum Command {
         /// halo2: what proofs show of the input.
         #[arg(long, value_enum, default_value = "public")]
         input_visibility: proving::Inputs,
+        /// halo2: keep the weights private. The key then holds only a hiding commitment to them,
+        /// made with the secret opening in this file (created when it does not exist; keep it:
+        /// every proof under the key needs it).
+        #[arg(long, value_name = "OPENING")]
+        private_weights: Option<PathBuf>,
     },
     /// Prove one inference (stwo, or halo2-KZG) and write a proof bundle.
     Prove {
@@ -95,6 +100,10 @@ enum Command {
         /// halo2: what the proof shows of the input.
         #[arg(long, value_enum, default_value = "public")]
         input_visibility: proving::Inputs,
+        /// halo2: keep the weights private, committed with the opening in this file (created
+        /// when it does not exist; the same file gives the same key).
+        #[arg(long, value_name = "OPENING")]
+        private_weights: Option<PathBuf>,
     },
     /// Print the Poseidon hash of an input, as a halo2 proof with a hashed input shows it.
     HashInput {
@@ -191,7 +200,17 @@ fn dispatch(cli: &Cli) -> Result<()> {
             output,
             backend,
             input_visibility,
-        } => proving::cmd_setup(cli.json, compiled, output, *backend, *input_visibility),
+            private_weights,
+        } => proving::cmd_setup(
+            cli.json,
+            compiled,
+            output,
+            *backend,
+            &proving::Halo2Options {
+                inputs: *input_visibility,
+                private_weights: private_weights.clone(),
+            },
+        ),
         Command::Prove {
             compiled,
             input,
@@ -199,6 +218,7 @@ fn dispatch(cli: &Cli) -> Result<()> {
             vk_out,
             backend,
             input_visibility,
+            private_weights,
         } => proving::cmd_prove(
             cli.json,
             compiled,
@@ -206,7 +226,10 @@ fn dispatch(cli: &Cli) -> Result<()> {
             output,
             vk_out.as_deref(),
             *backend,
-            *input_visibility,
+            &proving::Halo2Options {
+                inputs: *input_visibility,
+                private_weights: private_weights.clone(),
+            },
         ),
         Command::HashInput {
             vk,

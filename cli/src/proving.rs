@@ -1,15 +1,16 @@
 //! `ciro setup`, `ciro prove`, `ciro verify`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use ciro_model_compiler::eval::IntTensor;
 use ciro_model_compiler::{quantize_inputs, CompiledModel};
 use ciro_prover::halo2_backend::InputVisibility;
+use ciro_prover::halo2_weights::WeightOpening;
 use ciro_prover::{
-    Halo2Backend, Halo2VerifyingKey, KeyFile, ProofBundle, ProofSystem, Stage, StwoBackend,
-    StwoVerifyingKey,
+    Halo2Backend, Halo2ProvingKey, Halo2VerifyingKey, KeyFile, ProofBundle, ProofSystem, Stage,
+    StwoBackend, StwoVerifyingKey,
 };
 use ciro_verifier::AnyKey;
 
@@ -48,6 +49,60 @@ pub fn halo2_backend(inputs: Inputs) -> Halo2Backend {
         Inputs::Hashed => InputVisibility::Hashed,
         Inputs::Private => InputVisibility::Private,
     })
+}
+
+/// The halo2 settings of `setup` and `prove`.
+pub struct Halo2Options {
+    pub inputs: Inputs,
+    /// Private weights, with the opening in this file (read if it exists, else written).
+    pub private_weights: Option<PathBuf>,
+}
+
+impl Halo2Options {
+    fn backend(&self) -> Result<Halo2Backend> {
+        let b = halo2_backend(self.inputs);
+        let Some(path) = &self.private_weights else {
+            return Ok(b);
+        };
+        if !path.exists() {
+            return Ok(b.with_private_weights(None));
+        }
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the weight opening {}", path.display()))?;
+        let opening: WeightOpening = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a weight opening", path.display()))?;
+        Ok(b.with_private_weights(Some(opening)))
+    }
+
+    /// Writes a new opening (made by this setup) where `--private-weights` points, readable by
+    /// its owner only.
+    fn keep_opening(&self, pk: &Halo2ProvingKey) -> Result<()> {
+        let (Some(path), Some(opening)) = (&self.private_weights, pk.weight_opening()) else {
+            return Ok(());
+        };
+        if path.exists() {
+            return Ok(());
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let json = serde_json::to_vec_pretty(opening).expect("openings serialise");
+        let mut f = std::fs::OpenOptions::new();
+        f.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut f, 0o600);
+        let mut file = f
+            .open(path)
+            .with_context(|| format!("writing the weight opening {}", path.display()))?;
+        std::io::Write::write_all(&mut file, &json)
+            .and_then(|_| file.sync_all())
+            .with_context(|| format!("writing the weight opening {}", path.display()))?;
+        eprintln!(
+            "wrote the weight opening {} (secret: every proof under this key needs it)",
+            path.display()
+        );
+        Ok(())
+    }
 }
 
 /// What the commands need of a verification key, whichever the backend (beyond the file
@@ -92,13 +147,27 @@ pub fn cmd_setup(
     compiled: &Path,
     output: &Path,
     backend: Backend,
-    inputs: Inputs,
+    halo2: &Halo2Options,
 ) -> Result<()> {
     let m = CompiledModel::load(compiled)?;
     match backend {
-        Backend::Stwo => setup_with(json, &StwoBackend::default(), &m, output),
-        Backend::Halo2 => setup_with(json, &halo2_backend(inputs), &m, output),
+        Backend::Stwo => {
+            refuse_private_weights(halo2)?;
+            setup_with(json, &StwoBackend::default(), &m, output, &mut |_| Ok(()))
+        }
+        Backend::Halo2 => setup_with(json, &halo2.backend()?, &m, output, &mut |pk| {
+            halo2.keep_opening(pk)
+        }),
     }
+}
+
+fn refuse_private_weights(halo2: &Halo2Options) -> Result<()> {
+    if halo2.private_weights.is_some() {
+        anyhow::bail!(
+            "--private-weights needs --backend halo2 (stwo proofs are not zero-knowledge)"
+        );
+    }
+    Ok(())
 }
 
 fn setup_with<P: ProofSystem>(
@@ -106,12 +175,14 @@ fn setup_with<P: ProofSystem>(
     backend: &P,
     m: &CompiledModel,
     output: &Path,
+    made: &mut dyn FnMut(&P::ProvingKey) -> Result<()>,
 ) -> Result<()>
 where
     P::VerifyingKey: Key,
 {
     let start = Instant::now();
-    let (_, vk) = backend.setup(m)?;
+    let (pk, vk) = backend.setup(m)?;
+    made(&pk)?;
     vk.save(output)?;
     let secs = start.elapsed().as_secs_f64();
     if json {
@@ -144,13 +215,33 @@ pub fn cmd_prove(
     output: &Path,
     vk_out: Option<&Path>,
     backend: Backend,
-    shown: Inputs,
+    halo2: &Halo2Options,
 ) -> Result<()> {
     let m = CompiledModel::load(compiled)?;
     let inputs = quantize_inputs(&m.graph, &read_input(&m.graph, input)?)?;
     match backend {
-        Backend::Stwo => prove_with(json, &StwoBackend::default(), &m, &inputs, output, vk_out),
-        Backend::Halo2 => prove_with(json, &halo2_backend(shown), &m, &inputs, output, vk_out),
+        Backend::Stwo => {
+            refuse_private_weights(halo2)?;
+            let no_secret = &mut |_: &_| Ok(());
+            prove_with(
+                json,
+                &StwoBackend::default(),
+                &m,
+                &inputs,
+                output,
+                vk_out,
+                no_secret,
+            )
+        }
+        Backend::Halo2 => prove_with(
+            json,
+            &halo2.backend()?,
+            &m,
+            &inputs,
+            output,
+            vk_out,
+            &mut |pk| halo2.keep_opening(pk),
+        ),
     }
 }
 
@@ -161,6 +252,7 @@ fn prove_with<P: ProofSystem>(
     inputs: &[IntTensor],
     output: &Path,
     vk_out: Option<&Path>,
+    made: &mut dyn FnMut(&P::ProvingKey) -> Result<()>,
 ) -> Result<()>
 where
     P::VerifyingKey: Key,
@@ -176,6 +268,7 @@ where
         backend.name()
     ));
     let (pk, vk) = backend.setup(m)?;
+    made(&pk)?;
     let setup_s = start.elapsed().as_secs_f64();
     let bundle = backend.prove(&pk, inputs, &mut |s: Stage| step(s.describe()))?;
     let prove_s = start.elapsed().as_secs_f64() - setup_s;

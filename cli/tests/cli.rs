@@ -383,6 +383,64 @@ fn prove_and_verify_with_halo2() {
     assert!(!o.status.success());
     assert!(text(&o).contains("not as its hash"), "{}", text(&o));
 
+    // Private weights: setup writes the secret opening, prove reuses it (the same key), and the
+    // proof verifies offline and on chain.
+    let (opening, pvk, pvk2, pb) = (tmp("w.opening"), tmp("w.vk"), tmp("w2.vk"), tmp("w.bundle"));
+    let o = run(&[
+        "setup",
+        &s(&compiled),
+        "--backend",
+        "halo2",
+        "--private-weights",
+        &s(&opening),
+        "-o",
+        &s(&pvk),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("weight opening"), "{}", text(&o));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&opening).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "the opening is readable by others: {mode:o}"
+        );
+    }
+    let o = run(&[
+        "prove",
+        &s(&compiled),
+        "--backend",
+        "halo2",
+        "--private-weights",
+        &s(&opening),
+        "--input",
+        &s(&dir.join("input.json")),
+        "-o",
+        &s(&pb),
+        "--vk-out",
+        &s(&pvk2),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(std::fs::read(&pvk).unwrap(), std::fs::read(&pvk2).unwrap());
+    let o = run(&["verify", &s(&pb), "--vk", &s(&pvk)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(&["verify-evm", &s(&pb), "--vk", &s(&pvk)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(&[
+        "prove",
+        &s(&compiled),
+        "--private-weights",
+        &s(&opening),
+        "--input",
+        &s(&dir.join("input.json")),
+        "-o",
+        &s(&pb),
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--backend halo2"), "{}", text(&o));
+
     let o = run(&["setup", &s(&compiled), "-o", &s(&stwo_vk)]);
     assert!(o.status.success(), "{}", text(&o));
     let o = run(&["verify", &s(&bundle), "--vk", &s(&stwo_vk)]);

@@ -59,6 +59,10 @@ pub struct BundleHeader {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_hash: Option<String>,
     pub outputs: Vec<PublicTensor>,
+    /// halo2 with private weights: the proof (hex) that the proof's weight columns hold the
+    /// weights the key commits to (`crate::halo2_weights`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_proof: Option<String>,
 }
 
 impl BundleHeader {
@@ -251,6 +255,7 @@ mod tests {
                     scale: 3,
                     values: vec![7],
                 }],
+                weights_proof: None,
             },
             proof: vec![1, 2, 3, 250],
         }

@@ -43,6 +43,8 @@ pub enum VerifyError {
     Stark(String),
     #[error("the halo2 proof does not verify: {0}")]
     Snark(String),
+    #[error("the private-weights check fails: {0}")]
+    WeightOpening(String),
     #[error(transparent)]
     Bundle(#[from] BundleError),
 }

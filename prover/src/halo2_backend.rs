@@ -12,18 +12,19 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-pub use ciro_circuits::halo2::InputVisibility;
-use ciro_circuits::halo2::{fr, Halo2Circuit, Layout};
+use ciro_circuits::halo2::{fr, Halo2Circuit, Layout, Shape, N_ADVICE, N_WEIGHT};
+pub use ciro_circuits::halo2::{InputVisibility, WeightVisibility};
 use ciro_circuits::poseidon;
 use ciro_circuits::Circuit;
 use ciro_model_compiler::eval::IntTensor;
 use ciro_model_compiler::CompiledModel;
 use halo2_axiom::halo2curves::bn256::{Bn256, Fr, G1Affine, G2Affine};
+use halo2_axiom::halo2curves::group::Curve;
 use halo2_axiom::halo2curves::group::GroupEncoding;
 use halo2_axiom::plonk::{
     create_proof, keygen_pk, keygen_vk_custom, verify_proof, ProvingKey, VerifyingKey,
 };
-use halo2_axiom::poly::commitment::{Params, ParamsProver};
+use halo2_axiom::poly::commitment::{Blind, Params, ParamsProver};
 use halo2_axiom::poly::kzg::commitment::{KZGCommitmentScheme, ParamsKZG};
 use halo2_axiom::poly::kzg::multiopen::{ProverSHPLONK, VerifierSHPLONK};
 use halo2_axiom::poly::kzg::strategy::SingleStrategy;
@@ -38,6 +39,7 @@ use crate::bundle::{
     write_atomic, BundleHeader, KeyFile, ProofBundle, ProofParams, PublicTensor, BUNDLE_VERSION,
 };
 use crate::error::{ProveError, VerifyError};
+use crate::halo2_weights::{self, WeightCommitment, WeightOpening};
 use crate::stwo_backend::{
     check_tensors, flatten_inputs, panic_message, public_tensors, tensors, TensorInfo,
 };
@@ -84,6 +86,10 @@ pub struct Halo2VerifyingKey {
     pub model_name: String,
     pub model_hash: String,
     pub k: u32,
+    /// The circuit's range-check limb width (part of its gates); keys from before it was
+    /// chosen per circuit used 15.
+    #[serde(default = "max_limb_bits")]
+    pub limb_bits: u32,
     pub srs: SrsInfo,
     /// halo2's verifying key, `SerdeFormat::RawBytes`, hex.
     pub key: String,
@@ -91,8 +97,18 @@ pub struct Halo2VerifyingKey {
     /// What proofs under this key show of the input.
     #[serde(default)]
     pub input_visibility: InputVisibility,
+    /// Whether the weights are fixed in the key or private (then `weight_commitment` holds the
+    /// published commitment every proof is checked against).
+    #[serde(default)]
+    pub weight_visibility: WeightVisibility,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_commitment: Option<WeightCommitment>,
     pub outputs: Vec<TensorInfo>,
     pub labels: Option<Vec<String>>,
+}
+
+fn max_limb_bits() -> u32 {
+    ciro_circuits::halo2::MAX_LIMB_BITS
 }
 
 impl KeyFile for Halo2VerifyingKey {
@@ -108,6 +124,8 @@ pub struct Halo2ProvingKey {
     params: ParamsKZG<Bn256>,
     pk: ProvingKey<G1Affine>,
     commitment: String,
+    /// With private weights: the blinding values of the published weight commitment.
+    opening: Option<WeightOpening>,
 }
 
 impl Halo2VerifyingKey {
@@ -116,13 +134,23 @@ impl Halo2VerifyingKey {
         let g1: G1Affine = read_point(&self.srs.g1, "[1]_1")?;
         let g2: G2Affine = read_point(&self.srs.g2, "[1]_2")?;
         let s_g2: G2Affine = read_point(&self.srs.s_g2, "[s]_2")?;
+        if !(1..=max_limb_bits()).contains(&self.limb_bits) {
+            return Err(VerifyError::Malformed(format!(
+                "the key's limb width {} is outside 1..={}",
+                self.limb_bits,
+                max_limb_bits()
+            )));
+        }
         let key_bytes = hex::decode(&self.key)
             .map_err(|_| VerifyError::Malformed("the halo2 key is not hex".into()))?;
         catch_unwind(AssertUnwindSafe(|| {
             let key = VerifyingKey::<G1Affine>::from_bytes::<Halo2Circuit<'static>>(
                 &key_bytes,
                 SerdeFormat::RawBytes,
-                (),
+                Shape {
+                    limb_bits: self.limb_bits,
+                    weights: self.weight_visibility,
+                },
             )
             .map_err(|e| VerifyError::Malformed(format!("the halo2 key does not load: {e}")))?;
             if key.get_domain().k() != self.k {
@@ -179,6 +207,117 @@ pub fn bundle_instance(bundle: &ProofBundle) -> Result<Vec<Fr>, VerifyError> {
         .collect())
 }
 
+/// The rows halo2 fills with random values in every advice column (the last usable row and the
+/// blinding rows after it), in order.
+fn blinding_rows(keys: &ProvingKey<G1Affine>) -> std::ops::Range<usize> {
+    let n = keys.get_vk().get_domain().n as usize;
+    n - (keys.get_vk().cs().blinding_factors() + 1)..n
+}
+
+/// The KZG commitment to weight column `j` with `blinds` on its blinding rows.
+fn weight_column_commitment(
+    params: &ParamsKZG<Bn256>,
+    keys: &ProvingKey<G1Affine>,
+    layout: &Layout,
+    j: usize,
+    blinds: &[Fr],
+) -> G1Affine {
+    let n = params.n() as usize;
+    let mut v = vec![Fr::zero(); n];
+    for (cell, &w) in v.iter_mut().zip(&layout.weight[j]).take(layout.rows) {
+        *cell = fr(w);
+    }
+    let rows = blinding_rows(keys);
+    for (i, b) in rows.zip(blinds) {
+        v[i] = *b;
+    }
+    let domain = keys.get_vk().get_domain();
+    params
+        .commit_lagrange(&domain.lagrange_from_vec(v), Blind::default())
+        .to_affine()
+}
+
+/// The proof's advice commitments to the weight columns, read from the start of the proof
+/// (halo2 writes the advice commitments first, in column order).
+pub fn proof_weight_commitments(proof: &[u8]) -> Result<Vec<G1Affine>, VerifyError> {
+    use halo2_axiom::transcript::TranscriptRead;
+    let mut rest = proof;
+    let mut transcript = ReadTranscript::new(&mut rest);
+    let mut points = Vec::with_capacity(N_ADVICE + N_WEIGHT);
+    for _ in 0..N_ADVICE + N_WEIGHT {
+        points.push(transcript.read_point().map_err(|e| {
+            VerifyError::Malformed(format!("the proof's advice commitments do not read: {e}"))
+        })?);
+    }
+    Ok(points.split_off(N_ADVICE))
+}
+
+/// The Schnorr proof that this proof's weight columns hold the committed weights: recovers the
+/// blinding values halo2 drew for them from the recorded `draws`, checks that they reproduce
+/// the proof's commitments, and proves.
+fn prove_weights(
+    pk: &Halo2ProvingKey,
+    layout: &Layout,
+    opening: &WeightOpening,
+    draws: &[u8],
+    proof: &[u8],
+) -> Result<Vec<u8>, ProveError> {
+    use halo2_axiom::halo2curves::ff::Field;
+    let internal = |what: &str| ProveError::Backend(format!("private weights: {what}"));
+    let rows = blinding_rows(&pk.pk).len();
+    let mut replay = halo2_weights::Replay::new(draws);
+    let mut drawn: Vec<Vec<Fr>> = (0..N_ADVICE + N_WEIGHT)
+        .map(|_| (0..rows).map(|_| Fr::random(&mut replay)).collect())
+        .collect();
+    let proof_blinds = drawn.split_off(N_ADVICE);
+    let in_proof = proof_weight_commitments(proof).map_err(|e| internal(&e.to_string()))?;
+    for (j, (blinds, c)) in proof_blinds.iter().zip(&in_proof).enumerate() {
+        if weight_column_commitment(&pk.params, &pk.pk, layout, j, blinds) != *c {
+            return Err(internal(
+                "the recorded blinding values do not reproduce the proof's commitments (has halo2's order of random draws changed?)",
+            ));
+        }
+    }
+    let wc = pk
+        .vk
+        .weight_commitment
+        .as_ref()
+        .ok_or_else(|| internal("the key has no weight commitment"))?;
+    let (bases, published) = weight_points(wc).map_err(|e| internal(&e.to_string()))?;
+    let published_blinds = opening.values().map_err(ProveError::Backend)?;
+    Ok(halo2_weights::prove(
+        &bases,
+        &published,
+        &in_proof,
+        &proof_blinds,
+        &published_blinds,
+        &mut OsRng,
+    ))
+}
+
+/// The key's blinding bases and published weight commitments as points.
+fn weight_points(wc: &WeightCommitment) -> Result<(Vec<G1Affine>, Vec<G1Affine>), VerifyError> {
+    let read = |v: &[String], what: &str| -> Result<Vec<G1Affine>, VerifyError> {
+        v.iter()
+            .map(|h| {
+                halo2_weights::point_from_hex(h).ok_or_else(|| {
+                    VerifyError::Malformed(format!("the key's {what} {h:?} is not a curve point"))
+                })
+            })
+            .collect()
+    };
+    let bases = read(&wc.blinding_bases, "blinding base")?;
+    let published = read(&wc.columns, "weight commitment")?;
+    if published.len() != N_WEIGHT || bases.is_empty() {
+        return Err(VerifyError::Malformed(format!(
+            "the key's weight commitment has {} columns and {} bases",
+            published.len(),
+            bases.len()
+        )));
+    }
+    Ok((bases, published))
+}
+
 /// The Poseidon hash of an input (flattened, quantized values) as a key with a hashed input
 /// shows it; what a user computes to check that a proof is about their input.
 pub fn input_hash(vk: &Halo2VerifyingKey, flat: &[i64]) -> Result<String, ProveError> {
@@ -203,6 +342,12 @@ impl Halo2ProvingKey {
     pub fn commitment(&self) -> &str {
         &self.commitment
     }
+
+    /// With private weights, the opening of the key's weight commitment: the owner keeps it
+    /// (secret) to make further proofs under the same key.
+    pub fn weight_opening(&self) -> Option<&WeightOpening> {
+        self.opening.as_ref()
+    }
 }
 
 /// The halo2-KZG proof system. `srs_dir` holds the cached or ceremony SRS files.
@@ -211,6 +356,9 @@ pub struct Halo2Backend {
     cache: Mutex<Vec<(u32, ParamsKZG<Bn256>, String)>>,
     /// What keys made by `setup` show of the input.
     inputs: InputVisibility,
+    weights: WeightVisibility,
+    /// With private weights: the opening to reuse (the same key again), or `None` for a new one.
+    opening: Option<WeightOpening>,
 }
 
 /// The default SRS folder: `$CIRO_SRS_DIR`, else `~/.cache/ciro/srs`, else `./.ciro-srs`.
@@ -248,7 +396,17 @@ impl Halo2Backend {
             srs_dir: srs_dir.into(),
             cache: Mutex::new(Vec::new()),
             inputs: InputVisibility::Public,
+            weights: WeightVisibility::Fixed,
+            opening: None,
         }
+    }
+
+    /// The same backend, making keys with private weights: committed with `opening` (the key
+    /// made with it before), or with fresh blinding values when `None`.
+    pub fn with_private_weights(mut self, opening: Option<WeightOpening>) -> Self {
+        self.weights = WeightVisibility::Private;
+        self.opening = opening;
+        self
     }
 
     /// The same backend, making keys whose proofs show the input as `inputs` says.
@@ -360,7 +518,7 @@ impl Halo2Backend {
                 }
             }
         }
-        let layout = Layout::with_inputs(&circuit, None, inputs);
+        let layout = Layout::with_settings(&circuit, None, inputs, self.weights);
         let (params, origin) = self.srs(layout.k, log)?;
         let shape = Halo2Circuit {
             layout: &layout,
@@ -374,6 +532,13 @@ impl Halo2Backend {
         }))
         .map_err(|e| ProveError::Backend(panic_message(e)))?
         .map_err(|e| ProveError::Backend(format!("halo2 key generation: {e:?}")))?;
+        let (opening, weight_commitment) = match self.weights {
+            WeightVisibility::Fixed => (None, None),
+            WeightVisibility::Private => {
+                let (o, c) = self.commit_weights(model, &layout, &params, &keys)?;
+                (Some(o), Some(c))
+            }
+        };
         let inputs_shown = inputs;
         let (inputs, outputs) = public_tensors(model)?;
         let vk = Halo2VerifyingKey {
@@ -382,6 +547,7 @@ impl Halo2Backend {
             model_name: model.graph.name.clone(),
             model_hash: model.hash.clone(),
             k: layout.k,
+            limb_bits: layout.limb_bits,
             srs: SrsInfo {
                 origin,
                 g1: hex_point(&params.get_g()[0]),
@@ -391,6 +557,8 @@ impl Halo2Backend {
             key: hex::encode(keys.get_vk().to_bytes(SerdeFormat::RawBytes)),
             inputs,
             input_visibility: inputs_shown,
+            weight_visibility: self.weights,
+            weight_commitment,
             outputs,
             labels: model.graph.labels.clone(),
         };
@@ -402,8 +570,65 @@ impl Halo2Backend {
                 params,
                 pk: keys,
                 commitment,
+                opening,
             },
             vk,
+        ))
+    }
+
+    /// The published weight commitment: `P_j` for each weight column with the opening's
+    /// blinding values (a new random opening unless the backend was given one), and the
+    /// blinding rows' bases `G_i`.
+    fn commit_weights(
+        &self,
+        model: &CompiledModel,
+        layout: &Layout,
+        params: &ParamsKZG<Bn256>,
+        keys: &ProvingKey<G1Affine>,
+    ) -> Result<(WeightOpening, WeightCommitment), ProveError> {
+        let rows = blinding_rows(keys);
+        let opening = match &self.opening {
+            Some(o) => {
+                if o.model_hash != model.hash {
+                    return Err(ProveError::Backend(format!(
+                        "the weight opening belongs to another model ({}, not {})",
+                        o.model_hash, model.hash
+                    )));
+                }
+                o.clone()
+            }
+            None => WeightOpening::random(&model.hash, N_WEIGHT, rows.len(), &mut OsRng),
+        };
+        let blinds = opening.values().map_err(ProveError::Backend)?;
+        if blinds.len() != N_WEIGHT || blinds.iter().any(|b| b.len() != rows.len()) {
+            return Err(ProveError::Backend(format!(
+                "the weight opening has {} columns of blinding values; this circuit needs {N_WEIGHT} of {}",
+                blinds.len(),
+                rows.len()
+            )));
+        }
+        let columns = (0..N_WEIGHT)
+            .map(|j| weight_column_commitment(params, keys, layout, j, &blinds[j]))
+            .map(|p| halo2_weights::point_hex(&p))
+            .collect();
+        let domain = keys.get_vk().get_domain();
+        let blinding_bases = rows
+            .clone()
+            .map(|i| {
+                let mut v = vec![Fr::zero(); params.n() as usize];
+                v[i] = Fr::one();
+                let p = params
+                    .commit_lagrange(&domain.lagrange_from_vec(v), Blind::default())
+                    .to_affine();
+                halo2_weights::point_hex(&p)
+            })
+            .collect();
+        Ok((
+            opening,
+            WeightCommitment {
+                columns,
+                blinding_bases,
+            },
         ))
     }
 
@@ -417,6 +642,9 @@ impl Halo2Backend {
         let public = layout.instance();
         let outputs: Vec<i64> = public[public.len() - layout.n_outputs..].to_vec();
         let shown = pk.vk.input_visibility;
+        // halo2 draws each advice column's blinding rows first: record the draws, so that with
+        // private weights the prover knows its own weight columns' blinding values.
+        let mut rng = halo2_weights::Recording::new(OsRng);
         let proof = catch_unwind(AssertUnwindSafe(|| {
             let mut transcript = WriteTranscript::new(Vec::new());
             create_proof::<
@@ -435,13 +663,19 @@ impl Halo2Backend {
                     fixed: false,
                 }],
                 &[&[&instance]],
-                OsRng,
+                &mut rng,
                 &mut transcript,
             )
             .map(|_| transcript.finalize())
         }))
         .map_err(|e| ProveError::Backend(panic_message(e)))?
         .map_err(|e| ProveError::Backend(format!("halo2 proving: {e:?}")))?;
+        let weights_proof = match &pk.opening {
+            None => None,
+            Some(opening) => Some(hex::encode(prove_weights(
+                pk, layout, opening, &rng.bytes, &proof,
+            )?)),
+        };
         Ok(ProofBundle {
             header: BundleHeader {
                 version: BUNDLE_VERSION,
@@ -456,6 +690,7 @@ impl Halo2Backend {
                 input_hash: (shown == InputVisibility::Hashed)
                     .then(|| poseidon::to_hex(&instance[0])),
                 outputs: tensors(&pk.vk.outputs, &outputs),
+                weights_proof,
             },
             proof,
         })
@@ -472,7 +707,12 @@ impl Halo2Backend {
     ) -> Result<ProofBundle, ProveError> {
         let flat = flatten_inputs(&pk.vk.inputs, inputs)?;
         let values = pk.circuit.assign(&flat)?;
-        let mut layout = Layout::with_inputs(&pk.circuit, Some(&values), pk.vk.input_visibility);
+        let mut layout = Layout::with_settings(
+            &pk.circuit,
+            Some(&values),
+            pk.vk.input_visibility,
+            pk.vk.weight_visibility,
+        );
         tamper(&mut layout);
         self.prove_layout(pk, &flat, &layout)
     }
@@ -502,7 +742,12 @@ impl ProofSystem for Halo2Backend {
         let flat = flatten_inputs(&pk.vk.inputs, inputs)?;
         progress(Stage::Witness);
         let values = pk.circuit.assign(&flat)?;
-        let layout = Layout::with_inputs(&pk.circuit, Some(&values), pk.vk.input_visibility);
+        let layout = Layout::with_settings(
+            &pk.circuit,
+            Some(&values),
+            pk.vk.input_visibility,
+            pk.vk.weight_visibility,
+        );
         progress(Stage::Commit);
         let bundle = self.prove_layout(pk, &flat, &layout)?;
         progress(Stage::Done);
@@ -562,6 +807,34 @@ impl ProofSystem for Halo2Backend {
             }
         };
         let outputs = check_tensors("outputs", &h.outputs, &vk.outputs, false)?;
+        // Private weights: the proof's weight columns must hold the committed weights (checked
+        // first, it is cheap).
+        match (&vk.weight_commitment, &h.weights_proof) {
+            (Some(wc), Some(wp)) => {
+                let bytes = hex::decode(wp)
+                    .map_err(|_| VerifyError::Malformed("the weights proof is not hex".into()))?;
+                let (bases, published) = weight_points(wc)?;
+                let in_proof = proof_weight_commitments(&bundle.proof)?;
+                halo2_weights::verify(&bases, &published, &in_proof, &bytes)?;
+            }
+            (Some(_), None) => {
+                return Err(VerifyError::WeightOpening(
+                    "the key keeps the weights private; the bundle has no weights proof".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(VerifyError::Mismatch {
+                    field: "weights proof".into(),
+                    detail: "the key fixes the weights; the bundle must not carry one".into(),
+                })
+            }
+            (None, None) => {}
+        }
+        if (vk.weight_visibility == WeightVisibility::Private) != vk.weight_commitment.is_some() {
+            return Err(VerifyError::Malformed(
+                "the key's weight setting and weight commitment disagree".into(),
+            ));
+        }
         let instance: Vec<Fr> = shown
             .into_iter()
             .chain(outputs.iter().map(|&v| fr(v)))

@@ -6,6 +6,7 @@
 pub mod bundle;
 pub mod error;
 pub mod halo2_backend;
+pub mod halo2_weights;
 pub mod stwo_backend;
 
 use ciro_model_compiler::eval::IntTensor;

@@ -380,6 +380,7 @@ impl StwoBackend {
                 inputs: tensors(&vk.inputs, &flat),
                 input_hash: None,
                 outputs: tensors(&vk.outputs, &outputs),
+                weights_proof: None,
             },
             proof,
         })
@@ -568,6 +569,12 @@ impl ProofSystem for StwoBackend {
         let h = &bundle.header;
         let commitment = vk.commitment();
         h.check_against(&commitment, BACKEND, &vk.params.describe())?;
+        if h.weights_proof.is_some() {
+            return Err(VerifyError::Mismatch {
+                field: "weights proof".into(),
+                detail: "stwo keys fix the weights; the bundle must not carry one".into(),
+            });
+        }
         let inputs = check_tensors("inputs", &h.inputs, &vk.inputs, true)?;
         let outputs = check_tensors("outputs", &h.outputs, &vk.outputs, false)?;
         if inputs.len() != vk.input_reads.len() || outputs.len() != vk.output_cells.len() {

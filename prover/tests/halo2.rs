@@ -148,14 +148,14 @@ fn tampered_statements_and_proofs_are_rejected() {
     ));
 }
 
-/// The `i`-th 30-bit value of the gate at row `r`: `L + 2^15·R` on row `r + i`.
+/// The `i`-th range-checked value of the gate at row `r`: `L + 2^b·R` on row `r + i`.
 fn get30(l: &Layout, r: usize, i: usize) -> i64 {
-    l.advice[L][r + i] + (l.advice[R][r + i] << 15)
+    l.advice[L][r + i] + (l.advice[R][r + i] << l.limb_bits)
 }
 
 fn set30(l: &mut Layout, r: usize, i: usize, v: i64) {
-    l.advice[L][r + i] = v.rem_euclid(1 << 15);
-    l.advice[R][r + i] = v.div_euclid(1 << 15);
+    l.advice[L][r + i] = v.rem_euclid(1 << l.limb_bits);
+    l.advice[R][r + i] = v.div_euclid(1 << l.limb_bits);
 }
 
 /// The first row where selector `sel` is on.
@@ -263,7 +263,7 @@ fn one_wrong_witness_cell_is_rejected() {
 /// in one packed digit or one Poseidon state word.
 #[test]
 fn hashed_and_private_inputs_prove_the_same_outputs_and_bind_the_input() {
-    use ciro_circuits::halo2::{InputVisibility, SEL_FULL, SEL_PACK};
+    use ciro_circuits::halo2::{InputVisibility, SEL_PACK, SEL_POSEIDON};
     use ciro_prover::halo2_backend::input_hash;
 
     let (_, public) = honest("mlp_small");
@@ -325,18 +325,112 @@ fn hashed_and_private_inputs_prove_the_same_outputs_and_bind_the_input() {
             l.advice[L][r] += 1;
             l.advice[A][r] += 1;
         });
-        tampered("packed digit + 2^15 (out of range)", &|l| {
+        // The first value past the limb table (the key's limb width may be below 15 bits).
+        tampered("packed digit + 2^b (out of range)", &|l| {
             let r = first(l, SEL_PACK);
-            l.advice[L][r] += 1 << 15;
-            l.advice[A][r] += 1 << 15;
+            l.advice[L][r] += 1 << l.limb_bits;
+            l.advice[A][r] += 1 << l.limb_bits;
         });
         if shown == InputVisibility::Hashed {
             tampered("Poseidon state word + 1", &|l| {
-                let r = first(l, SEL_FULL) + 1;
+                let r = first(l, SEL_POSEIDON) + 1;
                 let v = l.wide[&(A, r)];
                 l.wide
                     .insert((A, r), v + halo2_axiom::halo2curves::bn256::Fr::from(1u64));
             });
         }
     }
+}
+
+/// Private weights: the key holds a hiding commitment to the weight columns instead of the
+/// weights; proofs give the same outputs as with fixed weights, the same opening gives the same
+/// key, and the verifier rejects a proof whose weight columns differ from the committed ones in
+/// one cell (with every gate still satisfied), a missing or altered weights proof, and a proof
+/// checked against another commitment.
+#[test]
+fn private_weights_prove_the_same_outputs_and_bind_the_committed_weights() {
+    use ciro_circuits::halo2::{WeightVisibility, SEL_MAC_W};
+
+    let (_, fixed) = honest("mlp_small");
+    let model = common::compile_fixture("mlp_small");
+    let input = common::sample_input(&model, "mlp_small");
+    let srs = Path::new(env!("CARGO_TARGET_TMPDIR")).join("srs");
+    let be = Halo2Backend::new(&srs).with_private_weights(None);
+    let (pk, vk) = be.setup(&model).expect("setup");
+    assert_eq!(vk.weight_visibility, WeightVisibility::Private);
+    let wc = vk.weight_commitment.clone().expect("a weight commitment");
+    let b = be.prove(&pk, &input, &mut |_| {}).expect("proof");
+    be.verify(&vk, &b).expect("the honest proof verifies");
+    assert_eq!(b.header.outputs, fixed.header.outputs);
+    assert!(b.header.weights_proof.is_some());
+
+    // The opening reproduces the key; a fresh one commits differently to the same weights.
+    let opening = pk.weight_opening().expect("an opening").clone();
+    let (_, again) = Halo2Backend::new(&srs)
+        .with_private_weights(Some(opening))
+        .setup(&model)
+        .expect("setup with the opening");
+    assert_eq!(again.commitment(), vk.commitment());
+    let (_, fresh) = Halo2Backend::new(&srs)
+        .with_private_weights(None)
+        .setup(&model)
+        .expect("setup with a new opening");
+    assert_ne!(fresh.weight_commitment, Some(wc.clone()));
+    assert_eq!(
+        fresh.key, vk.key,
+        "the halo2 key does not depend on the opening"
+    );
+
+    let reject = |vk: &Halo2VerifyingKey, t: &ProofBundle, case: &str| -> VerifyError {
+        match be.verify(vk, t) {
+            Ok(_) => panic!("{case}: the verifier ACCEPTED"),
+            Err(e) => {
+                eprintln!("private weights: {case}: rejected: {e}");
+                e
+            }
+        }
+    };
+    let mut t = b.clone();
+    t.header.weights_proof = None;
+    assert!(matches!(
+        reject(&vk, &t, "no weights proof"),
+        VerifyError::WeightOpening(_)
+    ));
+    let wp = b.header.weights_proof.clone().unwrap();
+    for at in [0, 64, wp.len() / 2 - 1] {
+        let mut bytes = hex::decode(&wp).unwrap();
+        bytes[at] ^= 1;
+        let mut t = b.clone();
+        t.header.weights_proof = Some(hex::encode(bytes));
+        reject(&vk, &t, &format!("weights proof byte {at} flipped"));
+    }
+    // The same proof against another commitment to the same weights (relabelled so the model
+    // check passes): the commitment, not the weights' values, is what binds.
+    let mut t = b.clone();
+    t.header.model_commitment = fresh.commitment();
+    assert!(matches!(
+        reject(&fresh, &t, "another commitment to the same weights"),
+        VerifyError::WeightOpening(_)
+    ));
+    // A fixed-weights key refuses a bundle that carries a weights proof.
+    let (k, _) = honest("mlp_small");
+    let mut t = fixed.clone();
+    t.header.weights_proof = Some(wp.clone());
+    reject(&k.vk, &t, "a weights proof under a fixed-weights key");
+
+    // One weight changed where its input is 0: every gate still holds, so only the weight
+    // commitment can tell.
+    let changed = be
+        .prove_tampered(&pk, &input, &|l| {
+            let r = (0..l.rows)
+                .find(|&r| l.selectors[SEL_MAC_W][r] && l.advice[A][r] == 0 && l.weight[0][r] != 0)
+                .expect("a MAC row with a zero input");
+            l.weight[0][r] += 1;
+        })
+        .expect("a tampered proof is still produced");
+    assert_eq!(changed.header.outputs, b.header.outputs);
+    assert!(matches!(
+        reject(&vk, &changed, "one weight + 1 (its input 0)"),
+        VerifyError::WeightOpening(_)
+    ));
 }

@@ -12,9 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::rc::Rc;
 
+use ciro_circuits::halo2::{N_ADVICE, N_WEIGHT};
 use ciro_prover::halo2_backend::{bundle_instance, BACKEND};
+use ciro_prover::halo2_weights::WeightCommitment;
 use ciro_prover::{Halo2VerifyingKey, ProofBundle};
-use halo2_axiom::halo2curves::bn256::{Bn256, Fq, Fr};
+use halo2_axiom::halo2curves::bn256::{Bn256, Fq, Fr, G1Affine};
 use halo2_axiom::poly::commitment::ParamsProver;
 use revm::context::result::{ExecutionResult, Output};
 use revm::context::{Context, TxEnv};
@@ -106,6 +108,220 @@ impl EvmVerifier {
 /// The verifier for `vk`, compiled: one contract when it fits EIP-170, else split into a chain
 /// of contracts that each fit (see [`split_verifier`]).
 pub fn evm_verifier(vk: &Halo2VerifyingKey) -> Result<EvmVerifier, EvmError> {
+    let mut verifier = halo2_verifier(vk)?;
+    // Private weights: the entry is a contract that checks the weights proof, then calls the
+    // halo2 verifier (which alone would accept any weights).
+    if let Some(wc) = &vk.weight_commitment {
+        let source = weight_check_solidity(vk.n_public(), wc)?;
+        let mut compiled = compile_solidity(&source)?;
+        if compiled.len() != 1 {
+            return Err(EvmError::Generate(
+                "the weight check compiles to one contract".into(),
+            ));
+        }
+        verifier.contracts.push(compiled.remove(0));
+        let body = source
+            .split_once("pragma solidity 0.8.19;")
+            .map_or(source.as_str(), |(_, rest)| rest);
+        verifier.solidity.push_str(body);
+    }
+    Ok(verifier)
+}
+
+/// The Solidity contract that checks a private-weights proof (see
+/// `ciro_prover::halo2_weights`) and then calls the halo2 verifier, whose address it is deployed
+/// with. Its calldata is the halo2 verifier's (public values, proof) followed by the weights
+/// proof: `T` (64 bytes), then one 32-byte response per blinding row.
+pub fn weight_check_solidity(n_public: usize, wc: &WeightCommitment) -> Result<String, EvmError> {
+    use ciro_prover::halo2_weights::{point_bytes, point_from_hex, DOMAIN};
+    let point = |h: &String| {
+        point_from_hex(h).ok_or_else(|| EvmError::Key(format!("{h:?} is not a curve point")))
+    };
+    let bases = wc
+        .blinding_bases
+        .iter()
+        .map(point)
+        .collect::<Result<Vec<_>, _>>()?;
+    let published = wc
+        .columns
+        .iter()
+        .map(point)
+        .collect::<Result<Vec<_>, _>>()?;
+    if published.len() != N_WEIGHT || bases.is_empty() {
+        return Err(EvmError::Key("malformed weight commitment".into()));
+    }
+    let word = |b: &[u8]| format!("0x{}", hex::encode(b));
+    let xy = |p: &G1Affine| {
+        let b = point_bytes(p);
+        (word(&b[..32]), word(&b[32..]))
+    };
+    let proof_len = 64 + 32 * bases.len();
+    // The proof's commitments to W0..W3: advice commitments N_ADVICE.., after the public values.
+    let c_off = 32 * n_public + 64 * N_ADVICE;
+    let mut b = String::new();
+    let mut line = |indent: usize, text: &str| {
+        b.push_str(&" ".repeat(indent));
+        b.push_str(text);
+        b.push('\n');
+    };
+    line(
+        0,
+        "// SPDX-License-Identifier: MIT\n\npragma solidity 0.8.19;\n",
+    );
+    line(
+        0,
+        "// Ciro: the private-weights check. Call this contract (not the halo2 verifier, which",
+    );
+    line(0, "// would accept any weights) with the calldata from `ciro encode-calldata`: public values,");
+    line(
+        0,
+        "// halo2 proof, then the weights proof. It proves, by a Schnorr proof over the blinding",
+    );
+    line(
+        0,
+        "// rows' bases, that the proof's weight columns W0..W3 commit to the weights the key's",
+    );
+    line(
+        0,
+        "// published commitment holds, then calls the halo2 verifier. Empty return on success.",
+    );
+    line(0, "contract CiroPrivateWeights {");
+    line(4, "address private immutable VERIFIER;\n");
+    line(
+        4,
+        "constructor(address verifier) {\n        VERIFIER = verifier;\n    }\n",
+    );
+    line(
+        4,
+        "fallback(bytes calldata) external returns (bytes memory) {",
+    );
+    line(8, "address ciro_verifier = VERIFIER;");
+    line(8, "assembly (\"memory-safe\") {");
+    let i = 12;
+    line(
+        i,
+        "let r := 0x30644e72e131a029b85045b68181585d2833e84879b9709143e1f593f0000001",
+    );
+    line(i, "function ec_add(s, x1, y1, x2, y2) -> x, y {");
+    line(
+        i + 4,
+        "mstore(s, x1) mstore(add(s, 0x20), y1) mstore(add(s, 0x40), x2) mstore(add(s, 0x60), y2)",
+    );
+    line(
+        i + 4,
+        "if iszero(staticcall(gas(), 0x06, s, 0x80, s, 0x40)) { revert(0, 0) }",
+    );
+    line(i + 4, "x := mload(s) y := mload(add(s, 0x20))");
+    line(i, "}");
+    line(i, "function ec_mul(s, x1, y1, k) -> x, y {");
+    line(
+        i + 4,
+        "mstore(s, x1) mstore(add(s, 0x20), y1) mstore(add(s, 0x40), k)",
+    );
+    line(
+        i + 4,
+        "if iszero(staticcall(gas(), 0x07, s, 0x60, s, 0x40)) { revert(0, 0) }",
+    );
+    line(i + 4, "x := mload(s) y := mload(add(s, 0x20))");
+    line(i, "}");
+    line(
+        i,
+        &format!(
+            "if lt(calldatasize(), {}) {{ revert(0, 0) }}",
+            c_off + 256 + proof_len
+        ),
+    );
+    line(i, &format!("let wp := sub(calldatasize(), {proof_len})"));
+    line(
+        i,
+        "// rho = keccak(domain, bases, published, the proof's W commitments) mod r; e adds T.",
+    );
+    line(i, "let m := mload(0x40)");
+    let mut domain = DOMAIN.to_vec();
+    domain.resize(32, 0);
+    line(i, &format!("mstore(m, {})", word(&domain)));
+    line(i, &format!("let p := add(m, {})", DOMAIN.len()));
+    for pt in bases.iter().chain(&published) {
+        let (x, y) = xy(pt);
+        line(
+            i,
+            &format!("mstore(p, {x}) mstore(add(p, 0x20), {y}) p := add(p, 0x40)"),
+        );
+    }
+    line(
+        i,
+        &format!("calldatacopy(p, {c_off}, 0x100) p := add(p, 0x100)"),
+    );
+    line(i, "let rho := mod(keccak256(m, sub(p, m)), r)");
+    line(i, "calldatacopy(p, wp, 0x40)");
+    line(i, "let e := mod(keccak256(m, add(sub(p, m), 0x40)), r)");
+    line(i, "let s := add(p, 0x80)");
+    line(i, "// D = sum_j rho^j (C_j - P_j)");
+    let neg = |p: &G1Affine| xy(&(-*p));
+    let (nx, ny) = neg(&published[0]);
+    line(
+        i,
+        &format!(
+            "let dx, dy := ec_add(s, calldataload({c_off}), calldataload({}), {nx}, {ny})",
+            c_off + 32
+        ),
+    );
+    line(i, "let pw := rho");
+    for (j, pj) in published.iter().enumerate().skip(1) {
+        let (nx, ny) = neg(pj);
+        let at = c_off + 64 * j;
+        line(i, "{");
+        line(
+            i + 4,
+            &format!(
+                "let tx, ty := ec_add(s, calldataload({at}), calldataload({}), {nx}, {ny})",
+                at + 32
+            ),
+        );
+        line(i + 4, "tx, ty := ec_mul(s, tx, ty, pw)");
+        line(i + 4, "dx, dy := ec_add(s, dx, dy, tx, ty)");
+        line(i + 4, "pw := mulmod(pw, rho, r)");
+        line(i, "}");
+    }
+    line(i, "// T + e·D");
+    line(i, "let ex, ey := ec_mul(s, dx, dy, e)");
+    line(
+        i,
+        "let rx, ry := ec_add(s, calldataload(wp), calldataload(add(wp, 0x20)), ex, ey)",
+    );
+    line(i, "// sum_i z_i G_i, each z_i below r");
+    line(i, "let lx := 0 let ly := 0");
+    for (k, g) in bases.iter().enumerate() {
+        let (x, y) = xy(g);
+        line(i, "{");
+        line(
+            i + 4,
+            &format!("let z := calldataload(add(wp, {}))", 64 + 32 * k),
+        );
+        line(i + 4, "if iszero(lt(z, r)) { revert(0, 0) }");
+        line(i + 4, &format!("let tx, ty := ec_mul(s, {x}, {y}, z)"));
+        line(i + 4, "lx, ly := ec_add(s, lx, ly, tx, ty)");
+        line(i, "}");
+    }
+    line(i, "if iszero(and(eq(lx, rx), eq(ly, ry))) { revert(0, 0) }");
+    line(
+        i,
+        "// The halo2 proof itself: everything before the weights proof.",
+    );
+    line(i, "calldatacopy(s, 0, wp)");
+    line(
+        i,
+        "if iszero(staticcall(gas(), ciro_verifier, s, wp, 0, 0)) { revert(0, 0) }",
+    );
+    line(i, "return(0, 0)");
+    line(8, "}");
+    line(4, "}");
+    line(0, "}");
+    Ok(b)
+}
+
+/// The halo2 verifier alone (one contract, or a chain of parts when it outgrows EIP-170).
+fn halo2_verifier(vk: &Halo2VerifyingKey) -> Result<EvmVerifier, EvmError> {
     let whole = monolithic_verifier(vk)?;
     let compiled = compile_solidity(&whole)?;
     let runtime = compiled.iter().map(|c| c.runtime_bytes).max().unwrap_or(0);
@@ -310,7 +526,14 @@ pub fn calldata(bundle: &ProofBundle) -> Result<Vec<u8>, EvmError> {
         )));
     }
     let instance = bundle_instance(bundle).map_err(|e| EvmError::Bundle(e.to_string()))?;
-    Ok(encode_calldata(&[instance], &bundle.proof))
+    let mut data = encode_calldata(&[instance], &bundle.proof);
+    // Private weights: the weight check reads its proof after the halo2 proof.
+    if let Some(wp) = &bundle.header.weights_proof {
+        data.extend(
+            hex::decode(wp).map_err(|_| EvmError::Bundle("the weights proof is not hex".into()))?,
+        );
+    }
+    Ok(data)
 }
 
 /// The folder holding the pinned solc-js (`npm ci` in it installs `solc@0.8.19`):
@@ -387,6 +610,8 @@ pub struct CallOutcome {
 /// A verifier deployed in a [`LocalEvm`].
 pub struct Deployed {
     pub entry: Address,
+    /// Every contract's address, in deployment order (the entry last).
+    pub addresses: Vec<Address>,
     /// Runtime code size of each contract, entry last.
     pub runtime_bytes: Vec<usize>,
     pub deploy_gas: u64,
@@ -446,6 +671,7 @@ impl LocalEvm {
         let mut next: Option<Address> = None;
         let mut deployed = Deployed {
             entry: Address::ZERO,
+            addresses: Vec::new(),
             runtime_bytes: Vec::new(),
             deploy_gas: 0,
         };
@@ -459,6 +685,7 @@ impl LocalEvm {
                 .create(code)
                 .map_err(|e| EvmError::Evm(format!("{}: {e}", c.name)))?;
             deployed.runtime_bytes.push(size);
+            deployed.addresses.push(address);
             deployed.deploy_gas += gas;
             next = Some(address);
         }

@@ -133,3 +133,67 @@ fn mlp_mnist_with_a_hashed_input_verifies_in_one_contract() {
         calldata.len()
     );
 }
+
+/// Private weights on chain: the entry contract checks the weights proof (that the proof's
+/// weight columns hold the committed weights), then calls the halo2 verifier. The honest proof
+/// passes; a flipped weights-proof byte and a proof made under another commitment to the same
+/// weights revert at the entry, although the halo2 verifier alone accepts the latter.
+#[test]
+fn private_weights_are_checked_on_chain() {
+    let srs = Path::new(env!("CARGO_TARGET_TMPDIR")).join("srs");
+    let model = common::compile_fixture("mlp_small");
+    let input = common::sample_input(&model, "mlp_small");
+    let prove = || {
+        let be = Halo2Backend::new(&srs).with_private_weights(None);
+        let (pk, vk) = be.setup(&model).expect("halo2 setup");
+        let b = be.prove(&pk, &input, &mut |_| {}).expect("proof");
+        ciro_verifier::verify_halo2(&vk, &b).expect("native verification");
+        (vk, b)
+    };
+    let (vk, bundle) = prove();
+    let (_, other) = prove();
+
+    let verifier = evm::evm_verifier(&vk).expect("verifier generation");
+    assert_eq!(
+        verifier.contracts.last().map(|c| c.name.as_str()),
+        Some("CiroPrivateWeights")
+    );
+    let mut chain = LocalEvm::default();
+    let deployed = chain.deploy(&verifier).expect("deploys under EIP-170");
+    let calldata = evm::calldata(&bundle).unwrap();
+    let ok = chain.call(deployed.entry, &calldata).unwrap();
+    assert!(ok.accepted, "the honest private-weights proof was rejected");
+
+    let wp_len = hex::decode(bundle.header.weights_proof.as_ref().unwrap())
+        .unwrap()
+        .len();
+    for back in [1, wp_len - 64, wp_len] {
+        let mut t = calldata.clone();
+        let at = t.len() - back;
+        t[at] ^= 1;
+        assert!(
+            !chain.call(deployed.entry, &t).unwrap().accepted,
+            "weights proof byte {back} from the end flipped: ACCEPTED"
+        );
+    }
+    let foreign = evm::calldata(&other).unwrap();
+    assert!(
+        !chain.call(deployed.entry, &foreign).unwrap().accepted,
+        "a proof under another weight commitment: ACCEPTED"
+    );
+    let halo2_only = deployed.addresses[deployed.addresses.len() - 2];
+    assert!(
+        chain
+            .call(halo2_only, &foreign[..foreign.len() - wp_len])
+            .unwrap()
+            .accepted,
+        "the halo2 verifier alone should accept it: the weight check is what binds"
+    );
+    eprintln!(
+        "mlp_small, private weights: {} contracts, largest {} bytes, verify {} gas, calldata {} bytes",
+        deployed.runtime_bytes.len(),
+        deployed.largest_runtime(),
+        ok.gas,
+        calldata.len()
+    );
+}
