@@ -1,11 +1,13 @@
 //! The halo2 (PLONKish, BN254 scalar field) arithmetisation of the same gate list the stwo AIR
 //! proves.
 //!
-//! One region of rows over eight advice columns `A B C D ACC L R Y`, six coefficient columns
-//! `F0..F5`, a lookup tag column, four selectors and one instance column (public inputs, then
+//! One region of rows over eight advice columns `A B C D ACC L R Y`, five coefficient columns
+//! `F0..F4`, a lookup tag column, six selectors and one instance column (public inputs, then
 //! public outputs). Every cell has one canonical place (where its gate writes it); every read is
 //! a copy constraint to that place, so the permutation argument plays the role of stwo's LogUp
-//! wiring. Weights and gate coefficients are fixed columns: the verifying key commits to them.
+//! wiring. Weights and gate coefficients are fixed columns, which the verifying key commits to;
+//! with private weights ([`WeightVisibility::Private`]) the model's MAC and Arith coefficients
+//! move to four advice columns `W0..W3` under two more selectors instead.
 //!
 //! Two lookups run on every usable row: `(TAG, L, Y)` into the tagged table (tag 0: `(v, 0)` for
 //! `v < 2^b`, the range table; tag `t >= 1`: activation table `t - 1` as `(x, f(x))`), and `R`
@@ -13,11 +15,12 @@
 //! `L + 2^b·R` on one row. The limb width `b` (at most 15) is the narrowest the circuit's checks
 //! allow ([`limb_bits`]), so a small model's table, and with it the circuit, stays small.
 //!
-//! Gates (all of degree 3 with their selector):
-//! - MAC, `ceil(terms/4)` rows: `ACC' = F4·ACC + F0·A + F1·B + F2·C + F3·D` (`F4` = 0 on the
-//!   first row); the sum lands in `ACC` of the row after the last, which the next gate may also
-//!   use (no other gate reads `ACC` on its first row).
-//! - Arith, 1 row: `D = A·B`, `C = F0·A + F1·B + F2·D + F3`.
+//! Gates (degree 3 with their selector; the Poseidon round, degree 4):
+//! - MAC, `ceil(terms/4)` rows: `ACC' = F4·ACC + F0·A + F1·B + F2·C + F3·D` (`W0..W3` for
+//!   `F0..F3` with private weights; `F4` = 0 on the first row); the sum lands in `ACC` of the
+//!   row after the last, which the next gate may also use (no other gate reads `ACC` on its
+//!   first row).
+//! - Arith, 1 row: `D = A·B`, `C = F0·A + F1·B + F2·D + F3` (likewise).
 //! - Select, 2 rows: `D` boolean (`s = [a >= b]`), `ACC' = F0·A + F1·B + F2`,
 //!   `A' = F3·A + F4·B + F0'`, `C = D·ACC' + (1-D)·A'`, and `D·(A-B) + (1-D)·(B-A-1) = L + 2^b·R`.
 //! - Div, 3 rows: with `r = L + 2^b·R` on the first: `2·F0·A + B = 2·B·C + r`, and `2B-1-r`

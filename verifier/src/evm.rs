@@ -32,6 +32,9 @@ use snark_verifier::verifier::plonk::PlonkVerifier;
 use snark_verifier::verifier::SnarkVerifier;
 use thiserror::Error;
 
+/// BN254's scalar field modulus `r`, as a Yul literal.
+const R_HEX: &str = "0x30644e72e131a029b85045b68181585d2833e84879b9709143e1f593f0000001";
+
 /// EIP-170: the most runtime code a contract may have on Ethereum and Polygon.
 pub const EIP170_LIMIT: usize = 24_576;
 /// Ethereum's per-transaction gas cap since Osaka (EIP-7825).
@@ -198,10 +201,6 @@ pub fn weight_check_solidity(n_public: usize, wc: &WeightCommitment) -> Result<S
     line(8, "address ciro_verifier = VERIFIER;");
     line(8, "assembly (\"memory-safe\") {");
     let i = 12;
-    line(
-        i,
-        "let r := 0x30644e72e131a029b85045b68181585d2833e84879b9709143e1f593f0000001",
-    );
     line(i, "function ec_add(s, x1, y1, x2, y2) -> x, y {");
     line(
         i + 4,
@@ -237,73 +236,97 @@ pub fn weight_check_solidity(n_public: usize, wc: &WeightCommitment) -> Result<S
         "// rho = keccak(domain, bases, published, the proof's W commitments) mod r; e adds T.",
     );
     line(i, "let m := mload(0x40)");
+    // Few stack variables (wp, m, s): rho, e and T + e·D live in memory at s + 0x80...
+    let hashed = DOMAIN.len() + 64 * (bases.len() + published.len()) + 256;
+    let s_off = (hashed + 0x40).div_ceil(32) * 32;
     let mut domain = DOMAIN.to_vec();
     domain.resize(32, 0);
-    line(i, &format!("mstore(m, {})", word(&domain)));
-    line(i, &format!("let p := add(m, {})", DOMAIN.len()));
+    line(i, &format!("let s := add(m, {s_off})"));
+    line(i, "{");
+    line(i + 4, &format!("mstore(m, {})", word(&domain)));
+    line(i + 4, &format!("let p := add(m, {})", DOMAIN.len()));
     for pt in bases.iter().chain(&published) {
         let (x, y) = xy(pt);
         line(
-            i,
+            i + 4,
             &format!("mstore(p, {x}) mstore(add(p, 0x20), {y}) p := add(p, 0x40)"),
         );
     }
+    line(i + 4, &format!("calldatacopy(p, {c_off}, 0x100)"));
+    line(i, "}");
     line(
         i,
-        &format!("calldatacopy(p, {c_off}, 0x100) p := add(p, 0x100)"),
+        &format!("mstore(add(s, 0x80), mod(keccak256(m, {hashed}), {R_HEX}))"),
     );
-    line(i, "let rho := mod(keccak256(m, sub(p, m)), r)");
-    line(i, "calldatacopy(p, wp, 0x40)");
-    line(i, "let e := mod(keccak256(m, add(sub(p, m), 0x40)), r)");
-    line(i, "let s := add(p, 0x80)");
-    line(i, "// D = sum_j rho^j (C_j - P_j)");
+    line(i, &format!("calldatacopy(add(m, {hashed}), wp, 0x40)"));
+    line(
+        i,
+        &format!(
+            "mstore(add(s, 0xa0), mod(keccak256(m, {}), {R_HEX}))",
+            hashed + 64
+        ),
+    );
+    line(i, "// D = sum_j rho^j (C_j - P_j), then T + e·D");
+    line(i, "{");
     let neg = |p: &G1Affine| xy(&(-*p));
     let (nx, ny) = neg(&published[0]);
     line(
-        i,
+        i + 4,
         &format!(
             "let dx, dy := ec_add(s, calldataload({c_off}), calldataload({}), {nx}, {ny})",
             c_off + 32
         ),
     );
-    line(i, "let pw := rho");
+    line(i + 4, "let pw := mload(add(s, 0x80))");
     for (j, pj) in published.iter().enumerate().skip(1) {
         let (nx, ny) = neg(pj);
         let at = c_off + 64 * j;
-        line(i, "{");
+        line(i + 4, "{");
         line(
-            i + 4,
+            i + 8,
             &format!(
-                "let tx, ty := ec_add(s, calldataload({at}), calldataload({}), {nx}, {ny})",
+                "let ax, ay := ec_add(s, calldataload({at}), calldataload({}), {nx}, {ny})",
                 at + 32
             ),
         );
-        line(i + 4, "tx, ty := ec_mul(s, tx, ty, pw)");
-        line(i + 4, "dx, dy := ec_add(s, dx, dy, tx, ty)");
-        line(i + 4, "pw := mulmod(pw, rho, r)");
-        line(i, "}");
+        line(i + 8, "ax, ay := ec_mul(s, ax, ay, pw)");
+        line(i + 8, "dx, dy := ec_add(s, dx, dy, ax, ay)");
+        line(
+            i + 8,
+            &format!("pw := mulmod(pw, mload(add(s, 0x80)), {R_HEX})"),
+        );
+        line(i + 4, "}");
     }
-    line(i, "// T + e·D");
-    line(i, "let ex, ey := ec_mul(s, dx, dy, e)");
+    line(i + 4, "dx, dy := ec_mul(s, dx, dy, mload(add(s, 0xa0)))");
     line(
-        i,
-        "let rx, ry := ec_add(s, calldataload(wp), calldataload(add(wp, 0x20)), ex, ey)",
+        i + 4,
+        "dx, dy := ec_add(s, calldataload(wp), calldataload(add(wp, 0x20)), dx, dy)",
     );
-    line(i, "// sum_i z_i G_i, each z_i below r");
-    line(i, "let lx := 0 let ly := 0");
+    line(i + 4, "mstore(add(s, 0xc0), dx) mstore(add(s, 0xe0), dy)");
+    line(i, "}");
+    line(i, "// sum_i z_i G_i (each z_i below r) must equal T + e·D");
+    line(i, "{");
+    line(i + 4, "let lx := 0 let ly := 0");
     for (k, g) in bases.iter().enumerate() {
         let (x, y) = xy(g);
-        line(i, "{");
+        line(i + 4, "{");
         line(
-            i + 4,
+            i + 8,
             &format!("let z := calldataload(add(wp, {}))", 64 + 32 * k),
         );
-        line(i + 4, "if iszero(lt(z, r)) { revert(0, 0) }");
-        line(i + 4, &format!("let tx, ty := ec_mul(s, {x}, {y}, z)"));
-        line(i + 4, "lx, ly := ec_add(s, lx, ly, tx, ty)");
-        line(i, "}");
+        line(
+            i + 8,
+            &format!("if iszero(lt(z, {R_HEX})) {{ revert(0, 0) }}"),
+        );
+        line(i + 8, &format!("let ax, ay := ec_mul(s, {x}, {y}, z)"));
+        line(i + 8, "lx, ly := ec_add(s, lx, ly, ax, ay)");
+        line(i + 4, "}");
     }
-    line(i, "if iszero(and(eq(lx, rx), eq(ly, ry))) { revert(0, 0) }");
+    line(
+        i + 4,
+        "if iszero(and(eq(lx, mload(add(s, 0xc0))), eq(ly, mload(add(s, 0xe0))))) { revert(0, 0) }",
+    );
+    line(i, "}");
     line(
         i,
         "// The halo2 proof itself: everything before the weights proof.",
