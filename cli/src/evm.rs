@@ -77,7 +77,8 @@ pub fn cmd_gen_verifier(
         );
     }
     if verifier.contracts.len() > 1 {
-        println!("  deploy in this order; each part takes the address of the one above it; call Halo2Verifier");
+        let entry = verifier.contracts.last().map_or("", |c| c.name.as_str());
+        println!("  deploy in this order; each contract takes the address of the one above it; call {entry}");
     }
     if let Some(path) = bytecode {
         println!(

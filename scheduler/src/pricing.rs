@@ -126,8 +126,10 @@ pub fn quote(trace_rows: u64) -> i64 {
     BASE + trace_rows.div_ceil(1000) as i64 * PER_1K_ROWS
 }
 
-/// halo2-KZG costs about 25 times stwo's CPU time for the same model (measured here: 6.3–6.7 s
-/// against 0.16–0.34 s per fixture), so its per-row fee is 25 times as high.
+/// halo2-KZG's per-row fee is 25 times stwo's. Its CPU time over stwo's now depends on the model
+/// (measured 2026-11-29: 0.3 s for the digit classifier at 2^10 rows to 10 s for the LeNet at
+/// 2^16, against 0.16–0.34 s with stwo), since its circuit size follows the model: a flat
+/// factor is a stand-in until halo2 quotes come from the halo2 circuit's own size.
 pub fn quote_for(system: ProofSystem, trace_rows: u64) -> i64 {
     match system {
         ProofSystem::Stwo => quote(trace_rows),
