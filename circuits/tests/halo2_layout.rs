@@ -4,15 +4,46 @@
 
 use std::path::Path;
 
-use ciro_circuits::halo2::{fr, Halo2Circuit, Layout};
+use ciro_circuits::halo2::{Halo2Circuit, Layout};
 use ciro_circuits::Circuit;
 use ciro_model_compiler::input::read_json;
 use ciro_model_compiler::{compile_model_dir, quantize_inputs, CompileOptions};
 use halo2_axiom::dev::MockProver;
+use halo2_axiom::halo2curves::bn256::Fr;
+
+/// A fixture's circuit and its cell values on the fixture's sample input.
+fn fixture_witness(name: &str) -> (Circuit, Vec<i64>) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/models")
+        .join(name);
+    let model = compile_model_dir(&dir, &CompileOptions::default()).expect("compiles");
+    let circuit = Circuit::from_graph(&model.graph).expect("lowers");
+    let x = read_json(&dir.join("input.json")).expect("input");
+    let flat: Vec<i64> = quantize_inputs(&model.graph, &x)
+        .expect("quantizes")
+        .into_iter()
+        .flat_map(|t| t.data)
+        .collect();
+    let values = circuit.assign(&flat).expect("assigns");
+    (circuit, values)
+}
+
+/// `layout` (its fixed part and its witness) through the mock prover.
+fn mock(layout: &Layout) -> MockProver<Fr> {
+    MockProver::run(
+        layout.k,
+        &Halo2Circuit {
+            layout,
+            witness: true,
+            fixed: true,
+        },
+        vec![layout.instance_fr()],
+    )
+    .expect("the mock prover runs")
+}
 
 #[test]
 fn every_fixture_fits_and_its_honest_witness_satisfies_the_constraints() {
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/models");
     for name in [
         "mlp_small",
         "mlp_mnist",
@@ -20,16 +51,7 @@ fn every_fixture_fits_and_its_honest_witness_satisfies_the_constraints() {
         "act_mix",
         "image_recognition_v1",
     ] {
-        let dir = fixtures.join(name);
-        let model = compile_model_dir(&dir, &CompileOptions::default()).expect("compiles");
-        let circuit = Circuit::from_graph(&model.graph).expect("lowers");
-        let x = read_json(&dir.join("input.json")).expect("input");
-        let flat: Vec<i64> = quantize_inputs(&model.graph, &x)
-            .expect("quantizes")
-            .into_iter()
-            .flat_map(|t| t.data)
-            .collect();
-        let values = circuit.assign(&flat).expect("assigns");
+        let (circuit, values) = fixture_witness(name);
         let layout = Layout::new(&circuit, Some(&values));
         eprintln!(
             "{name}: {} rows, {} table rows ({}-bit limbs, widest check {} bits), k = {}",
@@ -41,18 +63,7 @@ fn every_fixture_fits_and_its_honest_witness_satisfies_the_constraints() {
         );
         assert!(layout.k <= 16, "{name} needs 2^{} rows", layout.k);
         if name == "mlp_small" {
-            let instance = layout.instance().into_iter().map(fr).collect();
-            let prover = MockProver::run(
-                layout.k,
-                &Halo2Circuit {
-                    layout: &layout,
-                    witness: true,
-                    fixed: true,
-                },
-                vec![instance],
-            )
-            .expect("the mock prover runs");
-            prover.assert_satisfied();
+            mock(&layout).assert_satisfied();
         }
     }
 }
@@ -63,16 +74,7 @@ fn every_fixture_fits_and_its_honest_witness_satisfies_the_constraints() {
 #[test]
 fn private_weights_layout_is_satisfied_and_weights_are_advice() {
     use ciro_circuits::halo2::{InputVisibility, WeightVisibility, SEL_MAC, SEL_MAC_W};
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/models/mlp_small");
-    let model = compile_model_dir(&dir, &CompileOptions::default()).expect("compiles");
-    let circuit = Circuit::from_graph(&model.graph).expect("lowers");
-    let x = read_json(&dir.join("input.json")).expect("input");
-    let flat: Vec<i64> = quantize_inputs(&model.graph, &x)
-        .expect("quantizes")
-        .into_iter()
-        .flat_map(|t| t.data)
-        .collect();
-    let values = circuit.assign(&flat).expect("assigns");
+    let (circuit, values) = fixture_witness("mlp_small");
     let layout = Layout::with_settings(
         &circuit,
         Some(&values),
@@ -93,25 +95,15 @@ fn private_weights_layout_is_satisfied_and_weights_are_advice() {
     assert!((0..layout.rows)
         .filter(|&r| layout.selectors[SEL_MAC][r])
         .all(|r| layout.coeff[1][r] == 1 && layout.coeff[2][r] == 1));
-    let run = |l: &Layout| {
-        let instance = l.instance_fr();
-        MockProver::run(
-            l.k,
-            &Halo2Circuit {
-                layout: l,
-                witness: true,
-                fixed: true,
-            },
-            vec![instance],
-        )
-        .expect("the mock prover runs")
-    };
-    run(&layout).assert_satisfied();
+    mock(&layout).assert_satisfied();
     let mut bad = layout.clone();
     let r = *mac_w
         .iter()
         .find(|&&r| bad.advice[ciro_circuits::halo2::A][r] != 0)
         .expect("a MAC row with a non-zero input");
     bad.weight[0][r] += 1;
-    assert!(run(&bad).verify().is_err(), "a changed weight was accepted");
+    assert!(
+        mock(&bad).verify().is_err(),
+        "a changed weight was accepted"
+    );
 }

@@ -286,18 +286,15 @@ fn prove_and_verify_with_halo2() {
         &s(&compiled),
     ]);
     assert!(o.status.success(), "{}", text(&o));
-    let o = run(&[
-        "prove",
-        &s(&compiled),
-        "--backend",
-        "halo2",
-        "--input",
-        &s(&dir.join("input.json")),
-        "-o",
-        &s(&bundle),
-        "--vk-out",
-        &s(&vk),
-    ]);
+    // `ciro prove --backend halo2 [extra] --input <the sample> -o OUT --vk-out VK`.
+    let prove_halo2 = |extra: &[&str], out: &PathBuf, vk_out: &PathBuf| {
+        let (c, i, o, v) = (s(&compiled), s(&dir.join("input.json")), s(out), s(vk_out));
+        let mut args = vec!["prove", &c, "--backend", "halo2"];
+        args.extend_from_slice(extra);
+        args.extend(["--input", &i, "-o", &o, "--vk-out", &v]);
+        run(&args)
+    };
+    let o = prove_halo2(&[], &bundle, &vk);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("halo2-kzg"), "{}", text(&o));
     assert!(std::fs::metadata(&bundle).unwrap().len() < 16 << 10);
@@ -342,20 +339,7 @@ fn prove_and_verify_with_halo2() {
 
     // A hashed input: the bundle shows only the hash, which `hash-input` recomputes.
     let (hb, hvk) = (tmp("hh.bundle"), tmp("hh.vk"));
-    let o = run(&[
-        "prove",
-        &s(&compiled),
-        "--backend",
-        "halo2",
-        "--input-visibility",
-        "hashed",
-        "--input",
-        &s(&dir.join("input.json")),
-        "-o",
-        &s(&hb),
-        "--vk-out",
-        &s(&hvk),
-    ]);
+    let o = prove_halo2(&["--input-visibility", "hashed"], &hb, &hvk);
     assert!(o.status.success(), "{}", text(&o));
     let o = run(&[
         "hash-input",
@@ -408,20 +392,7 @@ fn prove_and_verify_with_halo2() {
             "the opening is readable by others: {mode:o}"
         );
     }
-    let o = run(&[
-        "prove",
-        &s(&compiled),
-        "--backend",
-        "halo2",
-        "--private-weights",
-        &s(&opening),
-        "--input",
-        &s(&dir.join("input.json")),
-        "-o",
-        &s(&pb),
-        "--vk-out",
-        &s(&pvk2),
-    ]);
+    let o = prove_halo2(&["--private-weights", &s(&opening)], &pb, &pvk2);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(std::fs::read(&pvk).unwrap(), std::fs::read(&pvk2).unwrap());
     let o = run(&["verify", &s(&pb), "--vk", &s(&pvk)]);

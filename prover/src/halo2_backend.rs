@@ -807,6 +807,11 @@ impl ProofSystem for Halo2Backend {
             }
         };
         let outputs = check_tensors("outputs", &h.outputs, &vk.outputs, false)?;
+        if (vk.weight_visibility == WeightVisibility::Private) != vk.weight_commitment.is_some() {
+            return Err(VerifyError::Malformed(
+                "the key's weight setting and weight commitment disagree".into(),
+            ));
+        }
         // Private weights: the proof's weight columns must hold the committed weights (checked
         // first, it is cheap).
         match (&vk.weight_commitment, &h.weights_proof) {
@@ -829,11 +834,6 @@ impl ProofSystem for Halo2Backend {
                 })
             }
             (None, None) => {}
-        }
-        if (vk.weight_visibility == WeightVisibility::Private) != vk.weight_commitment.is_some() {
-            return Err(VerifyError::Malformed(
-                "the key's weight setting and weight commitment disagree".into(),
-            ));
         }
         let instance: Vec<Fr> = shown
             .into_iter()

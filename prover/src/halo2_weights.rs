@@ -33,6 +33,7 @@ use halo2_axiom::halo2curves::group::prime::PrimeCurveAffine;
 use halo2_axiom::halo2curves::group::Curve;
 use halo2_axiom::halo2curves::CurveAffine;
 use rand::RngCore;
+use rand_core::impls;
 use serde::{Deserialize, Serialize};
 use sha3::{Digest, Keccak256};
 
@@ -290,14 +291,10 @@ impl<R: RngCore> Recording<R> {
 
 impl<R: RngCore> RngCore for Recording<R> {
     fn next_u32(&mut self) -> u32 {
-        let mut b = [0u8; 4];
-        self.fill_bytes(&mut b);
-        u32::from_le_bytes(b)
+        impls::next_u32_via_fill(self)
     }
     fn next_u64(&mut self) -> u64 {
-        let mut b = [0u8; 8];
-        self.fill_bytes(&mut b);
-        u64::from_le_bytes(b)
+        impls::next_u64_via_fill(self)
     }
     fn fill_bytes(&mut self, dest: &mut [u8]) {
         self.inner.fill_bytes(dest);
@@ -322,14 +319,10 @@ impl<'a> Replay<'a> {
 
 impl RngCore for Replay<'_> {
     fn next_u32(&mut self) -> u32 {
-        let mut b = [0u8; 4];
-        self.fill_bytes(&mut b);
-        u32::from_le_bytes(b)
+        impls::next_u32_via_fill(self)
     }
     fn next_u64(&mut self) -> u64 {
-        let mut b = [0u8; 8];
-        self.fill_bytes(&mut b);
-        u64::from_le_bytes(b)
+        impls::next_u64_via_fill(self)
     }
     fn fill_bytes(&mut self, dest: &mut [u8]) {
         let n = dest.len().min(self.bytes.len());
