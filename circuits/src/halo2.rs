@@ -1,19 +1,23 @@
 //! The halo2 (PLONKish, BN254 scalar field) arithmetisation of the same gate list the stwo AIR
 //! proves.
 //!
-//! One region of rows over eight advice columns `A B C D ACC L R Y`, five coefficient columns
-//! `F0..F4`, a lookup tag column, six selectors and one instance column (public inputs, then
-//! public outputs). Every cell has one canonical place (where its gate writes it); every read is
-//! a copy constraint to that place, so the permutation argument plays the role of stwo's LogUp
-//! wiring. Weights and gate coefficients are fixed columns, which the verifying key commits to;
+//! One region of rows over six advice columns `A B C D ACC L`, five coefficient columns
+//! `F0..F4`, a lookup tag column, five selectors and one instance column (public inputs or their
+//! hash, then public outputs), which the first rows' `D` shows. Every cell has one canonical
+//! place (where its gate writes it); every read is a copy constraint to that place, so the
+//! permutation argument plays the role of stwo's LogUp wiring. Weights and gate coefficients are fixed columns, which the verifying key commits to;
 //! with private weights ([`WeightVisibility::Private`]) the model's MAC and Arith coefficients
 //! move to four advice columns `W0..W3` under two more selectors instead.
 //!
-//! Two lookups run on every usable row: `(TAG, L, Y)` into the tagged table (tag 0: `(v, 0)` for
-//! `v < 2^b`, the range table; tag `t >= 1`: activation table `t - 1` as `(x, f(x))`), and `R`
-//! as `(0, R, 0)`, the same table's range rows. A value proven in `[0, 2^2b)` is written as
-//! `L + 2^b·R` on one row. The limb width `b` (at most 15) is the narrowest the circuit's checks
-//! allow ([`limb_bits`]), so a small model's table, and with it the circuit, stays small.
+//! Every column and lookup is a commitment (an elliptic-curve multiplication) in the on-chain
+//! verifier, so the layout spends rows to save columns. One lookup runs on every usable row:
+//! `(TAG, L, TAG·C)` into the tagged table `(tag, x, tag·y)`. Tag 0 is the range table `(0, v, 0)`
+//! for `v < 2^b`, where `C` is free; tag `t >= 1` is an activation table `(x, f(x))` or an input
+//! range `(x, 0)` for `lo <= x <= hi`, where `C` is the output (`t` is invertible). A value
+//! proven in `[0, 2^2b)` is two `L` limbs, `L + 2^b·L'` on two rows. The limb width `b` (at most
+//! 15) is the narrowest the circuit's checks allow ([`limb_bits`]), so a small model's table, and
+//! with it the circuit, stays small. The lookup's degree (5) also lets three selectors share a
+//! fixed column and three columns share a permutation product.
 //!
 //! Gates (degree 3 with their selector; the Poseidon round, degree 4):
 //! - MAC, `ceil(terms/4)` rows: `ACC' = F4·ACC + F0·A + F1·B + F2·C + F3·D` (`W0..W3` for
@@ -22,14 +26,18 @@
 //!   first row).
 //! - Arith, 1 row: `D = A·B`, `C = F0·A + F1·B + F2·D + F3` (likewise).
 //! - Select, 2 rows: `D` boolean (`s = [a >= b]`), `ACC' = F0·A + F1·B + F2`,
-//!   `A' = F3·A + F4·B + F0'`, `C = D·ACC' + (1-D)·A'`, and `D·(A-B) + (1-D)·(B-A-1) = L + 2^b·R`.
-//! - Div, 3 rows: with `r = L + 2^b·R` on the first: `2·F0·A + B = 2·B·C + r`, and `2B-1-r`
-//!   and `C-F1` in `[0, 2^2b)` on the next two. So `0 <= r < 2d` and `q >= q_lo` is an integer
-//!   below `q_lo + 2^2b`; with every term far below the modulus the equation then holds over
-//!   the integers, which makes `q` exactly `round_div(k·n, d)` (the upper bound M31 needs
+//!   `A' = F3·A + F4·B + F0'`, `C = D·ACC' + (1-D)·A'`, and `D·(A-B) + (1-D)·(B-A-1) = L + 2^b·L'`.
+//! - Div, 3 rows: `2·F0·A + B = 2·B·C + r`, with `r`, `2B-1-r` and `C-F1` in range: their low
+//!   limbs in `L`, `L'`, `L''`, and their high limbs (times `F2`, `F2`, `F3`: `2^b` where the
+//!   honest value needs two limbs, else 0) in the `L` of rows 4, 5 and 3 of the gate, which other
+//!   gates' rows may share where a limb is not needed. So `0 <= r < 2d` and `q >= q_lo` is an
+//!   integer below `q_lo + 2^2b`; with every term far below the modulus the equation then holds
+//!   over the integers, which makes `q` exactly `round_div(k·n, d)` (the upper bound M31 needs
 //!   against wrap-around is implied here).
-//! - Lookup, 1 row: `TAG = 1 + table`, `A = L = x`, `C = Y = f(x)` (the tag gate ties `A` to
-//!   `L` and `C` to `Y`, so only `A B C D ACC` take part in copy constraints).
+//! - Lookup, 1 row: `TAG = 1 + table`, `A = L = x`, `C = f(x)` (the tag gate ties `A` to `L`, so
+//!   only `A B C D ACC` take part in copy constraints).
+//! - A hashed or private input is range-checked on its own row (`TAG` of its range, `L = A`), and
+//!   packed for the hash by MAC rows with the digit weights `2^(15·j)` as coefficients.
 //!
 //! Over a 254-bit field nothing wraps: the lowering's proven bounds (checked against the far
 //! smaller M31) keep every equation far from the modulus.
@@ -41,7 +49,7 @@ use halo2_axiom::halo2curves::bn256::Fr;
 use halo2_axiom::halo2curves::ff::Field;
 use halo2_axiom::plonk::{
     Advice, Any, Circuit as H2Circuit, Column, ConstraintSystem, Error, Expression, Fixed,
-    Instance, Selector, VirtualCells,
+    Selector, VirtualCells,
 };
 use halo2_axiom::poly::Rotation;
 
@@ -54,36 +62,35 @@ pub const C: usize = 2;
 pub const D: usize = 3;
 pub const ACC: usize = 4;
 pub const L: usize = 5;
-pub const R: usize = 6;
-pub const Y: usize = 7;
-pub const N_ADVICE: usize = 8;
+pub const N_ADVICE: usize = 6;
 pub const N_COEFF: usize = 5;
 /// Columns that take part in copy constraints. Fewer columns, fewer permutation commitments
-/// (cheaper on chain): lookup rows take their input in `A` and give their output in `C`, tied
-/// to `L` and `Y` by the tag gate.
+/// (cheaper on chain): lookup rows take their input in `A` (tied to `L` by the tag gate) and give
+/// their output in `C`.
 const EQUALITY: [usize; 5] = [A, B, C, D, ACC];
 
 pub const SEL_MAC: usize = 0;
 pub const SEL_ARITH: usize = 1;
 pub const SEL_SELECT: usize = 2;
 pub const SEL_DIV: usize = 3;
-/// Input packing (hashed or private inputs): `ACC' = F1·ACC + 2^15·L + R`, `A = L + F0`,
-/// `B = R + F2`, so each input's digit `x - lo` is range-checked by the lookups on `L` and `R`.
-pub const SEL_PACK: usize = 4;
 /// Poseidon rounds on the state `(A, B)`, round constants in `F0, F1`, `F2` = 1 on full rounds
 /// (0 on partial ones), `C = (A+F0)^2`, and `D = (B+F1)^2` on full rounds, 1 on partial ones: one
-/// gate (one selector column) for both kinds.
-pub const SEL_POSEIDON: usize = 5;
+/// gate (one selector) for both kinds.
+pub const SEL_POSEIDON: usize = 4;
 /// With private weights only: MAC and Arith rows of the model's own gates, whose weights come
 /// from the advice columns `W0..W3` instead of the fixed `F0..F3` (see [`WeightVisibility`]).
-pub const SEL_MAC_W: usize = 6;
-pub const SEL_ARITH_W: usize = 7;
-pub const N_SEL: usize = 8;
+pub const SEL_MAC_W: usize = 5;
+pub const SEL_ARITH_W: usize = 6;
+pub const N_SEL: usize = 7;
 /// Selectors a circuit with fixed weights has (an unused selector would still cost a column).
-const N_SEL_FIXED: usize = 6;
-/// The private weight columns `W0..W3`: advice columns after `A..Y`, so their commitments are
+const N_SEL_FIXED: usize = 5;
+/// The private weight columns `W0..W3`: advice columns after `A..L`, so their commitments are
 /// the proof's advice commitments `N_ADVICE..N_ADVICE + N_WEIGHT`.
 pub const N_WEIGHT: usize = 4;
+/// Where a division's three range-checked values keep their high limbs: the `L` of these rows
+/// of the gate (`r`, `2d-1-r`, `q-q_lo`; the low limbs are in rows 0, 1, 2). The quotient's
+/// comes first because it is the one most often wide (a rescale's divisor is small).
+pub const DIV_HIGH_ROWS: [usize; 3] = [4, 5, 3];
 
 /// What a proof shows of the model input.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -138,7 +145,7 @@ pub struct Layout {
     pub weights: WeightVisibility,
     /// The private weight columns `W0..W3` (all zero with fixed weights).
     pub weight: Vec<Vec<i64>>,
-    /// The range-check limb width ([`limb_bits`]): a checked value is `L + 2^bits·R`.
+    /// The range-check limb width ([`limb_bits`]): a checked value is `L + 2^bits·L'`.
     pub limb_bits: u32,
     pub rows: usize,
     pub advice: Vec<Vec<i64>>,
@@ -149,7 +156,7 @@ pub struct Layout {
     /// Instance order: the public inputs (or their hash, or nothing), then the public outputs.
     pub public: Vec<Loc>,
     pub n_outputs: usize,
-    /// The tagged lookup table `(tag, x, y)`.
+    /// The tagged lookup table `(tag, x, y)` (its third column holds `tag·y`).
     pub table: Vec<(i64, i64, i64)>,
     /// Advice cells whose values do not fit an `i64` (packed inputs, Poseidon states).
     pub wide: HashMap<Loc, Fr>,
@@ -188,24 +195,16 @@ fn bits(v: i64) -> u32 {
 }
 
 /// The narrowest limb width (bits) for `circuit`'s range checks: two limbs must hold every value
-/// [`check_bits`] counts (so honest witnesses fit), and with a hashed or private input one limb
-/// must hold each input digit `x - lo`. Narrower limbs never weaken a check: the gate equations
-/// pin the exact integer result for any limb width (the values stay far below the 254-bit
-/// modulus); the limbs only bound what an honest prover can express.
-pub fn limb_bits(circuit: &Circuit, inputs: InputVisibility) -> u32 {
-    let digit = if inputs == InputVisibility::Public {
-        0
-    } else {
-        circuit.bounds[..circuit.n_inputs as usize]
-            .iter()
-            .map(|&(lo, hi)| bits(hi - lo))
-            .max()
-            .unwrap_or(0)
-    };
-    check_bits(circuit)
-        .div_ceil(2)
-        .max(digit)
-        .clamp(1, MAX_LIMB_BITS)
+/// [`check_bits`] counts (so honest witnesses fit). Narrower limbs never weaken a check: the gate
+/// equations pin the exact integer result for any limb width (the values stay far below the
+/// 254-bit modulus); the limbs only bound what an honest prover can express.
+pub fn limb_bits(circuit: &Circuit) -> u32 {
+    check_bits(circuit).div_ceil(2).clamp(1, MAX_LIMB_BITS)
+}
+
+/// Whether an honest value up to `max` needs a second limb of `limb_bits` bits.
+fn wide(max: i64, limb_bits: u32) -> bool {
+    bits(max) > limb_bits
 }
 
 impl Layout {
@@ -249,16 +248,55 @@ impl Layout {
                 &zeros
             }
         };
-        let limb_bits = limb_bits(circuit, inputs);
+        let limb_bits = limb_bits(circuit);
         let private = weights == WeightVisibility::Private;
         let mut b = Builder::default();
         let mut place: Vec<Loc> = vec![(usize::MAX, 0); circuit.n_cells as usize];
-        for i in 0..circuit.n_inputs as usize {
+        let n_inputs = circuit.n_inputs as usize;
+        let n_public = match inputs {
+            InputVisibility::Public => n_inputs,
+            InputVisibility::Hashed => 1,
+            InputVisibility::Private => 0,
+        } + circuit.outputs.len();
+        // Row `i` of the first `n_public` shows public value `i` in `D`: every tagged row has
+        // `D` equal to the instance (zero past the public values), which spares the instance
+        // column a permutation commitment. A public input is its own public row: its value is
+        // in `D` (tag `tag_public`, with `A = L = 0`). A hashed or private input is range-checked
+        // on its own row instead: its value in `A = L`, the tag of its declared range (tables
+        // after the activation tables, one per distinct range). Public rows past the inputs
+        // carry `tag_public` too.
+        let mut input_ranges: Vec<(i64, i64)> = Vec::new();
+        let tag_public =
+            |input_ranges: &[(i64, i64)]| (1 + circuit.tables.len() + input_ranges.len()) as i64;
+        for i in 0..n_inputs {
             b.grow(i + 1);
-            b.advice[A][i] = v[i];
-            place[i] = (A, i);
+            if inputs == InputVisibility::Public {
+                b.advice[D][i] = v[i];
+                place[i] = (D, i);
+            } else {
+                b.advice[A][i] = v[i];
+                place[i] = (A, i);
+                let range = circuit.bounds[i];
+                let t = match input_ranges.iter().position(|&x| x == range) {
+                    Some(t) => t,
+                    None => {
+                        input_ranges.push(range);
+                        input_ranges.len() - 1
+                    }
+                };
+                b.tag[i] = (1 + circuit.tables.len() + t) as i64;
+                b.advice[L][i] = v[i];
+            }
         }
-        b.row = circuit.n_inputs as usize;
+        let tag_public = tag_public(&input_ranges);
+        for i in 0..n_public.max(n_inputs) {
+            b.grow(i + 1);
+            if b.tag[i] == 0 {
+                b.tag[i] = tag_public;
+            }
+        }
+        b.row = n_public.max(n_inputs);
+        b.l_free = b.row;
         // Constants used as operands become cells written by an Arith row, one per value.
         let mut constants: HashMap<i64, Loc> = HashMap::new();
         let mut constant = |b: &mut Builder, k: i64| -> Loc {
@@ -352,7 +390,7 @@ impl Layout {
                         Operand::Cell(c) => Ok(*c),
                         Operand::Const(k) => Err(constant(&mut b, *k)),
                     };
-                    let r = b.take(2);
+                    let r = b.take_l(2, 2);
                     b.selectors[SEL_SELECT][r] = true;
                     let av = v[*a as usize];
                     let bv = match bb {
@@ -379,18 +417,34 @@ impl Layout {
                     b.advice[A][r + 1] = q[0] * av + q[1] * bv + q[2];
                     let (lo, hi) = split(if s == 1 { av - bv } else { bv - av - 1 }, limb_bits);
                     b.advice[L][r] = lo;
-                    b.advice[R][r] = hi;
+                    b.advice[L][r + 1] = hi;
                     b.advice[C][r] = v[*out as usize];
                     place[*out as usize] = (C, r);
                 }
                 Gate::Div {
-                    out, n, k, d, q_lo, ..
+                    out,
+                    n,
+                    k,
+                    d,
+                    q_lo,
+                    q_hi,
+                    ..
                 } => {
-                    let dloc = match d {
-                        Operand::Cell(c) => Ok(*c),
-                        Operand::Const(x) => Err(constant(&mut b, *x)),
+                    let (dloc, d_hi) = match d {
+                        Operand::Cell(c) => (Ok(*c), circuit.bounds[*c as usize].1),
+                        Operand::Const(x) => (Err(constant(&mut b, *x)), *x),
                     };
-                    let r = b.take(3);
+                    // `r` and `2d-1-r` are below `2d`; `q - q_lo` is at most `q_hi - q_lo`.
+                    let two_limbs = [
+                        wide(2 * d_hi - 1, limb_bits),
+                        wide(2 * d_hi - 1, limb_bits),
+                        wide(q_hi - q_lo, limb_bits),
+                    ];
+                    let l_rows = (0..3)
+                        .filter(|&i| two_limbs[i])
+                        .map(|i| DIV_HIGH_ROWS[i] + 1)
+                        .fold(3, usize::max);
+                    let r = b.take_l(3, l_rows);
                     b.selectors[SEL_DIV][r] = true;
                     let nv = v[*n as usize];
                     let dv = match d {
@@ -409,47 +463,55 @@ impl Layout {
                     place[*out as usize] = (C, r);
                     b.coeff[0][r] = *k;
                     b.coeff[1][r] = *q_lo;
+                    b.coeff[2][r] = if two_limbs[0] { 1 << limb_bits } else { 0 };
+                    b.coeff[3][r] = if two_limbs[2] { 1 << limb_bits } else { 0 };
                     let rem = 2 * k * nv + dv - 2 * dv * qv;
                     for (i, x) in [rem, 2 * dv - 1 - rem, qv - q_lo].into_iter().enumerate() {
-                        let (lo, hi) = split(x, limb_bits);
-                        b.advice[L][r + i] = lo;
-                        b.advice[R][r + i] = hi;
+                        if two_limbs[i] {
+                            let (lo, hi) = split(x, limb_bits);
+                            b.advice[L][r + i] = lo;
+                            b.advice[L][r + DIV_HIGH_ROWS[i]] = hi;
+                        } else {
+                            b.advice[L][r + i] = x;
+                        }
                     }
                 }
                 Gate::Lookup { out, x, table } => {
-                    let r = b.take(1);
+                    let r = b.take_l(1, 1);
                     b.tag[r] = 1 + *table as i64;
                     b.advice[A][r] = v[*x as usize];
                     b.read((A, r), *x);
                     b.advice[L][r] = v[*x as usize];
-                    b.advice[Y][r] = v[*out as usize];
                     b.advice[C][r] = v[*out as usize];
                     place[*out as usize] = (C, r);
                 }
             }
         }
-        let n_inputs = circuit.n_inputs as usize;
-        let hash = if inputs == InputVisibility::Public {
-            None
-        } else {
+        let hash = (inputs == InputVisibility::Hashed).then(|| {
             let lo: Vec<i64> = circuit.bounds[..n_inputs].iter().map(|b| b.0).collect();
-            let elements = pack_inputs(&mut b, &v[..n_inputs], &lo);
-            (inputs == InputVisibility::Hashed).then(|| {
-                let cap = constant(&mut b, n_inputs as i64);
-                poseidon_sponge(&mut b, cap, n_inputs, &elements)
-            })
-        };
-        // The last gate may end on `b.row` (a MAC's sum).
-        let rows = b.row + 1;
+            let one = constant(&mut b, 1);
+            let elements = pack_inputs(&mut b, &v[..n_inputs], &lo, one);
+            let cap = constant(&mut b, n_inputs as i64);
+            poseidon_sponge(&mut b, cap, n_inputs, &elements)
+        });
+        // The last gate may end on `b.row` (a MAC's sum), and a division's high limbs after it.
+        let rows = (b.row + 1).max(b.l_free);
         let mut table: Vec<(i64, i64, i64)> = (0..1 << limb_bits).map(|x| (0, x, 0)).collect();
         for (t, tab) in circuit.tables.iter().enumerate() {
             for (i, &y) in tab.values.iter().enumerate() {
                 table.push((1 + t as i64, tab.x_lo + i as i64, y));
             }
         }
+        for (t, &(lo, hi)) in input_ranges.iter().enumerate() {
+            let tag = (1 + circuit.tables.len() + t) as i64;
+            table.extend((lo..=hi).map(|x| (tag, x, 0)));
+        }
+        if b.tag.contains(&tag_public) {
+            table.push((tag_public, 0, 0));
+        }
         let need = rows.max(table.len()) + RESERVED_ROWS;
         let k = need.next_power_of_two().trailing_zeros();
-        let copies = b
+        let copies: Vec<(Loc, Loc)> = b
             .reads
             .iter()
             .map(|&(loc, cell)| (loc, place[cell as usize]))
@@ -459,10 +521,21 @@ impl Layout {
             InputVisibility::Public => (0..n_inputs).map(|i| place[i]).collect(),
             _ => hash.into_iter().collect(),
         };
-        let public = shown_inputs
+        let public: Vec<Loc> = shown_inputs
             .into_iter()
             .chain(circuit.outputs.iter().map(|&c| place[c as usize]))
             .collect();
+        debug_assert_eq!(public.len(), n_public);
+        let mut copies = copies;
+        for (i, &(c, r)) in public.iter().enumerate() {
+            if (c, r) != (D, i) {
+                b.advice[D][i] = b.advice[c][r];
+                if let Some(&x) = b.wide.get(&(c, r)) {
+                    b.wide.insert((D, i), x);
+                }
+                copies.push(((D, i), (c, r)));
+            }
+        }
         b.grow(rows);
         Layout {
             k,
@@ -507,7 +580,10 @@ impl Layout {
 
 #[derive(Default)]
 struct Builder {
+    /// The first row the next gate may use.
     row: usize,
+    /// The first row whose `L` no gate uses yet (a division's high limbs may lie past `row`).
+    l_free: usize,
     advice: Vec<Vec<i64>>,
     weight: Vec<Vec<i64>>,
     coeff: Vec<Vec<i64>>,
@@ -519,42 +595,49 @@ struct Builder {
     wide_coeff: HashMap<(usize, usize), Fr>,
 }
 
-/// Packs the input values (cells `0..n`) two per row into field elements of sixteen 15-bit
-/// digits `x - lo` (see `crate::poseidon`); returns where each element ends up.
-fn pack_inputs(b: &mut Builder, x: &[i64], lo: &[i64]) -> Vec<Loc> {
-    use crate::poseidon::DIGITS_PER_ELEMENT;
-    let rows_per = DIGITS_PER_ELEMENT / 2;
-    let n_el = x.len().div_ceil(DIGITS_PER_ELEMENT);
-    // A fresh row: the previous gate may still own the current one's ACC.
-    b.take(1);
-    let r0 = b.take(rows_per * n_el);
-    let base = Fr::from(1u64 << 15);
-    let mut out = Vec::with_capacity(n_el);
-    for k in 0..n_el {
-        let mut acc = Fr::ZERO;
-        for t in 0..rows_per {
-            let r = r0 + rows_per * k + t;
-            b.selectors[SEL_PACK][r] = true;
-            b.coeff[1][r] = if t == 0 { 0 } else { 1 << 30 };
-            for (input_col, limb_col, lo_coeff, j) in [
-                (A, L, 0, DIGITS_PER_ELEMENT * k + 2 * t),
-                (B, R, 2, DIGITS_PER_ELEMENT * k + 2 * t + 1),
-            ] {
-                let u = match x.get(j) {
-                    Some(&xj) => {
-                        b.coeff[lo_coeff][r] = lo[j];
-                        b.advice[input_col][r] = xj;
-                        b.read((input_col, r), j as Cell);
-                        xj - lo[j]
-                    }
-                    None => 0,
-                };
-                b.advice[limb_col][r] = u;
-                acc = acc * base + fr(u);
+/// Packs the input values (cells `0..n`, each range-checked on its own row) into field elements
+/// of sixteen 15-bit digits `x - lo` (see `crate::poseidon`), one MAC per element: the digit
+/// weights `2^(15·j)` are its coefficients, and `-Σ lo·2^(15·j)` weighs the constant cell `one`.
+/// Returns where each element ends up.
+fn pack_inputs(b: &mut Builder, x: &[i64], lo: &[i64], one: Loc) -> Vec<Loc> {
+    use crate::poseidon::{DIGITS_PER_ELEMENT, DIGIT_BITS};
+    let base = Fr::from(1u64 << DIGIT_BITS);
+    let mut out = Vec::new();
+    for k in 0..x.len().div_ceil(DIGITS_PER_ELEMENT) {
+        // (where the term is read from, its value, its weight)
+        let mut terms: Vec<(Loc, Fr, Fr)> = Vec::with_capacity(DIGITS_PER_ELEMENT + 1);
+        let mut weight = Fr::ONE;
+        let mut offset = Fr::ZERO;
+        for t in (0..DIGITS_PER_ELEMENT).rev() {
+            let j = DIGITS_PER_ELEMENT * k + t;
+            if j < x.len() {
+                terms.push(((A, j), fr(x[j]), weight));
+                offset -= fr(lo[j]) * weight;
             }
-            b.wide.insert((ACC, r + 1), acc);
+            weight *= base;
         }
-        out.push((ACC, r0 + rows_per * (k + 1)));
+        terms.push((one, Fr::ONE, offset));
+        let n = terms.len().div_ceil(4);
+        let r0 = b.take(n);
+        b.grow(r0 + n + 1);
+        let mut acc = Fr::ZERO;
+        for (i, row_terms) in terms.chunks(4).enumerate() {
+            let r = r0 + i;
+            b.selectors[SEL_MAC][r] = true;
+            b.coeff[4][r] = (i > 0) as i64;
+            if i > 0 {
+                b.wide.insert((ACC, r), acc);
+            }
+            for (j, &(from, value, w)) in row_terms.iter().enumerate() {
+                b.wide_coeff.insert((j, r), w);
+                b.wide.insert((A + j, r), value);
+                b.copies.push(((A + j, r), from));
+                acc += value * w;
+            }
+        }
+        b.wide.insert((ACC, r0 + n), acc);
+        out.push((ACC, r0 + n));
+        b.row = r0 + n;
     }
     out
 }
@@ -646,6 +729,16 @@ impl Builder {
         r
     }
 
+    /// Reserves `n` rows for a gate that writes `L` on its first `l_rows` rows (which may reach
+    /// past its `n`); starts where `L` is free. Returns the first row.
+    fn take_l(&mut self, n: usize, l_rows: usize) -> usize {
+        self.row = self.row.max(self.l_free);
+        let r = self.take(n);
+        self.l_free = r + l_rows;
+        self.grow(self.l_free + 1);
+        r
+    }
+
     fn read(&mut self, at: Loc, cell: Cell) {
         self.reads.push((at, cell));
     }
@@ -671,7 +764,6 @@ pub struct Config {
     selectors: Vec<Selector>,
     /// `W0..W3` with private weights, else empty.
     weight: Vec<Column<Advice>>,
-    instance: Column<Instance>,
 }
 
 /// The halo2 circuit of a layout. Key generation needs its fixed part (coefficients, tables,
@@ -727,13 +819,12 @@ impl H2Circuit<Fr> for Halo2Circuit<'_> {
         let selectors: Vec<Selector> = (0..if private { N_SEL } else { N_SEL_FIXED })
             .map(|_| meta.selector())
             .collect();
+        // Not in the permutation: tagged rows read it (see the tagged-row gate).
         let instance = meta.instance_column();
-        meta.enable_equality(instance);
 
         let two = || Expression::Constant(Fr::from(2));
         let one = || Expression::Constant(Fr::ONE);
         let limb = || Expression::Constant(Fr::from(1u64 << limb_bits));
-        let digit = || Expression::Constant(Fr::from(1u64 << crate::poseidon::DIGIT_BITS));
         // Every gate reads the current row's advice and coefficients as `a[..]` and `f[..]`.
         let cur = |m: &mut VirtualCells<'_, Fr>| {
             let a: [Expression<Fr>; N_ADVICE] =
@@ -790,7 +881,8 @@ impl H2Circuit<Fr> for Halo2Circuit<'_> {
             let (a, f) = cur(m);
             let [f0, f1, f2, f3, f4] = f;
             let f5 = m.query_fixed(coeff[0], Rotation::next());
-            let [xa, xb, xc, sel, _, lo, hi, _] = a;
+            let hi = m.query_advice(advice[L], Rotation::next());
+            let [xa, xb, xc, sel, _, lo] = a;
             vec![
                 s.clone() * sel.clone() * (one() - sel.clone()),
                 s.clone() * (x.clone() - (f0 * xa.clone() + f1 * xb.clone() + f2)),
@@ -803,13 +895,16 @@ impl H2Circuit<Fr> for Halo2Circuit<'_> {
         });
         meta.create_gate("div", |m| {
             let s = m.query_selector(selectors[SEL_DIV]);
-            let mut wide = |i: i32| {
-                m.query_advice(advice[L], Rotation(i))
-                    + limb() * m.query_advice(advice[R], Rotation(i))
-            };
-            let (rem, t, ql) = (wide(0), wide(1), wide(2));
+            let mut l = |i: usize| m.query_advice(advice[L], Rotation(i as i32));
+            let low: [Expression<Fr>; 3] = std::array::from_fn(&mut l);
+            let high: [Expression<Fr>; 3] = DIV_HIGH_ROWS.map(l);
             let (a, f) = cur(m);
-            let [f0, f1, ..] = f;
+            let [f0, f1, f2, f3, _] = f;
+            let [rem_lo, t_lo, ql_lo] = low;
+            let [rem_hi, t_hi, ql_hi] = high;
+            let rem = rem_lo + f2.clone() * rem_hi;
+            let t = t_lo + f2 * t_hi;
+            let ql = ql_lo + f3 * ql_hi;
             let [xn, xd, xq, ..] = a;
             vec![
                 s.clone()
@@ -820,26 +915,16 @@ impl H2Circuit<Fr> for Halo2Circuit<'_> {
                 s * (xq - f1 - ql),
             ]
         });
-        // On lookup rows (tag >= 1; 0 elsewhere): the input `A` is what `L` looks up, and the
-        // output `C` is the `Y` found.
-        meta.create_gate("lookup wiring", |m| {
+        // On tagged rows (lookups, inputs, public values; tag >= 1, 0 elsewhere): the value `A`
+        // is what `L` looks up, and `D` is the instance (the public values on the first rows,
+        // zero after them).
+        meta.create_gate("tagged rows", |m| {
             let t = m.query_fixed(tag, Rotation::cur());
+            let shown = m.query_instance(instance, Rotation::cur());
             let (a, _) = cur(m);
             vec![
                 t.clone() * (a[A].clone() - a[L].clone()),
-                t * (a[C].clone() - a[Y].clone()),
-            ]
-        });
-        meta.create_gate("pack", |m| {
-            let s = m.query_selector(selectors[SEL_PACK]);
-            let acc_next = m.query_advice(advice[ACC], Rotation::next());
-            let (a, f) = cur(m);
-            let [f0, f1, f2, ..] = f;
-            vec![
-                s.clone()
-                    * (acc_next - (f1 * a[ACC].clone() + digit() * a[L].clone() + a[R].clone())),
-                s.clone() * (a[A].clone() - a[L].clone() - f0),
-                s * (a[B].clone() - a[R].clone() - f2),
+                t * (a[D].clone() - shown),
             ]
         });
         let mds = crate::poseidon::constants().mds;
@@ -862,32 +947,20 @@ impl H2Circuit<Fr> for Halo2Circuit<'_> {
                 s * (b_next - (y0 * mds[1][0] + y1 * mds[1][1])),
             ]
         });
+        // `TAG·C`: the output on lookup rows (`tag·f(x)` in the table), and 0 on range rows, where
+        // `C` is free. The product makes this lookup (and so the circuit) degree 5.
         meta.lookup_any("tagged table", |m| {
+            let t = m.query_fixed(tag, Rotation::cur());
             vec![
-                (
-                    m.query_fixed(tag, Rotation::cur()),
-                    m.query_fixed(t_tag, Rotation::cur()),
-                ),
+                (t.clone(), m.query_fixed(t_tag, Rotation::cur())),
                 (
                     m.query_advice(advice[L], Rotation::cur()),
                     m.query_fixed(t_x, Rotation::cur()),
                 ),
                 (
-                    m.query_advice(advice[Y], Rotation::cur()),
+                    t * m.query_advice(advice[C], Rotation::cur()),
                     m.query_fixed(t_y, Rotation::cur()),
                 ),
-            ]
-        });
-        // The range check reuses the tagged table's tag-0 rows `(0, v, 0)`: no column of its own.
-        meta.lookup_any("range", |m| {
-            let zero = || Expression::Constant(Fr::ZERO);
-            vec![
-                (zero(), m.query_fixed(t_tag, Rotation::cur())),
-                (
-                    m.query_advice(advice[R], Rotation::cur()),
-                    m.query_fixed(t_x, Rotation::cur()),
-                ),
-                (zero(), m.query_fixed(t_y, Rotation::cur())),
             ]
         });
         Config {
@@ -899,7 +972,6 @@ impl H2Circuit<Fr> for Halo2Circuit<'_> {
             t_x,
             t_y,
             selectors,
-            instance,
         }
     }
 
@@ -957,7 +1029,7 @@ impl H2Circuit<Fr> for Halo2Circuit<'_> {
                 for (r, &(t, x, y)) in lay.table.iter().enumerate() {
                     region.assign_fixed(cfg.t_tag, r, fr(t));
                     region.assign_fixed(cfg.t_x, r, fr(x));
-                    region.assign_fixed(cfg.t_y, r, fr(y));
+                    region.assign_fixed(cfg.t_y, r, fr(t) * fr(y));
                 }
                 for &(x, y) in &lay.copies {
                     region.constrain_equal(cell(&cfg, x), cell(&cfg, y));
@@ -965,9 +1037,6 @@ impl H2Circuit<Fr> for Halo2Circuit<'_> {
                 Ok(())
             },
         )?;
-        for (i, &loc) in lay.public.iter().enumerate() {
-            layouter.constrain_instance(cell(&cfg, loc), cfg.instance, i);
-        }
         Ok(())
     }
 }

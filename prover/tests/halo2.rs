@@ -8,7 +8,9 @@ mod common;
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
-use ciro_circuits::halo2::{Layout, A, ACC, B, C, D, L, R, SEL_DIV, SEL_MAC, SEL_SELECT, Y};
+use ciro_circuits::halo2::{
+    Layout, A, ACC, B, C, D, DIV_HIGH_ROWS, L, SEL_DIV, SEL_MAC, SEL_SELECT,
+};
 use ciro_model_compiler::eval::IntTensor;
 use ciro_prover::{
     Halo2Backend, Halo2ProvingKey, Halo2VerifyingKey, KeyFile, ProofBundle, ProofSystem,
@@ -149,13 +151,26 @@ fn tampered_statements_and_proofs_are_rejected() {
 }
 
 /// The `i`-th range-checked value of the gate at row `r`: `L + 2^b·R` on row `r + i`.
-fn get30(l: &Layout, r: usize, i: usize) -> i64 {
-    l.advice[L][r + i] + (l.advice[R][r + i] << l.limb_bits)
+/// The high limb's row and multiplier of the division at row `r`'s range check `i` (`r`,
+/// `2d-1-r`, `q-q_lo`).
+fn div_high(l: &Layout, r: usize, i: usize) -> (usize, i64) {
+    (r + DIV_HIGH_ROWS[i], l.coeff[if i < 2 { 2 } else { 3 }][r])
 }
 
-fn set30(l: &mut Layout, r: usize, i: usize, v: i64) {
-    l.advice[L][r + i] = v.rem_euclid(1 << l.limb_bits);
-    l.advice[R][r + i] = v.div_euclid(1 << l.limb_bits);
+fn div_get(l: &Layout, r: usize, i: usize) -> i64 {
+    let (h, m) = div_high(l, r, i);
+    l.advice[L][r + i] + m * l.advice[L][h]
+}
+
+/// Sets a division's checked value as its limbs would hold it (a single limb takes all of it).
+fn div_set(l: &mut Layout, r: usize, i: usize, v: i64) {
+    let (h, m) = div_high(l, r, i);
+    if m == 0 {
+        l.advice[L][r + i] = v;
+    } else {
+        l.advice[L][r + i] = v.rem_euclid(m);
+        l.advice[L][h] = v.div_euclid(m);
+    }
 }
 
 /// The first row where selector `sel` is on.
@@ -195,7 +210,8 @@ fn one_wrong_witness_cell_is_rejected() {
             l.advice[D][r] = 1;
             l.advice[C][r] = l.advice[ACC][r + 1];
             let diff = a - b; // negative: its limbs cannot be in range
-            set30(l, r, 0, diff);
+            l.advice[L][r] = diff.rem_euclid(1 << l.limb_bits);
+            l.advice[L][r + 1] = diff.div_euclid(1 << l.limb_bits);
         },
     );
     // A rescale off by one, with the remainder moved to keep the division equation.
@@ -203,23 +219,23 @@ fn one_wrong_witness_cell_is_rejected() {
         let r = first(l, SEL_DIV);
         let d = l.advice[B][r];
         l.advice[C][r] += 1;
-        set30(l, r, 0, get30(l, r, 0) - 2 * d);
-        set30(l, r, 2, get30(l, r, 2) + 1);
+        div_set(l, r, 0, div_get(l, r, 0) - 2 * d);
+        div_set(l, r, 2, div_get(l, r, 2) + 1);
     });
     // A remainder out of range: quotient - 1 and remainder + 2d (the equation holds).
     tampered("mlp_small", "rescale remainder r + 2d (q - 1)", &|l| {
         let r = first(l, SEL_DIV);
         let d = l.advice[B][r];
         l.advice[C][r] -= 1;
-        let rem = get30(l, r, 0) + 2 * d;
-        set30(l, r, 0, rem);
-        set30(l, r, 1, 2 * d - 1 - rem);
-        set30(l, r, 2, get30(l, r, 2) - 1);
+        let rem = div_get(l, r, 0) + 2 * d;
+        div_set(l, r, 0, rem);
+        div_set(l, r, 1, 2 * d - 1 - rem);
+        div_set(l, r, 2, div_get(l, r, 2) - 1);
     });
     // A value not in its lookup table.
     tampered("act_mix", "lookup output + 1", &|l| {
         let r = (0..l.rows).find(|&r| l.tag[r] > 0).expect("a lookup row");
-        l.advice[Y][r] += 1;
+        l.advice[C][r] += 1;
     });
     // Wire values swapped between two MAC rows, with both sums recomputed.
     tampered(
@@ -251,9 +267,14 @@ fn one_wrong_witness_cell_is_rejected() {
         let r = first(l, SEL_MAC);
         l.advice[ACC][r + 1] += 1;
     });
-    // A public input's cell differing from the instance.
+    // A public input's cell differing from the instance (a public input sits in `D`).
     tampered("mlp_small", "input cell + 1", &|l| {
-        l.advice[A][0] += 1;
+        l.advice[D][0] += 1;
+    });
+    // A public output's row differing from the instance, and from the output's own cell.
+    tampered("mlp_small", "public output row + 1", &|l| {
+        let i = l.public.len() - 1;
+        l.advice[D][i] += 1;
     });
 }
 
@@ -263,7 +284,7 @@ fn one_wrong_witness_cell_is_rejected() {
 /// in one packed digit or one Poseidon state word.
 #[test]
 fn hashed_and_private_inputs_prove_the_same_outputs_and_bind_the_input() {
-    use ciro_circuits::halo2::{InputVisibility, SEL_PACK, SEL_POSEIDON};
+    use ciro_circuits::halo2::{InputVisibility, SEL_POSEIDON};
     use ciro_prover::halo2_backend::input_hash;
 
     let (_, public) = honest("mlp_small");
@@ -316,20 +337,16 @@ fn hashed_and_private_inputs_prove_the_same_outputs_and_bind_the_input() {
                 .expect("a tampered proof is still produced");
             reject(&t, case);
         };
-        tampered("packed digit + 1", &|l| {
-            let r = first(l, SEL_PACK);
-            l.advice[L][r] += 1;
+        // Input 0 is range-checked on row 0: its value in `A`, looked up as `L`.
+        tampered("range-checked copy of an input + 1", &|l| {
+            l.advice[L][0] += 1;
         });
-        tampered("packed digit + 1 and its input copy + 1", &|l| {
-            let r = first(l, SEL_PACK);
-            l.advice[L][r] += 1;
-            l.advice[A][r] += 1;
-        });
-        // The first value past the limb table (the key's limb width may be below 15 bits).
-        tampered("packed digit + 2^b (out of range)", &|l| {
-            let r = first(l, SEL_PACK);
-            l.advice[L][r] += 1 << l.limb_bits;
-            l.advice[A][r] += 1 << l.limb_bits;
+        // The first value past the declared range, in the input and its looked-up copy (the
+        // input's own row is the only range check it has).
+        tampered("input past its declared range", &|l| {
+            let past = vk.inputs[0].hi + 1 - l.advice[A][0];
+            l.advice[L][0] += past;
+            l.advice[A][0] += past;
         });
         if shown == InputVisibility::Hashed {
             tampered("Poseidon state word + 1", &|l| {
