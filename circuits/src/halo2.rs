@@ -1,8 +1,8 @@
 //! The halo2 (PLONKish, BN254 scalar field) arithmetisation of the same gate list the stwo AIR
 //! proves.
 //!
-//! One region of rows over six advice columns `A B C D ACC L`, five coefficient columns
-//! `F0..F4`, a lookup tag column, five selectors and one instance column (public inputs or their
+//! One region of rows over six advice columns `A B C D ACC L`, four coefficient columns
+//! `F0..F3`, a lookup tag column, five selectors and one instance column (public inputs or their
 //! hash, then public outputs), which the first rows' `D` shows. Every cell has one canonical
 //! place (where its gate writes it); every read is a copy constraint to that place, so the
 //! permutation argument plays the role of stwo's LogUp wiring. Weights and gate coefficients are fixed columns, which the verifying key commits to;
@@ -20,13 +20,14 @@
 //! fixed column and three columns share a permutation product.
 //!
 //! Gates (degree 3 with their selector; the Poseidon round, degree 4):
-//! - MAC, `ceil(terms/4)` rows: `ACC' = F4·ACC + F0·A + F1·B + F2·C + F3·D` (`W0..W3` for
-//!   `F0..F3` with private weights; `F4` = 0 on the first row); the sum lands in `ACC` of the
-//!   row after the last, which the next gate may also use (no other gate reads `ACC` on its
-//!   first row).
+//! - MAC, `ceil(terms/4)` rows: `ACC' = ACC + F0·A + F1·B + F2·C + F3·D` (`W0..W3` for
+//!   `F0..F3` with private weights); the sum lands in `ACC` of the row after the last, which the
+//!   next gate may also use (no other gate reads `ACC` on its first row). A chain starts from
+//!   `ACC` copied from a zero cell, or, on the previous chain's sum row, takes that sum back out
+//!   with one more term (copied from it, weight -1).
 //! - Arith, 1 row: `D = A·B`, `C = F0·A + F1·B + F2·D + F3` (likewise).
 //! - Select, 2 rows: `D` boolean (`s = [a >= b]`), `ACC' = F0·A + F1·B + F2`,
-//!   `A' = F3·A + F4·B + F0'`, `C = D·ACC' + (1-D)·A'`, and `D·(A-B) + (1-D)·(B-A-1) = L + 2^b·L'`.
+//!   `A' = F3·A + F1'·B + F0'`, `C = D·ACC' + (1-D)·A'`, and `D·(A-B) + (1-D)·(B-A-1) = L + 2^b·L'`.
 //! - Div, 3 rows: `2·F0·A + B = 2·B·C + r`, with `r`, `2B-1-r` and `C-F1` in range: their low
 //!   limbs in `L`, `L'`, `L''`, and their high limbs (times `F2`, `F2`, `F3`: `2^b` where the
 //!   honest value needs two limbs, else 0) in the `L` of rows 4, 5 and 3 of the gate, which other
@@ -63,7 +64,7 @@ pub const D: usize = 3;
 pub const ACC: usize = 4;
 pub const L: usize = 5;
 pub const N_ADVICE: usize = 6;
-pub const N_COEFF: usize = 5;
+pub const N_COEFF: usize = 4;
 /// Columns that take part in copy constraints. Fewer columns, fewer permutation commitments
 /// (cheaper on chain): lookup rows take their input in `A` (tied to `L` by the tag gate) and give
 /// their output in `C`.
@@ -162,6 +163,8 @@ pub struct Layout {
     pub wide: HashMap<Loc, Fr>,
     /// Coefficient cells likewise (Poseidon round constants): `(coefficient column, row)`.
     pub wide_coeff: HashMap<(usize, usize), Fr>,
+    /// The rows whose `ACC` holds a MAC chain's sum, in order (where each chain ends).
+    pub mac_sums: Vec<usize>,
 }
 
 /// `v = lo + 2^bits·hi`.
@@ -311,35 +314,40 @@ impl Layout {
         for g in &circuit.gates {
             match g {
                 Gate::Mac { out, terms } => {
-                    let n = terms.len().div_ceil(4).max(1);
-                    let r0 = b.take(n);
-                    b.grow(r0 + n + 1);
-                    let mut acc = 0i64;
+                    let zero = constant(&mut b, 0);
+                    let (r0, cancel) = b.mac_start(terms.len(), zero);
+                    let n = (terms.len() + cancel.is_some() as usize).div_ceil(4).max(1);
+                    b.take(n);
+                    let mut acc = b.advice[ACC][r0];
                     for i in 0..n {
                         let r = r0 + i;
                         b.selectors[if private { SEL_MAC_W } else { SEL_MAC }][r] = true;
-                        b.coeff[4][r] = (i > 0) as i64;
-                        // The first row's ACC may hold the previous MAC's sum: leave it.
-                        if i > 0 {
-                            b.advice[ACC][r] = acc;
-                        }
+                        b.advice[ACC][r] = acc;
                         for j in 0..4 {
-                            if let Some(&(x, w)) = terms.get(4 * i + j) {
-                                if private {
-                                    b.weight[j][r] = w;
-                                } else {
-                                    b.coeff[j][r] = w;
+                            let k = 4 * i + j;
+                            let (x, w) = match (terms.get(k), cancel) {
+                                (Some(&(x, w)), _) => {
+                                    b.read((A + j, r), x);
+                                    (v[x as usize], w)
                                 }
-                                b.advice[A + j][r] = v[x as usize];
-                                b.read((A + j, r), x);
-                                acc += w * v[x as usize];
+                                (None, Some(sum)) if k == terms.len() => {
+                                    b.copies.push(((A + j, r), sum));
+                                    (b.advice[ACC][r0], -1)
+                                }
+                                _ => continue,
+                            };
+                            if private {
+                                b.weight[j][r] = w;
+                            } else {
+                                b.coeff[j][r] = w;
                             }
+                            b.advice[A + j][r] = x;
+                            acc += w * x;
                         }
                     }
+                    b.mac_end(r0 + n);
                     b.advice[ACC][r0 + n] = acc;
                     place[*out as usize] = (ACC, r0 + n);
-                    // The next gate may start on the row that holds the sum.
-                    b.row = r0 + n;
                 }
                 Gate::Arith {
                     out,
@@ -410,8 +418,8 @@ impl Layout {
                     b.coeff[1][r] = p[1];
                     b.coeff[2][r] = p[2];
                     b.coeff[3][r] = q[0];
-                    b.coeff[4][r] = q[1];
                     // The second row has no coefficients of its own: one column fewer.
+                    b.coeff[1][r + 1] = q[1];
                     b.coeff[0][r + 1] = q[2];
                     b.advice[ACC][r + 1] = p[0] * av + p[1] * bv + p[2];
                     b.advice[A][r + 1] = q[0] * av + q[1] * bv + q[2];
@@ -490,9 +498,10 @@ impl Layout {
         let hash = (inputs == InputVisibility::Hashed).then(|| {
             let lo: Vec<i64> = circuit.bounds[..n_inputs].iter().map(|b| b.0).collect();
             let one = constant(&mut b, 1);
-            let elements = pack_inputs(&mut b, &v[..n_inputs], &lo, one);
+            let zero = constant(&mut b, 0);
+            let elements = pack_inputs(&mut b, &v[..n_inputs], &lo, one, zero);
             let cap = constant(&mut b, n_inputs as i64);
-            poseidon_sponge(&mut b, cap, n_inputs, &elements)
+            poseidon_sponge(&mut b, cap, zero, n_inputs, &elements)
         });
         // The last gate may end on `b.row` (a MAC's sum), and a division's high limbs after it.
         let rows = (b.row + 1).max(b.l_free);
@@ -553,6 +562,7 @@ impl Layout {
             table,
             wide: b.wide,
             wide_coeff: b.wide_coeff,
+            mac_sums: b.mac_sums,
         }
     }
 
@@ -584,6 +594,8 @@ struct Builder {
     row: usize,
     /// The first row whose `L` no gate uses yet (a division's high limbs may lie past `row`).
     l_free: usize,
+    /// The rows holding MAC chains' sums, in order.
+    mac_sums: Vec<usize>,
     advice: Vec<Vec<i64>>,
     weight: Vec<Vec<i64>>,
     coeff: Vec<Vec<i64>>,
@@ -599,7 +611,7 @@ struct Builder {
 /// of sixteen 15-bit digits `x - lo` (see `crate::poseidon`), one MAC per element: the digit
 /// weights `2^(15·j)` are its coefficients, and `-Σ lo·2^(15·j)` weighs the constant cell `one`.
 /// Returns where each element ends up.
-fn pack_inputs(b: &mut Builder, x: &[i64], lo: &[i64], one: Loc) -> Vec<Loc> {
+fn pack_inputs(b: &mut Builder, x: &[i64], lo: &[i64], one: Loc, zero: Loc) -> Vec<Loc> {
     use crate::poseidon::{DIGITS_PER_ELEMENT, DIGIT_BITS};
     let base = Fr::from(1u64 << DIGIT_BITS);
     let mut out = Vec::new();
@@ -617,14 +629,21 @@ fn pack_inputs(b: &mut Builder, x: &[i64], lo: &[i64], one: Loc) -> Vec<Loc> {
             weight *= base;
         }
         terms.push((one, Fr::ONE, offset));
-        let n = terms.len().div_ceil(4);
-        let r0 = b.take(n);
-        b.grow(r0 + n + 1);
+        let (r0, cancel) = b.mac_start(terms.len(), zero);
         let mut acc = Fr::ZERO;
+        if let Some(sum) = cancel {
+            acc = b
+                .wide
+                .get(&sum)
+                .copied()
+                .unwrap_or_else(|| fr(b.advice[ACC][r0]));
+            terms.push((sum, acc, -Fr::ONE));
+        }
+        let n = terms.len().div_ceil(4);
+        b.take(n);
         for (i, row_terms) in terms.chunks(4).enumerate() {
             let r = r0 + i;
             b.selectors[SEL_MAC][r] = true;
-            b.coeff[4][r] = (i > 0) as i64;
             if i > 0 {
                 b.wide.insert((ACC, r), acc);
             }
@@ -635,16 +654,16 @@ fn pack_inputs(b: &mut Builder, x: &[i64], lo: &[i64], one: Loc) -> Vec<Loc> {
                 acc += value * w;
             }
         }
+        b.mac_end(r0 + n);
         b.wide.insert((ACC, r0 + n), acc);
         out.push((ACC, r0 + n));
-        b.row = r0 + n;
     }
     out
 }
 
 /// Lays out the Poseidon sponge over `elements`, starting from `[n, 0]` (`cap` holds `n`);
 /// returns the cell of the hash.
-fn poseidon_sponge(b: &mut Builder, cap: Loc, n: usize, elements: &[Loc]) -> Loc {
+fn poseidon_sponge(b: &mut Builder, cap: Loc, zero: Loc, n: usize, elements: &[Loc]) -> Loc {
     use crate::poseidon::{constants, is_full, round, ROUNDS};
     let rc = &constants().round;
     let mut state = [Fr::from(n as u64), Fr::ZERO];
@@ -660,8 +679,10 @@ fn poseidon_sponge(b: &mut Builder, cap: Loc, n: usize, elements: &[Loc]) -> Loc
                 r1
             }
             Some(ro) => {
-                // Absorb on the previous output row with a MAC: ACC' = B + C, C = the element.
+                // Absorb on the previous output row with a MAC: ACC' = 0 + B + C, C = the
+                // element.
                 b.selectors[SEL_MAC][ro] = true;
+                b.copies.push(((ACC, ro), zero));
                 b.coeff[1][ro] = 1;
                 b.coeff[2][ro] = 1;
                 b.wide.insert((C, ro), value);
@@ -737,6 +758,31 @@ impl Builder {
         self.l_free = r + l_rows;
         self.grow(self.l_free + 1);
         r
+    }
+
+    /// Where a MAC chain of `n_terms` terms starts. Its gate adds each row's terms to `ACC`, so
+    /// the chain must start from a known `ACC`: on the previous chain's sum row, one more term
+    /// takes that sum back out (returned: read it with weight -1), unless that term would cost
+    /// a row; elsewhere (on a fresh row) `ACC` is a copy of the cell `zero`. The caller takes the
+    /// rows from the returned one on.
+    fn mac_start(&mut self, n_terms: usize, zero: Loc) -> (usize, Option<Loc>) {
+        let on_sum = self.mac_sums.last() == Some(&self.row);
+        if on_sum && n_terms % 4 != 0 {
+            return (self.row, Some((ACC, self.row)));
+        }
+        if on_sum {
+            self.row += 1;
+        }
+        self.grow(self.row + 1);
+        self.copies.push(((ACC, self.row), zero));
+        (self.row, None)
+    }
+
+    /// A MAC chain ends with its sum in `ACC` of row `sum`, where the next gate may start.
+    fn mac_end(&mut self, sum: usize) {
+        self.mac_sums.push(sum);
+        self.row = sum;
+        self.grow(sum + 1);
     }
 
     fn read(&mut self, at: Loc, cell: Cell) {
@@ -856,7 +902,7 @@ impl H2Circuit<Fr> for Halo2Circuit<'_> {
                 let next = m.query_advice(advice[ACC], Rotation::next());
                 let (a, f) = cur(m);
                 let [w0, w1, w2, w3] = weights(m, &f);
-                let sum = f[4].clone() * a[ACC].clone()
+                let sum = a[ACC].clone()
                     + w0 * a[A].clone()
                     + w1 * a[B].clone()
                     + w2 * a[C].clone()
@@ -879,7 +925,8 @@ impl H2Circuit<Fr> for Halo2Circuit<'_> {
             let x = m.query_advice(advice[ACC], Rotation::next());
             let y = m.query_advice(advice[A], Rotation::next());
             let (a, f) = cur(m);
-            let [f0, f1, f2, f3, f4] = f;
+            let [f0, f1, f2, f3] = f;
+            let f4 = m.query_fixed(coeff[1], Rotation::next());
             let f5 = m.query_fixed(coeff[0], Rotation::next());
             let hi = m.query_advice(advice[L], Rotation::next());
             let [xa, xb, xc, sel, _, lo] = a;
@@ -899,7 +946,7 @@ impl H2Circuit<Fr> for Halo2Circuit<'_> {
             let low: [Expression<Fr>; 3] = std::array::from_fn(&mut l);
             let high: [Expression<Fr>; 3] = DIV_HIGH_ROWS.map(l);
             let (a, f) = cur(m);
-            let [f0, f1, f2, f3, _] = f;
+            let [f0, f1, f2, f3] = f;
             let [rem_lo, t_lo, ql_lo] = low;
             let [rem_hi, t_hi, ql_hi] = high;
             let rem = rem_lo + f2.clone() * rem_hi;

@@ -253,10 +253,12 @@ fn one_wrong_witness_cell_is_rejected() {
             // and only the wiring (the copies of the swapped inputs) is wrong.
             for (row, old) in [(r, x), (s, y)] {
                 let delta = l.coeff[0][row] * (l.advice[A][row] - old);
-                let mut q = row + 1;
-                l.advice[ACC][q] += delta;
-                while l.selectors[SEL_MAC][q] && l.coeff[4][q] == 1 {
-                    q += 1;
+                let sum = *l
+                    .mac_sums
+                    .iter()
+                    .find(|&&q| q > row)
+                    .expect("its chain's sum");
+                for q in row + 1..=sum {
                     l.advice[ACC][q] += delta;
                 }
             }
@@ -266,6 +268,16 @@ fn one_wrong_witness_cell_is_rejected() {
     tampered("mlp_small", "MAC accumulator + 1", &|l| {
         let r = first(l, SEL_MAC);
         l.advice[ACC][r + 1] += 1;
+    });
+    // A chain starting from 1 instead of its copy of the zero cell (the gate has no flag for
+    // a chain's first row), with the chain's accumulators carried along to its sum: every MAC
+    // equation holds, only the wiring (the zero cell's copy, the sum's readers) is wrong.
+    tampered("mlp_small", "MAC chain started from 1", &|l| {
+        let r = first(l, SEL_MAC);
+        let sum = l.mac_sums[0];
+        for q in r..=sum {
+            l.advice[ACC][q] += 1;
+        }
     });
     // A public input's cell differing from the instance (a public input sits in `D`).
     tampered("mlp_small", "input cell + 1", &|l| {
