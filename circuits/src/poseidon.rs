@@ -3,9 +3,9 @@
 //! constants and MDS matrix from the reference Grain LFSR (via `poseidon-primitives`).
 //!
 //! [`hash_input`] is the commitment to a model input that a halo2 proof with a hashed input makes
-//! public. Each input value `x` with declared lower bound `lo` becomes the digit `u = x - lo`,
-//! which the circuit proves lies in `[0, 2^15)` (in `[0, 2^b)` for its limb width `b <= 15`);
-//! sixteen digits pack into one field element
+//! public. Each input value `x` with declared range `[lo, hi]` becomes the digit `u = x - lo`,
+//! which lies in `[0, 2^15)` (the circuit proves `x` in its declared range, and setup refuses a
+//! range of 2^15 values or more); sixteen digits pack into one field element
 //! (`e = Σ u_j · 2^(15·(15-j))`, the last element zero-padded), so the packing is injective.
 //! The sponge starts from `[n, 0]` (`n` = the number of input values), and for each element
 //! adds it to the rate word and permutes. The hash is the rate word at the end.

@@ -47,7 +47,9 @@ use crate::{ProofSystem, Stage};
 
 pub const BACKEND: &str = "halo2-kzg";
 const VK_FORMAT: &str = "ciro-halo2-vk";
-const VK_VERSION: u32 = 1;
+/// 2: one lookup, six advice columns, public values on tagged rows (version 1 keys describe
+/// another circuit and are refused).
+const VK_VERSION: u32 = 2;
 /// BN254 gives about 100 bits of security against the best known discrete-log attacks.
 pub const SECURITY_BITS: u32 = 100;
 
@@ -86,9 +88,7 @@ pub struct Halo2VerifyingKey {
     pub model_name: String,
     pub model_hash: String,
     pub k: u32,
-    /// The circuit's range-check limb width (part of its gates); keys from before it was
-    /// chosen per circuit used 15.
-    #[serde(default = "max_limb_bits")]
+    /// The circuit's range-check limb width (part of its gates).
     pub limb_bits: u32,
     pub srs: SrsInfo,
     /// halo2's verifying key, `SerdeFormat::RawBytes`, hex.
