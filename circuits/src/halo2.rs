@@ -132,6 +132,22 @@ pub struct Shape {
 /// narrowest limb its checks allow ([`limb_bits`]): the range table has `2^bits` rows, so a
 /// narrow limb lets a small model fit in fewer rows, and the prover's cost is set by the rows.
 pub const MAX_LIMB_BITS: u32 = 15;
+/// The constraint system's degree (the lookup's `TAG·C`; see the module documentation).
+pub const DEGREE: usize = 5;
+
+/// halo2-axiom caps every constraint system's degree at its `MAX_DEGREE` environment variable
+/// (default 5); a lower cap would make keys, provers and verifiers of this circuit disagree with
+/// each other. The error to show, if one is set too low.
+pub fn degree_cap_error() -> Option<String> {
+    let cap = std::env::var("MAX_DEGREE").ok()?;
+    match cap.parse::<usize>() {
+        Ok(c) if c >= DEGREE => None,
+        _ => Some(format!(
+            "the MAX_DEGREE environment variable ({cap:?}) caps halo2's constraint degree below the {DEGREE} this circuit needs: unset it"
+        )),
+    }
+}
+
 /// Rows halo2 reserves at the end for blinding (plus one), with a margin.
 const RESERVED_ROWS: usize = 16;
 
@@ -767,7 +783,7 @@ impl Builder {
     /// rows from the returned one on.
     fn mac_start(&mut self, n_terms: usize, zero: Loc) -> (usize, Option<Loc>) {
         let on_sum = self.mac_sums.last() == Some(&self.row);
-        if on_sum && n_terms % 4 != 0 {
+        if on_sum && !n_terms.is_multiple_of(4) {
             return (self.row, Some((ACC, self.row)));
         }
         if on_sum {

@@ -117,3 +117,24 @@ fn private_weights_layout_is_satisfied_and_weights_are_advice() {
         "a changed weight was accepted"
     );
 }
+
+/// The constraint system has the degree the module documents (halo2-axiom caps it at its
+/// `MAX_DEGREE` environment variable, 5 unless set), so the lookup's `TAG·C` is not cut down.
+#[test]
+fn the_constraint_system_has_the_documented_degree() {
+    use ciro_circuits::halo2::{Shape, WeightVisibility, DEGREE};
+    use halo2_axiom::plonk::{Circuit as _, ConstraintSystem};
+    assert_eq!(ciro_circuits::halo2::degree_cap_error(), None);
+    for weights in [WeightVisibility::Fixed, WeightVisibility::Private] {
+        let mut cs = ConstraintSystem::<Fr>::default();
+        Halo2Circuit::configure_with_params(
+            &mut cs,
+            Shape {
+                limb_bits: 12,
+                weights,
+            },
+        );
+        assert_eq!(cs.degree(), DEGREE, "{weights:?}");
+        assert_eq!(cs.lookups().len(), 1, "{weights:?}");
+    }
+}

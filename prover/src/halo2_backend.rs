@@ -131,6 +131,9 @@ pub struct Halo2ProvingKey {
 impl Halo2VerifyingKey {
     /// halo2's verifying key and verifier parameters (`[1]_1`, `[1]_2`, `[s]_2` and the size).
     pub fn halo2_parts(&self) -> Result<(ParamsKZG<Bn256>, VerifyingKey<G1Affine>), VerifyError> {
+        if let Some(e) = ciro_circuits::halo2::degree_cap_error() {
+            return Err(VerifyError::Malformed(e));
+        }
         let g1: G1Affine = read_point(&self.srs.g1, "[1]_1")?;
         let g2: G2Affine = read_point(&self.srs.g2, "[1]_2")?;
         let s_g2: G2Affine = read_point(&self.srs.s_g2, "[s]_2")?;
@@ -507,9 +510,13 @@ impl Halo2Backend {
         inputs: InputVisibility,
         log: &mut dyn FnMut(&str),
     ) -> Result<(Halo2ProvingKey, Halo2VerifyingKey), ProveError> {
+        if let Some(e) = ciro_circuits::halo2::degree_cap_error() {
+            return Err(ProveError::Backend(e));
+        }
         let circuit = Circuit::from_graph(&model.graph)?;
         if inputs != InputVisibility::Public {
-            // The circuit proves `x - lo` in [0, 2^15) (a 15-bit digit of the packed input).
+            // The circuit looks each input up in a table of its range, and the hash packs
+            // `x - lo` as a 15-bit digit.
             for (lo, hi) in &circuit.bounds[..circuit.n_inputs as usize] {
                 if hi - lo >= 1 << poseidon::DIGIT_BITS {
                     return Err(ProveError::Backend(format!(
