@@ -5,15 +5,17 @@
 //! `F0..F3`, a lookup tag column, five selectors and one instance column (public inputs or their
 //! hash, then public outputs), which the first rows' `D` shows. Every cell has one canonical
 //! place (where its gate writes it); every read is a copy constraint to that place, so the
-//! permutation argument plays the role of stwo's LogUp wiring. Weights and gate coefficients are fixed columns, which the verifying key commits to;
-//! with private weights ([`WeightVisibility::Private`]) the model's MAC and Arith coefficients
-//! move to four advice columns `W0..W3` under two more selectors instead.
+//! permutation argument plays the role of stwo's LogUp wiring. Weights and gate coefficients are
+//! fixed columns, which the verifying key commits to; with private weights
+//! ([`WeightVisibility::Private`]) the model's MAC and Arith coefficients move to four advice
+//! columns `W0..W3` under two more selectors instead.
 //!
 //! Every column and lookup is a commitment (an elliptic-curve multiplication) in the on-chain
 //! verifier, so the layout spends rows to save columns. One lookup runs on every usable row:
-//! `(TAG, L, TAG·C)` into the tagged table `(tag, x, tag·y)`. Tag 0 is the range table `(0, v, 0)`
-//! for `v < 2^b`, where `C` is free; tag `t >= 1` is an activation table `(x, f(x))` or an input
-//! range `(x, 0)` for `lo <= x <= hi`, where `C` is the output (`t` is invertible). A value
+//! `(TAG, L, TAG·C)` into the tagged table `(tag, x, tag·y)`. Tag 0 is the range table
+//! `(0, v, 0)` for `v < 2^b`, where `C` is free; tag `t >= 1` is an activation table `(x, f(x))`,
+//! an input range `(x, 0)` for `lo <= x <= hi`, or the public rows' `(0, 0)`, where `C` is the
+//! output (`t` is invertible). A value
 //! proven in `[0, 2^2b)` is two `L` limbs, `L + 2^b·L'` on two rows. The limb width `b` (at most
 //! 15) is the narrowest the circuit's checks allow ([`limb_bits`]), so a small model's table, and
 //! with it the circuit, stays small. The lookup's degree (5) also lets three selectors share a
@@ -27,7 +29,8 @@
 //!   with one more term (copied from it, weight -1).
 //! - Arith, 1 row: `D = A·B`, `C = F0·A + F1·B + F2·D + F3` (likewise).
 //! - Select, 2 rows: `D` boolean (`s = [a >= b]`), `ACC' = F0·A + F1·B + F2`,
-//!   `A' = F3·A + F1'·B + F0'`, `C = D·ACC' + (1-D)·A'`, and `D·(A-B) + (1-D)·(B-A-1) = L + 2^b·L'`.
+//!   `A' = F3·A + F1'·B + F0'`, `C = D·ACC' + (1-D)·A'`, and
+//!   `D·(A-B) + (1-D)·(B-A-1) = L + 2^b·L'`.
 //! - Div, 3 rows: `2·F0·A + B = 2·B·C + r`, with `r`, `2B-1-r` and `C-F1` in range: their low
 //!   limbs in `L`, `L'`, `L''`, and their high limbs (times `F2`, `F2`, `F3`: `2^b` where the
 //!   honest value needs two limbs, else 0) in the `L` of rows 4, 5 and 3 of the gate, which other
