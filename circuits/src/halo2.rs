@@ -95,6 +95,10 @@ pub const N_WEIGHT: usize = 4;
 /// of the gate (`r`, `2d-1-r`, `q-q_lo`; the low limbs are in rows 0, 1, 2). The quotient's
 /// comes first because it is the one most often wide (a rescale's divisor is small).
 pub const DIV_HIGH_ROWS: [usize; 3] = [4, 5, 3];
+/// The coefficient column (on the gate's first row) that multiplies each of those high limbs:
+/// `2^b` where the honest value needs two limbs, else 0. `r` and `2d-1-r` share one, as both are
+/// below `2d`.
+pub const DIV_HIGH_COEFF: [usize; 3] = [2, 2, 3];
 
 /// What a proof shows of the model input.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -288,8 +292,8 @@ impl Layout {
         // after the activation tables, one per distinct range). Public rows past the inputs
         // carry `tag_public` too.
         let mut input_ranges: Vec<(i64, i64)> = Vec::new();
-        let tag_public =
-            |input_ranges: &[(i64, i64)]| (1 + circuit.tables.len() + input_ranges.len()) as i64;
+        // Tag of input range `t`; the one past the last range is the public rows'.
+        let input_tag = |t: usize| (1 + circuit.tables.len() + t) as i64;
         for i in 0..n_inputs {
             b.grow(i + 1);
             if inputs == InputVisibility::Public {
@@ -306,11 +310,11 @@ impl Layout {
                         input_ranges.len() - 1
                     }
                 };
-                b.tag[i] = (1 + circuit.tables.len() + t) as i64;
+                b.tag[i] = input_tag(t);
                 b.advice[L][i] = v[i];
             }
         }
-        let tag_public = tag_public(&input_ranges);
+        let tag_public = input_tag(input_ranges.len());
         for i in 0..n_public.max(n_inputs) {
             b.grow(i + 1);
             if b.tag[i] == 0 {
@@ -490,8 +494,10 @@ impl Layout {
                     place[*out as usize] = (C, r);
                     b.coeff[0][r] = *k;
                     b.coeff[1][r] = *q_lo;
-                    b.coeff[2][r] = if two_limbs[0] { 1 << limb_bits } else { 0 };
-                    b.coeff[3][r] = if two_limbs[2] { 1 << limb_bits } else { 0 };
+                    for i in 0..3 {
+                        b.coeff[DIV_HIGH_COEFF[i]][r] =
+                            if two_limbs[i] { 1 << limb_bits } else { 0 };
+                    }
                     let rem = 2 * k * nv + dv - 2 * dv * qv;
                     for (i, x) in [rem, 2 * dv - 1 - rem, qv - q_lo].into_iter().enumerate() {
                         if two_limbs[i] {
@@ -531,15 +537,14 @@ impl Layout {
             }
         }
         for (t, &(lo, hi)) in input_ranges.iter().enumerate() {
-            let tag = (1 + circuit.tables.len() + t) as i64;
-            table.extend((lo..=hi).map(|x| (tag, x, 0)));
+            table.extend((lo..=hi).map(|x| (input_tag(t), x, 0)));
         }
         if b.tag.contains(&tag_public) {
             table.push((tag_public, 0, 0));
         }
         let need = rows.max(table.len()) + RESERVED_ROWS;
         let k = need.next_power_of_two().trailing_zeros();
-        let copies: Vec<(Loc, Loc)> = b
+        let mut copies: Vec<(Loc, Loc)> = b
             .reads
             .iter()
             .map(|&(loc, cell)| (loc, place[cell as usize]))
@@ -554,7 +559,6 @@ impl Layout {
             .chain(circuit.outputs.iter().map(|&c| place[c as usize]))
             .collect();
         debug_assert_eq!(public.len(), n_public);
-        let mut copies = copies;
         for (i, &(c, r)) in public.iter().enumerate() {
             if (c, r) != (D, i) {
                 b.advice[D][i] = b.advice[c][r];
@@ -589,12 +593,7 @@ impl Layout {
     pub fn instance_fr(&self) -> Vec<Fr> {
         self.public
             .iter()
-            .map(|&(c, r)| {
-                self.wide
-                    .get(&(c, r))
-                    .copied()
-                    .unwrap_or_else(|| fr(self.advice[c][r]))
-            })
+            .map(|&loc| value_at(&self.advice, &self.wide, loc))
             .collect()
     }
 
@@ -651,11 +650,7 @@ fn pack_inputs(b: &mut Builder, x: &[i64], lo: &[i64], one: Loc, zero: Loc) -> V
         let (r0, cancel) = b.mac_start(terms.len(), zero);
         let mut acc = Fr::ZERO;
         if let Some(sum) = cancel {
-            acc = b
-                .wide
-                .get(&sum)
-                .copied()
-                .unwrap_or_else(|| fr(b.advice[ACC][r0]));
+            acc = value_at(&b.advice, &b.wide, sum);
             terms.push((sum, acc, -Fr::ONE));
         }
         let n = terms.len().div_ceil(4);
@@ -688,7 +683,7 @@ fn poseidon_sponge(b: &mut Builder, cap: Loc, zero: Loc, n: usize, elements: &[L
     let mut state = [Fr::from(n as u64), Fr::ZERO];
     let mut out_row: Option<usize> = None;
     for &e in elements {
-        let value = b.wide.get(&e).copied().unwrap_or(Fr::ZERO);
+        let value = value_at(&b.advice, &b.wide, e);
         let r1 = match out_row {
             None => {
                 b.take(1);
@@ -807,6 +802,13 @@ impl Builder {
     fn read(&mut self, at: Loc, cell: Cell) {
         self.reads.push((at, cell));
     }
+}
+
+/// A cell's value: from `wide` where it does not fit an `i64`, else from `advice`.
+fn value_at(advice: &[Vec<i64>], wide: &HashMap<Loc, Fr>, (c, r): Loc) -> Fr {
+    wide.get(&(c, r))
+        .copied()
+        .unwrap_or_else(|| fr(advice[c][r]))
 }
 
 pub fn fr(v: i64) -> Fr {
@@ -965,12 +967,11 @@ impl H2Circuit<Fr> for Halo2Circuit<'_> {
             let low: [Expression<Fr>; 3] = std::array::from_fn(&mut l);
             let high: [Expression<Fr>; 3] = DIV_HIGH_ROWS.map(l);
             let (a, f) = cur(m);
-            let [f0, f1, f2, f3] = f;
-            let [rem_lo, t_lo, ql_lo] = low;
-            let [rem_hi, t_hi, ql_hi] = high;
-            let rem = rem_lo + f2.clone() * rem_hi;
-            let t = t_lo + f2 * t_hi;
-            let ql = ql_lo + f3 * ql_hi;
+            // `r`, `2d-1-r`, `q-q_lo`: low limb + multiplier · high limb.
+            let [rem, t, ql]: [Expression<Fr>; 3] = std::array::from_fn(|i| {
+                low[i].clone() + f[DIV_HIGH_COEFF[i]].clone() * high[i].clone()
+            });
+            let [f0, f1, ..] = f;
             let [xn, xd, xq, ..] = a;
             vec![
                 s.clone()

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
 use ciro_circuits::halo2::{
-    Layout, A, ACC, B, C, D, DIV_HIGH_ROWS, L, SEL_DIV, SEL_MAC, SEL_SELECT,
+    Layout, A, ACC, B, C, D, DIV_HIGH_COEFF, DIV_HIGH_ROWS, L, SEL_DIV, SEL_MAC, SEL_SELECT,
 };
 use ciro_model_compiler::eval::IntTensor;
 use ciro_prover::{
@@ -154,7 +154,7 @@ fn tampered_statements_and_proofs_are_rejected() {
 /// The high limb's row and multiplier of the division at row `r`'s range check `i` (`r`,
 /// `2d-1-r`, `q-q_lo`).
 fn div_high(l: &Layout, r: usize, i: usize) -> (usize, i64) {
-    (r + DIV_HIGH_ROWS[i], l.coeff[if i < 2 { 2 } else { 3 }][r])
+    (r + DIV_HIGH_ROWS[i], l.coeff[DIV_HIGH_COEFF[i]][r])
 }
 
 fn div_get(l: &Layout, r: usize, i: usize) -> i64 {
