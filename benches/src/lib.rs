@@ -1,36 +1,35 @@
-//! Shared setup for the benchmarks: a fixture model compiled, its keys and its sample input.
+//! Shared setup for the benchmarks: a fixture model compiled, its keys for a backend and its
+//! sample input.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use ciro_model_compiler::eval::IntTensor;
-use ciro_model_compiler::input::read_json;
-use ciro_model_compiler::{compile_model_dir, quantize_inputs, CompileOptions};
-use ciro_prover::{ProofSystem, StwoBackend, StwoProvingKey, StwoVerifyingKey};
+use ciro_prover::{BackendId, DynProver, DynProvingKey, ProofBundle, ProveError, ProverSettings};
 
-pub const FIXTURE_MODELS: [&str; 5] = [
-    "mlp_small",
-    "mlp_mnist",
-    "cnn_lenet",
-    "act_mix",
-    "image_recognition_v1",
-];
+pub use ciro_test_support::MODELS as FIXTURE_MODELS;
 
 pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+    ciro_test_support::fixtures()
 }
 
 pub struct Prepared {
-    pub pk: StwoProvingKey,
-    pub vk: StwoVerifyingKey,
+    pub prover: Box<dyn DynProver>,
+    pub pk: Box<dyn DynProvingKey>,
     pub input: Vec<IntTensor>,
 }
 
-/// Compiles a fixture model and sets up its stwo keys.
-pub fn prepare(name: &str) -> Prepared {
-    let dir = fixtures().join("models").join(name);
-    let model = compile_model_dir(&dir, &CompileOptions::default()).expect("fixture compiles");
-    let x = read_json(&dir.join("input.json")).expect("sample input");
-    let input = quantize_inputs(&model.graph, &x).expect("sample input quantizes");
-    let (pk, vk) = StwoBackend::default().setup(&model).expect("setup");
-    Prepared { pk, vk, input }
+impl Prepared {
+    pub fn prove(&self) -> Result<ProofBundle, ProveError> {
+        self.prover
+            .prove(self.pk.as_ref(), &self.input, &mut |_| {})
+    }
+}
+
+/// Compiles a fixture model and sets up its keys for `backend`.
+pub fn prepare(name: &str, backend: BackendId) -> Prepared {
+    let model = ciro_test_support::compile_fixture(name);
+    let input = ciro_test_support::sample_input(&model, name);
+    let prover = ciro_prover::prover(backend, &ProverSettings::default()).expect("prover");
+    let pk = prover.setup(&model, &mut |_| {}).expect("setup");
+    Prepared { prover, pk, input }
 }

@@ -12,10 +12,9 @@ use anyhow::{bail, Context, Result};
 use ciro_model_compiler::eval::IntTensor;
 use ciro_model_compiler::input::read_json;
 use ciro_model_compiler::{compile_model_dir, quantize_inputs, CompileOptions, CompiledModel};
-use ciro_prover::{Halo2Backend, ProofBundle, ProofSystem, StwoBackend};
+use ciro_prover::{BackendId, Halo2VerifyingKey, ProverSettings};
 use ciro_verifier::evm;
 
-use crate::proving::Backend;
 use serde::{Deserialize, Serialize};
 
 const FIXTURE_MODELS: [&str; 5] = [
@@ -40,8 +39,8 @@ pub struct BenchArgs {
     #[arg(long)]
     markdown: bool,
     /// The proof system to measure.
-    #[arg(long, value_enum, default_value = "stwo")]
-    backend: Backend,
+    #[arg(long, default_value = "stwo", value_parser = crate::proving::parse_backend)]
+    backend: BackendId,
     /// Internal: measure one compiled model in this process and print its row as JSON.
     #[arg(long, hide = true)]
     single: Option<PathBuf>,
@@ -98,99 +97,59 @@ fn sample_input(fixtures: &Path, m: &CompiledModel) -> Result<Vec<IntTensor>> {
     Ok(quantize_inputs(&m.graph, &x)?)
 }
 
-fn measure(compiled: &Path, fixtures: &Path, runs: usize, backend: Backend) -> Result<Row> {
+fn measure(compiled: &Path, fixtures: &Path, runs: usize, backend: BackendId) -> Result<Row> {
     crate::proving::quiet_panics();
     let m = CompiledModel::load(compiled)?;
     let input = sample_input(fixtures, &m)?;
-    match backend {
-        Backend::Stwo => Ok(
-            measure_with(&StwoBackend::default(), &m, &input, runs, |vk| {
-                let columns = vk
-                    .components
-                    .iter()
-                    .map(|c| {
-                        c.kind.pre_names().len()
-                            + c.kind.n_main()
-                            + 4 * c.kind.lookups().len().div_ceil(2)
-                    })
-                    .sum();
-                let rows = vk.components.iter().map(|c| 1u64 << c.log_size).sum();
-                (rows, columns, serde_json::to_vec(vk).map_or(0, |b| b.len()))
-            })?
-            .0,
-        ),
-        Backend::Halo2 => {
-            let (mut row, vk, bundle) =
-                measure_with(&Halo2Backend::default(), &m, &input, runs, |vk| {
-                    let columns = vk.halo2_parts().map_or(0, |(_, key)| {
-                        let cs = key.cs();
-                        cs.num_advice_columns() + cs.num_fixed_columns() + cs.num_instance_columns()
-                    });
-                    (
-                        1u64 << vk.k,
-                        columns,
-                        serde_json::to_vec(vk).map_or(0, |b| b.len()),
-                    )
-                })?;
-            // After the peak-memory reading: the EVM is not part of proving.
-            let verifier = evm::evm_verifier(&vk)?;
-            let mut chain = evm::LocalEvm::default();
-            let deployed = chain.deploy(&verifier)?;
-            let call = chain.call(deployed.entry, &evm::calldata(&bundle)?)?;
-            if !call.accepted {
-                bail!("{}: the EVM verifier rejected the proof", m.graph.name);
-            }
-            row.evm = Some(EvmRow {
-                contracts: deployed.runtime_bytes.len(),
-                largest_code_bytes: deployed.largest_runtime(),
-                verify_gas: call.gas,
-            });
-            Ok(row)
-        }
-    }
-}
-
-fn measure_with<P: ProofSystem>(
-    backend: &P,
-    m: &CompiledModel,
-    input: &[IntTensor],
-    runs: usize,
-    shape: impl Fn(&P::VerifyingKey) -> (u64, usize, usize),
-) -> Result<(Row, P::VerifyingKey, ProofBundle)> {
+    let prover = ciro_prover::prover(backend, &ProverSettings::default())?;
     let t = Instant::now();
-    let (pk, vk) = backend.setup(m)?;
+    let pk = prover.setup(&m, &mut |_| {})?;
+    let vk = pk.verifying_key();
     let setup_s = t.elapsed().as_secs_f64();
     let (mut prove, mut verify) = (Vec::new(), Vec::new());
     let mut last = None;
     for _ in 0..runs.max(1) {
         let t = Instant::now();
-        let bundle = backend.prove(&pk, input, &mut |_| {})?;
+        let bundle = prover.prove(pk.as_ref(), &input, &mut |_| {})?;
         prove.push(t.elapsed().as_secs_f64());
         let t = Instant::now();
-        backend
-            .verify(&vk, &bundle)
+        vk.verify(&bundle)
             .context("a benchmark proof failed to verify")?;
         verify.push(t.elapsed().as_secs_f64() * 1e3);
         last = Some(bundle);
     }
     let bundle = last.context("no proof was made")?;
-    let size = bundle.to_bytes().len();
-    let (rows, columns, vk_bytes) = shape(&vk);
-    let row = Row {
+    let size = vk.size();
+    let mut row = Row {
         model: m.graph.name.clone(),
         macs: m.graph.stats().macs,
-        rows,
-        columns,
-        vk_kib: vk_bytes as f64 / 1024.0,
+        rows: size.rows,
+        columns: size.columns,
+        vk_kib: vk.to_json().len() as f64 / 1024.0,
         setup_s,
         prove_s: median(prove),
         verify_ms: median(verify),
-        proof_kib: size as f64 / 1024.0,
+        proof_kib: bundle.to_bytes().len() as f64 / 1024.0,
         peak_rss_mib: peak_rss_mib(),
         quant_error: m.report.max_abs_error,
         evm: None,
     };
-    Ok((row, vk, bundle))
+    // After the peak-memory reading: the EVM is not part of proving.
+    if let Some(vk) = vk.downcast_ref::<Halo2VerifyingKey>() {
+        let verifier = evm::evm_verifier(vk)?;
+        let mut chain = evm::LocalEvm::default();
+        let deployed = chain.deploy(&verifier)?;
+        let call = chain.call(deployed.entry, &evm::calldata(&bundle)?)?;
+        if !call.accepted {
+            bail!("{}: the EVM verifier rejected the proof", m.graph.name);
+        }
+        row.evm = Some(EvmRow {
+            contracts: deployed.runtime_bytes.len(),
+            largest_code_bytes: deployed.largest_runtime(),
+            verify_gas: call.gas,
+        });
+    }
+    Ok(row)
 }
 
 fn compile_fixture(fixtures: &Path, name: &str) -> Result<CompiledModel> {
@@ -228,10 +187,7 @@ pub fn run(json: bool, args: &BenchArgs) -> Result<()> {
         eprintln!("{name}: proving {} time(s)", args.runs);
         let out = Command::new(&exe)
             .args(["bench", "--runs", &args.runs.to_string(), "--backend"])
-            .arg(match args.backend {
-                Backend::Stwo => "stwo",
-                Backend::Halo2 => "halo2",
-            })
+            .arg(args.backend.name())
             .arg("--fixtures")
             .arg(&args.fixtures)
             .arg("--single")

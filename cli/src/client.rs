@@ -16,7 +16,6 @@ use serde_json::{json, Value};
 
 use ciro_prover::ProofBundle;
 use ciro_scheduler::pricing::{format_amount, parse_amount};
-use ciro_verifier::AnyKey;
 
 mod shared;
 use shared::{fmt_values, is_image};
@@ -473,18 +472,18 @@ fn dispatch(cli: &Cli) -> Result<()> {
                     let system = job["proof_system"].as_str().unwrap_or("stwo");
                     let b =
                         ProofBundle::from_bytes(&client.bytes(&format!("/v1/jobs/{id}/proof"))?)?;
-                    let vk = AnyKey::from_json(
+                    let vk = ciro_prover::load_verifying_key(
                         &client.bytes(&format!("/v1/models/{model}/vk?proof_system={system}"))?,
                     )
                     .map_err(|e| anyhow::anyhow!("the service sent an unusable key: {e}"))?;
                     (b, vk)
                 }
-                (None, Some(b), Some(k)) => (ProofBundle::load(b)?, AnyKey::load(k)?),
+                (None, Some(b), Some(k)) => (ProofBundle::load(b)?, ciro_verifier::load_key(k)?),
                 _ => bail!("give --job-id, or --bundle and --vk"),
             };
             std::panic::set_hook(Box::new(|_| {}));
             let start = Instant::now();
-            let v = ciro_verifier::verify_any(&vk, &bundle)?;
+            let v = ciro_verifier::verify(vk.as_ref(), &bundle)?;
             let ms = start.elapsed().as_secs_f64() * 1e3;
             shared::print_verified(cli.json, &v, ms);
             Ok(())

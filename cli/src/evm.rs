@@ -6,7 +6,6 @@ use anyhow::{bail, Context, Result};
 use ciro_prover::bundle::write_atomic;
 use ciro_prover::{Halo2VerifyingKey, KeyFile, ProofBundle};
 use ciro_verifier::evm::{self, EIP170_LIMIT};
-use ciro_verifier::AnyKey;
 
 /// Where a verifier runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -16,11 +15,13 @@ pub enum Target {
 }
 
 fn halo2_key(path: &Path) -> Result<Halo2VerifyingKey> {
-    match AnyKey::load(path)? {
-        AnyKey::Halo2(k) => Ok(k),
-        AnyKey::Stwo(_) => bail!(
-            "{} is a stwo key: only halo2-KZG proofs verify on chain (set up with --backend halo2)",
-            path.display()
+    let key = ciro_verifier::load_key(path)?;
+    match key.downcast_ref::<Halo2VerifyingKey>() {
+        Some(k) => Ok(k.clone()),
+        None => bail!(
+            "{} is a {} key: only halo2-KZG proofs verify on chain (set up with --backend halo2)",
+            path.display(),
+            key.backend()
         ),
     }
 }

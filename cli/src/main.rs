@@ -72,9 +72,9 @@ enum Command {
         /// Where to write the verification key.
         #[arg(short, long)]
         output: PathBuf,
-        #[arg(long, value_enum, default_value = "stwo")]
-        backend: proving::Backend,
-        /// halo2: what proofs show of the input.
+        #[arg(long, default_value = "stwo", value_parser = proving::parse_backend, help = proving::backend_help())]
+        backend: ciro_prover::BackendId,
+        /// What proofs show of the input (hashed and private need a zero-knowledge backend).
         #[arg(long, value_enum, default_value = "public")]
         input_visibility: proving::Inputs,
         /// halo2: keep the weights private. The key then holds only a hiding commitment to them,
@@ -95,9 +95,9 @@ enum Command {
         /// Also write the model's verification key here.
         #[arg(long)]
         vk_out: Option<PathBuf>,
-        #[arg(long, value_enum, default_value = "stwo")]
-        backend: proving::Backend,
-        /// halo2: what the proof shows of the input.
+        #[arg(long, default_value = "stwo", value_parser = proving::parse_backend, help = proving::backend_help())]
+        backend: ciro_prover::BackendId,
+        /// What the proof shows of the input (hashed and private need a zero-knowledge backend).
         #[arg(long, value_enum, default_value = "public")]
         input_visibility: proving::Inputs,
         /// halo2: keep the weights private, committed with the opening in this file (created
@@ -205,8 +205,8 @@ fn dispatch(cli: &Cli) -> Result<()> {
             cli.json,
             compiled,
             output,
-            *backend,
-            &proving::Halo2Options {
+            &proving::ProveOptions {
+                backend: *backend,
                 inputs: *input_visibility,
                 private_weights: private_weights.clone(),
             },
@@ -225,8 +225,8 @@ fn dispatch(cli: &Cli) -> Result<()> {
             input,
             output,
             vk_out.as_deref(),
-            *backend,
-            &proving::Halo2Options {
+            &proving::ProveOptions {
+                backend: *backend,
                 inputs: *input_visibility,
                 private_weights: private_weights.clone(),
             },

@@ -4,15 +4,13 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use ciro_model_compiler::eval::IntTensor;
 use ciro_model_compiler::{quantize_inputs, CompiledModel};
 use ciro_prover::halo2_backend::InputVisibility;
 use ciro_prover::halo2_weights::WeightOpening;
 use ciro_prover::{
-    Halo2Backend, Halo2ProvingKey, Halo2VerifyingKey, KeyFile, ProofBundle, ProofSystem, Stage,
-    StwoBackend, StwoVerifyingKey,
+    BackendId, DynProver, DynProvingKey, DynVerifyingKey, Halo2VerifyingKey, ProofBundle,
+    ProverSettings,
 };
-use ciro_verifier::AnyKey;
 
 use crate::read_input;
 use crate::shared::{self, fmt_values};
@@ -23,16 +21,21 @@ pub fn quiet_panics() {
     std::panic::set_hook(Box::new(|_| {}));
 }
 
-/// The proof system a command uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Backend {
-    /// Circle STARK over M31: fastest, transparent, large proofs, not zero-knowledge.
-    Stwo,
-    /// PLONKish with KZG over BN254: succinct, zero-knowledge, EVM-verifiable.
-    Halo2,
+/// `--backend NAME`: any registered proof system.
+pub fn parse_backend(s: &str) -> Result<BackendId, String> {
+    s.parse()
 }
 
-/// What a halo2 proof shows of the input (`--input-visibility`).
+/// The `--backend` help text, from the registry.
+pub fn backend_help() -> String {
+    ciro_prover::backends()
+        .iter()
+        .map(|b| format!("{}: {}", b.name, b.summary))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// What a proof shows of the input (`--input-visibility`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Inputs {
     /// Every input value is public (in the bundle and the calldata).
@@ -43,40 +46,48 @@ pub enum Inputs {
     Private,
 }
 
-pub fn halo2_backend(inputs: Inputs) -> Halo2Backend {
-    Halo2Backend::default().with_inputs(match inputs {
-        Inputs::Public => InputVisibility::Public,
-        Inputs::Hashed => InputVisibility::Hashed,
-        Inputs::Private => InputVisibility::Private,
-    })
+impl From<Inputs> for InputVisibility {
+    fn from(i: Inputs) -> Self {
+        match i {
+            Inputs::Public => InputVisibility::Public,
+            Inputs::Hashed => InputVisibility::Hashed,
+            Inputs::Private => InputVisibility::Private,
+        }
+    }
 }
 
-/// The halo2 settings of `setup` and `prove`.
-pub struct Halo2Options {
+/// The proof system and its settings for `setup` and `prove`.
+pub struct ProveOptions {
+    pub backend: BackendId,
     pub inputs: Inputs,
     /// Private weights, with the opening in this file (read if it exists, else written).
     pub private_weights: Option<PathBuf>,
 }
 
-impl Halo2Options {
-    fn backend(&self) -> Result<Halo2Backend> {
-        let b = halo2_backend(self.inputs);
-        let Some(path) = &self.private_weights else {
-            return Ok(b);
+impl ProveOptions {
+    fn prover(&self) -> Result<Box<dyn DynProver>> {
+        let private_weights = match &self.private_weights {
+            None => None,
+            Some(path) if !path.exists() => Some(None),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the weight opening {}", path.display()))?;
+                let opening: WeightOpening = serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not a weight opening", path.display()))?;
+                Some(Some(opening))
+            }
         };
-        if !path.exists() {
-            return Ok(b.with_private_weights(None));
-        }
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading the weight opening {}", path.display()))?;
-        let opening: WeightOpening = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a weight opening", path.display()))?;
-        Ok(b.with_private_weights(Some(opening)))
+        let settings = ProverSettings {
+            inputs: self.inputs.into(),
+            private_weights,
+            ..ProverSettings::default()
+        };
+        Ok(ciro_prover::prover(self.backend, &settings)?)
     }
 
     /// Writes a new opening (made by this setup) where `--private-weights` points, readable by
     /// its owner only.
-    fn keep_opening(&self, pk: &Halo2ProvingKey) -> Result<()> {
+    fn keep_opening(&self, pk: &dyn DynProvingKey) -> Result<()> {
         let (Some(path), Some(opening)) = (&self.private_weights, pk.weight_opening()) else {
             return Ok(());
         };
@@ -105,92 +116,26 @@ impl Halo2Options {
     }
 }
 
-/// What the commands need of a verification key, whichever the backend (beyond the file
-/// handling and commitment of [`KeyFile`]).
-pub trait Key: KeyFile {
-    fn any(&self) -> AnyKey;
-    /// One line on the circuit's shape.
-    fn shape(&self) -> String;
-    fn security_bits(&self) -> u32;
+fn save_key(vk: &dyn DynVerifyingKey, path: &Path) -> Result<()> {
+    ciro_prover::bundle::write_atomic(path, &vk.to_json())
+        .with_context(|| format!("writing the verification key {}", path.display()))
 }
 
-impl Key for StwoVerifyingKey {
-    fn any(&self) -> AnyKey {
-        AnyKey::Stwo(self.clone())
-    }
-    fn shape(&self) -> String {
-        self.components
-            .iter()
-            .map(|c| format!("{} 2^{}", c.kind.name(), c.log_size))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-    fn security_bits(&self) -> u32 {
-        self.params.security_bits()
-    }
-}
-
-impl Key for Halo2VerifyingKey {
-    fn any(&self) -> AnyKey {
-        AnyKey::Halo2(self.clone())
-    }
-    fn shape(&self) -> String {
-        format!("2^{} rows, KZG SRS: {}", self.k, self.srs.origin)
-    }
-    fn security_bits(&self) -> u32 {
-        ciro_prover::halo2_backend::SECURITY_BITS
-    }
-}
-
-pub fn cmd_setup(
-    json: bool,
-    compiled: &Path,
-    output: &Path,
-    backend: Backend,
-    halo2: &Halo2Options,
-) -> Result<()> {
+pub fn cmd_setup(json: bool, compiled: &Path, output: &Path, opts: &ProveOptions) -> Result<()> {
     let m = CompiledModel::load(compiled)?;
-    match backend {
-        Backend::Stwo => {
-            refuse_private_weights(halo2)?;
-            setup_with(json, &StwoBackend::default(), &m, output, &mut |_| Ok(()))
-        }
-        Backend::Halo2 => setup_with(json, &halo2.backend()?, &m, output, &mut |pk| {
-            halo2.keep_opening(pk)
-        }),
-    }
-}
-
-fn refuse_private_weights(halo2: &Halo2Options) -> Result<()> {
-    if halo2.private_weights.is_some() {
-        anyhow::bail!(
-            "--private-weights needs --backend halo2 (stwo proofs are not zero-knowledge)"
-        );
-    }
-    Ok(())
-}
-
-fn setup_with<P: ProofSystem>(
-    json: bool,
-    backend: &P,
-    m: &CompiledModel,
-    output: &Path,
-    made: &mut dyn FnMut(&P::ProvingKey) -> Result<()>,
-) -> Result<()>
-where
-    P::VerifyingKey: Key,
-{
+    let prover = opts.prover()?;
     let start = Instant::now();
-    let (pk, vk) = backend.setup(m)?;
-    made(&pk)?;
-    vk.save(output)?;
+    let pk = prover.setup(&m, &mut |line| eprintln!("{line}"))?;
+    opts.keep_opening(pk.as_ref())?;
+    let vk = pk.verifying_key();
+    save_key(vk, output)?;
     let secs = start.elapsed().as_secs_f64();
     if json {
         println!(
             "{}",
             serde_json::json!({
                 "model": m.graph.name,
-                "backend": backend.name(),
+                "backend": vk.backend().bundle_name(),
                 "commitment": vk.commitment(),
                 "verification_key": output,
                 "security_bits": vk.security_bits(),
@@ -199,7 +144,7 @@ where
         );
     } else {
         println!("model        {}", m.graph.name);
-        println!("backend      {}", backend.name());
+        println!("backend      {}", vk.backend().bundle_name());
         println!("commitment   {}", vk.commitment());
         println!("circuit      {}", vk.shape());
         println!("security     {} bits (conjectured)", vk.security_bits());
@@ -214,49 +159,12 @@ pub fn cmd_prove(
     input: &Path,
     output: &Path,
     vk_out: Option<&Path>,
-    backend: Backend,
-    halo2: &Halo2Options,
+    opts: &ProveOptions,
 ) -> Result<()> {
     let m = CompiledModel::load(compiled)?;
     let inputs = quantize_inputs(&m.graph, &read_input(&m.graph, input)?)?;
-    match backend {
-        Backend::Stwo => {
-            refuse_private_weights(halo2)?;
-            let no_secret = &mut |_: &_| Ok(());
-            prove_with(
-                json,
-                &StwoBackend::default(),
-                &m,
-                &inputs,
-                output,
-                vk_out,
-                no_secret,
-            )
-        }
-        Backend::Halo2 => prove_with(
-            json,
-            &halo2.backend()?,
-            &m,
-            &inputs,
-            output,
-            vk_out,
-            &mut |pk| halo2.keep_opening(pk),
-        ),
-    }
-}
-
-fn prove_with<P: ProofSystem>(
-    json: bool,
-    backend: &P,
-    m: &CompiledModel,
-    inputs: &[IntTensor],
-    output: &Path,
-    vk_out: Option<&Path>,
-    made: &mut dyn FnMut(&P::ProvingKey) -> Result<()>,
-) -> Result<()>
-where
-    P::VerifyingKey: Key,
-{
+    let prover = opts.prover()?;
+    let name = prover.id().bundle_name();
     let start = Instant::now();
     let step = |what: &str| {
         if !json {
@@ -264,22 +172,22 @@ where
         }
     };
     step(&format!(
-        "building the {} circuit and committing to the model",
-        backend.name()
+        "building the {name} circuit and committing to the model"
     ));
-    let (pk, vk) = backend.setup(m)?;
-    made(&pk)?;
+    let pk = prover.setup(&m, &mut |line| step(line))?;
+    opts.keep_opening(pk.as_ref())?;
+    let vk = pk.verifying_key();
     let setup_s = start.elapsed().as_secs_f64();
-    let bundle = backend.prove(&pk, inputs, &mut |s: Stage| step(s.describe()))?;
+    let bundle = prover.prove(pk.as_ref(), &inputs, &mut |s| step(s.describe()))?;
     let prove_s = start.elapsed().as_secs_f64() - setup_s;
     bundle
         .save(output)
         .with_context(|| format!("writing {}", output.display()))?;
     if let Some(p) = vk_out {
-        vk.save(p)?;
+        save_key(vk, p)?;
     }
     let size = bundle.to_bytes().len();
-    let label = ciro_verifier::verify_any(&vk.any(), &bundle)
+    let label = ciro_verifier::verify(vk, &bundle)
         .ok()
         .and_then(|v| v.label().map(|l| l.1));
     if json {
@@ -287,7 +195,7 @@ where
             "{}",
             serde_json::json!({
                 "bundle": output,
-                "backend": backend.name(),
+                "backend": name,
                 "bytes": size,
                 "proof_bytes": bundle.proof.len(),
                 "setup_s": setup_s,
@@ -305,10 +213,9 @@ where
             println!("label: {l}");
         }
         println!(
-            "wrote {} ({:.1} KiB, {}): setup {setup_s:.2} s, prove {prove_s:.2} s",
+            "wrote {} ({:.1} KiB, {name}): setup {setup_s:.2} s, prove {prove_s:.2} s",
             output.display(),
             size as f64 / 1024.0,
-            backend.name()
         );
     }
     Ok(())
@@ -316,21 +223,23 @@ where
 
 pub fn cmd_verify(json: bool, bundle: &Path, vk: &Path) -> Result<()> {
     quiet_panics();
-    let vk = AnyKey::load(vk)?;
+    let vk = ciro_verifier::load_key(vk)?;
     let bundle = ProofBundle::load(bundle)?;
     let start = Instant::now();
-    let verified = ciro_verifier::verify_any(&vk, &bundle);
+    let verified = ciro_verifier::verify(vk.as_ref(), &bundle);
     let ms = start.elapsed().as_secs_f64() * 1e3;
     shared::print_verified(json, &verified?, ms);
     Ok(())
 }
 
 pub fn cmd_hash_input(json: bool, vk: &Path, compiled: &Path, input: &Path) -> Result<()> {
-    let key = match AnyKey::load(vk)? {
-        AnyKey::Halo2(k) => k,
-        AnyKey::Stwo(_) => {
-            anyhow::bail!("{} is a stwo key; input hashing is halo2's", vk.display())
-        }
+    let any = ciro_verifier::load_key(vk)?;
+    let Some(key) = any.downcast_ref::<Halo2VerifyingKey>() else {
+        anyhow::bail!(
+            "{} is a {} key; input hashing is halo2's",
+            vk.display(),
+            any.backend()
+        )
     };
     if key.input_visibility != InputVisibility::Hashed {
         anyhow::bail!(
@@ -350,7 +259,7 @@ pub fn cmd_hash_input(json: bool, vk: &Path, compiled: &Path, input: &Path) -> R
     }
     let inputs = quantize_inputs(&m.graph, &read_input(&m.graph, input)?)?;
     let flat: Vec<i64> = inputs.iter().flat_map(|t| t.data.iter().copied()).collect();
-    let hash = ciro_prover::halo2_backend::input_hash(&key, &flat)?;
+    let hash = ciro_prover::halo2_backend::input_hash(key, &flat)?;
     if json {
         println!("{}", serde_json::json!({ "input_hash": hash }));
     } else {

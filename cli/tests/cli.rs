@@ -4,9 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
-}
+use ciro_test_support::fixtures;
 
 fn ciro(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ciro"))

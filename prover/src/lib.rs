@@ -1,21 +1,41 @@
-//! Ciro's proof systems. [`ProofSystem`] is the seam: `setup` turns a compiled model into a
+//! Ciro's proof systems. [`ProofSystem`] is the typed seam: `setup` turns a compiled model into a
 //! proving and a verification key, `prove` turns inputs into a [`ProofBundle`], `verify` checks a
-//! bundle against a verification key alone. stwo is the first implementation; halo2-KZG and
-//! plonky2 plug in as further ones.
+//! bundle against a verification key alone. [`registry`] lists the backends (stwo, halo2-KZG)
+//! and gives object-safe views of their keys and provers, which the verifier, the service, the
+//! CLI and the benches use.
+//!
+//! Features: `stwo-prover` and `halo2-prover` build each backend's setup and proving (`prove`,
+//! the default, is both); without them the crate verifies only, and builds no stwo prover.
 
 pub mod bundle;
 pub mod error;
 pub mod halo2_backend;
 pub mod halo2_weights;
+pub mod public;
+pub mod registry;
 pub mod stwo_backend;
 
+#[cfg(any(feature = "stwo-prover", feature = "halo2-prover"))]
 use ciro_model_compiler::eval::IntTensor;
+#[cfg(any(feature = "stwo-prover", feature = "halo2-prover"))]
 use ciro_model_compiler::CompiledModel;
 
 pub use bundle::{KeyFile, ProofBundle, ProofParams, PublicTensor};
 pub use error::{BundleError, ProveError, VerifyError};
-pub use halo2_backend::{Halo2Backend, Halo2ProvingKey, Halo2VerifyingKey};
-pub use stwo_backend::{StwoBackend, StwoParams, StwoProvingKey, StwoVerifyingKey};
+pub use halo2_backend::Halo2VerifyingKey;
+#[cfg(feature = "halo2-prover")]
+pub use halo2_backend::{Halo2Backend, Halo2ProvingKey};
+pub use public::TensorInfo;
+pub use registry::{
+    backend, backends, load_verifying_key, BackendId, CircuitSize, DynVerifyingKey,
+};
+#[cfg(feature = "prove")]
+pub use registry::{prover, ProverSettings};
+#[cfg(any(feature = "stwo-prover", feature = "halo2-prover"))]
+pub use registry::{DynProver, DynProvingKey};
+#[cfg(feature = "stwo-prover")]
+pub use stwo_backend::{StwoBackend, StwoProvingKey};
+pub use stwo_backend::{StwoParams, StwoVerifyingKey};
 
 /// Progress of a proof, reported to the caller as it happens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +57,9 @@ impl Stage {
     }
 }
 
+/// A proof system with its own key types (see [`registry::DynProver`] for the object-safe
+/// view).
+#[cfg(any(feature = "stwo-prover", feature = "halo2-prover"))]
 pub trait ProofSystem {
     type ProvingKey;
     type VerifyingKey;

@@ -18,10 +18,11 @@ use serde_json::{json, Value};
 use ciro_model_compiler::input::{check_inputs, decode_image};
 use ciro_model_compiler::quantize_inputs;
 
-use crate::pricing::{Chain, ProofSystem, Token};
+use crate::pricing::{default_backend, Chain, Token};
 use crate::registry::{Model, RegistryError, MAX_MODEL_BYTES};
 use crate::store::{NewJob, StoreError};
 use crate::Shared;
+use ciro_prover::BackendId;
 
 pub const OPENAPI: &str = include_str!("../openapi.json");
 /// Largest job request (a JSON tensor or a base64 image).
@@ -320,27 +321,21 @@ async fn model_vk(
     Path(name): Path<String>,
     Query(q): Query<VkQuery>,
 ) -> ApiResult<Response> {
-    let system: ProofSystem = q
+    let system: BackendId = q
         .proof_system
         .as_deref()
         .unwrap_or("stwo")
         .parse()
         .map_err(|e: String| ApiError::bad("bad_proof_system", e))?;
     let m = get_model(&s, name).await?;
-    let json = match system {
-        ProofSystem::Stwo => m.vk_json.clone(),
-        ProofSystem::Halo2 => {
-            let shared = s.clone();
-            blocking(move || {
-                m.halo2(&shared.halo2)
-                    .map(|k| k.vk_json.clone())
-                    .map_err(|e| {
-                        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "setup_failed", e)
-                    })
-            })
-            .await?
-        }
-    };
+    let shared = s.clone();
+    // Keys other than the pricing backend's are made on first use (seconds): off the runtime.
+    let json = blocking(move || {
+        m.keys(system, &shared.registry.provers)
+            .map(|k| k.vk_json.clone())
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "setup_failed", e))
+    })
+    .await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
 }
 
@@ -397,13 +392,13 @@ async fn create_job(
         .unwrap_or("CIRO")
         .parse()
         .map_err(|e: String| ApiError::bad("bad_token", e))?;
-    let system: ProofSystem = match req.proof_system.as_deref() {
+    let system: BackendId = match req.proof_system.as_deref() {
         Some(p) => p
             .parse()
             .map_err(|e: String| ApiError::bad("bad_proof_system", e))?,
-        None => ProofSystem::default_for(chain),
+        None => default_backend(chain),
     };
-    let proof_system = system.as_str();
+    let proof_system = system.name();
     let idempotency_key = match headers.get("idempotency-key") {
         Some(v) => {
             let k = v.to_str().map_err(|_| {

@@ -77,7 +77,6 @@ pub struct Shared {
     pub registry: Registry,
     pub wake: Wake,
     pub stopping: AtomicBool,
-    pub halo2: ciro_prover::Halo2Backend,
 }
 
 /// A running service.
@@ -140,13 +139,18 @@ pub fn start(config: Config) -> Result<Running, ServiceError> {
             "recovered after a stop: {requeued} job(s) back in the queue, {failed} failed after too many attempts"
         ));
     }
-    let registry = Registry::open(&config.data_dir.join("models"))?;
+    let registry = Registry::open(
+        &config.data_dir.join("models"),
+        &ciro_prover::ProverSettings {
+            srs_dir: config.srs_dir.clone(),
+            ..Default::default()
+        },
+    )?;
     let shared = Arc::new(Shared {
         store,
         registry,
         wake: Wake::default(),
         stopping: AtomicBool::new(false),
-        halo2: ciro_prover::Halo2Backend::new(&config.srs_dir),
     });
     let listener =
         std::net::TcpListener::bind(config.addr).map_err(|e| ServiceError::Bind(config.addr, e))?;

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use ciro_prover::BackendId;
 use serde::{Deserialize, Serialize};
 
 pub const MICRO: i64 = 1_000_000;
@@ -81,40 +82,12 @@ impl FromStr for Token {
     }
 }
 
-/// The proof systems a job can be proved with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProofSystem {
-    /// stwo (Circle STARK): the fastest; verified natively, or on Starknet.
-    Stwo,
-    /// halo2-KZG over BN254: succinct and zero-knowledge, with a Solidity verifier.
-    Halo2,
-}
-
-impl ProofSystem {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            ProofSystem::Stwo => "stwo",
-            ProofSystem::Halo2 => "halo2",
-        }
-    }
-
-    /// The default for a chain: EVM chains get the proof their verifier contract checks.
-    pub fn default_for(chain: Chain) -> ProofSystem {
-        match chain {
-            Chain::Starknet => ProofSystem::Stwo,
-            Chain::Ethereum | Chain::Polygon => ProofSystem::Halo2,
-        }
-    }
-}
-
-impl FromStr for ProofSystem {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "stwo" => Ok(ProofSystem::Stwo),
-            "halo2" => Ok(ProofSystem::Halo2),
-            _ => Err(format!("unknown proof system {s:?}: choose stwo or halo2")),
-        }
+/// The default proof system for a chain: EVM chains get the proof their verifier contract
+/// checks.
+pub fn default_backend(chain: Chain) -> BackendId {
+    match chain {
+        Chain::Starknet => BackendId::Stwo,
+        Chain::Ethereum | Chain::Polygon => BackendId::Halo2,
     }
 }
 
@@ -126,15 +99,10 @@ pub fn quote(trace_rows: u64) -> i64 {
     BASE + trace_rows.div_ceil(1000) as i64 * PER_1K_ROWS
 }
 
-/// halo2-KZG's per-row fee is 25 times stwo's. Its CPU time over stwo's now depends on the model
-/// (measured 2026-11-29: 0.3 s for the digit classifier at 2^10 rows to 10 s for the LeNet at
-/// 2^16, against 0.16–0.34 s with stwo), since its circuit size follows the model: a flat
-/// factor is a stand-in until halo2 quotes come from the halo2 circuit's own size.
-pub fn quote_for(system: ProofSystem, trace_rows: u64) -> i64 {
-    match system {
-        ProofSystem::Stwo => quote(trace_rows),
-        ProofSystem::Halo2 => quote(trace_rows.saturating_mul(25)),
-    }
+/// The price with a given proof system: its per-row fee is stwo's times the backend's
+/// measured relative cost (`ciro_prover::registry::BackendInfo::relative_cost`).
+pub fn quote_for(backend: BackendId, trace_rows: u64) -> i64 {
+    quote(trace_rows.saturating_mul(ciro_prover::backend(backend).relative_cost))
 }
 
 /// `12.345678` from micro-units.

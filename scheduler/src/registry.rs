@@ -7,14 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use ciro_model_compiler::{compile, compile_model_dir, onnx, CompileOptions, CompiledModel};
-use ciro_prover::{
-    Halo2Backend, Halo2ProvingKey, Halo2VerifyingKey, KeyFile, ProofSystem, StwoBackend,
-    StwoProvingKey, StwoVerifyingKey,
-};
+use ciro_prover::{BackendId, DynProver, DynProvingKey, DynVerifyingKey, ProverSettings};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::pricing::{quote_for, ProofSystem as System};
+use crate::pricing::quote_for;
 
 macro_rules! fixture {
     ($name:literal) => {
@@ -84,24 +81,64 @@ const FIXTURES: [Embedded; 5] = [
 /// Largest ONNX upload accepted.
 pub const MAX_MODEL_BYTES: usize = 16 << 20;
 
-/// A model ready to prove: its compiled graph and keys.
+/// One prover per registered backend, made once with the service's settings.
+pub struct Provers(Vec<Box<dyn DynProver>>);
+
+impl Provers {
+    pub fn new(settings: &ProverSettings) -> Result<Provers, String> {
+        ciro_prover::backends()
+            .iter()
+            .map(|b| ciro_prover::prover(b.id, settings).map_err(|e| format!("{}: {e}", b.name)))
+            .collect::<Result<_, _>>()
+            .map(Provers)
+    }
+
+    pub fn get(&self, id: BackendId) -> &dyn DynProver {
+        self.0
+            .iter()
+            .find(|p| p.id() == id)
+            .map(|p| p.as_ref())
+            .expect("a prover for every registered backend")
+    }
+}
+
+/// A model's keys for one backend.
+pub struct Keys {
+    pub pk: Box<dyn DynProvingKey>,
+    /// The verification key file, as `GET /v1/models/{name}/vk` serves it.
+    pub vk_json: Vec<u8>,
+}
+
+impl Keys {
+    fn make(prover: &dyn DynProver, model: &CompiledModel) -> Result<Keys, String> {
+        let pk = prover
+            .setup(model, &mut |_| {})
+            .map_err(|e| format!("{} setup of {}: {e}", prover.id(), model.graph.name))?;
+        let vk_json = pk.verifying_key().to_json();
+        Ok(Keys { pk, vk_json })
+    }
+
+    pub fn vk(&self) -> &dyn DynVerifyingKey {
+        self.pk.verifying_key()
+    }
+}
+
+/// A model ready to prove: its compiled graph, and its keys per backend (the default backend's
+/// made on load, which also prices the model; the others on their first job, since key
+/// generation takes seconds).
 pub struct Model {
     pub name: String,
     pub compiled: CompiledModel,
-    pub pk: StwoProvingKey,
-    pub vk: StwoVerifyingKey,
-    pub vk_json: Vec<u8>,
     pub trace_rows: u64,
     pub uploaded: bool,
-    /// halo2 keys, made on the first halo2 job (key generation takes seconds).
-    halo2: OnceLock<Result<Arc<Halo2Keys>, String>>,
+    keys: Vec<(BackendId, KeySlot)>,
 }
 
-pub struct Halo2Keys {
-    pub pk: Halo2ProvingKey,
-    pub vk: Halo2VerifyingKey,
-    pub vk_json: Vec<u8>,
-}
+/// A backend's keys, made once (or why they could not be).
+type KeySlot = OnceLock<Result<Arc<Keys>, String>>;
+
+/// The backend whose keys every model gets on load: its circuit size prices every backend.
+const PRICING_BACKEND: BackendId = BackendId::Stwo;
 
 /// What the API shows of a model.
 #[derive(Clone, Debug, Serialize)]
@@ -129,21 +166,32 @@ pub struct InputInfo {
 }
 
 impl Model {
-    pub fn price(&self, system: System) -> i64 {
-        quote_for(system, self.trace_rows)
+    pub fn price(&self, backend: BackendId) -> i64 {
+        quote_for(backend, self.trace_rows)
     }
 
-    /// The halo2 proving and verification keys, made once.
-    pub fn halo2(&self, backend: &Halo2Backend) -> Result<Arc<Halo2Keys>, String> {
-        self.halo2
-            .get_or_init(|| {
-                let (pk, vk) = backend
-                    .setup(&self.compiled)
-                    .map_err(|e| format!("halo2 setup of {}: {e}", self.name))?;
-                let vk_json = serde_json::to_vec_pretty(&vk).map_err(|e| e.to_string())?;
-                Ok(Arc::new(Halo2Keys { pk, vk, vk_json }))
-            })
+    /// The model's keys for `backend`, made once.
+    pub fn keys(&self, backend: BackendId, provers: &Provers) -> Result<Arc<Keys>, String> {
+        let (_, slot) = self
+            .keys
+            .iter()
+            .find(|(id, _)| *id == backend)
+            .expect("a key slot for every registered backend");
+        slot.get_or_init(|| Keys::make(provers.get(backend), &self.compiled).map(Arc::new))
             .clone()
+    }
+
+    /// The keys made on load.
+    fn pricing_keys(&self) -> Arc<Keys> {
+        let (_, slot) = self
+            .keys
+            .iter()
+            .find(|(id, _)| *id == PRICING_BACKEND)
+            .expect("a key slot for every registered backend");
+        match slot.get() {
+            Some(Ok(k)) => k.clone(),
+            _ => unreachable!("a model is only built once its pricing keys exist"),
+        }
     }
 
     pub fn info(&self) -> ModelInfo {
@@ -152,7 +200,7 @@ impl Model {
             name: self.name.clone(),
             uploaded: self.uploaded,
             model_hash: self.compiled.hash.clone(),
-            commitment: self.vk.commitment(),
+            commitment: self.pricing_keys().vk().commitment(),
             inputs: g
                 .inputs
                 .iter()
@@ -169,9 +217,9 @@ impl Model {
             accepts_images: g.image.is_some(),
             labels: g.labels.clone(),
             trace_rows: self.trace_rows,
-            price_micro: self.price(System::Stwo),
-            price_halo2_micro: self.price(System::Halo2),
-            proof_systems: vec!["stwo", "halo2"],
+            price_micro: self.price(BackendId::Stwo),
+            price_halo2_micro: self.price(BackendId::Halo2),
+            proof_systems: ciro_prover::backends().iter().map(|b| b.name).collect(),
         }
     }
 }
@@ -192,6 +240,8 @@ type Slot = Arc<OnceLock<Result<Arc<Model>, String>>>;
 
 pub struct Registry {
     dir: PathBuf,
+    /// The provers every model's keys are made with.
+    pub provers: Provers,
     slots: Mutex<HashMap<String, Slot>>,
 }
 
@@ -210,11 +260,12 @@ pub fn upload_name(onnx_bytes: &[u8]) -> String {
 }
 
 impl Registry {
-    pub fn open(dir: &Path) -> Result<Registry, RegistryError> {
+    pub fn open(dir: &Path, settings: &ProverSettings) -> Result<Registry, RegistryError> {
         std::fs::create_dir_all(dir.join("uploads"))
             .and_then(|_| std::fs::create_dir_all(dir.join("compiled")))
             .map_err(|e| RegistryError::Io(format!("{}: {e}", dir.display())))?;
         Ok(Registry {
+            provers: Provers::new(settings).map_err(RegistryError::BadModel)?,
             dir: dir.to_path_buf(),
             slots: Mutex::new(HashMap::new()),
         })
@@ -280,19 +331,26 @@ impl Registry {
                 )
             }
         };
-        let (pk, vk) = StwoBackend::default()
-            .setup(&compiled)
+        let keys = Keys::make(self.provers.get(PRICING_BACKEND), &compiled)
             .map_err(|e| format!("model {name} cannot be proved: {e}"))?;
-        let trace_rows = vk.components.iter().map(|c| 1u64 << c.log_size).sum();
+        let trace_rows = keys.vk().size().rows;
+        let keys = Arc::new(keys);
+        let slots = ciro_prover::backends()
+            .iter()
+            .map(|b| {
+                let slot = OnceLock::new();
+                if b.id == PRICING_BACKEND {
+                    let _ = slot.set(Ok(keys.clone()));
+                }
+                (b.id, slot)
+            })
+            .collect();
         Ok(Model {
             name: name.to_string(),
-            vk_json: serde_json::to_vec_pretty(&vk).map_err(|e| e.to_string())?,
             compiled,
-            pk,
-            vk,
             trace_rows,
             uploaded,
-            halo2: OnceLock::new(),
+            keys: slots,
         })
     }
 

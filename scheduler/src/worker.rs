@@ -7,9 +7,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use ciro_model_compiler::quantize_inputs;
-use ciro_prover::{ProofSystem as _, Stage, StwoBackend};
-
-use crate::pricing::ProofSystem;
+use ciro_prover::{BackendId, Stage};
 
 use crate::store::Job;
 use crate::Shared;
@@ -87,11 +85,9 @@ fn prove_job(shared: &Shared, job: Job) -> Result<(), String> {
     let floats: Vec<Vec<f32>> = serde_json::from_str(&job.input)
         .map_err(|e| format!("the stored input is unreadable: {e}"))?;
     let inputs = quantize_inputs(&model.compiled.graph, &floats).map_err(|e| e.to_string())?;
-    let system: ProofSystem = job.proof_system.parse()?;
-    let halo2 = match system {
-        ProofSystem::Halo2 => Some(model.halo2(&shared.halo2)?),
-        ProofSystem::Stwo => None,
-    };
+    let system: BackendId = job.proof_system.parse()?;
+    let provers = &shared.registry.provers;
+    let keys = model.keys(system, provers)?;
     let start = Instant::now();
     let mut committed_at = None;
     let mut progress = |s: Stage| {
@@ -99,9 +95,10 @@ fn prove_job(shared: &Shared, job: Job) -> Result<(), String> {
             committed_at = Some(start.elapsed());
         }
     };
-    let proved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &halo2 {
-        Some(keys) => shared.halo2.prove(&keys.pk, &inputs, &mut progress),
-        None => StwoBackend::default().prove(&model.pk, &inputs, &mut progress),
+    let proved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        provers
+            .get(system)
+            .prove(keys.pk.as_ref(), &inputs, &mut progress)
     }))
     .map_err(|_| "the prover crashed".to_string())?
     .map_err(|e| format!("proving failed: {e}"))?;
@@ -110,11 +107,8 @@ fn prove_job(shared: &Shared, job: Job) -> Result<(), String> {
     let bytes = proved.to_bytes();
 
     let verify_start = Instant::now();
-    let verified = match &halo2 {
-        Some(keys) => ciro_verifier::verify_halo2(&keys.vk, &proved),
-        None => ciro_verifier::verify(&model.vk, &proved),
-    }
-    .map_err(|e| format!("the service's own check of the proof failed: {e}"))?;
+    let verified = ciro_verifier::verify(keys.vk(), &proved)
+        .map_err(|e| format!("the service's own check of the proof failed: {e}"))?;
     let verify_ms = verify_start.elapsed().as_secs_f64() * 1e3;
     let mut result = serde_json::json!({
         "outputs": verified.outputs.iter().map(|t| t.real()).collect::<Vec<_>>(),
@@ -122,7 +116,7 @@ fn prove_job(shared: &Shared, job: Job) -> Result<(), String> {
         "model_commitment": verified.model_commitment,
         "security_bits": verified.security_bits,
     });
-    if halo2.is_some() {
+    if system.evm() {
         // What the chain's verifier contract takes (`ciro gen-verifier` writes the contract).
         let calldata = ciro_verifier::evm::calldata(&proved).map_err(|e| e.to_string())?;
         result["evm_calldata"] = format!("0x{}", hex::encode(calldata)).into();

@@ -81,7 +81,7 @@ fn an_ethereum_job_is_proved_with_halo2_and_its_calldata_passes_the_evm_verifier
         )
         .bytes;
     let vk: ciro_prover::Halo2VerifyingKey = serde_json::from_slice(&vk_bytes).unwrap();
-    ciro_verifier::verify_halo2(&vk, &bundle).expect("the downloaded proof verifies");
+    ciro_verifier::verify(&vk, &bundle).expect("the downloaded proof verifies");
     assert_eq!(calldata, ciro_verifier::evm::calldata(&bundle).unwrap());
     let verifier = ciro_verifier::evm::evm_verifier(&vk).unwrap();
     let mut chain = ciro_verifier::evm::LocalEvm::default();

@@ -79,7 +79,7 @@ pub fn monolithic_verifier(vk: &Halo2VerifyingKey) -> Result<String, EvmError> {
             .map_err(|e| EvmError::Generate(format!("{e:?}")))?;
         Ok(loader.solidity_code())
     }))
-    .map_err(|e| EvmError::Generate(ciro_prover::stwo_backend::panic_message(e)))?
+    .map_err(|e| EvmError::Generate(ciro_prover::public::panic_message(e)))?
 }
 
 /// A generated verifier: its Solidity source and, compiled, its contracts in deployment order.

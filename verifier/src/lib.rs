@@ -1,13 +1,12 @@
-//! Offline verification: a proof bundle and a verification key, never the weights.
+//! Offline verification: a proof bundle and a verification key, never the weights. Any
+//! registered backend's key works ([`ciro_prover::registry`]); this crate builds without any
+//! prover code.
 
 pub mod evm;
 
 use std::path::Path;
 
-use ciro_prover::{
-    Halo2Backend, Halo2VerifyingKey, KeyFile, ProofBundle, ProofSystem, PublicTensor, StwoBackend,
-    StwoVerifyingKey, VerifyError,
-};
+use ciro_prover::{load_verifying_key, DynVerifyingKey, ProofBundle, PublicTensor, VerifyError};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -57,87 +56,27 @@ impl Verified {
     }
 }
 
-/// A verification key of either backend.
-#[derive(Clone, Debug)]
-pub enum AnyKey {
-    Stwo(StwoVerifyingKey),
-    Halo2(Halo2VerifyingKey),
+/// Reads a verification key file of any backend (told apart by its `format` field).
+pub fn load_key(path: &Path) -> Result<Box<dyn DynVerifyingKey>, Error> {
+    let bytes = std::fs::read(path).map_err(|e| Error::Key(format!("{}: {e}", path.display())))?;
+    load_verifying_key(&bytes).map_err(|e| Error::Key(format!("{}: {e}", path.display())))
 }
 
-impl AnyKey {
-    /// Reads a key file of either backend (told apart by its `format` field).
-    pub fn load(path: &Path) -> Result<AnyKey, Error> {
-        let bytes =
-            std::fs::read(path).map_err(|e| Error::Key(format!("{}: {e}", path.display())))?;
-        AnyKey::from_json(&bytes).map_err(|e| Error::Key(format!("{}: {e}", path.display())))
-    }
-
-    pub fn from_json(bytes: &[u8]) -> Result<AnyKey, String> {
-        #[derive(serde::Deserialize)]
-        struct Format {
-            format: String,
-        }
-        let f: Format =
-            serde_json::from_slice(bytes).map_err(|e| format!("not a verification key: {e}"))?;
-        let bad = |e: serde_json::Error| format!("malformed {} key: {e}", f.format);
-        match f.format.as_str() {
-            "ciro-stwo-vk" => Ok(AnyKey::Stwo(serde_json::from_slice(bytes).map_err(bad)?)),
-            "ciro-halo2-vk" => Ok(AnyKey::Halo2(serde_json::from_slice(bytes).map_err(bad)?)),
-            other => Err(format!("unknown key format {other:?}")),
-        }
-    }
-
-    pub fn model_name(&self) -> &str {
-        match self {
-            AnyKey::Stwo(k) => &k.model_name,
-            AnyKey::Halo2(k) => &k.model_name,
-        }
-    }
-
-    pub fn commitment(&self) -> String {
-        match self {
-            AnyKey::Stwo(k) => k.commitment(),
-            AnyKey::Halo2(k) => k.commitment(),
-        }
-    }
-}
-
-/// Verifies a stwo `bundle` against `vk`.
-pub fn verify(vk: &StwoVerifyingKey, bundle: &ProofBundle) -> Result<Verified, Error> {
-    let backend = StwoBackend::new(vk.params);
-    let outputs = backend.verify(vk, bundle)?;
+/// Verifies `bundle` against a key of any backend.
+pub fn verify(vk: &dyn DynVerifyingKey, bundle: &ProofBundle) -> Result<Verified, Error> {
+    let outputs = vk.verify(bundle)?;
     Ok(Verified {
-        model_name: vk.model_name.clone(),
+        model_name: vk.model_name().to_string(),
         model_commitment: bundle.header.model_commitment.clone(),
         outputs,
-        labels: vk.labels.clone(),
-        security_bits: vk.params.security_bits(),
+        labels: vk.labels().map(<[String]>::to_vec),
+        security_bits: vk.security_bits(),
     })
-}
-
-/// Verifies a halo2-KZG `bundle` against `vk` (no SRS file needed: the key holds the points).
-pub fn verify_halo2(vk: &Halo2VerifyingKey, bundle: &ProofBundle) -> Result<Verified, Error> {
-    let outputs = Halo2Backend::new(".").verify(vk, bundle)?;
-    Ok(Verified {
-        model_name: vk.model_name.clone(),
-        model_commitment: bundle.header.model_commitment.clone(),
-        outputs,
-        labels: vk.labels.clone(),
-        security_bits: ciro_prover::halo2_backend::SECURITY_BITS,
-    })
-}
-
-/// Verifies `bundle` against a key of either backend.
-pub fn verify_any(vk: &AnyKey, bundle: &ProofBundle) -> Result<Verified, Error> {
-    match vk {
-        AnyKey::Stwo(k) => verify(k, bundle),
-        AnyKey::Halo2(k) => verify_halo2(k, bundle),
-    }
 }
 
 /// Loads both files and verifies.
 pub fn verify_files(bundle: &Path, vk: &Path) -> Result<Verified, Error> {
-    let vk = AnyKey::load(vk)?;
+    let vk = load_key(vk)?;
     let bundle = ProofBundle::load(bundle)?;
-    verify_any(&vk, &bundle)
+    verify(vk.as_ref(), &bundle)
 }

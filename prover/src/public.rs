@@ -1,0 +1,158 @@
+//! Public values, the same for every backend: the tensors a key declares ([`TensorInfo`]), the
+//! flattening of a prover's inputs, and the verifier's check of a bundle's tensors against the
+//! key.
+
+use ciro_model_compiler::eval::IntTensor;
+use ciro_model_compiler::CompiledModel;
+use serde::{Deserialize, Serialize};
+
+use crate::bundle::PublicTensor;
+use crate::error::{ProveError, VerifyError};
+
+/// A public tensor as a verification key declares it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TensorInfo {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub scale: u32,
+    /// Proven (inputs: declared) bound of every element.
+    pub lo: i64,
+    pub hi: i64,
+}
+
+impl TensorInfo {
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A backend library's panic (stwo asserts on some malformed proofs) as a message.
+pub fn panic_message(e: Box<dyn std::any::Any + Send>) -> String {
+    e.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// The prover's inputs, checked against the key's shapes, as one flat list.
+pub fn flatten_inputs(infos: &[TensorInfo], inputs: &[IntTensor]) -> Result<Vec<i64>, ProveError> {
+    if inputs.len() != infos.len() {
+        return Err(ProveError::Input(format!(
+            "model takes {} input(s), got {}",
+            infos.len(),
+            inputs.len()
+        )));
+    }
+    let mut flat = Vec::new();
+    for (t, info) in inputs.iter().zip(infos) {
+        if t.shape != info.shape {
+            return Err(ProveError::Input(format!(
+                "input `{}` has shape {:?}, the model expects {:?}",
+                info.name, t.shape, info.shape
+            )));
+        }
+        flat.extend_from_slice(&t.data);
+    }
+    Ok(flat)
+}
+
+/// Cuts a flat list of values into the key's tensors (the caller made `flat` from them).
+pub fn tensors(infos: &[TensorInfo], flat: &[i64]) -> Vec<PublicTensor> {
+    let mut at = 0;
+    infos
+        .iter()
+        .map(|i| {
+            let n = i.len();
+            let t = PublicTensor {
+                shape: i.shape.clone(),
+                scale: i.scale,
+                values: flat[at..at + n].to_vec(),
+            };
+            at += n;
+            t
+        })
+        .collect()
+}
+
+/// Checks a bundle's tensors (`what`: "inputs" or "outputs") against the key's, and the values
+/// against their declared range where `check_range`; returns the values, flattened.
+pub fn check_tensors(
+    what: &str,
+    got: &[PublicTensor],
+    want: &[TensorInfo],
+    check_range: bool,
+) -> Result<Vec<i64>, VerifyError> {
+    if got.len() != want.len() {
+        return Err(VerifyError::Mismatch {
+            field: what.into(),
+            detail: format!("{} tensors, the model has {}", got.len(), want.len()),
+        });
+    }
+    let mut flat = Vec::new();
+    for (g, w) in got.iter().zip(want) {
+        if g.shape != w.shape || g.scale != w.scale || g.values.len() != w.len() {
+            return Err(VerifyError::Mismatch {
+                field: what.into(),
+                detail: format!(
+                    "`{}` is shape {:?} scale {} with {} values, the model says shape {:?} scale {}",
+                    w.name,
+                    g.shape,
+                    g.scale,
+                    g.values.len(),
+                    w.shape,
+                    w.scale
+                ),
+            });
+        }
+        if check_range {
+            if let Some(v) = g.values.iter().find(|&&v| v < w.lo || v > w.hi) {
+                return Err(VerifyError::InputRange(format!(
+                    "`{}` holds {v}, outside [{}, {}]",
+                    w.name, w.lo, w.hi
+                )));
+            }
+        }
+        flat.extend_from_slice(&g.values);
+    }
+    Ok(flat)
+}
+
+/// The public inputs and outputs of a model, with their proven (inputs: declared) bounds.
+pub fn public_tensors(
+    model: &CompiledModel,
+) -> Result<(Vec<TensorInfo>, Vec<TensorInfo>), ProveError> {
+    let graph = &model.graph;
+    let info = |name: &str, node: usize| {
+        let n = &graph.nodes[node];
+        TensorInfo {
+            name: name.into(),
+            shape: n.shape.clone(),
+            scale: n.scale,
+            lo: n.bound.lo,
+            hi: n.bound.hi,
+        }
+    };
+    let inputs = graph
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(index, i)| {
+            let node = graph
+                .nodes
+                .iter()
+                .position(|n| n.op == ciro_model_compiler::Op::Input { index })
+                .ok_or_else(|| ProveError::Input(format!("input {index} has no node")))?;
+            Ok(info(&i.name, node))
+        })
+        .collect::<Result<Vec<_>, ProveError>>()?;
+    let outputs = graph
+        .outputs
+        .iter()
+        .map(|o| info(&o.name, o.node))
+        .collect();
+    Ok((inputs, outputs))
+}

@@ -1,0 +1,120 @@
+//! Dev-only helpers shared by the tests and benches of every crate above the model compiler:
+//! where the fixtures are, which exist, how to compile them and quantize their sample inputs,
+//! and the tampering that soundness tests apply to compiled models.
+
+use std::path::{Path, PathBuf};
+
+use ciro_model_compiler::compile::CompileOptions;
+use ciro_model_compiler::eval::IntTensor;
+use ciro_model_compiler::input::read_json;
+use ciro_model_compiler::{compile, compile_model_dir, onnx, quantize_inputs, CompiledModel, Op};
+
+/// The fixture models (`fixtures/models/NAME`), smallest circuits first.
+pub const MODELS: [&str; 5] = [
+    "mlp_small",
+    "act_mix",
+    "image_recognition_v1",
+    "mlp_mnist",
+    "cnn_lenet",
+];
+
+/// Op fixtures that exist to be refused, not proved.
+const REFUSED_OPS: [&str; 2] = ["unsupported_op", "malformed"];
+
+/// The `fixtures/` folder of the repository.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+}
+
+/// Every single-op fixture (`fixtures/ops/NAME.onnx` with its input `NAME.json`) that should
+/// compile and prove, sorted.
+pub fn op_fixtures() -> Vec<String> {
+    let dir = fixtures().join("ops");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| {
+            let p = e.ok()?.path();
+            (p.extension()? == "onnx").then(|| p.file_stem()?.to_str().map(String::from))?
+        })
+        .filter(|n| !REFUSED_OPS.contains(&n.as_str()))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 20, "op fixtures missing: {names:?}");
+    names
+}
+
+/// A fixture model compiled with its calibration data.
+pub fn compile_fixture(name: &str) -> CompiledModel {
+    compile_model_dir(
+        &fixtures().join("models").join(name),
+        &CompileOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("fixture {name} compiles: {e}"))
+}
+
+/// A fixture model's sample input (`input.json`), quantized.
+pub fn sample_input(model: &CompiledModel, name: &str) -> Vec<IntTensor> {
+    let x = read_json(&fixtures().join("models").join(name).join("input.json"))
+        .unwrap_or_else(|e| panic!("{name}: sample input: {e}"));
+    quantize_inputs(&model.graph, &x).unwrap_or_else(|e| panic!("{name}: quantize: {e}"))
+}
+
+/// An op fixture compiled with its input as the calibration data, and that input quantized.
+pub fn compile_op(name: &str) -> (CompiledModel, Vec<IntTensor>) {
+    let dir = fixtures().join("ops");
+    let loaded = onnx::load(&dir.join(format!("{name}.onnx")))
+        .unwrap_or_else(|e| panic!("{name}: load: {e}"));
+    let x = read_json(&dir.join(format!("{name}.json")))
+        .unwrap_or_else(|e| panic!("{name}: input: {e}"));
+    let model = compile(
+        &loaded,
+        std::slice::from_ref(&x),
+        &CompileOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{name}: compile: {e}"));
+    let input = quantize_inputs(&model.graph, &x).unwrap_or_else(|e| panic!("{name}: {e}"));
+    (model, input)
+}
+
+/// A copy of `model` with its first weight tensor's first value changed by one.
+pub fn with_changed_weight(model: &CompiledModel) -> CompiledModel {
+    let mut model = model.clone();
+    let w = model
+        .graph
+        .nodes
+        .iter_mut()
+        .find_map(|n| match &mut n.op {
+            Op::Const { values } if values.len() > 1 => Some(values),
+            _ => None,
+        })
+        .expect("a weight tensor");
+    w[0] += 1;
+    model
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_exist_on_disk() {
+        for m in MODELS {
+            assert!(
+                fixtures()
+                    .join("models")
+                    .join(m)
+                    .join("model.onnx")
+                    .is_file(),
+                "{m}"
+            );
+        }
+        let ops = op_fixtures();
+        assert!(ops.iter().all(|o| !REFUSED_OPS.contains(&o.as_str())));
+        for o in &ops {
+            assert!(
+                fixtures().join("ops").join(format!("{o}.json")).is_file(),
+                "{o}"
+            );
+        }
+    }
+}
