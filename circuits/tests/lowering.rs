@@ -43,13 +43,7 @@ fn graph_with(x_bound: (i64, i64), w: [i64; 2], mm_bound: (i64, i64)) -> Graph {
             node: 3,
         }],
         nodes: vec![
-            node(
-                "x",
-                Op::Input { index: 0 },
-                vec![],
-                vec![1, 2],
-                x_bound,
-            ),
+            node("x", Op::Input { index: 0 }, vec![], vec![1, 2], x_bound),
             node(
                 "w",
                 Op::Const { values: w.to_vec() },
@@ -96,7 +90,8 @@ fn gates_compute_the_ir() {
 #[test]
 fn a_dot_product_that_can_leave_m31_is_refused() {
     // Each term can reach 2^29 * 2^2: the sum leaves ±(p-1)/2 even though the node claims less.
-    let e = Circuit::from_graph(&graph(1 << 29, [4, 4], (-1000, 1000)), &FieldBudget::M31).unwrap_err();
+    let e =
+        Circuit::from_graph(&graph(1 << 29, [4, 4], (-1000, 1000)), &FieldBudget::M31).unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, CircuitError::Overflow { .. }), "{msg}");
     assert!(msg.contains("`mm`") && msg.contains("M31"), "{msg}");
@@ -104,8 +99,11 @@ fn a_dot_product_that_can_leave_m31_is_refused() {
 
 #[test]
 fn a_bound_beyond_m31_is_refused() {
-    let e = Circuit::from_graph(&graph(1 << 20, [1, 1], (-(1 << 40), 1 << 40)), &FieldBudget::M31)
-        .unwrap_err();
+    let e = Circuit::from_graph(
+        &graph(1 << 20, [1, 1], (-(1 << 40), 1 << 40)),
+        &FieldBudget::M31,
+    )
+    .unwrap_err();
     assert!(matches!(e, CircuitError::Overflow { .. }), "{e}");
 }
 

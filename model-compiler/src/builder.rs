@@ -154,5 +154,4 @@ impl Builder {
             detail: ": shapes do not broadcast".into(),
         })
     }
-
 }

@@ -120,7 +120,6 @@ pub fn eval_node(node: &Node, inputs: &[&IntTensor]) -> IntTensor {
     };
     IntTensor::new(node.shape.clone(), data)
 }
-}
 
 /// `data` (row-major, `shape`) with its axes permuted: output axis `d` is input axis `perm[d]`.
 pub fn permute<T: Copy>(data: &[T], shape: &[usize], perm: &[usize]) -> Vec<T> {

@@ -441,7 +441,6 @@ impl Lowering<'_> {
             pads_after: pa,
         })
     }
-
 }
 
 /// Drops nodes no output depends on (e.g. reshapes bypassed by a later reshape) and renumbers.

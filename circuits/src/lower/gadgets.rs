@@ -38,7 +38,10 @@ impl Lowering<'_> {
         if !self.budget.holds(worst + constant.unsigned_abs() as i128) {
             return Err(self.overflow(
                 node,
-                format!("a dot product can reach {worst}, beyond {}", self.budget.name),
+                format!(
+                    "a dot product can reach {worst}, beyond {}",
+                    self.budget.name
+                ),
             ));
         }
         if cell_terms.is_empty() {
@@ -161,7 +164,12 @@ impl Lowering<'_> {
         Ok(Operand::Cell(out))
     }
 
-    pub(super) fn max(&mut self, node: &Node, a: Operand, b: Operand) -> Result<Operand, CircuitError> {
+    pub(super) fn max(
+        &mut self,
+        node: &Node,
+        a: Operand,
+        b: Operand,
+    ) -> Result<Operand, CircuitError> {
         let (alo, ahi) = self.bound_of(a);
         let (blo, bhi) = self.bound_of(b);
         if alo >= bhi {
@@ -180,7 +188,12 @@ impl Lowering<'_> {
         )
     }
 
-    pub(super) fn min(&mut self, node: &Node, a: Operand, b: Operand) -> Result<Operand, CircuitError> {
+    pub(super) fn min(
+        &mut self,
+        node: &Node,
+        a: Operand,
+        b: Operand,
+    ) -> Result<Operand, CircuitError> {
         let (alo, ahi) = self.bound_of(a);
         let (blo, bhi) = self.bound_of(b);
         if ahi <= blo {
@@ -227,10 +240,7 @@ impl Lowering<'_> {
     ) -> Result<Operand, CircuitError> {
         let (dlo, dhi) = self.bound_of(d);
         if dlo <= 0 {
-            return Err(self.overflow(
-                node,
-                format!("divisor may be {dlo}, must be positive"),
-            ));
+            return Err(self.overflow(node, format!("divisor may be {dlo}, must be positive")));
         }
         if let (Operand::Const(nv), Operand::Const(dv)) = (n, d) {
             return Ok(Operand::Const(round_div(nv * k, dv)));
@@ -320,5 +330,4 @@ impl Lowering<'_> {
             })
             .collect()
     }
-}
 }

@@ -291,7 +291,11 @@ impl Circuit {
         }
         let n_inputs = l.bounds.len() as u32;
         for (id, node) in graph.nodes.iter().enumerate() {
-            let magnitude = node.bound.lo.unsigned_abs().max(node.bound.hi.unsigned_abs());
+            let magnitude = node
+                .bound
+                .lo
+                .unsigned_abs()
+                .max(node.bound.hi.unsigned_abs());
             if !budget.holds(magnitude as i128) {
                 return Err(l.overflow(
                     node,

@@ -5,6 +5,8 @@
 //! constant is a multiplication by its reciprocal, and DivConst (exact rounded division) is what
 //! average pooling divides its sums with.
 
+use tract_onnx::tract_core::ops::binary::TypedBinOp;
+
 use crate::builder::{Builder, FloatConst};
 use crate::error::Result;
 use crate::eval::{broadcast_map, rescale, round_div, IntTensor};

@@ -21,9 +21,7 @@ fn reduce(l: &mut Lowering, id: usize, r: &Reduce) -> Result<NodeId> {
     let is_max = match r.reducer {
         Reducer::Sum => false,
         Reducer::Max => true,
-        _ => {
-            return Err(l.unsupported(id, &format!(": reducer {:?} is not supported", r.reducer)))
-        }
+        _ => return Err(l.unsupported(id, &format!(": reducer {:?} is not supported", r.reducer))),
     };
     let x = l.arg_node(id, 0, l.b.config.scale)?;
     l.b.reduce(x, r.axes.to_vec(), is_max)

@@ -170,7 +170,12 @@ impl Lowering<'_> {
         self.b.wiring(Op::Reshape, src, shape)
     }
 
-    pub(crate) fn permute_reshape(&mut self, x: NodeId, perm: &[usize], shape: Vec<usize>) -> Result<NodeId> {
+    pub(crate) fn permute_reshape(
+        &mut self,
+        x: NodeId,
+        perm: &[usize],
+        shape: Vec<usize>,
+    ) -> Result<NodeId> {
         let s = &self.b.node(x).shape;
         // Moving only size-1 axes leaves the data order unchanged: a reshape is enough.
         let moved: Vec<usize> = perm.iter().copied().filter(|&p| s[p] != 1).collect();
