@@ -4,14 +4,13 @@
 //! ([`super::elementwise`]). Bound analysis sums each output's term intervals per column of
 //! constant weights; the error propagates through `|w|` sums.
 
-use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat};
 use tract_onnx::tract_core::ops::einsum::EinSum;
 
 use crate::builder::{shapes_str, Builder, FloatConst, Window};
 use crate::error::{CompileError, Result};
 use crate::eval::IntTensor;
-use crate::ir::{Bound, Node, NodeId, Op};
+use crate::ir::{Node, NodeId, Op};
 use crate::onnx::{Lowering, Value};
 use crate::quant::scale_f;
 

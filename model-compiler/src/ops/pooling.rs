@@ -162,7 +162,7 @@ fn pool_counts(
     let (h, w) = (in_shape[2], in_shape[3]);
     let (oh, ow) = (out_shape[2], out_shape[3]);
     let mut counts = vec![0i64; oh * ow];
-    crate::eval::for_each_window(
+    for_each_window(
         &[1, 1, h, w],
         &[1, 1, oh, ow],
         win.kernel,

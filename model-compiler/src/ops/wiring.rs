@@ -6,7 +6,6 @@
 //! normalisation.
 
 use tract_onnx::prelude::tract_data::internal::DimLike;
-use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::array::{Gather, Pad, PadMode, Slice, TypedConcat};
 use tract_onnx::tract_core::ops::change_axes::AxisOp;
 use tract_onnx::tract_core::ops::downsample::Downsample;
