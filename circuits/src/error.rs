@@ -3,8 +3,10 @@ use thiserror::Error;
 /// Why a model cannot be turned into a circuit, or a witness into a trace.
 #[derive(Debug, Error)]
 pub enum CircuitError {
-    #[error("node `{node}` ({op}) cannot be proven exactly in M31: {detail}")]
+    #[error("node `{node}` ({op}) cannot be proven exactly in {field}: {detail}")]
     Overflow {
+        /// The field whose budget the node leaves ([`crate::FieldBudget::name`]).
+        field: &'static str,
         node: String,
         op: String,
         detail: String,

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use ciro_circuits::halo2::{Halo2Circuit, InputVisibility, Layout};
-use ciro_circuits::Circuit;
+use ciro_circuits::{Circuit, FieldBudget};
 use ciro_model_compiler::input::read_json;
 use ciro_model_compiler::{compile_model_dir, quantize_inputs, CompileOptions};
 use halo2_axiom::dev::MockProver;
@@ -17,7 +17,7 @@ fn fixture_witness(name: &str) -> (Circuit, Vec<i64>) {
         .join("../fixtures/models")
         .join(name);
     let model = compile_model_dir(&dir, &CompileOptions::default()).expect("compiles");
-    let circuit = Circuit::from_graph(&model.graph).expect("lowers");
+    let circuit = Circuit::from_graph(&model.graph, &FieldBudget::BN254).expect("lowers");
     let x = read_json(&dir.join("input.json")).expect("input");
     let flat: Vec<i64> = quantize_inputs(&model.graph, &x)
         .expect("quantizes")

@@ -1,7 +1,14 @@
-//! Lowering refuses what M31 cannot hold exactly, and its gates compute what the IR says.
+//! Lowering refuses what the backend's field cannot hold exactly (M31 for stwo, BN254 for halo2),
+//! its gates compute what the IR says, and every fixture lowers to the same circuit under both
+//! budgets.
 
-use ciro_circuits::{Circuit, CircuitError, Gate};
+use std::path::Path;
+
+use ciro_circuits::{Circuit, CircuitError, FieldBudget, Gate};
+use ciro_model_compiler::compile::CompileOptions;
+use ciro_model_compiler::input::read_json;
 use ciro_model_compiler::ir::{Bound, Graph, InputInfo, Node, Op, OutputInfo, QuantConfig};
+use ciro_model_compiler::{compile, compile_model_dir, onnx};
 
 fn node(name: &str, op: Op, inputs: Vec<usize>, shape: Vec<usize>, bound: (i64, i64)) -> Node {
     Node {
@@ -17,6 +24,11 @@ fn node(name: &str, op: Op, inputs: Vec<usize>, shape: Vec<usize>, bound: (i64, 
 
 /// x[1,2] · w[2,1], then ReLU.
 fn graph(x_bound: i64, w: [i64; 2], mm_bound: (i64, i64)) -> Graph {
+    graph_with((-x_bound, x_bound), w, mm_bound)
+}
+
+/// x[1,2] · w[2,1], then ReLU, with `x` in `x_bound`.
+fn graph_with(x_bound: (i64, i64), w: [i64; 2], mm_bound: (i64, i64)) -> Graph {
     Graph {
         name: "t".into(),
         source_sha256: String::new(),
@@ -31,13 +43,7 @@ fn graph(x_bound: i64, w: [i64; 2], mm_bound: (i64, i64)) -> Graph {
             node: 3,
         }],
         nodes: vec![
-            node(
-                "x",
-                Op::Input { index: 0 },
-                vec![],
-                vec![1, 2],
-                (-x_bound, x_bound),
-            ),
+            node("x", Op::Input { index: 0 }, vec![], vec![1, 2], x_bound),
             node(
                 "w",
                 Op::Const { values: w.to_vec() },
@@ -64,7 +70,7 @@ fn graph(x_bound: i64, w: [i64; 2], mm_bound: (i64, i64)) -> Graph {
 
 #[test]
 fn gates_compute_the_ir() {
-    let c = Circuit::from_graph(&graph(100, [3, -5], (-800, 800))).unwrap();
+    let c = Circuit::from_graph(&graph(100, [3, -5], (-800, 800)), &FieldBudget::M31).unwrap();
     assert!(c.gates.iter().any(|g| matches!(g, Gate::Mac { .. })));
     assert!(c.gates.iter().any(|g| matches!(g, Gate::Select { .. })));
     let v = c.assign(&[10, 2]).unwrap();
@@ -84,7 +90,8 @@ fn gates_compute_the_ir() {
 #[test]
 fn a_dot_product_that_can_leave_m31_is_refused() {
     // Each term can reach 2^29 * 2^2: the sum leaves ±(p-1)/2 even though the node claims less.
-    let e = Circuit::from_graph(&graph(1 << 29, [4, 4], (-1000, 1000))).unwrap_err();
+    let e =
+        Circuit::from_graph(&graph(1 << 29, [4, 4], (-1000, 1000)), &FieldBudget::M31).unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, CircuitError::Overflow { .. }), "{msg}");
     assert!(msg.contains("`mm`") && msg.contains("M31"), "{msg}");
@@ -92,6 +99,136 @@ fn a_dot_product_that_can_leave_m31_is_refused() {
 
 #[test]
 fn a_bound_beyond_m31_is_refused() {
-    let e = Circuit::from_graph(&graph(1 << 20, [1, 1], (-(1 << 40), 1 << 40))).unwrap_err();
+    let e = Circuit::from_graph(
+        &graph(1 << 20, [1, 1], (-(1 << 40), 1 << 40)),
+        &FieldBudget::M31,
+    )
+    .unwrap_err();
     assert!(matches!(e, CircuitError::Overflow { .. }), "{e}");
+}
+
+/// `x` in `[0, 2^28]` against weights `[3, -3]`: the output stays within `±3·2^28` (inside
+/// M31's `±(p-1)/2`), but the dot product's worst case `2^28·3 + 2^28·3` does not.
+fn wide_dot_product() -> Graph {
+    let reach = 3 << 28;
+    graph_with((0, 1 << 28), [3, -3], (-reach, reach))
+}
+
+#[test]
+fn a_dot_product_past_m31_is_refused_under_the_m31_budget() {
+    let e = Circuit::from_graph(&wide_dot_product(), &FieldBudget::M31).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(&e, CircuitError::Overflow { field: "M31", node, .. } if node == "mm"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("`mm`") && msg.contains("dot product can reach 1610612736, beyond M31"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_dot_product_past_m31_lowers_under_the_bn254_budget() {
+    let c = Circuit::from_graph(&wide_dot_product(), &FieldBudget::BN254).unwrap();
+    assert!(c.gates.iter().any(|g| matches!(g, Gate::Mac { .. })));
+    let top = 1 << 28;
+    let v = c.assign(&[top, 0]).unwrap();
+    assert_eq!(v[c.outputs[0] as usize], 3 * top);
+    let v = c.assign(&[0, top]).unwrap();
+    assert_eq!(v[c.outputs[0] as usize], 0, "ReLU of -3·2^28");
+}
+
+#[test]
+fn bn254_refuses_what_i64_evaluation_cannot_hold() {
+    // Each term can reach 2^29 · 2^34 = 2^63: past the 2^62 the witness generators evaluate.
+    let w = 1 << 34;
+    let g = graph_with((0, 1 << 29), [w, -w], (-(1 << 61), 1 << 61));
+    let e = Circuit::from_graph(&g, &FieldBudget::BN254).unwrap_err();
+    assert!(
+        matches!(e, CircuitError::Overflow { field: "BN254", .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("`mm`"), "{e}");
+}
+
+/// A clamp of `x` to at least `-2^29`: its comparison spans `x`'s `2^30 - 2^15` values, which two
+/// 15-bit halo2 limbs hold but stwo's 16-bit limbs with a high limb below `2^14 - 1` do not.
+#[test]
+fn a_comparison_wider_than_stwo_range_checks_lowers_only_under_bn254() {
+    let x = (-(1 << 29), (1 << 29) - (1 << 15));
+    let mut g = graph_with(x, [1, 1], (0, 0));
+    g.nodes.truncate(1);
+    g.nodes.push(node(
+        "clip",
+        Op::Clamp {
+            min: Some(-(1 << 29) + 1),
+            max: None,
+        },
+        vec![0],
+        vec![1, 2],
+        (-(1 << 29) + 1, x.1),
+    ));
+    g.outputs[0].node = 1;
+    let e = Circuit::from_graph(&g, &FieldBudget::M31).unwrap_err();
+    assert!(
+        matches!(&e, CircuitError::Overflow { field: "M31", node, .. } if node == "clip"),
+        "{e}"
+    );
+    let c = Circuit::from_graph(&g, &FieldBudget::BN254).unwrap();
+    let v = c.assign(&[-(1 << 29), 7]).unwrap();
+    let out: Vec<i64> = c.outputs.iter().map(|&o| v[o as usize]).collect();
+    assert_eq!(out, vec![-(1 << 29) + 1, 7]);
+}
+
+fn fixtures() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+}
+
+/// Lowers `graph` under both budgets and asserts the circuits are the same (so the stwo and
+/// halo2 keys of every model both accept do not depend on the budget).
+fn same_under_both_budgets(name: &str, graph: &Graph) {
+    let m31 = Circuit::from_graph(graph, &FieldBudget::M31)
+        .unwrap_or_else(|e| panic!("{name}: M31: {e}"));
+    let bn254 = Circuit::from_graph(graph, &FieldBudget::BN254)
+        .unwrap_or_else(|e| panic!("{name}: BN254: {e}"));
+    assert_eq!(
+        format!("{m31:?}"),
+        format!("{bn254:?}"),
+        "{name}: the circuit depends on the budget"
+    );
+}
+
+#[test]
+fn every_fixture_lowers_to_the_same_circuit_under_both_budgets() {
+    let models = fixtures().join("models");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&models).unwrap() {
+        let dir = entry.unwrap().path();
+        let name = dir.display().to_string();
+        let model = compile_model_dir(&dir, &CompileOptions::default())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        same_under_both_budgets(&name, &model.graph);
+        n += 1;
+    }
+    let ops = fixtures().join("ops");
+    for entry in std::fs::read_dir(&ops).unwrap() {
+        let path = entry.unwrap().path();
+        let x = path.with_extension("json");
+        // `malformed` and `unsupported_op` exist to test the compiler's refusals.
+        if path.extension().is_none_or(|e| e != "onnx") || !x.exists() {
+            continue;
+        }
+        let name = path.display().to_string();
+        if name.contains("unsupported_op") {
+            continue;
+        }
+        let loaded = onnx::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let x = read_json(&x).unwrap();
+        let model = compile(&loaded, &[x], &CompileOptions::default())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        same_under_both_budgets(&name, &model.graph);
+        n += 1;
+    }
+    assert!(n >= 25, "fixtures missing: {n} lowered");
 }

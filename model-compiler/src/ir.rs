@@ -267,18 +267,53 @@ impl Op {
         }
     }
 
-    /// Pure data movement: costs wiring only in a circuit.
-    pub fn is_wiring(&self) -> bool {
-        matches!(
-            self,
-            Op::Reshape
-                | Op::Transpose { .. }
-                | Op::Slice { .. }
-                | Op::Concat { .. }
-                | Op::Pad { .. }
-                | Op::Gather { .. }
-        )
+    /// The family whose files implement this op in every layer ([`crate::ops`], and the
+    /// circuits crate's lowering).
+    pub fn family(&self) -> OpFamily {
+        match self {
+            Op::MatMul | Op::Conv { .. } => OpFamily::Linear,
+            Op::Add
+            | Op::Sub
+            | Op::Mul
+            | Op::Max
+            | Op::Min
+            | Op::DivConst
+            | Op::ScaleUp { .. }
+            | Op::Rescale { .. } => OpFamily::Elementwise,
+            Op::Clamp { .. } | Op::LeakyRelu { .. } | Op::Lookup { .. } => OpFamily::Activation,
+            Op::MaxPool { .. } | Op::SumPool { .. } => OpFamily::Pooling,
+            Op::ReduceSum { .. } | Op::ReduceMax { .. } => OpFamily::Reduction,
+            Op::Softmax { .. } => OpFamily::Softmax,
+            Op::Input { .. }
+            | Op::Const { .. }
+            | Op::Reshape
+            | Op::Transpose { .. }
+            | Op::Slice { .. }
+            | Op::Concat { .. }
+            | Op::Pad { .. }
+            | Op::Gather { .. } => OpFamily::Wiring,
+        }
     }
+}
+
+/// The families of [`Op`]: each has one file per layer (import, bounds and evaluation in
+/// `model-compiler/src/ops/<family>.rs`, lowering in `circuits/src/lower/<family>.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OpFamily {
+    /// MatMul, Conv.
+    Linear,
+    /// Add, Sub, Mul, Max, Min, DivConst, ScaleUp, Rescale.
+    Elementwise,
+    /// Clamp, LeakyRelu, Lookup.
+    Activation,
+    /// MaxPool, SumPool.
+    Pooling,
+    /// ReduceSum, ReduceMax.
+    Reduction,
+    /// Softmax.
+    Softmax,
+    /// Input, Const and pure data movement: Reshape, Transpose, Slice, Concat, Pad, Gather.
+    Wiring,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

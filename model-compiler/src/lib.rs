@@ -1,6 +1,7 @@
 //! `ciro-model-compiler`: ONNX (via tract-onnx) → a quantized integer graph IR in which every
 //! tensor has a power-of-two scale, a proven integer bound and a proven error bound; the exact
 //! integer reference evaluator (the witness generator's ground truth); and the float reference.
+//! Each op family's import, bound analysis and evaluation live together in [`ops`].
 //!
 //! ```no_run
 //! use ciro_model_compiler::{compile, onnx, CompileOptions};
@@ -18,10 +19,11 @@ pub mod eval;
 pub mod input;
 pub mod ir;
 pub mod onnx;
+pub mod ops;
 pub mod quant;
 pub mod reference;
 
 pub use artifact::{CompileReport, CompiledModel};
 pub use compile::{compile, compile_model_dir, quantize_inputs, run, CompileOptions};
 pub use error::CompileError;
-pub use ir::{Graph, Op, QuantConfig};
+pub use ir::{Graph, Op, OpFamily, QuantConfig};

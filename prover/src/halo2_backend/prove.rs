@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use ciro_circuits::halo2::{fr, Halo2Circuit, Layout, N_ADVICE, N_WEIGHT};
 use ciro_circuits::poseidon;
-use ciro_circuits::Circuit;
+use ciro_circuits::{Circuit, FieldBudget};
 use ciro_model_compiler::eval::IntTensor;
 use ciro_model_compiler::CompiledModel;
 use halo2_axiom::halo2curves::bn256::{Bn256, Fr, G1Affine};
@@ -194,7 +194,7 @@ impl Halo2Backend {
         if let Some(e) = ciro_circuits::halo2::degree_cap_error() {
             return Err(ProveError::Backend(e));
         }
-        let circuit = Circuit::from_graph(&model.graph)?;
+        let circuit = Circuit::from_graph(&model.graph, &FieldBudget::BN254)?;
         if inputs != InputVisibility::Public {
             // The circuit looks each input up in a table of its range, and the hash packs
             // `x - lo` as a 15-bit digit.

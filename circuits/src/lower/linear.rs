@@ -1,0 +1,78 @@
+//! Lowering of the linear family: MatMul (Gemm and Flatten·Gemm arrive as MatMul) and Conv.
+//! Each output element is one MAC over constant weights; a product of two computed tensors has
+//! no gadget.
+
+use ciro_model_compiler::ir::{Node, Op};
+use ciro_model_compiler::ops::linear::conv_taps;
+
+use super::{unsupported, Lowering, Operand};
+use crate::error::CircuitError;
+
+pub(super) fn lower(l: &mut Lowering, node: &Node) -> Result<Vec<Operand>, CircuitError> {
+    let bound = (node.bound.lo, node.bound.hi);
+    match &node.op {
+        Op::MatMul => {
+            let (a, b) = (l.input_operands(node, 0), l.input_operands(node, 1));
+            let (ash, bsh) = (&l.input(node, 0).shape, &l.input(node, 1).shape);
+            let (batch, m, k) = match ash.len() {
+                2 => (1, ash[0], ash[1]),
+                _ => (ash[0], ash[1], ash[2]),
+            };
+            let n = *bsh.last().unwrap_or(&1);
+            let b_batched = bsh.len() == 3;
+            let mut out = Vec::with_capacity(batch * m * n);
+            for bi in 0..batch {
+                let boff = if b_batched { bi * k * n } else { 0 };
+                for i in 0..m {
+                    for j in 0..n {
+                        let mut terms = Vec::with_capacity(k);
+                        for kk in 0..k {
+                            let (x, y) = (a[(bi * m + i) * k + kk], b[boff + kk * n + j]);
+                            terms.push(match (x, y) {
+                                (x, Operand::Const(w)) => (x, w),
+                                (Operand::Const(w), y) => (y, w),
+                                _ => {
+                                    return Err(unsupported(
+                                        node,
+                                        "a product of two computed tensors",
+                                    ))
+                                }
+                            });
+                        }
+                        out.push(l.mac(node, terms, bound)?);
+                    }
+                }
+            }
+            Ok(out)
+        }
+        Op::Conv {
+            strides,
+            dilations,
+            pads_before,
+            ..
+        } => {
+            let (x, w) = (l.input_operands(node, 0), l.input_operands(node, 1));
+            let w: Vec<i64> = w
+                .iter()
+                .map(|o| match o {
+                    Operand::Const(v) => Ok(*v),
+                    Operand::Cell(_) => Err(unsupported(node, "a computed convolution kernel")),
+                })
+                .collect::<Result<_, _>>()?;
+            let mut terms = vec![Vec::new(); node.len()];
+            let win = [*strides, *dilations, *pads_before];
+            conv_taps(
+                &l.input(node, 0).shape,
+                &l.input(node, 1).shape,
+                &node.shape,
+                win,
+                |o, xi, wi| terms[o].push((x[xi], w[wi])),
+            );
+            terms
+                .into_iter()
+                .map(|t| l.mac(node, t, bound))
+                .collect::<Result<Vec<_>, _>>()
+        }
+        _ => Err(unsupported(node, "not a linear op")),
+    }
+}

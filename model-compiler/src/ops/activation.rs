@@ -1,0 +1,174 @@
+//! The activation family: Clamp (ReLU, Clip, and Max/Min with a scalar constant), LeakyRelu, and
+//! the functions evaluated by table lookup (Lookup: Sigmoid, Tanh, Exp, Erf).
+
+use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
+use tract_onnx::tract_core::ops::nn::LeakyRelu;
+
+use crate::builder::Builder;
+use crate::error::Result;
+use crate::eval::IntTensor;
+use crate::ir::{Bound, Func, Node, NodeId, Op};
+use crate::onnx::Lowering;
+use crate::quant::{quantize, scale_f};
+
+// ---- import (tract's decluttered ops) ----
+
+/// Imports an element-wise activation (`LeakyRelu`, and `Sigmoid`, `Tanh`, `Exp`, `Erf` as
+/// lookups); `None` for other ops. ReLU and Clip arrive as `Max`/`Min` with a scalar constant
+/// ([`super::elementwise`] turns those into [`Builder::clamp`]).
+pub(crate) fn import(l: &mut Lowering, id: usize) -> Option<Result<NodeId>> {
+    let model = l.model;
+    let ew = model.node(id).op.downcast_ref::<ElementWiseOp>()?;
+    Some(activation(l, id, ew))
+}
+
+fn activation(l: &mut Lowering, id: usize, ew: &ElementWiseOp) -> Result<NodeId> {
+    let x = l.arg_node(id, 0, l.b.config.scale)?;
+    if let Some(lr) = ew.0.downcast_ref::<LeakyRelu>() {
+        return l.b.leaky_relu(x, lr.alpha as f64);
+    }
+    let func = match ew.0.name().as_str() {
+        "Sigmoid" => Func::Sigmoid,
+        "Tanh" => Func::Tanh,
+        "Exp" => Func::Exp,
+        "Erf" => Func::Erf,
+        _ => return Err(l.unsupported(id, "")),
+    };
+    l.b.lookup(x, func)
+}
+
+// ---- bound and error analysis ----
+
+impl Builder {
+    /// `clamp(x, min, max)` with real-valued constant limits.
+    pub fn clamp(&mut self, x: NodeId, min: Option<f64>, max: Option<f64>) -> Result<NodeId> {
+        let n = &self.nodes[x];
+        let s = n.scale;
+        let qmin = min.map(|m| quantize(m, s));
+        let qmax = max.map(|m| quantize(m, s));
+        let const_err = [min.zip(qmin), max.zip(qmax)]
+            .into_iter()
+            .flatten()
+            .map(|(r, q)| (r - q as f64 / scale_f(s)).abs())
+            .fold(0.0, f64::max);
+        let c = |v: i64| {
+            let v = qmin.map_or(v, |m| v.max(m));
+            qmax.map_or(v, |m| v.min(m))
+        };
+        let bound = Bound::new(c(n.bound.lo), c(n.bound.hi));
+        let (shape, error) = (n.shape.clone(), n.error.max(const_err));
+        let op = Op::Clamp {
+            min: qmin,
+            max: qmax,
+        };
+        self.push(op, vec![x], shape, s, bound, error)
+    }
+
+    pub fn leaky_relu(&mut self, x: NodeId, alpha: f64) -> Result<NodeId> {
+        let bits = self.config.weight_scale;
+        let slope = quantize(alpha, bits);
+        let n = &self.nodes[x];
+        let f = |v: i64| -> i128 {
+            if v >= 0 {
+                (v as i128) << bits
+            } else {
+                v as i128 * slope as i128
+            }
+        };
+        let mut pts = vec![f(n.bound.lo), f(n.bound.hi)];
+        if n.bound.lo < 0 && n.bound.hi >= 0 {
+            pts.extend([f(-1), f(0)]);
+        }
+        let bound = self.checked_bound(*pts.iter().min().unwrap(), *pts.iter().max().unwrap())?;
+        let alpha_err = (alpha - slope as f64 / scale_f(bits)).abs();
+        let error = alpha.abs().max(1.0) * n.error + alpha_err * self.quant_max(x);
+        let (shape, scale) = (n.shape.clone(), n.scale + bits);
+        let op = Op::LeakyRelu {
+            slope,
+            slope_bits: bits,
+        };
+        self.push(op, vec![x], shape, scale, bound, error)
+    }
+
+    /// A table-lookup activation; rescales the input first if its domain is too wide.
+    pub fn lookup(&mut self, x: NodeId, func: Func) -> Result<NodeId> {
+        let out_scale = self.config.scale;
+        let mut x = self.at_most(x, self.config.scale)?;
+        loop {
+            let n = &self.nodes[x];
+            let s = n.scale;
+            let (mut lo, mut hi) = (n.bound.lo, n.bound.hi);
+            if let Some(sat) = func.saturation() {
+                let limit = (sat * scale_f(s)).ceil() as i64;
+                lo = lo.max(-limit).min(limit);
+                hi = hi.min(limit).max(-limit);
+            }
+            let len = (hi - lo + 1) as u64;
+            if len > 1u64 << self.config.table_bits {
+                if s == 0 {
+                    return Err(self.error(format!("{} input range too wide", func.name())));
+                }
+                let bits = (64 - (len - 1).leading_zeros())
+                    .saturating_sub(self.config.table_bits)
+                    .max(1);
+                x = self.rescale(x, bits.min(s))?;
+                continue;
+            }
+            let (real_lo, real_hi) = (lo as f64 / scale_f(s), hi as f64 / scale_f(s));
+            if func == Func::Exp
+                && (real_hi + n.error).exp() * scale_f(out_scale)
+                    >= (1u64 << self.config.max_bits) as f64
+            {
+                return Err(self.error(format!(
+                    "exp of inputs up to {real_hi:.3} overflows the value budget at scale {out_scale}"
+                )));
+            }
+            let table: Vec<i64> = (lo..=hi)
+                .map(|v| quantize(func.apply(v as f64 / scale_f(s)), out_scale))
+                .collect();
+            let bound = Bound::new(*table.iter().min().unwrap(), *table.iter().max().unwrap());
+            // Saturation: beyond the domain the function is within `sat_err` of its edge value.
+            let mut sat_err: f64 = 0.0;
+            if n.bound.lo < lo {
+                sat_err = sat_err.max((func.apply(-1e3) - func.apply(real_lo)).abs());
+            }
+            if n.bound.hi > hi {
+                sat_err = sat_err.max((func.apply(1e3) - func.apply(real_hi)).abs());
+            }
+            let lip = func.lipschitz(real_lo - n.error, real_hi + n.error);
+            let error = lip * n.error + 0.5 / scale_f(out_scale) + sat_err;
+            let shape = n.shape.clone();
+            let op = Op::Lookup {
+                func,
+                in_lo: lo,
+                in_scale: s,
+                table,
+            };
+            return self.push(op, vec![x], shape, out_scale, bound, error);
+        }
+    }
+}
+
+// ---- reference evaluation ----
+
+pub(crate) fn eval(node: &Node, inputs: &[&IntTensor]) -> Vec<i64> {
+    let x = &inputs[0].data;
+    match &node.op {
+        Op::Clamp { min, max } => x
+            .iter()
+            .map(|&v| {
+                let v = min.map_or(v, |m| v.max(m));
+                max.map_or(v, |m| v.min(m))
+            })
+            .collect(),
+        Op::LeakyRelu { slope, slope_bits } => x
+            .iter()
+            .map(|&v| if v >= 0 { v << slope_bits } else { v * slope })
+            .collect(),
+        Op::Lookup { in_lo, table, .. } => x
+            .iter()
+            .map(|&v| table[(v.clamp(*in_lo, in_lo + table.len() as i64 - 1) - in_lo) as usize])
+            .collect(),
+        _ => unreachable!("{} is not an activation", node.op.name()),
+    }
+}

@@ -1,0 +1,344 @@
+//! The wiring family: Input and Const, and the pure data movement ops Reshape (Flatten, Squeeze,
+//! Unsqueeze, Reshape), Transpose, Slice, Concat, Pad and Gather. They keep their input's scale,
+//! bound and error (a Pad adds its value to the bound; a Concat aligns its parts' scales), and
+//! cost wiring only in a circuit. Inputs and constants are imported by the walk over the model
+//! ([`crate::onnx::lower`]); the reshape helpers here also serve the linear family's einsum
+//! normalisation.
+
+use tract_onnx::prelude::tract_data::internal::DimLike;
+use tract_onnx::tract_core::ops::array::{Gather, Pad, PadMode, Slice, TypedConcat};
+use tract_onnx::tract_core::ops::change_axes::AxisOp;
+use tract_onnx::tract_core::ops::downsample::Downsample;
+
+use crate::builder::{Builder, FloatConst};
+use crate::error::Result;
+use crate::eval::{increment, permute, strides, IntTensor};
+use crate::ir::{Bound, Node, NodeId, Op};
+use crate::onnx::{tensor_to_const, tensor_to_indices, tract_err, Lowering};
+use crate::quant::{quantize, scale_f};
+
+// ---- import (tract's decluttered ops) ----
+
+/// Imports a data-movement op (`AxisOp`: reshapes and axis moves; `Slice`; `Downsample`: a
+/// strided slice; `TypedConcat`; constant `Pad`; `Gather` with constant indices); `None` for
+/// other ops. Inputs and constants are imported by the walk itself ([`crate::onnx::lower`]).
+pub(crate) fn import(l: &mut Lowering, id: usize) -> Option<Result<NodeId>> {
+    let model = l.model;
+    let op = &model.node(id).op;
+    if let Some(a) = op.downcast_ref::<AxisOp>() {
+        return Some(axis_op(l, id, a));
+    }
+    if let Some(s) = op.downcast_ref::<Slice>() {
+        return Some(slice(l, id, s));
+    }
+    if let Some(d) = op.downcast_ref::<Downsample>() {
+        return Some(downsample(l, id, d));
+    }
+    if let Some(c) = op.downcast_ref::<TypedConcat>() {
+        return Some(concat(l, id, c));
+    }
+    if let Some(p) = op.downcast_ref::<Pad>() {
+        return Some(pad(l, id, p));
+    }
+    if let Some(g) = op.downcast_ref::<Gather>() {
+        return Some(gather(l, id, g));
+    }
+    None
+}
+
+fn axis_op(l: &mut Lowering, id: usize, a: &AxisOp) -> Result<NodeId> {
+    let x = l.arg_node(id, 0, l.b.config.scale)?;
+    let shape = l.out_shape(id);
+    match a {
+        AxisOp::Move(from, to) => {
+            let mut perm: Vec<usize> = (0..shape.len()).collect();
+            let axis = perm.remove(*from);
+            perm.insert(*to, axis);
+            l.b.wiring(Op::Transpose { perm }, x, shape)
+        }
+        _ => l.b.wiring(Op::Reshape, x, shape),
+    }
+}
+
+fn slice(l: &mut Lowering, id: usize, s: &Slice) -> Result<NodeId> {
+    let x = l.arg_node(id, 0, l.b.config.scale)?;
+    let (start, end) = match (s.start.as_usize(), s.end.as_usize()) {
+        (Some(a), Some(b)) => (a, b),
+        _ => return Err(l.unsupported(id, ": symbolic slice bounds")),
+    };
+    let op = Op::Slice {
+        axis: s.axis,
+        start,
+        end,
+        step: 1,
+    };
+    l.b.wiring(op, x, l.out_shape(id))
+}
+
+fn downsample(l: &mut Lowering, id: usize, d: &Downsample) -> Result<NodeId> {
+    let x = l.arg_node(id, 0, l.b.config.scale)?;
+    if d.stride <= 0 {
+        return Err(l.unsupported(id, ": negative slice steps are not supported"));
+    }
+    let n_in = l.b.node(x).shape[d.axis];
+    let op = Op::Slice {
+        axis: d.axis,
+        start: d.modulo,
+        end: n_in,
+        step: d.stride as usize,
+    };
+    l.b.wiring(op, x, l.out_shape(id))
+}
+
+fn concat(l: &mut Lowering, id: usize, c: &TypedConcat) -> Result<NodeId> {
+    let scale = l.b.config.scale;
+    let parts = (0..l.model.node(id).inputs.len())
+        .map(|i| l.arg_node(id, i, scale))
+        .collect::<Result<Vec<_>>>()?;
+    l.b.concat(parts, c.axis)
+}
+
+fn pad(l: &mut Lowering, id: usize, p: &Pad) -> Result<NodeId> {
+    let x = l.arg_node(id, 0, l.b.config.scale)?;
+    let PadMode::Constant(v) = &p.mode else {
+        return Err(l.unsupported(id, ": only constant padding is supported"));
+    };
+    let v = tensor_to_const(v).map_err(|e| l.unsupported(id, &format!(": pad value {e}")))?;
+    let value = quantize(v.values[0] as f64, l.b.node(x).scale);
+    let op = Op::Pad {
+        before: p.pads.iter().map(|p| p.0).collect(),
+        after: p.pads.iter().map(|p| p.1).collect(),
+        value,
+    };
+    l.b.wiring(op, x, l.out_shape(id))
+}
+
+fn gather(l: &mut Lowering, id: usize, g: &Gather) -> Result<NodeId> {
+    let x = l.arg_node(id, 0, l.b.config.scale)?;
+    let idx_outlet = l.model.node(id).inputs[1];
+    let fact = l
+        .model
+        .outlet_fact(idx_outlet)
+        .map_err(|e| l.unsupported(id, &tract_err(e)))?;
+    let Some(k) = &fact.konst else {
+        return Err(l.unsupported(id, ": gather indices must be constant"));
+    };
+    let n = l.b.node(x).shape[g.axis] as i64;
+    let raw = tensor_to_indices(k).map_err(|e| l.unsupported(id, &format!(": {e}")))?;
+    let mut indices = Vec::with_capacity(raw.len());
+    for i in raw {
+        let i = if i < 0 { i + n } else { i };
+        if !(0..n).contains(&i) {
+            return Err(l.unsupported(id, &format!(": gather index {i} out of range 0..{n}")));
+        }
+        indices.push(i as usize);
+    }
+    if k.rank() > 1 {
+        return Err(l.unsupported(id, ": gather indices must be a scalar or a vector"));
+    }
+    let x_rank = l.b.node(x).shape.len();
+    let mut shape = l.b.node(x).shape.clone();
+    shape[g.axis] = indices.len();
+    let gathered = l.b.wiring(
+        Op::Gather {
+            axis: g.axis,
+            indices,
+        },
+        x,
+        shape.clone(),
+    )?;
+    let out = l.out_shape(id);
+    if out.len() != x_rank || out != shape {
+        l.b.wiring(Op::Reshape, gathered, out)
+    } else {
+        Ok(gathered)
+    }
+}
+
+impl Lowering<'_> {
+    pub(crate) fn reshape_if(&mut self, x: NodeId, shape: Vec<usize>) -> Result<NodeId> {
+        let n = self.b.node(x);
+        if n.shape == shape {
+            return Ok(x);
+        }
+        // Reshape of a reshape reads the original data directly.
+        let src = if n.op == Op::Reshape { n.inputs[0] } else { x };
+        if self.b.node(src).shape == shape {
+            return Ok(src);
+        }
+        self.b.wiring(Op::Reshape, src, shape)
+    }
+
+    pub(crate) fn permute_reshape(
+        &mut self,
+        x: NodeId,
+        perm: &[usize],
+        shape: Vec<usize>,
+    ) -> Result<NodeId> {
+        let s = &self.b.node(x).shape;
+        // Moving only size-1 axes leaves the data order unchanged: a reshape is enough.
+        let moved: Vec<usize> = perm.iter().copied().filter(|&p| s[p] != 1).collect();
+        let x = if moved.windows(2).any(|w| w[0] > w[1]) {
+            let s = &self.b.node(x).shape;
+            let tshape = perm.iter().map(|&p| s[p]).collect();
+            self.b.wiring(
+                Op::Transpose {
+                    perm: perm.to_vec(),
+                },
+                x,
+                tshape,
+            )?
+        } else {
+            x
+        };
+        self.reshape_if(x, shape)
+    }
+}
+
+// ---- bound and error analysis ----
+
+impl Builder {
+    pub fn input(&mut self, index: usize, shape: Vec<usize>, range: [f64; 2]) -> Result<NodeId> {
+        let s = self.config.scale;
+        let bound = Bound::new(quantize(range[0], s), quantize(range[1], s));
+        self.push(
+            Op::Input { index },
+            vec![],
+            shape,
+            s,
+            bound,
+            0.5 / scale_f(s),
+        )
+    }
+
+    /// A quantized constant at `scale`; its error is the actual largest quantization error.
+    pub fn constant(&mut self, c: &FloatConst, scale: u32) -> Result<NodeId> {
+        let values: Vec<i64> = c
+            .values
+            .iter()
+            .map(|&v| quantize(v as f64, scale))
+            .collect();
+        let error = c
+            .values
+            .iter()
+            .zip(&values)
+            .map(|(&v, &q)| (v as f64 - q as f64 / scale_f(scale)).abs())
+            .fold(0.0, f64::max);
+        let lo = values.iter().copied().min().unwrap_or(0);
+        let hi = values.iter().copied().max().unwrap_or(0);
+        self.push(
+            Op::Const { values },
+            vec![],
+            c.shape.clone(),
+            scale,
+            Bound::new(lo, hi),
+            error,
+        )
+    }
+
+    /// A data-movement op: same scale, bound and error as its (single) input.
+    pub fn wiring(&mut self, op: Op, x: NodeId, shape: Vec<usize>) -> Result<NodeId> {
+        let n = &self.nodes[x];
+        let (scale, bound, error) = (n.scale, n.bound, n.error);
+        let mut bound = bound;
+        if let Op::Pad { value, .. } = &op {
+            bound = bound.union(&Bound::point(*value));
+        }
+        self.push(op, vec![x], shape, scale, bound, error)
+    }
+
+    pub fn concat(&mut self, parts: Vec<NodeId>, axis: usize) -> Result<NodeId> {
+        let scale = parts
+            .iter()
+            .map(|&p| self.nodes[p].scale)
+            .max()
+            .unwrap_or(0);
+        let parts = parts
+            .into_iter()
+            .map(|p| self.to_scale(p, scale))
+            .collect::<Result<Vec<_>>>()?;
+        let first = &self.nodes[parts[0]];
+        let mut shape = first.shape.clone();
+        shape[axis] = parts.iter().map(|&p| self.nodes[p].shape[axis]).sum();
+        let bound = parts
+            .iter()
+            .map(|&p| self.nodes[p].bound)
+            .reduce(|a, b| a.union(&b))
+            .unwrap();
+        let error = parts
+            .iter()
+            .map(|&p| self.nodes[p].error)
+            .fold(0.0, f64::max);
+        self.push(Op::Concat { axis }, parts, shape, scale, bound, error)
+    }
+}
+
+// ---- reference evaluation ----
+
+pub(crate) fn eval(node: &Node, inputs: &[&IntTensor]) -> Vec<i64> {
+    let shape = &node.shape;
+    match &node.op {
+        Op::Input { .. } => unreachable!("inputs are fed, not evaluated"),
+        Op::Const { values } => values.clone(),
+        Op::Reshape => inputs[0].data.clone(),
+        Op::Transpose { perm } => permute(&inputs[0].data, &inputs[0].shape, perm),
+        Op::Slice {
+            axis, start, step, ..
+        } => gather_axis(inputs[0], *axis, shape, |i| start + i * step),
+        Op::Gather { axis, indices } => gather_axis(inputs[0], *axis, shape, |i| indices[i]),
+        Op::Concat { axis } => {
+            let outer: usize = shape[..*axis].iter().product();
+            let mut out = Vec::with_capacity(node.len());
+            for o in 0..outer {
+                for t in inputs {
+                    let chunk: usize = t.shape[*axis..].iter().product();
+                    out.extend_from_slice(&t.data[o * chunk..(o + 1) * chunk]);
+                }
+            }
+            out
+        }
+        Op::Pad { before, value, .. } => {
+            let x = inputs[0];
+            let in_strides = strides(&x.shape);
+            let mut out = Vec::with_capacity(node.len());
+            let mut idx = vec![0usize; shape.len()];
+            for _ in 0..node.len() {
+                let mut flat = 0;
+                let mut inside = true;
+                for d in 0..shape.len() {
+                    let i = idx[d] as isize - before[d] as isize;
+                    if i < 0 || i >= x.shape[d] as isize {
+                        inside = false;
+                        break;
+                    }
+                    flat += i as usize * in_strides[d];
+                }
+                out.push(if inside { x.data[flat] } else { *value });
+                increment(&mut idx, shape);
+            }
+            out
+        }
+        _ => unreachable!("{} is not a wiring op", node.op.name()),
+    }
+}
+
+/// Output element at position `i` along `axis` is input element `source(i)` along `axis`.
+fn gather_axis(
+    x: &IntTensor,
+    axis: usize,
+    shape: &[usize],
+    source: impl Fn(usize) -> usize,
+) -> Vec<i64> {
+    let outer: usize = shape[..axis].iter().product();
+    let inner: usize = shape[axis + 1..].iter().product();
+    let (n_out, n_in) = (shape[axis], x.shape[axis]);
+    let mut out = Vec::with_capacity(outer * n_out * inner);
+    for o in 0..outer {
+        for i in 0..n_out {
+            let s = source(i);
+            let base = (o * n_in + s) * inner;
+            out.extend_from_slice(&x.data[base..base + inner]);
+        }
+    }
+    out
+}
