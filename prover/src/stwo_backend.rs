@@ -9,9 +9,9 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use ciro_circuits::air::{CiroEval, Kind, Relations};
 use ciro_circuits::field::m31;
-use ciro_circuits::trace::{self, Columns, ComponentTrace};
+use ciro_circuits::stwo::trace::{self, Columns, ComponentTrace};
+use ciro_circuits::stwo::{CiroEval, Kind, Relations};
 use ciro_circuits::Circuit;
 use ciro_model_compiler::eval::IntTensor;
 use ciro_model_compiler::CompiledModel;
