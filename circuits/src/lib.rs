@@ -1,15 +1,15 @@
 //! Ciro's circuits: the IR lowered to gates over cells ([`lower`]) within a backend's field
-//! budget ([`budget`]), the stwo AIR that proves them ([`air`]) with its trace generator
-//! ([`trace`]), and the halo2 circuit of the same gates ([`halo2`]).
+//! budget ([`budget`]), the stwo AIR that proves them ([`stwo`]: one component per gate kind,
+//! with its trace generation behind the `prover` feature), and the halo2 circuit of the same
+//! gates ([`halo2`]).
 
-pub mod air;
 pub mod budget;
 pub mod error;
 pub mod field;
 pub mod halo2;
 pub mod lower;
 pub mod poseidon;
-pub mod trace;
+pub mod stwo;
 
 pub use budget::FieldBudget;
 pub use error::CircuitError;

@@ -6,8 +6,8 @@
 
 mod common;
 
-use ciro_circuits::air::{div, lookup, mac, select, Kind};
-use ciro_circuits::trace::ComponentTrace;
+use ciro_circuits::stwo::trace::ComponentTrace;
+use ciro_circuits::stwo::{div, lookup, mac, select, Kind, MAC_LANES};
 use ciro_prover::{KeyFile, ProofBundle, ProofSystem, StwoBackend, VerifyError};
 
 fn backend() -> StwoBackend {
@@ -132,10 +132,6 @@ fn component(comps: &mut [ComponentTrace], kind: Kind) -> &mut ComponentTrace {
         .expect("component present")
 }
 
-fn col(names: &[&str], name: &str) -> usize {
-    names.iter().position(|n| *n == name).expect("column")
-}
-
 fn tampered(name: &'static str, case: &str, tamper: &dyn Fn(&mut [ComponentTrace])) {
     let f = common::fixture(name);
     let b = backend()
@@ -146,27 +142,27 @@ fn tampered(name: &'static str, case: &str, tamper: &dyn Fn(&mut [ComponentTrace
 
 /// A ReLU row whose input is negative (s = 0, output 0).
 fn negative_relu_row(c: &ComponentTrace) -> usize {
-    let (p, m) = (&select::PRE[..], &select::MAIN[..]);
+    use select::{main, pre};
     (0..c.rows())
         .find(|&r| {
-            c.pre[col(p, "b_mult")][r] == 0
-                && c.pre[col(p, "b_const")][r] == 0
-                && c.pre[col(p, "pa")][r] == 1
-                && c.pre[col(p, "out_mult")][r] > 0
-                && c.main[col(m, "s")][r] == 0
-                && c.main[col(m, "a")][r] < 0
+            c.pre[pre::B_MULT][r] == 0
+                && c.pre[pre::B_CONST][r] == 0
+                && c.pre[pre::PA][r] == 1
+                && c.pre[pre::OUT_MULT][r] > 0
+                && c.main[main::S][r] == 0
+                && c.main[main::A][r] < 0
         })
         .expect("a ReLU of a negative value")
 }
 
 #[test]
 fn relu_of_a_negative_kept_negative_is_rejected() {
-    let m = &select::MAIN[..];
+    use select::main;
     // Only the output changed.
     tampered("mlp_small", "ReLU output = negative input", &|comps| {
         let c = component(comps, Kind::Select);
         let r = negative_relu_row(c);
-        c.main[col(m, "out")][r] = c.main[col(m, "a")][r];
+        c.main[main::OUT][r] = c.main[main::A][r];
     });
     // The cheat made consistent: selector flipped, comparison limbs recomputed mod p.
     tampered(
@@ -175,109 +171,107 @@ fn relu_of_a_negative_kept_negative_is_rejected() {
         &|comps| {
             let c = component(comps, Kind::Select);
             let r = negative_relu_row(c);
-            let a = c.main[col(m, "a")][r];
+            let a = c.main[main::A][r];
             let v = a.rem_euclid((1 << 31) - 1);
-            c.main[col(m, "s")][r] = 1;
-            c.main[col(m, "out")][r] = a;
-            c.main[col(m, "v_lo")][r] = v & 0xffff;
-            c.main[col(m, "v_hi")][r] = v >> 16;
+            c.main[main::S][r] = 1;
+            c.main[main::OUT][r] = a;
+            c.main[main::V_LO][r] = v & 0xffff;
+            c.main[main::V_HI][r] = v >> 16;
         },
     );
 }
 
 fn rescale_row(c: &ComponentTrace) -> usize {
-    let p = &div::PRE[..];
+    use div::pre;
     (0..c.rows())
         .find(|&r| {
-            c.pre[col(p, "d_mult")][r] == 0
-                && c.pre[col(p, "d_const")][r] > 1
-                && c.pre[col(p, "out_mult")][r] > 0
+            c.pre[pre::D_MULT][r] == 0 && c.pre[pre::D_CONST][r] > 1 && c.pre[pre::OUT_MULT][r] > 0
         })
         .expect("a rescale row")
 }
 
-/// Writes `v` into the division row's 16-bit limb columns `{name}_lo` and `{name}_hi`.
-fn set_limbs(c: &mut ComponentTrace, row: usize, name: &str, v: i64) {
-    let m = &div::MAIN[..];
-    c.main[col(m, &format!("{name}_lo"))][row] = v & 0xffff;
-    c.main[col(m, &format!("{name}_hi"))][row] = v >> 16;
+/// Writes `v` into a division row's 16-bit limb columns `(lo, hi)`.
+fn set_limbs(c: &mut ComponentTrace, row: usize, (lo, hi): (usize, usize), v: i64) {
+    c.main[lo][row] = v & 0xffff;
+    c.main[hi][row] = v >> 16;
 }
+
+const R: (usize, usize) = (div::main::R_LO, div::main::R_HI);
+const T: (usize, usize) = (div::main::T_LO, div::main::T_HI);
+const U: (usize, usize) = (div::main::U_LO, div::main::U_HI);
 
 /// Keeps `q_hi - q` consistent after moving `q` by `-delta`.
 fn shift_u(c: &mut ComponentTrace, row: usize, delta: i64) {
-    let m = &div::MAIN[..];
-    let u = (c.main[col(m, "u_lo")][row] + (c.main[col(m, "u_hi")][row] << 16) + delta)
-        .rem_euclid((1 << 31) - 1);
-    set_limbs(c, row, "u", u);
+    let u = (c.main[U.0][row] + (c.main[U.1][row] << 16) + delta).rem_euclid((1 << 31) - 1);
+    set_limbs(c, row, U, u);
 }
 
 #[test]
 fn rescale_off_by_one_is_rejected() {
-    let m = &div::MAIN[..];
+    use div::{main, pre};
     tampered("mlp_small", "rescale quotient + 1", &|comps| {
         let c = component(comps, Kind::Div);
         let r = rescale_row(c);
-        c.main[col(m, "q")][r] += 1;
-        c.main[col(m, "q_lo")][r] += 1;
+        c.main[main::Q][r] += 1;
+        c.main[main::Q_LO][r] += 1;
     });
     // Made consistent: r - 2d keeps 2kn + d = 2dq + r, so only the range checks can catch it.
-    let p = &div::PRE[..];
     tampered("mlp_small", "rescale quotient + 1 with r - 2d", &|comps| {
         let c = component(comps, Kind::Div);
         let row = rescale_row(c);
-        let d = c.pre[col(p, "d_const")][row];
-        let r = (c.main[col(m, "r_lo")][row] + (c.main[col(m, "r_hi")][row] << 16) - 2 * d)
-            .rem_euclid((1 << 31) - 1);
+        let d = c.pre[pre::D_CONST][row];
+        let r = (c.main[R.0][row] + (c.main[R.1][row] << 16) - 2 * d).rem_euclid((1 << 31) - 1);
         let t = 2 * d - 1 - (r - ((1 << 31) - 1));
-        c.main[col(m, "q")][row] += 1;
-        c.main[col(m, "q_lo")][row] += 1;
+        c.main[main::Q][row] += 1;
+        c.main[main::Q_LO][row] += 1;
         shift_u(c, row, -1);
-        set_limbs(c, row, "r", r);
-        set_limbs(c, row, "t", t);
+        set_limbs(c, row, R, r);
+        set_limbs(c, row, T, t);
     });
 }
 
 #[test]
 fn remainder_out_of_range_is_rejected() {
-    let (p, m) = (&div::PRE[..], &div::MAIN[..]);
+    use div::{main, pre};
     // q - 1 with r + 2d keeps 2kn + d = 2dq + r; r >= 2d must then fail the range checks.
     tampered("mlp_small", "rescale remainder r + 2d (q - 1)", &|comps| {
         let c = component(comps, Kind::Div);
         let row = rescale_row(c);
-        let d = c.pre[col(p, "d_const")][row];
-        let q = c.main[col(m, "q")][row] - 1;
-        let r = c.main[col(m, "r_lo")][row] + (c.main[col(m, "r_hi")][row] << 16) + 2 * d;
+        let d = c.pre[pre::D_CONST][row];
+        let q = c.main[main::Q][row] - 1;
+        let r = c.main[R.0][row] + (c.main[R.1][row] << 16) + 2 * d;
         let t = (2 * d - 1 - r).rem_euclid((1 << 31) - 1);
-        c.main[col(m, "q")][row] = q;
-        c.main[col(m, "q_lo")][row] -= 1;
+        c.main[main::Q][row] = q;
+        c.main[main::Q_LO][row] -= 1;
         shift_u(c, row, 1);
-        set_limbs(c, row, "r", r);
-        set_limbs(c, row, "t", t);
+        set_limbs(c, row, R, r);
+        set_limbs(c, row, T, t);
     });
 }
 
 #[test]
 fn value_not_in_its_lookup_table_is_rejected() {
-    let (p, m) = (&lookup::PRE[..], &lookup::MAIN[..]);
+    use lookup::{main, pre};
     tampered("act_mix", "lookup output + 1", &|comps| {
         let c = component(comps, Kind::Lookup);
         let r = (0..c.rows())
-            .find(|&r| c.pre[col(p, "out_mult")][r] > 0)
+            .find(|&r| c.pre[pre::OUT_MULT][r] > 0)
             .expect("a lookup row");
-        c.main[col(m, "y")][r] += 1;
+        c.main[main::Y][r] += 1;
     });
 }
 
 #[test]
 fn wire_value_swapped_between_two_ops_is_rejected() {
+    use mac::{main, pre};
     // Two MAC rows read different cells; swap the values they read.
     tampered("mlp_small", "MAC inputs swapped between rows", &|comps| {
         let c = component(comps, Kind::Mac);
-        let (x, id) = (mac::x(0), mac::x_id(0));
+        let (x, id) = (main::x(0), pre::x_id(0));
         let a = 0;
         let b = (1..c.rows())
             .find(|&r| {
-                c.pre[mac::x_mult(0)][r] == 1
+                c.pre[pre::x_mult(0)][r] == 1
                     && c.pre[id][r] != c.pre[id][a]
                     && c.main[x][r] != c.main[x][a]
             })
@@ -292,11 +286,11 @@ fn wire_value_swapped_between_two_ops_is_rejected() {
         "MAC inputs swapped, accumulators recomputed",
         &|comps| {
             let c = component(comps, Kind::Mac);
-            let (x, id) = (mac::x(0), mac::x_id(0));
+            let (x, id) = (main::x(0), pre::x_id(0));
             let a = 0;
             let b = (1..c.rows())
                 .find(|&r| {
-                    c.pre[mac::x_mult(0)][r] == 1
+                    c.pre[pre::x_mult(0)][r] == 1
                         && c.pre[id][r] != c.pre[id][a]
                         && c.main[x][r] != c.main[x][a]
                 })
@@ -306,19 +300,19 @@ fn wire_value_swapped_between_two_ops_is_rejected() {
             c.main[x][b] = va;
             let mut acc = 0;
             for r in 0..c.rows() {
-                if c.pre[mac::FIRST][r] == 1 {
+                if c.pre[pre::FIRST][r] == 1 {
                     acc = 0;
                 }
-                for j in 0..ciro_circuits::air::MAC_LANES {
-                    acc += c.main[mac::x(j)][r] * c.pre[mac::w(j)][r];
+                for j in 0..MAC_LANES {
+                    acc += c.main[main::x(j)][r] * c.pre[pre::w(j)][r];
                 }
-                c.main[mac::ACC][r] = acc;
+                c.main[main::ACC][r] = acc;
             }
         },
     );
     // An accumulator off by one in the middle of a dot product.
     tampered("mlp_small", "MAC accumulator + 1", &|comps| {
         let c = component(comps, Kind::Mac);
-        c.main[mac::ACC][0] += 1;
+        c.main[main::ACC][0] += 1;
     });
 }

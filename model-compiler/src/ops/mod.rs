@@ -12,7 +12,7 @@
 //! - [`activation`]: Clamp (ReLU, Clip), LeakyRelu, Lookup (Sigmoid, Tanh, Exp, Erf).
 //! - [`pooling`]: MaxPool, SumPool (average pooling is a SumPool and a DivConst).
 //! - [`reduction`]: ReduceSum, ReduceMax.
-//! - [`softmax`]: Softmax.
+//! - [`softmax`]: Softmax and normalisation.
 //! - [`wiring`]: Input, Const, Reshape, Transpose, Slice, Concat, Pad, Gather.
 //!
 //! Max and Min are elementwise (binary, broadcasting, evaluated like Add) although their circuit

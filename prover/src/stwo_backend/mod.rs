@@ -11,8 +11,8 @@
 mod prove;
 mod verify;
 
-use ciro_circuits::air::{CiroEval, Kind, Relations};
 use ciro_circuits::field::m31;
+use ciro_circuits::stwo::{CiroEval, Kind, Relations};
 use serde::{Deserialize, Serialize};
 use stwo::core::channel::{Blake2sChannel, Channel};
 use stwo::core::fields::m31::M31;

@@ -3,8 +3,8 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use ciro_circuits::air::Relations;
-use ciro_circuits::trace::{self, Columns, ComponentTrace};
+use ciro_circuits::stwo::trace::{self, Columns, ComponentTrace};
+use ciro_circuits::stwo::Relations;
 use ciro_circuits::{Circuit, FieldBudget};
 use ciro_model_compiler::eval::IntTensor;
 use ciro_model_compiler::CompiledModel;
