@@ -12,6 +12,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use ciro_circuits::halo2::columns::WEIGHTS;
 use ciro_circuits::halo2::{fr, Halo2Circuit, Layout, Shape, N_ADVICE, N_WEIGHT};
 pub use ciro_circuits::halo2::{InputVisibility, WeightVisibility};
 use ciro_circuits::poseidon;
@@ -227,7 +228,11 @@ fn weight_column_commitment(
 ) -> G1Affine {
     let n = params.n() as usize;
     let mut v = vec![Fr::zero(); n];
-    for (cell, &w) in v.iter_mut().zip(&layout.weight[j]).take(layout.rows) {
+    for (cell, &w) in v
+        .iter_mut()
+        .zip(&layout.weight[WEIGHTS[j]])
+        .take(layout.rows)
+    {
         *cell = fr(w);
     }
     let rows = blinding_rows(keys);
