@@ -78,7 +78,8 @@ fn every_fixture_fits_and_its_honest_witness_satisfies_the_constraints() {
 /// changed where its input is not zero breaks a MAC equation.
 #[test]
 fn private_weights_layout_is_satisfied_and_weights_are_advice() {
-    use ciro_circuits::halo2::{WeightVisibility, SEL_MAC, SEL_MAC_W};
+    use ciro_circuits::halo2::columns::{A, COEFFS, F1, F2, SEL_MAC, SEL_MAC_W, W0};
+    use ciro_circuits::halo2::WeightVisibility;
     let (circuit, values) = fixture_witness("mlp_small");
     let layout = Layout::with_settings(
         &circuit,
@@ -92,7 +93,7 @@ fn private_weights_layout_is_satisfied_and_weights_are_advice() {
     assert!(!mac_w.is_empty());
     for &r in &mac_w {
         assert!(
-            (0..4).all(|j| layout.coeff[j][r] == 0),
+            COEFFS.iter().all(|&f| layout.coeff[f][r] == 0),
             "row {r}: a fixed weight"
         );
     }
@@ -101,17 +102,17 @@ fn private_weights_layout_is_satisfied_and_weights_are_advice() {
     assert!((0..layout.rows)
         .filter(|&r| layout.selectors[SEL_MAC][r])
         .all(|r| {
-            let packing = (0..4).all(|j| layout.coeff[j][r] == 0);
-            let absorb = layout.coeff[1][r] == 1 && layout.coeff[2][r] == 1;
+            let packing = COEFFS.iter().all(|&f| layout.coeff[f][r] == 0);
+            let absorb = layout.coeff[F1][r] == 1 && layout.coeff[F2][r] == 1;
             packing || absorb
         }));
     mock(&layout).assert_satisfied();
     let mut bad = layout.clone();
     let r = *mac_w
         .iter()
-        .find(|&&r| bad.advice[ciro_circuits::halo2::A][r] != 0)
+        .find(|&&r| bad.advice[A][r] != 0)
         .expect("a MAC row with a non-zero input");
-    bad.weight[0][r] += 1;
+    bad.weight[W0][r] += 1;
     assert!(
         mock(&bad).verify().is_err(),
         "a changed weight was accepted"

@@ -8,9 +8,8 @@ mod common;
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
-use ciro_circuits::halo2::{
-    Layout, A, ACC, B, C, D, DIV_HIGH_COEFF, DIV_HIGH_ROWS, L, SEL_DIV, SEL_MAC, SEL_SELECT,
-};
+use ciro_circuits::halo2::columns::{Sel, A, ACC, B, C, D, F0, L, SEL_DIV, SEL_MAC, SEL_SELECT};
+use ciro_circuits::halo2::Layout;
 use ciro_model_compiler::eval::IntTensor;
 use ciro_prover::{
     Halo2Backend, Halo2ProvingKey, Halo2VerifyingKey, KeyFile, ProofBundle, ProofSystem,
@@ -122,21 +121,16 @@ fn tampered_statements_and_proofs_are_rejected() {
     ));
 }
 
-/// The `i`-th range-checked value of the gate at row `r`: `L + 2^b·R` on row `r + i`.
-/// The high limb's row and multiplier of the division at row `r`'s range check `i` (`r`,
-/// `2d-1-r`, `q-q_lo`).
-fn div_high(l: &Layout, r: usize, i: usize) -> (usize, i64) {
-    (r + DIV_HIGH_ROWS[i], l.coeff[DIV_HIGH_COEFF[i]][r])
-}
-
+/// The `i`-th range-checked value (`r`, `2d-1-r`, `q-q_lo`) of the division at row `r`: its low
+/// limb in `L` of row `r + i`, plus the multiplier times its high limb.
 fn div_get(l: &Layout, r: usize, i: usize) -> i64 {
-    let (h, m) = div_high(l, r, i);
+    let (h, m) = l.div_high_limb(r, i);
     l.advice[L][r + i] + m * l.advice[L][h]
 }
 
 /// Sets a division's checked value as its limbs would hold it (a single limb takes all of it).
 fn div_set(l: &mut Layout, r: usize, i: usize, v: i64) {
-    let (h, m) = div_high(l, r, i);
+    let (h, m) = l.div_high_limb(r, i);
     if m == 0 {
         l.advice[L][r + i] = v;
     } else {
@@ -146,7 +140,7 @@ fn div_set(l: &mut Layout, r: usize, i: usize, v: i64) {
 }
 
 /// The first row where selector `sel` is on.
-fn first(l: &Layout, sel: usize) -> usize {
+fn first(l: &Layout, sel: Sel) -> usize {
     l.selectors[sel]
         .iter()
         .position(|&s| s)
@@ -224,7 +218,7 @@ fn one_wrong_witness_cell_is_rejected() {
             // Carry each row's change down its MAC chain to the sum, so every MAC equation holds
             // and only the wiring (the copies of the swapped inputs) is wrong.
             for (row, old) in [(r, x), (s, y)] {
-                let delta = l.coeff[0][row] * (l.advice[A][row] - old);
+                let delta = l.coeff[F0][row] * (l.advice[A][row] - old);
                 let sum = *l
                     .mac_sums
                     .iter()
@@ -268,7 +262,8 @@ fn one_wrong_witness_cell_is_rejected() {
 /// in one packed digit or one Poseidon state word.
 #[test]
 fn hashed_and_private_inputs_prove_the_same_outputs_and_bind_the_input() {
-    use ciro_circuits::halo2::{InputVisibility, SEL_POSEIDON};
+    use ciro_circuits::halo2::columns::SEL_POSEIDON;
+    use ciro_circuits::halo2::InputVisibility;
     use ciro_prover::halo2_backend::input_hash;
 
     let (_, public) = honest("mlp_small");
@@ -350,7 +345,8 @@ fn hashed_and_private_inputs_prove_the_same_outputs_and_bind_the_input() {
 /// checked against another commitment.
 #[test]
 fn private_weights_prove_the_same_outputs_and_bind_the_committed_weights() {
-    use ciro_circuits::halo2::{WeightVisibility, SEL_MAC_W};
+    use ciro_circuits::halo2::columns::{SEL_MAC_W, W0};
+    use ciro_circuits::halo2::WeightVisibility;
 
     let (_, fixed) = honest("mlp_small");
     let model = common::compile_fixture("mlp_small");
@@ -424,9 +420,9 @@ fn private_weights_prove_the_same_outputs_and_bind_the_committed_weights() {
     let changed = be
         .prove_tampered(&pk, &input, &|l| {
             let r = (0..l.rows)
-                .find(|&r| l.selectors[SEL_MAC_W][r] && l.advice[A][r] == 0 && l.weight[0][r] != 0)
+                .find(|&r| l.selectors[SEL_MAC_W][r] && l.advice[A][r] == 0 && l.weight[W0][r] != 0)
                 .expect("a MAC row with a zero input");
-            l.weight[0][r] += 1;
+            l.weight[W0][r] += 1;
         })
         .expect("a tampered proof is still produced");
     assert_eq!(changed.header.outputs, b.header.outputs);

@@ -4,6 +4,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use ciro_circuits::halo2::columns::WEIGHTS;
 use ciro_circuits::halo2::{fr, Halo2Circuit, Layout, N_ADVICE, N_WEIGHT};
 use ciro_circuits::poseidon;
 use ciro_circuits::{Circuit, FieldBudget};
@@ -63,7 +64,7 @@ fn weight_column_commitment(
 ) -> G1Affine {
     let n = params.n() as usize;
     let mut v = vec![Fr::zero(); n];
-    for (cell, &w) in v.iter_mut().zip(&layout.weight[j]).take(layout.rows) {
+    for (cell, &w) in v.iter_mut().zip(&layout.weight[WEIGHTS[j]]).take(layout.rows) {
         *cell = fr(w);
     }
     let rows = blinding_rows(keys);

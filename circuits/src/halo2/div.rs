@@ -1,0 +1,128 @@
+//! The Div chip, 3 rows: `2·F0·A + B = 2·B·C + r`, with `r`, `2B-1-r` and `C-F1` in range: their
+//! low limbs in `L`, `L'`, `L''`, and their high limbs (times `F2`, `F2`, `F3`: `2^b` where the
+//! honest value needs two limbs, else 0) in the `L` of rows 4, 5 and 3 of the gate, which other
+//! gates' rows may share where a limb is not needed. So `0 <= r < 2d` and `q >= q_lo` is an
+//! integer below `q_lo + 2^2b`; with every term far below the modulus the equation then holds
+//! over the integers, which makes `q` exactly `round_div(k·n, d)` (the upper bound M31 needs
+//! against wrap-around is implied here).
+
+use halo2_axiom::halo2curves::bn256::Fr;
+use halo2_axiom::halo2curves::ff::Field;
+use halo2_axiom::plonk::{ConstraintSystem, Expression};
+use halo2_axiom::poly::Rotation;
+
+use super::arith;
+use super::columns::{Coeff, Columns, A, B, C, F0, F1, F2, F3, L, SEL_DIV};
+use super::layout::{split, wide, Builder, Layout};
+use crate::lower::{Cell, Operand};
+
+/// Where a division's three range-checked values keep their high limbs: the `L` of these rows
+/// of the gate (`r`, `2d-1-r`, `q-q_lo`; the low limbs are in rows 0, 1, 2). The quotient's
+/// comes first because it is the one most often wide (a rescale's divisor is small).
+const HIGH_ROWS: [usize; 3] = [4, 5, 3];
+/// The coefficient column (on the gate's first row) that multiplies each of those high limbs:
+/// `2^b` where the honest value needs two limbs, else 0. `r` and `2d-1-r` share one, as both are
+/// below `2d`.
+const HIGH_COEFF: [Coeff; 3] = [F2, F2, F3];
+
+pub(super) fn configure(meta: &mut ConstraintSystem<Fr>, cols: &Columns) {
+    let two = || Expression::Constant(Fr::from(2));
+    let one = || Expression::Constant(Fr::ONE);
+    meta.create_gate("div", |m| {
+        let s = cols.selector(m, SEL_DIV);
+        let mut l = |i: usize| cols.query(m, L, Rotation(i as i32));
+        let low: [Expression<Fr>; 3] = std::array::from_fn(&mut l);
+        let high: [Expression<Fr>; 3] = HIGH_ROWS.map(l);
+        let row = cols.cur(m);
+        // `r`, `2d-1-r`, `q-q_lo`: low limb + multiplier · high limb.
+        let [rem, t, ql]: [Expression<Fr>; 3] =
+            std::array::from_fn(|i| low[i].clone() + row[HIGH_COEFF[i]].clone() * high[i].clone());
+        let [f0, f1, ..] = row.coeff;
+        let [xn, xd, xq, ..] = row.advice;
+        vec![
+            s.clone()
+                * (two() * f0 * xn + xd.clone() - two() * xd.clone() * xq.clone() - rem.clone()),
+            s.clone() * (two() * xd - one() - rem - t),
+            s * (xq - f1 - ql),
+        ]
+    });
+}
+
+/// A division gate's operands: `out = round_div(k·n, d)`, proven in `[q_lo, q_hi]`.
+pub(super) struct Division {
+    pub out: Cell,
+    pub n: Cell,
+    pub k: i64,
+    pub d: Operand,
+    pub q_lo: i64,
+    pub q_hi: i64,
+}
+
+/// Lays out a division; `bounds` are the circuit's cell bounds (a divisor cell's upper bound
+/// sets how wide `r` may be).
+pub(super) fn place(b: &mut Builder, bounds: &[(i64, i64)], div: Division) {
+    let Division {
+        out,
+        n,
+        k,
+        d,
+        q_lo,
+        q_hi,
+    } = div;
+    let limb_bits = b.limb_bits;
+    let (dloc, d_hi) = match d {
+        Operand::Cell(c) => (Ok(c), bounds[c as usize].1),
+        Operand::Const(x) => (Err(arith::constant(b, x)), x),
+    };
+    // `r` and `2d-1-r` are below `2d`; `q - q_lo` is at most `q_hi - q_lo`.
+    let two_limbs = [
+        wide(2 * d_hi - 1, limb_bits),
+        wide(2 * d_hi - 1, limb_bits),
+        wide(q_hi - q_lo, limb_bits),
+    ];
+    let l_rows = (0..3)
+        .filter(|&i| two_limbs[i])
+        .map(|i| HIGH_ROWS[i] + 1)
+        .fold(3, usize::max);
+    let r = b.take_l(3, l_rows);
+    b.selectors[SEL_DIV][r] = true;
+    let nv = b.value(n);
+    let dv = match d {
+        Operand::Cell(c) => b.value(c),
+        Operand::Const(x) => x,
+    };
+    let qv = b.value(out);
+    b.advice[A][r] = nv;
+    b.read((A, r), n);
+    b.advice[B][r] = dv;
+    match dloc {
+        Ok(c) => b.read((B, r), c),
+        Err(loc) => b.copies.push(((B, r), loc)),
+    }
+    b.advice[C][r] = qv;
+    b.write((C, r), out);
+    b.coeff[F0][r] = k;
+    b.coeff[F1][r] = q_lo;
+    for i in 0..3 {
+        b.coeff[HIGH_COEFF[i]][r] = if two_limbs[i] { 1 << limb_bits } else { 0 };
+    }
+    let rem = 2 * k * nv + dv - 2 * dv * qv;
+    for (i, x) in [rem, 2 * dv - 1 - rem, qv - q_lo].into_iter().enumerate() {
+        if two_limbs[i] {
+            let (lo, hi) = split(x, limb_bits);
+            b.advice[L][r + i] = lo;
+            b.advice[L][r + HIGH_ROWS[i]] = hi;
+        } else {
+            b.advice[L][r + i] = x;
+        }
+    }
+}
+
+impl Layout {
+    /// Where the division whose gate starts at `row` keeps the high limb of its range-checked
+    /// value `check` (0: `r`, 1: `2d-1-r`, 2: `q-q_lo`; the low limb is in `L` of `row + check`):
+    /// the row whose `L` holds it, and the multiplier (`2^b`, or 0 where one limb holds it all).
+    pub fn div_high_limb(&self, row: usize, check: usize) -> (usize, i64) {
+        (row + HIGH_ROWS[check], self.coeff[HIGH_COEFF[check]][row])
+    }
+}
