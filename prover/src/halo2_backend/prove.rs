@@ -64,7 +64,11 @@ fn weight_column_commitment(
 ) -> G1Affine {
     let n = params.n() as usize;
     let mut v = vec![Fr::zero(); n];
-    for (cell, &w) in v.iter_mut().zip(&layout.weight[WEIGHTS[j]]).take(layout.rows) {
+    for (cell, &w) in v
+        .iter_mut()
+        .zip(&layout.weight[WEIGHTS[j]])
+        .take(layout.rows)
+    {
         *cell = fr(w);
     }
     let rows = blinding_rows(keys);
