@@ -24,7 +24,7 @@ use halo2_axiom::halo2curves::group::GroupEncoding;
 use halo2_axiom::plonk::{
     create_proof, keygen_pk, keygen_vk_custom, verify_proof, ProvingKey, VerifyingKey,
 };
-use halo2_axiom::poly::commitment::{Blind, Params, ParamsProver};
+use halo2_axiom::poly::commitment::{Params, ParamsProver};
 use halo2_axiom::poly::kzg::commitment::{KZGCommitmentScheme, ParamsKZG};
 use halo2_axiom::poly::kzg::multiopen::{ProverSHPLONK, VerifierSHPLONK};
 use halo2_axiom::poly::kzg::strategy::SingleStrategy;
@@ -224,7 +224,7 @@ fn weight_column_commitment(
     layout: &Layout,
     j: usize,
     blinds: &[Fr],
-) -> G1Affine {
+) -> Result<G1Affine, ProveError> {
     let n = params.n() as usize;
     let mut v = vec![Fr::zero(); n];
     for (cell, &w) in v.iter_mut().zip(&layout.weight[j]).take(layout.rows) {
@@ -234,10 +234,11 @@ fn weight_column_commitment(
     for (i, b) in rows.zip(blinds) {
         v[i] = *b;
     }
-    let domain = keys.get_vk().get_domain();
-    params
-        .commit_lagrange(&domain.lagrange_from_vec(v), Blind::default())
-        .to_affine()
+    halo2_weights::commit_rows(params, v).map_err(engine_error)
+}
+
+fn engine_error(e: ciro_gpu::EngineError) -> ProveError {
+    ProveError::Backend(format!("private weights: {e}"))
 }
 
 /// The proof's advice commitments to the weight columns, read from the start of the proof
@@ -275,7 +276,7 @@ fn prove_weights(
     let proof_blinds = drawn.split_off(N_ADVICE);
     let in_proof = proof_weight_commitments(proof).map_err(|e| internal(&e.to_string()))?;
     for (j, (blinds, c)) in proof_blinds.iter().zip(&in_proof).enumerate() {
-        if weight_column_commitment(&pk.params, &pk.pk, layout, j, blinds) != *c {
+        if weight_column_commitment(&pk.params, &pk.pk, layout, j, blinds)? != *c {
             return Err(internal(
                 "the recorded blinding values do not reproduce the proof's commitments (has halo2's order of random draws changed?)",
             ));
@@ -288,14 +289,15 @@ fn prove_weights(
         .ok_or_else(|| internal("the key has no weight commitment"))?;
     let (bases, published) = weight_points(wc).map_err(|e| internal(&e.to_string()))?;
     let published_blinds = opening.values().map_err(ProveError::Backend)?;
-    Ok(halo2_weights::prove(
+    halo2_weights::prove(
         &bases,
         &published,
         &in_proof,
         &proof_blinds,
         &published_blinds,
         &mut OsRng,
-    ))
+    )
+    .map_err(engine_error)
 }
 
 /// The key's blinding bases and published weight commitments as points.
@@ -616,20 +618,17 @@ impl Halo2Backend {
         }
         let columns = (0..N_WEIGHT)
             .map(|j| weight_column_commitment(params, keys, layout, j, &blinds[j]))
-            .map(|p| halo2_weights::point_hex(&p))
-            .collect();
-        let domain = keys.get_vk().get_domain();
+            .map(|p| p.map(|p| halo2_weights::point_hex(&p)))
+            .collect::<Result<_, _>>()?;
         let blinding_bases = rows
             .clone()
             .map(|i| {
                 let mut v = vec![Fr::zero(); params.n() as usize];
                 v[i] = Fr::one();
-                let p = params
-                    .commit_lagrange(&domain.lagrange_from_vec(v), Blind::default())
-                    .to_affine();
-                halo2_weights::point_hex(&p)
+                halo2_weights::commit_rows(params, v).map(|p| halo2_weights::point_hex(&p))
             })
-            .collect();
+            .collect::<Result<_, _>>()
+            .map_err(engine_error)?;
         Ok((
             opening,
             WeightCommitment {
