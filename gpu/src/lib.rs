@@ -15,6 +15,11 @@
 //!   in the key, and the recomputation that checks the recorded blinding values against a
 //!   proof), as an MSM over the SRS's monomial bases.
 //! - NTT: the interpolation before those commitments (row values to coefficients, an `ifft`).
+//!   halo2-axiom keeps its Lagrange bases private (`ParamsKZG::g_lagrange` is `pub(crate)`), so
+//!   a commitment to a column of row values is computed in coefficient form: iFFT, then a dense
+//!   MSM over the monomial bases. That is the path a device runs best; on the CPU it can cost
+//!   more than halo2's own MSM over the Lagrange bases, whose scalars (small weights, one-hot
+//!   rows) are mostly short.
 //! - Merkle: no caller yet; it reproduces the layout of stwo's trace commitments, checked
 //!   against stwo's own verifier, ready for a device backend.
 //!
