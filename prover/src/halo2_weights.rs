@@ -27,6 +27,7 @@
 //! blinding rows first, column by column) and replaying them; it then checks that the
 //! recovered values reproduce the proof's commitments before using them.
 
+use ciro_gpu::{EngineError, Engines};
 use halo2_axiom::halo2curves::bn256::{Fq, Fr, G1Affine, G1};
 use halo2_axiom::halo2curves::ff::{Field, FromUniformBytes, PrimeField};
 use halo2_axiom::halo2curves::group::prime::PrimeCurveAffine;
@@ -192,11 +193,9 @@ fn challenge(mut data: Vec<u8>, t: &G1Affine) -> Fr {
     hash_to_fr(&data)
 }
 
-fn msm(bases: &[G1Affine], scalars: &[Fr]) -> G1 {
-    bases
-        .iter()
-        .zip(scalars)
-        .fold(G1::default(), |acc, (b, s)| acc + *b * s)
+/// `Σ_i scalars[i]·bases[i]` on the selected MSM engine.
+fn msm(bases: &[G1Affine], scalars: &[Fr]) -> Result<G1, EngineError> {
+    Engines::select().msm().msm(bases, scalars)
 }
 
 /// `D = Σ_j ρ^j (C_j − P_j)`.
@@ -218,7 +217,7 @@ pub fn prove(
     proof_blinds: &[Vec<Fr>],
     published_blinds: &[Vec<Fr>],
     rng: &mut impl RngCore,
-) -> Vec<u8> {
+) -> Result<Vec<u8>, EngineError> {
     let (data, rho) = rho(bases, published, proof_commitments);
     let mut delta = vec![Fr::ZERO; bases.len()];
     let mut pow = Fr::ONE;
@@ -229,13 +228,13 @@ pub fn prove(
         pow *= rho;
     }
     let k: Vec<Fr> = (0..bases.len()).map(|_| Fr::random(&mut *rng)).collect();
-    let t = msm(bases, &k).to_affine();
+    let t = msm(bases, &k)?.to_affine();
     let e = challenge(data, &t);
     let mut out = point_bytes(&t).to_vec();
     for (ki, di) in k.iter().zip(&delta) {
         out.extend_from_slice(&fr_bytes(&(*ki + e * di)));
     }
-    out
+    Ok(out)
 }
 
 /// Checks a Schnorr proof that the proof's weight commitments equal the published ones up to
@@ -266,7 +265,8 @@ pub fn verify(
     let (data, rho) = rho(bases, published, proof_commitments);
     let e = challenge(data, &t);
     let d = batched_difference(published, proof_commitments, rho);
-    if msm(bases, &z) != t.to_curve() + d * e {
+    let lhs = msm(bases, &z).map_err(|e| bad(&e.to_string()))?;
+    if lhs != t.to_curve() + d * e {
         return Err(bad(
             "the proof's weight columns are not the ones the key commits to",
         ));
@@ -347,7 +347,7 @@ mod tests {
     fn commitments(g: &[G1Affine], w: &[G1], blinds: &[Vec<Fr>]) -> Vec<G1Affine> {
         w.iter()
             .zip(blinds)
-            .map(|(wj, b)| (*wj + msm(g, b)).to_affine())
+            .map(|(wj, b)| (*wj + msm(g, b).unwrap()).to_affine())
             .collect()
     }
 
@@ -364,14 +364,14 @@ mod tests {
         let (s, r) = (blinds(), blinds());
         let published = commitments(&g, &w, &s);
         let honest = commitments(&g, &w, &r);
-        let proof = prove(&g, &published, &honest, &r, &s, &mut OsRng);
+        let proof = prove(&g, &published, &honest, &r, &s, &mut OsRng).unwrap();
         verify(&g, &published, &honest, &proof).expect("the same weights verify");
 
         // One column's weight part changed: no opening the prover knows can explain it.
         let mut w2 = w.clone();
         w2[2] += G1::generator();
         let other = commitments(&g, &w2, &r);
-        let forged = prove(&g, &published, &other, &r, &s, &mut OsRng);
+        let forged = prove(&g, &published, &other, &r, &s, &mut OsRng).unwrap();
         assert!(verify(&g, &published, &other, &forged).is_err());
         // A valid proof for other commitments, and tampered bytes.
         assert!(verify(&g, &published, &other, &proof).is_err());

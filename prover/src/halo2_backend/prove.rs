@@ -114,14 +114,15 @@ fn prove_weights(
         .ok_or_else(|| internal("the key has no weight commitment"))?;
     let (bases, published) = weight_points(wc).map_err(|e| internal(&e.to_string()))?;
     let published_blinds = opening.values().map_err(ProveError::Backend)?;
-    Ok(halo2_weights::prove(
+    halo2_weights::prove(
         &bases,
         &published,
         &in_proof,
         &proof_blinds,
         &published_blinds,
         &mut OsRng,
-    ))
+    )
+    .map_err(|e| internal(&e.to_string()))
 }
 
 impl Halo2ProvingKey {
