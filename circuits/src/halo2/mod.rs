@@ -29,8 +29,9 @@
 //! - `input`: a hashed or private input's range-checked rows, and its packing for the hash.
 //! - `poseidon_chip`: the Poseidon rounds and sponge of the input hash.
 //!
-//! Over a 254-bit field nothing wraps: the lowering's proven bounds (checked against the far
-//! smaller M31) keep every equation far from the modulus.
+//! Over a 254-bit field nothing wraps: the lowering's proven bounds (checked against
+//! [`FieldBudget::BN254`](crate::FieldBudget::BN254): magnitudes up to `2^62`, ranges up to the
+//! `2^30` two limbs can check) keep every equation far from the modulus.
 
 mod arith;
 pub mod columns;
