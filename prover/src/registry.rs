@@ -187,6 +187,38 @@ pub struct CircuitSize {
     pub columns: usize,
 }
 
+/// The [`DynVerifyingKey`] methods every key file answers the same way, from its fields
+/// `model_name`, `model_hash`, `inputs`, `outputs` and `labels` and its [`KeyFile`] commitment.
+macro_rules! common_key_methods {
+    () => {
+        fn model_name(&self) -> &str {
+            &self.model_name
+        }
+        fn model_hash(&self) -> &str {
+            &self.model_hash
+        }
+        fn commitment(&self) -> String {
+            $crate::bundle::KeyFile::commitment(self)
+        }
+        fn inputs(&self) -> &[$crate::public::TensorInfo] {
+            &self.inputs
+        }
+        fn outputs(&self) -> &[$crate::public::TensorInfo] {
+            &self.outputs
+        }
+        fn labels(&self) -> Option<&[String]> {
+            self.labels.as_deref()
+        }
+        fn to_json(&self) -> Vec<u8> {
+            serde_json::to_vec_pretty(self).expect("keys serialise")
+        }
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+    };
+}
+pub(crate) use common_key_methods;
+
 /// A verification key of any backend: what a verifier, the service and the CLI need of it.
 pub trait DynVerifyingKey: Send + Sync + fmt::Debug {
     fn backend(&self) -> BackendId;

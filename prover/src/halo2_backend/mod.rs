@@ -36,7 +36,7 @@ use crate::error::{ProveError, VerifyError};
 use crate::halo2_weights::{self, WeightCommitment};
 use crate::public::panic_message;
 pub use crate::public::TensorInfo;
-use crate::registry::{BackendId, CircuitSize, DynVerifyingKey};
+use crate::registry::{common_key_methods, BackendId, CircuitSize, DynVerifyingKey};
 #[cfg(feature = "prove")]
 pub(crate) use prove::prover;
 #[cfg(feature = "halo2-prover")]
@@ -269,26 +269,9 @@ fn read_point<T: GroupEncoding>(s: &str, what: &str) -> Result<T, VerifyError> {
 }
 
 impl DynVerifyingKey for Halo2VerifyingKey {
+    common_key_methods!();
     fn backend(&self) -> BackendId {
         BackendId::Halo2
-    }
-    fn model_name(&self) -> &str {
-        &self.model_name
-    }
-    fn model_hash(&self) -> &str {
-        &self.model_hash
-    }
-    fn commitment(&self) -> String {
-        KeyFile::commitment(self)
-    }
-    fn inputs(&self) -> &[TensorInfo] {
-        &self.inputs
-    }
-    fn outputs(&self) -> &[TensorInfo] {
-        &self.outputs
-    }
-    fn labels(&self) -> Option<&[String]> {
-        self.labels.as_deref()
     }
     fn security_bits(&self) -> u32 {
         SECURITY_BITS
@@ -306,13 +289,7 @@ impl DynVerifyingKey for Halo2VerifyingKey {
             columns,
         }
     }
-    fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec_pretty(self).expect("keys serialise")
-    }
     fn verify(&self, bundle: &ProofBundle) -> Result<Vec<PublicTensor>, VerifyError> {
         verify(self, bundle)
-    }
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
     }
 }

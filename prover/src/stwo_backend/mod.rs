@@ -27,7 +27,7 @@ use stwo_constraint_framework::{FrameworkComponent, Relation, TraceLocationAlloc
 use crate::bundle::{KeyFile, ProofBundle, ProofParams, PublicTensor};
 use crate::error::VerifyError;
 pub use crate::public::TensorInfo;
-use crate::registry::{BackendId, CircuitSize, DynVerifyingKey};
+use crate::registry::{common_key_methods, BackendId, CircuitSize, DynVerifyingKey};
 #[cfg(feature = "prove")]
 pub(crate) use prove::prover;
 #[cfg(feature = "stwo-prover")]
@@ -210,26 +210,9 @@ fn components(
 }
 
 impl DynVerifyingKey for StwoVerifyingKey {
+    common_key_methods!();
     fn backend(&self) -> BackendId {
         BackendId::Stwo
-    }
-    fn model_name(&self) -> &str {
-        &self.model_name
-    }
-    fn model_hash(&self) -> &str {
-        &self.model_hash
-    }
-    fn commitment(&self) -> String {
-        KeyFile::commitment(self)
-    }
-    fn inputs(&self) -> &[TensorInfo] {
-        &self.inputs
-    }
-    fn outputs(&self) -> &[TensorInfo] {
-        &self.outputs
-    }
-    fn labels(&self) -> Option<&[String]> {
-        self.labels.as_deref()
     }
     fn security_bits(&self) -> u32 {
         self.params.security_bits()
@@ -256,13 +239,7 @@ impl DynVerifyingKey for StwoVerifyingKey {
                 .sum(),
         }
     }
-    fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec_pretty(self).expect("keys serialise")
-    }
     fn verify(&self, bundle: &ProofBundle) -> Result<Vec<PublicTensor>, VerifyError> {
         verify(self, bundle)
-    }
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
     }
 }
