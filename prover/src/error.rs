@@ -20,6 +20,10 @@ pub enum ProveError {
     Input(String),
     #[error("the prover failed: {0}")]
     Backend(String),
+    /// The proof system cannot honour a setting (a hashed input on a backend that is not
+    /// zero-knowledge).
+    #[error("{0}")]
+    Unsupported(String),
     #[error("invalid key {0}: {1}")]
     Key(String, String),
     #[error(transparent)]

@@ -318,12 +318,12 @@ pub(crate) fn prover(
 ) -> Result<Box<dyn crate::registry::DynProver>, ProveError> {
     use crate::halo2_backend::InputVisibility;
     if settings.inputs != InputVisibility::Public {
-        return Err(ProveError::Backend(
+        return Err(ProveError::Unsupported(
             "stwo proofs are not zero-knowledge, so they show the input: a hashed or private input needs halo2 (`--backend halo2`)".into(),
         ));
     }
     if settings.private_weights.is_some() {
-        return Err(ProveError::Backend(
+        return Err(ProveError::Unsupported(
             "stwo proofs are not zero-knowledge, so the key fixes the weights: private weights need halo2 (`--backend halo2`)".into(),
         ));
     }
