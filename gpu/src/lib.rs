@@ -10,16 +10,14 @@
 //!
 //! # What goes through the engines today
 //! - MSM: the private-weights Schnorr proof (`prover/src/halo2_weights.rs`: `T = Σ k_i·G_i` when
-//!   proving, `Σ z_i·G_i` when verifying), and the KZG commitments the prover computes itself in
-//!   `prover/src/halo2_backend.rs` (the published weight-column commitments and blinding bases
-//!   in the key, and the recomputation that checks the recorded blinding values against a
-//!   proof), as an MSM over the SRS's monomial bases.
-//! - NTT: the interpolation before those commitments (row values to coefficients, an `ifft`).
-//!   halo2-axiom keeps its Lagrange bases private (`ParamsKZG::g_lagrange` is `pub(crate)`), so
-//!   a commitment to a column of row values is computed in coefficient form: iFFT, then a dense
-//!   MSM over the monomial bases. That is the path a device runs best; on the CPU it can cost
-//!   more than halo2's own MSM over the Lagrange bases, whose scalars (small weights, one-hot
-//!   rows) are mostly short.
+//!   proving, `Σ z_i·G_i` when verifying).
+//! - NTT: no caller yet. The KZG commitments the halo2 prover computes itself (the published
+//!   weight-column commitments and blinding bases, and the check of the recorded blinding
+//!   values) stay on halo2-axiom's `commit_lagrange`: halo2-axiom keeps its Lagrange bases
+//!   private (`ParamsKZG::g_lagrange` is `pub(crate)`), so through these engines they would be an
+//!   iFFT and a dense MSM over the monomial bases, the path a device runs best but on the CPU
+//!   slower than halo2's MSM over mostly short scalars (small weights, one-hot rows). They move
+//!   here with the first device engine.
 //! - Merkle: no caller yet; it reproduces the layout of stwo's trace commitments, checked
 //!   against stwo's own verifier, ready for a device backend.
 //!
