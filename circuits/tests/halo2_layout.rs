@@ -2,25 +2,17 @@
 //! power of two above it), and that an honest witness satisfies every constraint
 //! (`MockProver`, which names the failing gate and row where the verifier would only say no).
 
-use std::path::Path;
-
 use ciro_circuits::halo2::{Halo2Circuit, InputVisibility, Layout};
 use ciro_circuits::{Circuit, FieldBudget};
-use ciro_model_compiler::input::read_json;
-use ciro_model_compiler::{compile_model_dir, quantize_inputs, CompileOptions};
+use ciro_test_support as support;
 use halo2_axiom::dev::MockProver;
 use halo2_axiom::halo2curves::bn256::Fr;
 
 /// A fixture's circuit and its cell values on the fixture's sample input.
 fn fixture_witness(name: &str) -> (Circuit, Vec<i64>) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures/models")
-        .join(name);
-    let model = compile_model_dir(&dir, &CompileOptions::default()).expect("compiles");
+    let model = support::compile_fixture(name);
     let circuit = Circuit::from_graph(&model.graph, &FieldBudget::BN254).expect("lowers");
-    let x = read_json(&dir.join("input.json")).expect("input");
-    let flat: Vec<i64> = quantize_inputs(&model.graph, &x)
-        .expect("quantizes")
+    let flat: Vec<i64> = support::sample_input(&model, name)
         .into_iter()
         .flat_map(|t| t.data)
         .collect();
@@ -44,13 +36,7 @@ fn mock(layout: &Layout) -> MockProver<Fr> {
 
 #[test]
 fn every_fixture_fits_and_its_honest_witness_satisfies_the_constraints() {
-    for name in [
-        "mlp_small",
-        "mlp_mnist",
-        "cnn_lenet",
-        "act_mix",
-        "image_recognition_v1",
-    ] {
+    for name in support::MODELS {
         let (circuit, values) = fixture_witness(name);
         for inputs in [InputVisibility::Public, InputVisibility::Hashed] {
             let layout = Layout::with_inputs(&circuit, Some(&values), inputs);
