@@ -1,16 +1,10 @@
 //! Shared setup for the benchmarks: a fixture model compiled, its keys for a backend and its
 //! sample input.
 
-use std::path::PathBuf;
-
 use ciro_model_compiler::eval::IntTensor;
 use ciro_prover::{BackendId, DynProver, DynProvingKey, ProofBundle, ProveError, ProverSettings};
 
 pub use ciro_test_support::MODELS as FIXTURE_MODELS;
-
-pub fn fixtures() -> PathBuf {
-    ciro_test_support::fixtures()
-}
 
 pub struct Prepared {
     pub prover: Box<dyn DynProver>,

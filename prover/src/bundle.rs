@@ -209,20 +209,25 @@ pub trait KeyFile: serde::Serialize + serde::de::DeserializeOwned {
         .map_err(crate::ProveError::from)
     }
 
-    fn load(path: &Path) -> Result<Self, crate::ProveError> {
-        let key_err = |m: String| crate::ProveError::Key(path.display().to_string(), m);
-        let bytes = std::fs::read(path).map_err(|e| key_err(e.to_string()))?;
-        let vk: Self = serde_json::from_slice(&bytes)
-            .map_err(|e| key_err(format!("not a {} key: {e}", Self::FORMAT.0)))?;
+    /// Parses a key file's bytes and checks its format and version.
+    fn from_json(bytes: &[u8]) -> Result<Self, String> {
+        let vk: Self = serde_json::from_slice(bytes)
+            .map_err(|e| format!("malformed {} key: {e}", Self::FORMAT.0))?;
         let (format, version) = vk.format();
         if (format, version) != Self::FORMAT {
-            return Err(key_err(format!(
+            return Err(format!(
                 "format {format} v{version} (this build reads {} v{})",
                 Self::FORMAT.0,
                 Self::FORMAT.1
-            )));
+            ));
         }
         Ok(vk)
+    }
+
+    fn load(path: &Path) -> Result<Self, crate::ProveError> {
+        let key_err = |m: String| crate::ProveError::Key(path.display().to_string(), m);
+        let bytes = std::fs::read(path).map_err(|e| key_err(e.to_string()))?;
+        Self::from_json(&bytes).map_err(key_err)
     }
 }
 

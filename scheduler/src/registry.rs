@@ -172,23 +172,22 @@ impl Model {
 
     /// The model's keys for `backend`, made once.
     pub fn keys(&self, backend: BackendId, provers: &Provers) -> Result<Arc<Keys>, String> {
-        let (_, slot) = self
-            .keys
+        self.slot(backend)
+            .get_or_init(|| Keys::make(provers.get(backend), &self.compiled).map(Arc::new))
+            .clone()
+    }
+
+    fn slot(&self, backend: BackendId) -> &KeySlot {
+        self.keys
             .iter()
             .find(|(id, _)| *id == backend)
-            .expect("a key slot for every registered backend");
-        slot.get_or_init(|| Keys::make(provers.get(backend), &self.compiled).map(Arc::new))
-            .clone()
+            .map(|(_, slot)| slot)
+            .expect("a key slot for every registered backend")
     }
 
     /// The keys made on load.
     fn pricing_keys(&self) -> Arc<Keys> {
-        let (_, slot) = self
-            .keys
-            .iter()
-            .find(|(id, _)| *id == PRICING_BACKEND)
-            .expect("a key slot for every registered backend");
-        match slot.get() {
+        match self.slot(PRICING_BACKEND).get() {
             Some(Ok(k)) => k.clone(),
             _ => unreachable!("a model is only built once its pricing keys exist"),
         }
