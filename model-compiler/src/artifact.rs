@@ -22,6 +22,16 @@ pub struct ScaleTrial {
     pub label_agreement: Option<f64>,
 }
 
+/// A range the circuit checks: a rescale's or division's output, in real units.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckedRange {
+    pub node: String,
+    pub op: String,
+    pub scale: u32,
+    pub lo: f64,
+    pub hi: f64,
+}
+
 /// What calibration measured on its inputs for the chosen scale.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CompileReport {
@@ -34,6 +44,17 @@ pub struct CompileReport {
     pub float_output_max: f64,
     /// Fraction of samples whose argmax matches the float model (classifier outputs only).
     pub label_agreement: Option<f64>,
+    /// True when no scale met the tolerance and the user accepted the most accurate one.
+    #[serde(default)]
+    pub accepted_inaccurate: bool,
+    /// Where the range-checked nodes' ranges came from, and the margin.
+    #[serde(default)]
+    pub ranges: crate::compile::RangeMode,
+    #[serde(default)]
+    pub range_margin: f64,
+    /// Every range the circuit checks (rescale and division outputs), in real units.
+    #[serde(default)]
+    pub checked_ranges: Vec<CheckedRange>,
     /// The compiler's proven error bound for each output.
     pub proven_output_error: Vec<f64>,
     pub trials: Vec<ScaleTrial>,

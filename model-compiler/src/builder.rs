@@ -1,13 +1,22 @@
 //! Builds IR nodes one op at a time, deriving for each its shape, scale, proven integer bound and
 //! proven error bound (interval analysis and error propagation live next to each other). This
 //! file holds the builder's shared part: pushing a node against the value budget, checked
-//! accumulator bounds, broadcasting and window geometry. Each op's derivation is a `Builder`
-//! method in its family's file ([`crate::ops`]).
+//! accumulator bounds, calibrated ranges, broadcasting and window geometry. Each op's derivation
+//! is a `Builder` method in its family's file ([`crate::ops`]).
+//!
+//! **Calibrated ranges.** Worst-case intervals carried from the input range through every layer
+//! grow multiplicatively. So while it builds, the builder also evaluates every node on the
+//! calibration samples, and gives each node whose values the circuit range-checks from both
+//! sides ([`Op::is_range_checked`]: the rescales and constant divisions, whose division gadget
+//! proves `q_lo <= q <= q_hi`) the range the samples reach, widened by a margin and never wider
+//! than its worst case. Bounds downstream start from those checked ranges. An input that leaves
+//! one has no witness: evaluation reports it ([`crate::eval::RangeViolation`]) and proving
+//! fails; nothing unsound can be proven.
 
 use crate::error::{CompileError, Result};
-use crate::eval::broadcast_shape;
+use crate::eval::{broadcast_shape, eval_node, IntTensor};
 use crate::ir::{Bound, Node, NodeId, Op, QuantConfig};
-use crate::quant::scale_f;
+use crate::quant::{quantize, scale_f};
 
 /// A float constant as it appears in the ONNX graph.
 #[derive(Clone, Debug)]
@@ -27,6 +36,33 @@ pub struct Builder {
     pub nodes: Vec<Node>,
     /// Name given to the nodes pushed next (the source node being lowered).
     pub current: String,
+    /// Every node's values on the calibration samples; `None` builds worst-case ranges only.
+    calibration: Option<Calibration>,
+}
+
+/// Calibration samples and what each node computes on them.
+struct Calibration {
+    /// Real inputs: `samples[sample][model input]`, flattened.
+    samples: Vec<Vec<Vec<f32>>>,
+    /// A checked range is the samples' `[lo, hi]` widened by `margin · max(|lo|, |hi|, 1.0)`.
+    margin: f64,
+    /// Parallel to [`Builder::nodes`].
+    values: Vec<NodeValues>,
+}
+
+enum NodeValues {
+    /// A constant: the same on every sample.
+    Shared(IntTensor),
+    PerSample(Vec<IntTensor>),
+}
+
+impl NodeValues {
+    fn get(&self, sample: usize) -> &IntTensor {
+        match self {
+            NodeValues::Shared(t) => t,
+            NodeValues::PerSample(v) => &v[sample],
+        }
+    }
 }
 
 /// Conv/pool window geometry.
@@ -66,7 +102,83 @@ impl Builder {
             config,
             nodes: Vec::new(),
             current: String::new(),
+            calibration: None,
         }
+    }
+
+    /// A builder that takes the ranges of range-checked nodes from `samples` (real inputs, one
+    /// `Vec` per model input) widened by `margin` (module doc).
+    pub fn calibrated(config: QuantConfig, samples: Vec<Vec<Vec<f32>>>, margin: f64) -> Self {
+        let mut b = Builder::new(config);
+        if !samples.is_empty() {
+            b.calibration = Some(Calibration {
+                samples,
+                margin: margin.max(0.0),
+                values: Vec::new(),
+            });
+        }
+        b
+    }
+
+    /// `node`'s values on the calibration samples; a range-checked node's bound narrows to the
+    /// range they reach (widened by the margin).
+    fn calibrate(&mut self, node: &mut Node) -> Result<()> {
+        let Some(cal) = &mut self.calibration else {
+            return Ok(());
+        };
+        let values = match &node.op {
+            Op::Const { values } => {
+                NodeValues::Shared(IntTensor::new(node.shape.clone(), values.clone()))
+            }
+            Op::Input { index } => {
+                let mut per = Vec::with_capacity(cal.samples.len());
+                for (s, sample) in cal.samples.iter().enumerate() {
+                    let data: Vec<i64> = sample[*index]
+                        .iter()
+                        .map(|&v| quantize(v as f64, node.scale))
+                        .collect();
+                    if let Some(v) = data.iter().find(|v| !node.bound.contains(**v)) {
+                        return Err(CompileError::Input(format!(
+                            "calibration sample {s}: input {index} value {} is outside the declared input range",
+                            *v as f64 / scale_f(node.scale)
+                        )));
+                    }
+                    per.push(IntTensor::new(node.shape.clone(), data));
+                }
+                NodeValues::PerSample(per)
+            }
+            _ => NodeValues::PerSample(
+                (0..cal.samples.len())
+                    .map(|s| {
+                        let args: Vec<&IntTensor> =
+                            node.inputs.iter().map(|&i| cal.values[i].get(s)).collect();
+                        eval_node(node, &args)
+                    })
+                    .collect(),
+            ),
+        };
+        if node.op.is_range_checked() {
+            let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+            for s in 0..cal.samples.len() {
+                for &v in &values.get(s).data {
+                    lo = lo.min(v);
+                    hi = hi.max(v);
+                }
+            }
+            if lo <= hi {
+                let reach = lo
+                    .unsigned_abs()
+                    .max(hi.unsigned_abs())
+                    .max(1 << node.scale) as f64;
+                let widen = (cal.margin * reach).ceil() as i64;
+                node.bound = Bound::new(
+                    node.bound.lo.max(lo.saturating_sub(widen)),
+                    node.bound.hi.min(hi.saturating_add(widen)),
+                );
+            }
+        }
+        cal.values.push(values);
+        Ok(())
     }
 
     pub fn node(&self, id: NodeId) -> &Node {
@@ -114,7 +226,7 @@ impl Builder {
                 scale
             )));
         }
-        self.nodes.push(Node {
+        let mut node = Node {
             name: self.current.clone(),
             op,
             inputs,
@@ -123,7 +235,9 @@ impl Builder {
             bound,
             // A hair of slack for the float arithmetic of the error analysis itself.
             error: error * (1.0 + 1e-9),
-        });
+        };
+        self.calibrate(&mut node)?;
+        self.nodes.push(node);
         Ok(self.nodes.len() - 1)
     }
 

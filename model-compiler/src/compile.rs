@@ -1,13 +1,37 @@
 //! Calibration and the top-level compile / run entry points.
 
-use crate::artifact::{CompileReport, CompiledModel, ScaleTrial};
+use crate::artifact::{CheckedRange, CompileReport, CompiledModel, ScaleTrial};
 use crate::error::{CompileError, Result};
-use crate::eval::{eval, IntTensor};
+use crate::eval::{eval_all_lenient, IntTensor, RangeViolation};
 use crate::input::check_inputs;
 use crate::ir::{Graph, QuantConfig};
 use crate::onnx::{lower, LoadedModel};
 use crate::quant::{dequantize, quantize};
 use crate::reference::FloatModel;
+
+/// Where the ranges of range-checked nodes (rescales, constant divisions) come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RangeMode {
+    /// From the calibration samples with a margin: bounds stay tight through deep models; an
+    /// input that leaves a range has no proof ([`crate::builder`]).
+    #[default]
+    Calibrated,
+    /// Worst-case intervals from the declared input range: every input in it proves, but
+    /// bounds grow multiplicatively with depth.
+    WorstCase,
+}
+
+impl std::str::FromStr for RangeMode {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "calibrated" => Ok(RangeMode::Calibrated),
+            "worst-case" => Ok(RangeMode::WorstCase),
+            _ => Err(format!("unknown range mode `{s}` (calibrated, worst-case)")),
+        }
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct CompileOptions {
@@ -19,10 +43,19 @@ pub struct CompileOptions {
     pub max_bits: u32,
     pub table_bits: u32,
     /// Calibration accepts the smallest scale whose max abs output error is at most
-    /// `tolerance * max(1, max |float output|)` and whose labels all agree with the float model.
+    /// `tolerance * max |float output|` (relative to the outputs' size) and whose label
+    /// agreement with the float model is at least `min_label_agreement`.
     pub tolerance: f64,
+    pub min_label_agreement: f64,
+    /// Keep the most accurate scale even when none meets the tolerance (otherwise compiling
+    /// fails with [`CompileError::Inaccurate`]).
+    pub accept_inaccurate: bool,
     pub min_scale: u32,
     pub max_scale: u32,
+    pub ranges: RangeMode,
+    /// A calibrated range is the samples' range widened by this fraction of its largest
+    /// magnitude (at least 1.0 in real units) on each side.
+    pub range_margin: f64,
 }
 
 impl Default for CompileOptions {
@@ -33,8 +66,12 @@ impl Default for CompileOptions {
             max_bits: QuantConfig::default().max_bits,
             table_bits: QuantConfig::default().table_bits,
             tolerance: 0.01,
+            min_label_agreement: 0.99,
+            accept_inaccurate: false,
             min_scale: 4,
             max_scale: 16,
+            ranges: RangeMode::Calibrated,
+            range_margin: 1.0,
         }
     }
 }
@@ -64,18 +101,38 @@ pub fn quantize_inputs(graph: &Graph, inputs: &[Vec<f32>]) -> Result<Vec<IntTens
         .collect()
 }
 
-/// Runs the integer model on real inputs; returns the dequantized outputs.
+/// Runs the integer model on real inputs; returns the dequantized outputs. An input that drives
+/// a range-checked node outside its calibrated range fails ([`CompileError::OutOfRange`]): it
+/// could not be proven.
 pub fn run(graph: &Graph, inputs: &[Vec<f32>]) -> Result<Vec<Vec<f64>>> {
+    let (outputs, violations) = run_lenient(graph, inputs)?;
+    match violations.into_iter().next() {
+        Some(v) => Err(CompileError::OutOfRange(v)),
+        None => Ok(outputs),
+    }
+}
+
+/// As [`run`], but calibrated ranges the input leaves are returned beside the outputs (what
+/// `ciro run` warns about) instead of failing.
+pub fn run_lenient(
+    graph: &Graph,
+    inputs: &[Vec<f32>],
+) -> Result<(Vec<Vec<f64>>, Vec<RangeViolation>)> {
     let q = quantize_inputs(graph, inputs)?;
-    let outs = eval(graph, &q)?;
-    Ok(outs
+    let (values, violations) = eval_all_lenient(graph, &q)?;
+    let outputs = graph
+        .outputs
         .iter()
-        .zip(&graph.outputs)
-        .map(|(t, o)| {
+        .map(|o| {
             let s = graph.nodes[o.node].scale;
-            t.data.iter().map(|&v| dequantize(v, s)).collect()
+            values[o.node]
+                .data
+                .iter()
+                .map(|&v| dequantize(v, s))
+                .collect()
         })
-        .collect())
+        .collect();
+    Ok((outputs, violations))
 }
 
 fn argmax<T: PartialOrd + Copy>(v: &[T]) -> usize {
@@ -94,14 +151,35 @@ struct Measured {
     mean_abs: f64,
     float_max: f64,
     agreement: Option<f64>,
+    /// Samples that leave a calibrated range (none among the calibration samples themselves).
+    out_of_range: usize,
+}
+
+impl Measured {
+    fn relative_error(&self) -> f64 {
+        if self.float_max > 0.0 {
+            self.max_abs / self.float_max
+        } else if self.max_abs > 0.0 {
+            f64::INFINITY
+        } else {
+            0.0
+        }
+    }
+
+    fn meets(&self, opts: &CompileOptions) -> bool {
+        self.out_of_range == 0
+            && self.relative_error() <= opts.tolerance
+            && self.agreement.is_none_or(|a| a >= opts.min_label_agreement)
+    }
 }
 
 fn measure(graph: &Graph, samples: &[Vec<Vec<f32>>], floats: &[Vec<Vec<f32>>]) -> Result<Measured> {
     let (mut max_abs, mut sum_abs, mut count, mut float_max) = (0f64, 0f64, 0usize, 0f64);
-    let mut agree = 0usize;
+    let (mut agree, mut out_of_range) = (0usize, 0usize);
     let classifier = graph.outputs.len() == 1 && graph.nodes[graph.outputs[0].node].len() > 1;
     for (x, f) in samples.iter().zip(floats) {
-        let q = run(graph, x)?;
+        let (q, violations) = run_lenient(graph, x)?;
+        out_of_range += usize::from(!violations.is_empty());
         for (qo, fo) in q.iter().zip(f) {
             for (a, b) in qo.iter().zip(fo) {
                 let e = (a - *b as f64).abs();
@@ -120,6 +198,7 @@ fn measure(graph: &Graph, samples: &[Vec<Vec<f32>>], floats: &[Vec<Vec<f32>>]) -
         mean_abs: sum_abs / count.max(1) as f64,
         float_max,
         agreement: classifier.then(|| agree as f64 / samples.len().max(1) as f64),
+        out_of_range,
     })
 }
 
@@ -198,7 +277,9 @@ pub fn compile(
             max_bits: opts.max_bits,
             table_bits: opts.table_bits,
         };
-        let graph = match lower(loaded, config, range) {
+        let calibration =
+            (opts.ranges == RangeMode::Calibrated).then_some((&samples[..], opts.range_margin));
+        let graph = match lower(loaded, config, range, calibration) {
             Ok(g) => g,
             Err(e @ CompileError::Bound { .. }) => {
                 trials.push(ScaleTrial {
@@ -219,9 +300,10 @@ pub fn compile(
             max_abs_error: Some(m.max_abs),
             label_agreement: m.agreement,
         });
-        let good = m.max_abs <= opts.tolerance * m.float_max.max(1.0)
-            && m.agreement.is_none_or(|a| a == 1.0);
-        let better = best.as_ref().is_none_or(|(_, b)| m.max_abs < b.max_abs);
+        let good = m.meets(opts);
+        let better = best
+            .as_ref()
+            .is_none_or(|(_, b)| m.relative_error() < b.relative_error());
         if good || better {
             best = Some((graph, m));
         }
@@ -232,6 +314,39 @@ pub fn compile(
     let Some((graph, m)) = best else {
         return Err(last_err.unwrap_or_else(|| CompileError::Input("no scale to try".into())));
     };
+    if !m.meets(opts) && !opts.accept_inaccurate {
+        let agreement = m
+            .agreement
+            .map(|a| {
+                format!(
+                    "label agreement {:.1}% (need {:.1}%), ",
+                    100.0 * a,
+                    100.0 * opts.min_label_agreement
+                )
+            })
+            .unwrap_or_default();
+        return Err(CompileError::Inaccurate {
+            measured: format!(
+                "at its most accurate scale 2^{} over {} calibration sample(s): {agreement}largest \
+                 output error {:.4} = {:.1}% of the largest output {:.4} (tolerance {:.1}%)",
+                graph.config.scale,
+                samples.len(),
+                m.max_abs,
+                100.0 * m.relative_error(),
+                m.float_max,
+                100.0 * opts.tolerance
+            ),
+            hint: if opts.scale.is_some() {
+                "try a larger --scale (more bits after the point)".into()
+            } else {
+                format!(
+                    "scales 2^{}..2^{} were tried; try calibration inputs that represent real \
+                     use, a larger --max-scale, or a looser --tolerance",
+                    opts.min_scale, opts.max_scale
+                )
+            },
+        });
+    }
     let report = CompileReport {
         calibration_samples: samples.len(),
         synthetic_calibration: synthetic,
@@ -239,6 +354,10 @@ pub fn compile(
         mean_abs_error: m.mean_abs,
         float_output_max: m.float_max,
         label_agreement: m.agreement,
+        accepted_inaccurate: !m.meets(opts),
+        ranges: opts.ranges,
+        range_margin: opts.range_margin,
+        checked_ranges: checked_ranges(&graph),
         proven_output_error: graph
             .outputs
             .iter()
@@ -247,6 +366,22 @@ pub fn compile(
         trials,
     };
     Ok(CompiledModel::new(graph, report))
+}
+
+/// The range-checked nodes and their (calibrated or worst-case) ranges, in real units.
+fn checked_ranges(graph: &Graph) -> Vec<CheckedRange> {
+    graph
+        .nodes
+        .iter()
+        .filter(|n| n.op.is_range_checked())
+        .map(|n| CheckedRange {
+            node: n.name.clone(),
+            op: n.op.name().into(),
+            scale: n.scale,
+            lo: dequantize(n.bound.lo, n.scale),
+            hi: dequantize(n.bound.hi, n.scale),
+        })
+        .collect()
 }
 
 /// Compiles a model folder laid out like the fixtures: `model.onnx` and a `calibration/` folder

@@ -28,6 +28,13 @@ pub enum CompileError {
     Bound { node: String, reason: String },
     #[error("invalid input: {0}")]
     Input(String),
+    #[error("input out of calibrated range: {0}")]
+    OutOfRange(crate::eval::RangeViolation),
+    #[error(
+        "the quantized model disagrees with the float model: {measured}; {hint} \
+         (or pass --accept-inaccurate to keep it anyway)"
+    )]
+    Inaccurate { measured: String, hint: String },
     #[error("invalid image {path}: {reason}")]
     Image { path: String, reason: String },
     #[error("invalid compiled model {path}: {reason}")]

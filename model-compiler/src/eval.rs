@@ -4,7 +4,7 @@
 //! family's evaluation ([`crate::ops`]).
 
 use crate::error::CompileError;
-use crate::ir::{Graph, Node, Op, OpFamily};
+use crate::ir::{Bound, Graph, Node, Op, OpFamily};
 use crate::ops;
 
 /// A row-major integer tensor.
@@ -149,9 +149,56 @@ pub(crate) fn increment(idx: &mut [usize], shape: &[usize]) {
     }
 }
 
+/// A range-checked node ([`Op::is_range_checked`]) whose value leaves its checked range: the
+/// input is outside what the model was calibrated on, and no proof of it exists.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RangeViolation {
+    pub node: String,
+    pub op: &'static str,
+    /// The first value outside the range, and the range (integers at `scale`).
+    pub value: i64,
+    pub bound: Bound,
+    pub scale: u32,
+}
+
+impl std::fmt::Display for RangeViolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let real = |v: i64| v as f64 / (1u64 << self.scale) as f64;
+        write!(
+            f,
+            "node `{}` ({}) computes {} (real {:.4}), outside its calibrated range [{}, {}] \
+             (real [{:.4}, {:.4}]): the input leaves the range the model was calibrated on; \
+             recompile with calibration inputs like it, a larger --range-margin, or \
+             --ranges worst-case",
+            self.node,
+            self.op,
+            self.value,
+            real(self.value),
+            self.bound.lo,
+            self.bound.hi,
+            real(self.bound.lo),
+            real(self.bound.hi)
+        )
+    }
+}
+
 /// Runs the whole graph on already-quantized inputs; returns every node's value.
-/// Fails if an input has the wrong shape or lies outside its proven bound.
+/// Fails if an input has the wrong shape or lies outside its proven bound, or if a range-checked
+/// node leaves its calibrated range ([`CompileError::OutOfRange`]): such an input has no proof.
 pub fn eval_all(graph: &Graph, inputs: &[IntTensor]) -> Result<Vec<IntTensor>, CompileError> {
+    let (values, violations) = eval_all_lenient(graph, inputs)?;
+    match violations.into_iter().next() {
+        Some(v) => Err(CompileError::OutOfRange(v)),
+        None => Ok(values),
+    }
+}
+
+/// As [`eval_all`], but range-checked nodes that leave their calibrated ranges are reported
+/// (first value per node) instead of failing: what `ciro run` warns about.
+pub fn eval_all_lenient(
+    graph: &Graph,
+    inputs: &[IntTensor],
+) -> Result<(Vec<IntTensor>, Vec<RangeViolation>), CompileError> {
     if inputs.len() != graph.inputs.len() {
         return Err(CompileError::Input(format!(
             "model takes {} input(s), got {}",
@@ -160,6 +207,7 @@ pub fn eval_all(graph: &Graph, inputs: &[IntTensor]) -> Result<Vec<IntTensor>, C
         )));
     }
     let mut values: Vec<IntTensor> = Vec::with_capacity(graph.nodes.len());
+    let mut violations = Vec::new();
     for node in &graph.nodes {
         let value = match node.op {
             Op::Input { index } => {
@@ -181,12 +229,24 @@ pub fn eval_all(graph: &Graph, inputs: &[IntTensor]) -> Result<Vec<IntTensor>, C
             }
             _ => {
                 let args: Vec<&IntTensor> = node.inputs.iter().map(|&i| &values[i]).collect();
-                eval_node(node, &args)
+                let out = eval_node(node, &args);
+                if node.op.is_range_checked() {
+                    if let Some(&v) = out.data.iter().find(|v| !node.bound.contains(**v)) {
+                        violations.push(RangeViolation {
+                            node: node.name.clone(),
+                            op: node.op.name(),
+                            value: v,
+                            bound: node.bound,
+                            scale: node.scale,
+                        });
+                    }
+                }
+                out
             }
         };
         values.push(value);
     }
-    Ok(values)
+    Ok((values, violations))
 }
 
 /// Runs the graph and returns its outputs.

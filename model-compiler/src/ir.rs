@@ -1,7 +1,9 @@
 //! The quantized integer graph IR: what the circuits prove.
 //!
 //! Every value is an `i64` integer. A node's real value is `int / 2^scale`. Every node carries a
-//! **proven bound** (`lo..=hi`) that holds for every input inside the declared input range, and a
+//! **proven bound** (`lo..=hi`) that holds for every input inside the declared input range whose
+//! range-checked nodes ([`Op::is_range_checked`]) stay inside theirs (calibrated ranges: the
+//! circuit checks them, and an input that leaves one has no proof), and a
 //! **proven error** (in real units) between its dequantized value and the exact real-arithmetic
 //! value of the ONNX graph on the same (real) input.
 //!
@@ -267,6 +269,18 @@ impl Op {
         }
     }
 
+    /// Whether the circuit proves this op's output inside its node's bound from both sides
+    /// (the division gadget checks `q - q_lo` and `q_hi - q`), so that the bound may be a
+    /// calibrated range rather than a worst case ([`crate::builder`]). A rescale by 0 bits is
+    /// the identity and has no gadget.
+    pub fn is_range_checked(&self) -> bool {
+        match self {
+            Op::Rescale { bits } => *bits > 0,
+            Op::DivConst => true,
+            _ => false,
+        }
+    }
+
     /// The family whose files implement this op in every layer ([`crate::ops`], and the
     /// circuits crate's lowering).
     pub fn family(&self) -> OpFamily {
@@ -325,7 +339,8 @@ pub struct Node {
     pub shape: Vec<usize>,
     /// Fixed-point scale: real value = int / 2^scale.
     pub scale: u32,
-    /// Proven bound on every integer of this node for inputs inside the declared range.
+    /// Proven bound on every integer of this node for inputs inside the declared range (for a
+    /// range-checked op: the checked, calibrated range).
     pub bound: Bound,
     /// Proven bound on |dequantized value - exact real value| (real units).
     pub error: f64,
@@ -358,7 +373,9 @@ pub struct QuantConfig {
     pub scale: u32,
     /// Scale of weights and other constants that multiply activations.
     pub weight_scale: u32,
-    /// Every proven bound must satisfy |v| < 2^max_bits (30: signed values fit M31 with no wrap).
+    /// Every proven bound must satisfy |v| < 2^max_bits. 62 is what `i64` evaluation allows;
+    /// each proof system's own limits are checked when the graph is lowered to its circuit
+    /// (`ciro_circuits::FieldBudget`: M31 holds 30 bits, BN254 all 62).
     pub max_bits: u32,
     /// Largest lookup table is 2^table_bits entries.
     pub table_bits: u32,
@@ -369,7 +386,7 @@ impl Default for QuantConfig {
         QuantConfig {
             scale: 8,
             weight_scale: 8,
-            max_bits: 30,
+            max_bits: 62,
             table_bits: 16,
         }
     }

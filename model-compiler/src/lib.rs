@@ -24,6 +24,8 @@ pub mod quant;
 pub mod reference;
 
 pub use artifact::{CompileReport, CompiledModel};
-pub use compile::{compile, compile_model_dir, quantize_inputs, run, CompileOptions};
+pub use compile::{
+    compile, compile_model_dir, quantize_inputs, run, run_lenient, CompileOptions, RangeMode,
+};
 pub use error::CompileError;
 pub use ir::{Graph, Op, OpFamily, QuantConfig};

@@ -246,12 +246,23 @@ pub(crate) struct Lowering<'a> {
 /// A family's import: the IR of tract node `id`, or `None` if the family has no such op.
 type Import = fn(&mut Lowering, usize) -> Option<Result<NodeId>>;
 
-/// Lowers a loaded model at the given quantization settings and declared input range.
-pub fn lower(loaded: &LoadedModel, config: QuantConfig, input_range: [f64; 2]) -> Result<Graph> {
+/// Lowers a loaded model at the given quantization settings and declared input range. With
+/// `calibration` (real input samples and a margin), range-checked nodes take their ranges from
+/// the samples ([`crate::builder`]); without, every bound is a worst case.
+pub fn lower(
+    loaded: &LoadedModel,
+    config: QuantConfig,
+    input_range: [f64; 2],
+    calibration: Option<(&[Vec<Vec<f32>>], f64)>,
+) -> Result<Graph> {
     let model = &loaded.model;
+    let b = match calibration {
+        Some((samples, margin)) => Builder::calibrated(config, samples.to_vec(), margin),
+        None => Builder::new(config),
+    };
     let mut l = Lowering {
         model,
-        b: Builder::new(config),
+        b,
         values: HashMap::new(),
     };
     let order = model

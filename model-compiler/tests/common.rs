@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use ciro_model_compiler::compile::CompileOptions;
-use ciro_model_compiler::eval::eval_all;
+use ciro_model_compiler::eval::{eval_all, RangeViolation};
 use ciro_model_compiler::onnx::{self, LoadedModel};
 use ciro_model_compiler::reference::FloatModel;
-use ciro_model_compiler::{compile, quantize_inputs, CompiledModel, Graph};
+use ciro_model_compiler::{compile, quantize_inputs, CompileError, CompiledModel, Graph};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -20,8 +20,15 @@ pub fn load(path: &Path) -> LoadedModel {
 }
 
 pub fn compile_with(loaded: &LoadedModel, samples: &[Vec<Vec<f32>>]) -> CompiledModel {
-    compile(loaded, samples, &CompileOptions::default())
-        .unwrap_or_else(|e| panic!("compile {}: {e}", loaded.path))
+    compile_opts(loaded, samples, &CompileOptions::default())
+}
+
+pub fn compile_opts(
+    loaded: &LoadedModel,
+    samples: &[Vec<Vec<f32>>],
+    opts: &CompileOptions,
+) -> CompiledModel {
+    compile(loaded, samples, opts).unwrap_or_else(|e| panic!("compile {}: {e}", loaded.path))
 }
 
 /// Seeded inputs inside the graph's declared range: uniform ones plus the corners
@@ -79,8 +86,23 @@ pub fn check_bounds_and_error(
     float: &FloatModel,
     inputs: &[Vec<f32>],
 ) -> (f64, f64) {
+    check_bounds_unless_out_of_range(graph, float, inputs)
+        .unwrap_or_else(|v| panic!("input leaves a calibrated range: {v}"))
+}
+
+/// As [`check_bounds_and_error`], except that an input which drives a range-checked node out of
+/// its calibrated range returns that violation (it has no proof) instead of failing.
+pub fn check_bounds_unless_out_of_range(
+    graph: &Graph,
+    float: &FloatModel,
+    inputs: &[Vec<f32>],
+) -> Result<(f64, f64), RangeViolation> {
     let q = quantize_inputs(graph, inputs).expect("inputs in range");
-    let values = eval_all(graph, &q).expect("evaluates");
+    let values = match eval_all(graph, &q) {
+        Ok(v) => v,
+        Err(CompileError::OutOfRange(v)) => return Err(v),
+        Err(e) => panic!("evaluates: {e}"),
+    };
     for (id, (node, v)) in graph.nodes.iter().zip(&values).enumerate() {
         assert_eq!(v.shape, node.shape, "node {id} ({}) shape", node.op.name());
         if let Some(x) = v.data.iter().find(|x| !node.bound.contains(**x)) {
@@ -113,7 +135,7 @@ pub fn check_bounds_and_error(
         }
         stated = stated.max(node.error);
     }
-    (worst, stated)
+    Ok((worst, stated))
 }
 
 pub fn read_samples(dir: &Path) -> Vec<Vec<Vec<f32>>> {

@@ -5,6 +5,7 @@
 mod common;
 
 use ciro_model_compiler::reference::FloatModel;
+use ciro_model_compiler::{CompileOptions, RangeMode};
 use common::*;
 
 /// (fixture, IR ops that must appear)
@@ -37,6 +38,9 @@ const OPS: &[(&str, &[&str])] = &[
     ("gather_const", &["Gather"]),
 ];
 
+/// With worst-case ranges, every input inside the declared range evaluates inside every proven
+/// bound and within the proven error; with calibrated ranges (from the one sample), every input
+/// either does the same or leaves a range-checked node's range, and then evaluation refuses it.
 #[test]
 fn every_op_matches_float_within_its_proven_error() {
     let dir = fixtures().join("ops");
@@ -46,7 +50,11 @@ fn every_op_matches_float_within_its_proven_error() {
         let loaded = load(&path);
         let sample =
             ciro_model_compiler::input::read_json(&dir.join(format!("{name}.json"))).unwrap();
-        let compiled = compile_with(&loaded, std::slice::from_ref(&sample));
+        let worst_case = CompileOptions {
+            ranges: RangeMode::WorstCase,
+            ..CompileOptions::default()
+        };
+        let compiled = compile_opts(&loaded, std::slice::from_ref(&sample), &worst_case);
         let graph = &compiled.graph;
         let present: Vec<&str> = graph.nodes.iter().map(|n| n.op.name()).collect();
         for op in *ops {
@@ -62,8 +70,16 @@ fn every_op_matches_float_within_its_proven_error() {
             worst = worst.max(w);
             stated = stated.max(s);
         }
+        let calibrated = compile_with(&loaded, std::slice::from_ref(&sample));
+        let cgraph = &calibrated.graph;
+        check_bounds_and_error(cgraph, &float, &sample);
+        let mut refused = 0;
+        for x in random_inputs(cgraph, 40, 7) {
+            refused += usize::from(check_bounds_unless_out_of_range(cgraph, &float, &x).is_err());
+        }
         report.push(format!(
-            "{name:<20} scale {:>2}  max |int-float| {worst:.2e}  proven {stated:.2e}",
+            "{name:<20} scale {:>2}  max |int-float| {worst:.2e}  proven {stated:.2e}  \
+             calibrated: {refused}/40 out of range",
             graph.config.scale
         ));
     }

@@ -121,7 +121,7 @@ fn tampered_statements_and_proofs_are_rejected() {
     ));
 }
 
-/// The `i`-th range-checked value (`r`, `2d-1-r`, `q-q_lo`) of the division at row `r`: its low
+/// The `i`-th range-checked value (`r`, `2d-1-r`, `q-q_lo`, `q_hi-q`) of the division at row `r`: its low
 /// limb in `L` of row `r + i`, plus the multiplier times its high limb.
 fn div_get(l: &Layout, r: usize, i: usize) -> i64 {
     let (h, m) = l.div_high_limb(r, i);
@@ -187,6 +187,7 @@ fn one_wrong_witness_cell_is_rejected() {
         l.advice[C][r] += 1;
         div_set(l, r, 0, div_get(l, r, 0) - 2 * d);
         div_set(l, r, 2, div_get(l, r, 2) + 1);
+        div_set(l, r, 3, div_get(l, r, 3) - 1);
     });
     // A remainder out of range: quotient - 1 and remainder + 2d (the equation holds).
     tampered("mlp_small", "rescale remainder r + 2d (q - 1)", &|l| {
@@ -197,6 +198,7 @@ fn one_wrong_witness_cell_is_rejected() {
         div_set(l, r, 0, rem);
         div_set(l, r, 1, 2 * d - 1 - rem);
         div_set(l, r, 2, div_get(l, r, 2) - 1);
+        div_set(l, r, 3, div_get(l, r, 3) + 1);
     });
     // A value not in its lookup table.
     tampered("act_mix", "lookup output + 1", &|l| {

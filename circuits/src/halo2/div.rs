@@ -1,10 +1,14 @@
-//! The Div chip, 3 rows: `2·F0·A + B = 2·B·C + r`, with `r`, `2B-1-r` and `C-F1` in range: their
-//! low limbs in `L`, `L'`, `L''`, and their high limbs (times `F2`, `F2`, `F3`: `2^b` where the
-//! honest value needs two limbs, else 0) in the `L` of rows 4, 5 and 3 of the gate, which other
-//! gates' rows may share where a limb is not needed. So `0 <= r < 2d` and `q >= q_lo` is an
-//! integer below `q_lo + 2^2b`; with every term far below the modulus the equation then holds
-//! over the integers, which makes `q` exactly `round_div(k·n, d)` (the upper bound M31 needs
-//! against wrap-around is implied here).
+//! The Div chip, 3 rows: `2·F0·A + B = 2·B·C + r`, with `r`, `2B-1-r`, `C-F1` and `F0'-C` (`F0'`
+//! is `F0` of the gate's second row, `q_hi`) in range: their low limbs in the `L` of rows 0..3 of
+//! the gate, and their high limbs (times `F2`, `F2`, `F3`, `F3`: `2^b` where the honest value
+//! needs two limbs, else 0) in the `L` of rows 6, 7, 4 and 5, which other gates' rows may share
+//! where a limb is not needed. So `0 <= r < 2d` and `q_lo <= q <= q_hi`; with every term far
+//! below the modulus the equation then holds over the integers, which makes `q` exactly
+//! `round_div(k·n, d)`.
+//!
+//! The upper side `q <= q_hi` is what makes a calibrated range ([`crate::lower`]'s rescales and
+//! divisions take their ranges from calibration) a checked one: without it an input past the
+//! range would still prove here while it has no proof on stwo.
 
 use halo2_axiom::halo2curves::bn256::Fr;
 use halo2_axiom::halo2curves::ff::Field;
@@ -16,14 +20,14 @@ use super::columns::{Coeff, Columns, A, B, C, F0, F1, F2, F3, L, SEL_DIV};
 use super::layout::{split, wide, Builder, Layout};
 use crate::lower::{Cell, Operand};
 
-/// Where a division's three range-checked values keep their high limbs: the `L` of these rows
-/// of the gate (`r`, `2d-1-r`, `q-q_lo`; the low limbs are in rows 0, 1, 2). The quotient's
-/// comes first because it is the one most often wide (a rescale's divisor is small).
-const HIGH_ROWS: [usize; 3] = [4, 5, 3];
+/// Where a division's four range-checked values keep their high limbs: the `L` of these rows of
+/// the gate (`r`, `2d-1-r`, `q-q_lo`, `q_hi-q`; the low limbs are in rows 0..3). The quotient's
+/// come first because they are the ones most often wide (a rescale's divisor is small).
+const HIGH_ROWS: [usize; 4] = [6, 7, 4, 5];
 /// The coefficient column (on the gate's first row) that multiplies each of those high limbs:
 /// `2^b` where the honest value needs two limbs, else 0. `r` and `2d-1-r` share one, as both are
-/// below `2d`.
-const HIGH_COEFF: [Coeff; 3] = [F2, F2, F3];
+/// below `2d`; so do `q-q_lo` and `q_hi-q`, both at most `q_hi - q_lo`.
+const HIGH_COEFF: [Coeff; 4] = [F2, F2, F3, F3];
 
 pub(super) fn configure(meta: &mut ConstraintSystem<Fr>, cols: &Columns) {
     let two = || Expression::Constant(Fr::from(2));
@@ -31,11 +35,12 @@ pub(super) fn configure(meta: &mut ConstraintSystem<Fr>, cols: &Columns) {
     meta.create_gate("div", |m| {
         let s = cols.selector(m, SEL_DIV);
         let mut l = |i: usize| cols.query(m, L, Rotation(i as i32));
-        let low: [Expression<Fr>; 3] = std::array::from_fn(&mut l);
-        let high: [Expression<Fr>; 3] = HIGH_ROWS.map(l);
+        let low: [Expression<Fr>; 4] = std::array::from_fn(&mut l);
+        let high: [Expression<Fr>; 4] = HIGH_ROWS.map(l);
         let row = cols.cur(m);
-        // `r`, `2d-1-r`, `q-q_lo`: low limb + multiplier · high limb.
-        let [rem, t, ql]: [Expression<Fr>; 3] =
+        let q_hi = cols.query_coeff(m, F0, Rotation::next());
+        // `r`, `2d-1-r`, `q-q_lo`, `q_hi-q`: low limb + multiplier · high limb.
+        let [rem, t, ql, qu]: [Expression<Fr>; 4] =
             std::array::from_fn(|i| low[i].clone() + row[HIGH_COEFF[i]].clone() * high[i].clone());
         let [f0, f1, ..] = row.coeff;
         let [xn, xd, xq, ..] = row.advice;
@@ -43,7 +48,8 @@ pub(super) fn configure(meta: &mut ConstraintSystem<Fr>, cols: &Columns) {
             s.clone()
                 * (two() * f0 * xn + xd.clone() - two() * xd.clone() * xq.clone() - rem.clone()),
             s.clone() * (two() * xd - one() - rem - t),
-            s * (xq - f1 - ql),
+            s.clone() * (xq.clone() - f1 - ql),
+            s * (q_hi - xq - qu),
         ]
     });
 }
@@ -74,16 +80,17 @@ pub(super) fn place(b: &mut Builder, bounds: &[(i64, i64)], div: Division) {
         Operand::Cell(c) => (Ok(c), bounds[c as usize].1),
         Operand::Const(x) => (Err(arith::constant(b, x)), x),
     };
-    // `r` and `2d-1-r` are below `2d`; `q - q_lo` is at most `q_hi - q_lo`.
+    // `r` and `2d-1-r` are below `2d`; `q - q_lo` and `q_hi - q` are at most `q_hi - q_lo`.
     let two_limbs = [
         wide(2 * d_hi - 1, limb_bits),
         wide(2 * d_hi - 1, limb_bits),
         wide(q_hi - q_lo, limb_bits),
+        wide(q_hi - q_lo, limb_bits),
     ];
-    let l_rows = (0..3)
+    let l_rows = (0..4)
         .filter(|&i| two_limbs[i])
         .map(|i| HIGH_ROWS[i] + 1)
-        .fold(3, usize::max);
+        .fold(4, usize::max);
     let r = b.take_l(3, l_rows);
     b.selectors[SEL_DIV][r] = true;
     let nv = b.value(n);
@@ -103,11 +110,15 @@ pub(super) fn place(b: &mut Builder, bounds: &[(i64, i64)], div: Division) {
     b.write((C, r), out);
     b.coeff[F0][r] = k;
     b.coeff[F1][r] = q_lo;
-    for i in 0..3 {
+    b.coeff[F0][r + 1] = q_hi;
+    for i in 0..4 {
         b.coeff[HIGH_COEFF[i]][r] = if two_limbs[i] { 1 << limb_bits } else { 0 };
     }
     let rem = 2 * k * nv + dv - 2 * dv * qv;
-    for (i, x) in [rem, 2 * dv - 1 - rem, qv - q_lo].into_iter().enumerate() {
+    for (i, x) in [rem, 2 * dv - 1 - rem, qv - q_lo, q_hi - qv]
+        .into_iter()
+        .enumerate()
+    {
         if two_limbs[i] {
             let (lo, hi) = split(x, limb_bits);
             b.advice[L][r + i] = lo;
@@ -120,7 +131,8 @@ pub(super) fn place(b: &mut Builder, bounds: &[(i64, i64)], div: Division) {
 
 impl Layout {
     /// Where the division whose gate starts at `row` keeps the high limb of its range-checked
-    /// value `check` (0: `r`, 1: `2d-1-r`, 2: `q-q_lo`; the low limb is in `L` of `row + check`):
+    /// value `check` (0: `r`, 1: `2d-1-r`, 2: `q-q_lo`, 3: `q_hi-q`; the low limb is in `L` of
+    /// `row + check`):
     /// the row whose `L` holds it, and the multiplier (`2^b`, or 0 where one limb holds it all).
     pub fn div_high_limb(&self, row: usize, check: usize) -> (usize, i64) {
         (row + HIGH_ROWS[check], self.coeff[HIGH_COEFF[check]][row])

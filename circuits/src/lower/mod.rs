@@ -146,6 +146,9 @@ pub struct Circuit {
     pub outputs: Vec<Cell>,
     /// How many times each cell is read (gates and public outputs).
     pub reads: Vec<u32>,
+    /// The graph node each run of cells came from: `(first cell, node name, op)`, by first cell,
+    /// so that a witness error names the node as the user's model has it.
+    pub origins: Vec<(Cell, String, &'static str)>,
 }
 
 /// The lowering's state: the gates and cells so far, and each lowered node's operands.
@@ -290,7 +293,11 @@ impl Circuit {
             }
         }
         let n_inputs = l.bounds.len() as u32;
+        let mut origins = Vec::new();
         for (id, node) in graph.nodes.iter().enumerate() {
+            if !matches!(node.op, Op::Input { .. } | Op::Const { .. }) {
+                origins.push((l.bounds.len() as Cell, node.name.clone(), node.op.name()));
+            }
             let magnitude = node
                 .bound
                 .lo
@@ -338,11 +345,34 @@ impl Circuit {
             tables: l.tables,
             outputs,
             reads,
+            origins,
         })
     }
 
-    /// Computes every cell from the public inputs (quantized, flattened in input order).
+    /// The node (name, op) whose lowering wrote `cell`, if any.
+    pub fn origin(&self, cell: Cell) -> Option<(&str, &'static str)> {
+        let i = self
+            .origins
+            .partition_point(|o| o.0 <= cell)
+            .checked_sub(1)?;
+        let (_, name, op) = &self.origins[i];
+        Some((name, op))
+    }
+
+    /// Computes every cell from the public inputs (quantized, flattened in input order), refusing
+    /// a value outside its cell's bound (for a division: its checked, calibrated range).
     pub fn assign(&self, inputs: &[i64]) -> Result<Vec<i64>, CircuitError> {
+        self.evaluate(inputs, true)
+    }
+
+    /// The cells as a cheating prover computes them: the true values even where they leave
+    /// their bounds. Only the soundness tests use it, to show that the verifier rejects such a
+    /// witness.
+    pub fn assign_unchecked(&self, inputs: &[i64]) -> Result<Vec<i64>, CircuitError> {
+        self.evaluate(inputs, false)
+    }
+
+    fn evaluate(&self, inputs: &[i64], check: bool) -> Result<Vec<i64>, CircuitError> {
         if inputs.len() != self.n_inputs as usize {
             return Err(CircuitError::Input(format!(
                 "expected {} input values, got {}",
@@ -400,9 +430,17 @@ impl Circuit {
             };
             let c = g.out() as usize;
             let (lo, hi) = self.bounds[c];
-            if out < lo || out > hi {
+            if check && (out < lo || out > hi) {
+                let (node, op) = self.origin(c as Cell).unwrap_or(("?", "?"));
+                let what = if matches!(g, Gate::Div { .. }) {
+                    "its calibrated range (the circuit checks it): the input leaves the \
+                     range the model was calibrated on; recompile with calibration inputs like \
+                     it, a larger --range-margin, or --ranges worst-case"
+                } else {
+                    "its proven bound"
+                };
                 return Err(CircuitError::Witness(format!(
-                    "cell {c} = {out} escapes its proven bound [{lo}, {hi}]"
+                    "node `{node}` ({op}) computes {out} (cell {c}), outside {what} [{lo}, {hi}]"
                 )));
             }
             v[c] = out;

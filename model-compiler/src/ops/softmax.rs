@@ -34,9 +34,12 @@ impl Builder {
         let out_scale = self.config.scale;
         let mut x = self.at_most(x, self.config.scale)?;
         let n_axis = self.nodes[x].shape[axis] as f64;
+        // The division `e·2^scale / s` stays within 30 bits, so every proof system's field
+        // (M31 included) holds it.
         let exp_bits = 16.min(
             self.config
                 .max_bits
+                .min(30)
                 .saturating_sub(out_scale + 2 + n_axis.log2().ceil() as u32),
         );
         if exp_bits < 4 {

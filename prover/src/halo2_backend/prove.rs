@@ -410,6 +410,26 @@ impl Halo2Backend {
         tamper(&mut layout);
         self.prove_layout(pk, &flat, &layout)
     }
+
+    /// Proves with the cells given instead of computed: a cheating prover's witness (for example
+    /// one that leaves a calibrated range, from `Circuit::assign_unchecked`). The soundness
+    /// suite's hook; the verifier must reject every such proof.
+    #[cfg(feature = "testing")]
+    pub fn prove_witness(
+        &self,
+        pk: &Halo2ProvingKey,
+        inputs: &[IntTensor],
+        values: Vec<i64>,
+    ) -> Result<ProofBundle, ProveError> {
+        let flat = flatten_inputs(&pk.vk.inputs, inputs)?;
+        let layout = Layout::with_settings(
+            &pk.circuit,
+            Some(&values),
+            pk.vk.input_visibility,
+            pk.vk.weight_visibility,
+        );
+        self.prove_layout(pk, &flat, &layout)
+    }
 }
 
 impl ProofSystem for Halo2Backend {

@@ -67,12 +67,16 @@ impl StwoBackend {
         pk: &StwoProvingKey,
         inputs: &[IntTensor],
         tamper: Option<Tamper<'_>>,
+        witness: Option<Vec<i64>>,
         progress: &mut dyn FnMut(Stage),
     ) -> Result<ProofBundle, ProveError> {
         let vk = &pk.vk;
         let flat = flatten_inputs(&vk.inputs, inputs)?;
         progress(Stage::Witness);
-        let values = pk.circuit.assign(&flat)?;
+        let values = match witness {
+            Some(v) => v,
+            None => pk.circuit.assign(&flat)?,
+        };
         let outputs: Vec<i64> = pk
             .circuit
             .outputs
@@ -150,7 +154,20 @@ impl StwoBackend {
         inputs: &[IntTensor],
         tamper: &dyn Fn(&mut [ComponentTrace]),
     ) -> Result<ProofBundle, ProveError> {
-        self.prove_inner(pk, inputs, Some(tamper), &mut |_| {})
+        self.prove_inner(pk, inputs, Some(tamper), None, &mut |_| {})
+    }
+
+    /// Proves with the cells given instead of computed: a cheating prover's witness (for example
+    /// one that leaves a calibrated range, from [`Circuit::assign_unchecked`]). The soundness
+    /// suite's hook; the verifier must reject every such proof.
+    #[cfg(feature = "testing")]
+    pub fn prove_witness(
+        &self,
+        pk: &StwoProvingKey,
+        inputs: &[IntTensor],
+        values: Vec<i64>,
+    ) -> Result<ProofBundle, ProveError> {
+        self.prove_inner(pk, inputs, Some(&|_| {}), Some(values), &mut |_| {})
     }
 }
 
@@ -235,7 +252,7 @@ impl ProofSystem for StwoBackend {
         inputs: &[IntTensor],
         progress: &mut dyn FnMut(Stage),
     ) -> Result<ProofBundle, ProveError> {
-        self.prove_inner(pk, inputs, None, progress)
+        self.prove_inner(pk, inputs, None, None, progress)
     }
 
     fn verify(
