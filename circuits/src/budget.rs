@@ -10,6 +10,12 @@
 //! `2^LIMB_BITS` ([`crate::lower::LIMB_BITS`], stwo's limb) under every budget; halo2 ignores them
 //! and picks its own limb width from the values ([`crate::halo2::limb_bits`]).
 
+use std::sync::Arc;
+
+use ciro_model_compiler::{Graph, GraphCheck};
+
+use crate::Circuit;
+
 /// Magnitudes the witness generators can evaluate: cells, gate coefficients and every partial
 /// sum are `i64` (`Circuit::assign`, the stwo trace and the halo2 layout all compute in `i64`).
 /// Keeping each checked quantity at most `2^62` leaves a factor of two for the one subtraction
@@ -95,6 +101,21 @@ impl FieldBudget {
     pub fn can_range_check(&self, width: i128) -> bool {
         width <= self.max_range_width
     }
+}
+
+/// The budgets of the proof systems Ciro proves with: stwo's M31 and halo2's BN254, as the
+/// prover's registry lists them (`BackendInfo::budget`; a registry test keeps the two equal).
+pub const PROVING_BUDGETS: [FieldBudget; 2] = [FieldBudget::M31, FieldBudget::BN254];
+
+/// A compile check ([`GraphCheck`]) that every budget in `budgets` holds a graph, so that the
+/// compiler's scale search only picks scales those proof systems can prove.
+pub fn fits(budgets: Vec<FieldBudget>) -> GraphCheck {
+    GraphCheck(Arc::new(move |graph: &Graph| {
+        for b in &budgets {
+            Circuit::from_graph(graph, b).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }))
 }
 
 #[cfg(test)]

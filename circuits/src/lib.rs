@@ -11,6 +11,6 @@ pub mod lower;
 pub mod poseidon;
 pub mod stwo;
 
-pub use budget::FieldBudget;
+pub use budget::{fits, FieldBudget, PROVING_BUDGETS};
 pub use error::CircuitError;
 pub use lower::{Cell, Circuit, Gate, Operand};

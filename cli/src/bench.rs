@@ -11,7 +11,11 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use ciro_model_compiler::eval::IntTensor;
 use ciro_model_compiler::input::read_json;
-use ciro_model_compiler::{compile_model_dir, quantize_inputs, CompileOptions, CompiledModel};
+use ciro_model_compiler::reference::FloatModel;
+use ciro_model_compiler::{
+    compile_model_dir, onnx, quantize_inputs, run_lenient, synthetic_inputs, CompileOptions,
+    CompiledModel,
+};
 use ciro_prover::{BackendId, Halo2VerifyingKey, ProverSettings};
 use ciro_verifier::evm;
 
@@ -25,9 +29,16 @@ const FIXTURE_MODELS: [&str; 5] = [
     "image_recognition_v1",
 ];
 
+/// The real-sized fixtures, benchmarked when named (`ciro bench cifar_cnn ...`).
+const LARGE_MODELS: [&str; 4] = ["cifar_cnn", "resnet_block", "dense_4m", "mlp_1024"];
+
+/// Seed of the held-out inputs the accuracy columns are measured on.
+const ACCURACY_SEED: u64 = 2026;
+
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Fixture model names (default: all of them).
+    /// Fixture model names (default: the five small ones; the real-sized cifar_cnn,
+    /// resnet_block, dense_4m and mlp_1024 run when named).
     models: Vec<String>,
     /// Proofs per model; medians are reported.
     #[arg(long, default_value_t = 5)]
@@ -42,6 +53,15 @@ pub struct BenchArgs {
     #[arg(long, default_value = "stwo", value_parser = crate::proving::parse_backend)]
     backend: BackendId,
     /// Internal: measure one compiled model in this process and print its row as JSON.
+    /// Compile at this scale instead of searching (accepting it even if inaccurate).
+    #[arg(long)]
+    scale: Option<u32>,
+    /// Weight scale minus activation scale.
+    #[arg(long, default_value_t = 2, allow_hyphen_values = true)]
+    weight_shift: i32,
+    /// Held-out synthetic inputs to measure label agreement with the float model on.
+    #[arg(long, default_value_t = 200)]
+    accuracy_inputs: usize,
     #[arg(long, hide = true)]
     single: Option<PathBuf>,
 }
@@ -62,6 +82,14 @@ pub struct Row {
     /// halo2 only: the Solidity verifier in a local EVM.
     #[serde(default)]
     evm: Option<EvmRow>,
+    /// Label agreement with the float model on held-out inputs (classifiers), and how many of
+    /// them left a calibrated range (counted as disagreeing: they cannot be proven).
+    #[serde(default)]
+    accuracy: Option<f64>,
+    #[serde(default)]
+    out_of_range: usize,
+    #[serde(default)]
+    accuracy_inputs: usize,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -136,6 +164,9 @@ fn measure(compiled: &Path, fixtures: &Path, runs: usize, backend: BackendId) ->
         peak_rss_mib: peak_rss_mib(),
         quant_error: m.report.max_abs_error,
         evm: None,
+        accuracy: None,
+        out_of_range: 0,
+        accuracy_inputs: 0,
     };
     // After the peak-memory reading: the EVM is not part of proving.
     if let Some(vk) = vk.downcast_ref::<Halo2VerifyingKey>() {
@@ -155,16 +186,60 @@ fn measure(compiled: &Path, fixtures: &Path, runs: usize, backend: BackendId) ->
     Ok(row)
 }
 
-fn compile_fixture(fixtures: &Path, name: &str) -> Result<CompiledModel> {
+fn compile_fixture(
+    fixtures: &Path,
+    name: &str,
+    scale: Option<u32>,
+    weight_shift: i32,
+) -> Result<CompiledModel> {
     let dir = fixtures.join("models").join(name);
     if !dir.is_dir() {
         bail!(
-            "no fixture model `{name}` in {} (known: {})",
+            "no fixture model `{name}` in {} (known: {}, {})",
             fixtures.display(),
-            FIXTURE_MODELS.join(", ")
+            FIXTURE_MODELS.join(", "),
+            LARGE_MODELS.join(", ")
         );
     }
-    Ok(compile_model_dir(&dir, &CompileOptions::default())?)
+    let opts = CompileOptions {
+        scale,
+        weight_shift,
+        accept_inaccurate: scale.is_some(),
+        ..ciro_prover::compile_options()
+    };
+    Ok(compile_model_dir(&dir, &opts)?)
+}
+
+/// Label agreement of the integer model with the float model (tract) on `n` held-out synthetic
+/// inputs ([`synthetic_inputs`]); inputs that leave a calibrated range count as disagreeing.
+/// `None` for models without a single classifier output.
+fn accuracy(fixtures: &Path, m: &CompiledModel, n: usize) -> Result<(Option<f64>, usize)> {
+    let g = &m.graph;
+    if n == 0 || g.outputs.len() != 1 || g.nodes[g.outputs[0].node].len() < 2 {
+        return Ok((None, 0));
+    }
+    let loaded = onnx::load(&fixtures.join("models").join(&g.name).join("model.onnx"))?;
+    let float = FloatModel::new(&loaded)?;
+    let shapes: Vec<Vec<usize>> = g.inputs.iter().map(|i| i.shape.clone()).collect();
+    let inputs = synthetic_inputs(
+        &shapes,
+        g.inputs[0].range,
+        g.image.as_ref(),
+        n,
+        ACCURACY_SEED,
+    );
+    let argmax = |v: &[f64]| (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b });
+    let (mut agree, mut out_of_range) = (0, 0);
+    for x in &inputs {
+        let (q, violations) = run_lenient(g, x)?;
+        let f: Vec<f64> = float.run(x)?[0].iter().map(|&v| v as f64).collect();
+        if !violations.is_empty() {
+            out_of_range += 1;
+        } else if argmax(&q[0]) == argmax(&f) {
+            agree += 1;
+        }
+    }
+    Ok((Some(agree as f64 / n as f64), out_of_range))
 }
 
 pub fn run(json: bool, args: &BenchArgs) -> Result<()> {
@@ -184,7 +259,7 @@ pub fn run(json: bool, args: &BenchArgs) -> Result<()> {
     let mut rows = Vec::new();
     for name in &names {
         eprintln!("{name}: compiling");
-        let m = compile_fixture(&args.fixtures, name)?;
+        let m = compile_fixture(&args.fixtures, name, args.scale, args.weight_shift)?;
         let path = dir.join(format!("{name}.json"));
         m.save(&path)?;
         eprintln!("{name}: proving {} time(s)", args.runs);
@@ -203,7 +278,15 @@ pub fn run(json: bool, args: &BenchArgs) -> Result<()> {
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
-        rows.push(serde_json::from_slice::<Row>(&out.stdout).context("reading a benchmark row")?);
+        let mut row =
+            serde_json::from_slice::<Row>(&out.stdout).context("reading a benchmark row")?;
+        eprintln!(
+            "{name}: accuracy on {} held-out inputs",
+            args.accuracy_inputs
+        );
+        (row.accuracy, row.out_of_range) = accuracy(&args.fixtures, &m, args.accuracy_inputs)?;
+        row.accuracy_inputs = args.accuracy_inputs;
+        rows.push(row);
     }
     let _ = std::fs::remove_dir_all(&dir);
     if json {
@@ -228,6 +311,7 @@ fn print_table(rows: &[Row], markdown: bool) {
         "proof KiB",
         "peak RSS MiB",
         "quant. error",
+        "agree %",
     ];
     if with_evm {
         head.extend(["EVM contracts", "largest code B", "verify gas"]);
@@ -247,6 +331,14 @@ fn print_table(rows: &[Row], markdown: bool) {
                 format!("{:.1}", r.proof_kib),
                 format!("{:.0}", r.peak_rss_mib),
                 format!("{:.4}", r.quant_error),
+                r.accuracy.map_or("-".into(), |a| {
+                    let oor = if r.out_of_range > 0 {
+                        format!(" ({} out of range)", r.out_of_range)
+                    } else {
+                        String::new()
+                    };
+                    format!("{:.1} of {}{oor}", 100.0 * a, r.accuracy_inputs)
+                }),
             ];
             if with_evm {
                 let e = r.evm.as_ref();

@@ -9,7 +9,7 @@ use serde::Serialize;
 use ciro_model_compiler::input::{read_image, read_json};
 use ciro_model_compiler::ir::GraphStats;
 use ciro_model_compiler::onnx::{self, parse_range};
-use ciro_model_compiler::{compile, run, CompileOptions, CompiledModel};
+use ciro_model_compiler::{compile, run_lenient, CompileOptions, CompiledModel};
 
 mod bench;
 mod evm;
@@ -51,6 +51,28 @@ enum Command {
         /// Accepted calibration error, relative to the largest float output.
         #[arg(long, default_value_t = 0.01)]
         tolerance: f64,
+        /// Weight scale minus activation scale (weights get this many more bits).
+        #[arg(long, default_value_t = 2, allow_hyphen_values = true)]
+        weight_shift: i32,
+        /// Least fraction of calibration samples whose label must match the float model's.
+        #[arg(long, default_value_t = 0.99)]
+        min_agreement: f64,
+        /// Keep the most accurate scale even when it misses the tolerance or the agreement.
+        #[arg(long)]
+        accept_inaccurate: bool,
+        /// Where the ranges the circuit checks come from: `calibrated` (from the calibration
+        /// inputs, with a margin; an input past them cannot be proven) or `worst-case` (from the
+        /// declared input range; every input in it proves, but deep models overflow).
+        #[arg(long, default_value = "calibrated")]
+        ranges: ciro_model_compiler::RangeMode,
+        /// A calibrated range is what the calibration inputs reach, widened on each side by this
+        /// fraction of its largest magnitude.
+        #[arg(long, default_value_t = 1.0)]
+        range_margin: f64,
+        /// Only pick scales these proof systems can prove (default: all of them), e.g.
+        /// `--for halo2` to use BN254's larger budget.
+        #[arg(long = "for", value_delimiter = ',', value_parser = proving::parse_backend)]
+        for_backends: Vec<ciro_prover::BackendId>,
     },
     /// Describe a compiled model.
     Inspect {
@@ -181,15 +203,31 @@ fn dispatch(cli: &Cli) -> Result<()> {
             scale,
             input_range,
             tolerance,
-        } => cmd_compile(
-            cli.json,
-            model,
-            calibration,
-            output,
-            *scale,
-            *input_range,
-            *tolerance,
-        ),
+            weight_shift,
+            min_agreement,
+            accept_inaccurate,
+            ranges,
+            range_margin,
+            for_backends,
+        } => {
+            let base = if for_backends.is_empty() {
+                ciro_prover::compile_options()
+            } else {
+                ciro_prover::compile_options_for(for_backends)
+            };
+            let opts = CompileOptions {
+                scale: *scale,
+                weight_shift: *weight_shift,
+                input_range: *input_range,
+                tolerance: *tolerance,
+                min_label_agreement: *min_agreement,
+                accept_inaccurate: *accept_inaccurate,
+                ranges: *ranges,
+                range_margin: *range_margin,
+                ..base
+            };
+            cmd_compile(cli.json, model, calibration, output, &opts)
+        }
         Command::Inspect { compiled, nodes } => {
             let m = CompiledModel::load(compiled)?;
             print_summary(cli.json, &m, *nodes)
@@ -317,22 +355,14 @@ fn cmd_compile(
     model: &Path,
     calibration: &[PathBuf],
     output: &Path,
-    scale: Option<u32>,
-    input_range: Option<[f64; 2]>,
-    tolerance: f64,
+    opts: &CompileOptions,
 ) -> Result<()> {
     let loaded = onnx::load(model)?;
     let samples = json_files(calibration)?
         .iter()
         .map(|f| read_json(f))
         .collect::<Result<Vec<_>, _>>()?;
-    let opts = CompileOptions {
-        scale,
-        input_range,
-        tolerance,
-        ..Default::default()
-    };
-    let compiled = compile(&loaded, &samples, &opts)?;
+    let compiled = compile(&loaded, &samples, opts)?;
     compiled.save(output)?;
     if !json {
         println!("compiled {} -> {}", model.display(), output.display());
@@ -351,6 +381,8 @@ struct Summary<'a> {
     inputs: Vec<(String, Vec<usize>, [f64; 2])>,
     outputs: Vec<(String, Vec<usize>, u32, f64)>,
     stats: GraphStats,
+    /// Per proof system: `ok`, or why its field budget refuses the model.
+    backends: Vec<(&'static str, String)>,
     report: &'a ciro_model_compiler::CompileReport,
     #[serde(skip_serializing_if = "Option::is_none")]
     nodes: Option<&'a [ciro_model_compiler::ir::Node]>,
@@ -380,6 +412,16 @@ fn print_summary(json: bool, m: &CompiledModel, with_nodes: bool) -> Result<()> 
             })
             .collect(),
         stats,
+        backends: ciro_prover::backends()
+            .iter()
+            .map(|b| {
+                let fit = match b.lower(g) {
+                    Ok(_) => "ok".to_string(),
+                    Err(e) => e.to_string(),
+                };
+                (b.name, fit)
+            })
+            .collect(),
         report: &m.report,
         nodes: with_nodes.then_some(g.nodes.as_slice()),
     };
@@ -417,6 +459,25 @@ fn print_summary(json: bool, m: &CompiledModel, with_nodes: bool) -> Result<()> 
     );
     println!("largest |v|  < 2^{} (proven bound)", s.max_magnitude_bits);
     let r = &m.report;
+    println!(
+        "ranges       {} checked by the circuit, {}",
+        r.checked_ranges.len(),
+        match r.ranges {
+            ciro_model_compiler::RangeMode::Calibrated => format!(
+                "calibrated (margin {}): an input past one cannot be proven",
+                r.range_margin
+            ),
+            ciro_model_compiler::RangeMode::WorstCase => {
+                "worst case over the declared input range".to_string()
+            }
+        }
+    );
+    for (name, fit) in &summary.backends {
+        println!("proves on    {name}: {fit}");
+    }
+    if r.accepted_inaccurate {
+        println!("warning      accepted although inaccurate (--accept-inaccurate)");
+    }
     println!(
         "calibration  {} sample(s){}: max abs error {:.6}, mean {:.6} (float outputs up to {:.4}){}",
         r.calibration_samples,
@@ -473,7 +534,10 @@ fn cmd_run(json: bool, compiled: &Path, input: &Path) -> Result<()> {
     let m = CompiledModel::load(compiled)?;
     let g = &m.graph;
     let inputs = read_input(g, input)?;
-    let outputs = run(g, &inputs)?;
+    let (outputs, violations) = run_lenient(g, &inputs)?;
+    for v in &violations {
+        eprintln!("warning: {v}; this input cannot be proven");
+    }
     let label = match (&g.labels, outputs.first()) {
         (Some(labels), Some(o)) if o.len() == labels.len() => {
             let best = (0..o.len()).fold(0, |b, i| if o[i] > o[b] { i } else { b });
@@ -489,6 +553,8 @@ fn cmd_run(json: bool, compiled: &Path, input: &Path) -> Result<()> {
             "outputs": outputs,
             "proven_error": errors,
             "label": label,
+            "provable": violations.is_empty(),
+            "out_of_range": violations.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());

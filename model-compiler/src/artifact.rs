@@ -16,6 +16,8 @@ pub const FORMAT_VERSION: u32 = 1;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ScaleTrial {
     pub scale: u32,
+    #[serde(default)]
+    pub weight_scale: u32,
     /// `ok`, or why the scale was refused (e.g. an accumulator bound past the value budget).
     pub outcome: String,
     pub max_abs_error: Option<f64>,

@@ -25,7 +25,8 @@ pub mod reference;
 
 pub use artifact::{CompileReport, CompiledModel};
 pub use compile::{
-    compile, compile_model_dir, quantize_inputs, run, run_lenient, CompileOptions, RangeMode,
+    compile, compile_model_dir, quantize_inputs, run, run_lenient, synthetic_inputs,
+    CompileOptions, GraphCheck, RangeMode,
 };
 pub use error::CompileError;
 pub use ir::{Graph, Op, OpFamily, QuantConfig};

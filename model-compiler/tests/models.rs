@@ -70,3 +70,54 @@ fn compiled_model_hash_is_stable_and_round_trips() {
     assert_ne!(other.hash, a.hash);
     std::fs::remove_file(path).ok();
 }
+
+/// A quantized model that misses the accuracy target is refused with what was measured and what
+/// to try, unless the user accepts it explicitly; the tolerance is relative to the outputs' size.
+#[test]
+fn inaccurate_models_are_refused_unless_accepted() {
+    use ciro_model_compiler::{compile, CompileError, CompileOptions};
+    let dir = fixtures().join("models/mlp_small");
+    let loaded = load(&dir.join("model.onnx"));
+    let samples = read_samples(&dir.join("calibration"));
+    let coarse = CompileOptions {
+        scale: Some(4),
+        ..Default::default()
+    };
+    match compile(&loaded, &samples, &coarse) {
+        Err(e @ CompileError::Inaccurate { .. }) => {
+            let msg = e.to_string();
+            for want in [
+                "2^4",
+                "largest output error",
+                "--scale",
+                "--accept-inaccurate",
+            ] {
+                assert!(msg.contains(want), "`{want}` missing from: {msg}");
+            }
+        }
+        other => panic!("scale 2^4 should be refused as inaccurate: {other:?}"),
+    }
+    let accepted = compile(
+        &loaded,
+        &samples,
+        &CompileOptions {
+            accept_inaccurate: true,
+            ..coarse
+        },
+    )
+    .expect("accepted explicitly");
+    assert!(accepted.report.accepted_inaccurate);
+    // 1% of the largest output passes at the default search; 0.01% is out of reach at 2^9.
+    let ok = compile_with(&loaded, &samples);
+    assert!(!ok.report.accepted_inaccurate);
+    assert!(ok.report.max_abs_error <= 0.01 * ok.report.float_output_max);
+    let strict = CompileOptions {
+        scale: Some(9),
+        tolerance: 0.0001,
+        ..Default::default()
+    };
+    assert!(matches!(
+        compile(&loaded, &samples, &strict),
+        Err(CompileError::Inaccurate { .. })
+    ));
+}

@@ -27,7 +27,8 @@ pub use halo2_backend::Halo2VerifyingKey;
 pub use halo2_backend::{Halo2Backend, Halo2ProvingKey};
 pub use public::TensorInfo;
 pub use registry::{
-    backend, backends, load_verifying_key, BackendId, CircuitSize, DynVerifyingKey,
+    backend, backends, compile_options, compile_options_for, load_verifying_key, BackendId,
+    CircuitSize, DynVerifyingKey,
 };
 #[cfg(feature = "prove")]
 pub use registry::{prover, ProverSettings};

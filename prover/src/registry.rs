@@ -27,7 +27,8 @@ use crate::stwo_backend::StwoVerifyingKey;
 #[cfg(any(feature = "stwo-prover", feature = "halo2-prover"))]
 use crate::{error::ProveError, ProofSystem, Stage};
 #[cfg(any(feature = "stwo-prover", feature = "halo2-prover"))]
-use ciro_model_compiler::{eval::IntTensor, CompiledModel};
+use ciro_circuits::{Circuit, CircuitError, FieldBudget};
+use ciro_model_compiler::{eval::IntTensor, CompileOptions, CompiledModel, Graph};
 
 /// A proof system, by the name users, the API and the database use (`stwo`, `halo2`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -102,11 +103,39 @@ pub struct BackendInfo {
     pub relative_cost: u64,
     /// Whether its proofs verify on EVM chains (a generated Solidity verifier).
     pub evm: bool,
+    /// What its field and gadgets prove exactly: the limits its circuits are lowered against.
+    pub budget: FieldBudget,
     /// Parses a verification key file of this backend.
     pub load_key: KeyLoader,
     /// Makes a prover with these settings, or says why the backend cannot honour them.
     #[cfg(feature = "prove")]
     pub prover: ProverMaker,
+}
+
+impl BackendInfo {
+    /// `graph`'s circuit under this backend's field budget, or why the budget refuses it
+    /// (naming the node).
+    pub fn lower(&self, graph: &Graph) -> Result<Circuit, CircuitError> {
+        Circuit::from_graph(graph, &self.budget)
+    }
+}
+
+/// Compile options whose scale search only picks scales every backend in `ids` can prove (their
+/// field budgets hold the graph).
+pub fn compile_options_for(ids: &[BackendId]) -> CompileOptions {
+    CompileOptions {
+        check: Some(ciro_circuits::fits(
+            ids.iter().map(|&id| backend(id).budget).collect(),
+        )),
+        ..CompileOptions::default()
+    }
+}
+
+/// Compile options for models every registered backend proves: what the CLI, the service and
+/// the benchmarks compile with.
+pub fn compile_options() -> CompileOptions {
+    let ids: Vec<BackendId> = backends().iter().map(|b| b.id).collect();
+    compile_options_for(&ids)
 }
 
 /// Every proof system of this build, in the order help texts list them.
@@ -123,6 +152,7 @@ static BACKENDS: [BackendInfo; 2] = [
         key_format: crate::stwo_backend::VK_FORMAT,
         relative_cost: 1,
         evm: false,
+        budget: FieldBudget::M31,
         load_key: load_typed::<StwoVerifyingKey>,
         #[cfg(feature = "prove")]
         prover: crate::stwo_backend::prover,
@@ -135,6 +165,7 @@ static BACKENDS: [BackendInfo; 2] = [
         key_format: crate::halo2_backend::VK_FORMAT,
         relative_cost: 25,
         evm: true,
+        budget: FieldBudget::BN254,
         load_key: load_typed::<Halo2VerifyingKey>,
         #[cfg(feature = "prove")]
         prover: crate::halo2_backend::prover,
@@ -357,6 +388,15 @@ impl<B: TypedBackend> DynProver for B {
 #[cfg(feature = "prove")]
 pub fn prover(id: BackendId, settings: &ProverSettings) -> Result<Box<dyn DynProver>, ProveError> {
     (backend(id).prover)(settings)
+}
+
+#[cfg(test)]
+mod budget_tests {
+    #[test]
+    fn the_circuits_crate_lists_every_backends_budget() {
+        let registry: Vec<_> = super::backends().iter().map(|b| b.budget).collect();
+        assert_eq!(registry, ciro_circuits::PROVING_BUDGETS.to_vec());
+    }
 }
 
 #[cfg(test)]

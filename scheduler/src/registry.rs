@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use ciro_model_compiler::{compile, compile_model_dir, onnx, CompileOptions, CompiledModel};
+use ciro_model_compiler::{compile, compile_model_dir, onnx, CompiledModel};
 use ciro_prover::{BackendId, DynProver, DynProvingKey, DynVerifyingKey, ProverSettings};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -324,7 +324,8 @@ impl Registry {
                 let key = sha256_hex(&[b"upload", &bytes]);
                 (
                     self.cached(&key, || {
-                        compile(&loaded, &[], &CompileOptions::default()).map_err(|e| e.to_string())
+                        compile(&loaded, &[], &ciro_prover::compile_options())
+                            .map_err(|e| e.to_string())
                     })?,
                     true,
                 )
@@ -367,7 +368,7 @@ impl Registry {
                 std::fs::write(cal.join(format!("cal_{i:02}.json")), c)
                     .map_err(|e| e.to_string())?;
             }
-            compile_model_dir(&dir, &CompileOptions::default()).map_err(|e| e.to_string())
+            compile_model_dir(&dir, &ciro_prover::compile_options()).map_err(|e| e.to_string())
         })
     }
 
@@ -413,7 +414,8 @@ impl Registry {
             .map_err(|e| e.to_string())
             .and_then(|loaded| {
                 self.cached(&key, || {
-                    compile(&loaded, &[], &CompileOptions::default()).map_err(|e| e.to_string())
+                    compile(&loaded, &[], &ciro_prover::compile_options())
+                        .map_err(|e| e.to_string())
                 })
             });
         if let Err(e) = checked {

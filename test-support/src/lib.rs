@@ -43,13 +43,19 @@ pub fn op_fixtures() -> Vec<String> {
     names
 }
 
+/// What the CLI and the service compile with (`ciro_prover::compile_options`): scales every
+/// proof system's field budget holds.
+pub fn compile_options() -> CompileOptions {
+    CompileOptions {
+        check: Some(ciro_circuits::fits(ciro_circuits::PROVING_BUDGETS.to_vec())),
+        ..CompileOptions::default()
+    }
+}
+
 /// A fixture model compiled with its calibration data.
 pub fn compile_fixture(name: &str) -> CompiledModel {
-    compile_model_dir(
-        &fixtures().join("models").join(name),
-        &CompileOptions::default(),
-    )
-    .unwrap_or_else(|e| panic!("fixture {name} compiles: {e}"))
+    compile_model_dir(&fixtures().join("models").join(name), &compile_options())
+        .unwrap_or_else(|e| panic!("fixture {name} compiles: {e}"))
 }
 
 /// A fixture model's sample input (`input.json`), quantized.
@@ -66,12 +72,8 @@ pub fn compile_op(name: &str) -> (CompiledModel, Vec<IntTensor>) {
         .unwrap_or_else(|e| panic!("{name}: load: {e}"));
     let x = read_json(&dir.join(format!("{name}.json")))
         .unwrap_or_else(|e| panic!("{name}: input: {e}"));
-    let model = compile(
-        &loaded,
-        std::slice::from_ref(&x),
-        &CompileOptions::default(),
-    )
-    .unwrap_or_else(|e| panic!("{name}: compile: {e}"));
+    let model = compile(&loaded, std::slice::from_ref(&x), &compile_options())
+        .unwrap_or_else(|e| panic!("{name}: compile: {e}"));
     let input = quantize_inputs(&model.graph, &x).unwrap_or_else(|e| panic!("{name}: {e}"));
     (model, input)
 }

@@ -133,7 +133,7 @@ pub struct Table {
 }
 
 /// The circuit of a model: public input cells `0..n_inputs`, then gate-written cells.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Circuit {
     pub n_cells: u32,
     /// Number of public input cells (all model inputs, flattened in order).

@@ -35,6 +35,8 @@ fn max_pool(l: &mut Lowering, id: usize, p: &MaxPool) -> Result<NodeId> {
 
 fn sum_pool(l: &mut Lowering, id: usize, p: &SumPool) -> Result<NodeId> {
     let x = l.arg_node(id, 0, l.b.config.scale)?;
+    // As for ReduceSum: sum at the activation scale.
+    let x = l.b.at_most(x, l.b.config.scale)?;
     let win = l.window(id, &p.pool_spec, x)?;
     let sum = l.b.sum_pool(x, win)?;
     if !p.normalize {

@@ -23,7 +23,12 @@ fn reduce(l: &mut Lowering, id: usize, r: &Reduce) -> Result<NodeId> {
         Reducer::Max => true,
         _ => return Err(l.unsupported(id, &format!(": reducer {:?} is not supported", r.reducer))),
     };
-    let x = l.arg_node(id, 0, l.b.config.scale)?;
+    let mut x = l.arg_node(id, 0, l.b.config.scale)?;
+    if !is_max {
+        // A sum multiplies magnitudes by its count: sum at the activation scale, not at a
+        // product's scale, so that the field budget holds it.
+        x = l.b.at_most(x, l.b.config.scale)?;
+    }
     l.b.reduce(x, r.axes.to_vec(), is_max)
 }
 

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use ciro_circuits::halo2::columns::WEIGHTS;
 use ciro_circuits::halo2::{fr, Halo2Circuit, Layout, N_ADVICE, N_WEIGHT};
 use ciro_circuits::poseidon;
-use ciro_circuits::{Circuit, FieldBudget};
+use ciro_circuits::Circuit;
 use ciro_model_compiler::eval::IntTensor;
 use ciro_model_compiler::CompiledModel;
 use halo2_axiom::halo2curves::bn256::{Bn256, Fr, G1Affine};
@@ -200,7 +200,7 @@ impl Halo2Backend {
         if let Some(e) = ciro_circuits::halo2::degree_cap_error() {
             return Err(ProveError::Backend(e));
         }
-        let circuit = Circuit::from_graph(&model.graph, &FieldBudget::BN254)?;
+        let circuit = crate::registry::backend(BackendId::Halo2).lower(&model.graph)?;
         if inputs != InputVisibility::Public {
             // The circuit looks each input up in a table of its range, and the hash packs
             // `x - lo` as a 15-bit digit.

@@ -5,7 +5,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use ciro_circuits::stwo::trace::{self, Columns, ComponentTrace};
 use ciro_circuits::stwo::Relations;
-use ciro_circuits::{Circuit, FieldBudget};
+use ciro_circuits::Circuit;
 use ciro_model_compiler::eval::IntTensor;
 use ciro_model_compiler::CompiledModel;
 use stwo::core::channel::{Blake2sChannel, Channel};
@@ -184,7 +184,7 @@ impl ProofSystem for StwoBackend {
         model: &CompiledModel,
     ) -> Result<(StwoProvingKey, StwoVerifyingKey), ProveError> {
         let graph = &model.graph;
-        let circuit = Circuit::from_graph(graph, &FieldBudget::M31)?;
+        let circuit = crate::registry::backend(BackendId::Stwo).lower(graph)?;
         let comps = trace::build(&circuit, None);
         let max_log = comps.iter().map(|c| c.log_size).max().unwrap_or(1);
         let lifting_log_size = max_log + self.params.log_blowup;
