@@ -48,8 +48,10 @@ fn every_fixture_fits_and_its_honest_witness_satisfies_the_constraints() {
                 ciro_circuits::halo2::check_bits(&circuit),
                 layout.k
             );
+            // The LeNet passed 2^16 rows when divisions gained their fourth checked value
+            // (`q_hi - q`, what makes calibrated ranges checked): one more `L` row each.
             if inputs == InputVisibility::Public {
-                assert!(layout.k <= 16, "{name} needs 2^{} rows", layout.k);
+                assert!(layout.k <= 17, "{name} needs 2^{} rows", layout.k);
             }
             // The small ones: plain, lookups, and one whose divisions need no second limb.
             if ["mlp_small", "act_mix", "image_recognition_v1"].contains(&name) {

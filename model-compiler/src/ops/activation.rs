@@ -42,6 +42,9 @@ fn activation(l: &mut Lowering, id: usize, ew: &ElementWiseOp) -> Result<NodeId>
 impl Builder {
     /// `clamp(x, min, max)` with real-valued constant limits.
     pub fn clamp(&mut self, x: NodeId, min: Option<f64>, max: Option<f64>) -> Result<NodeId> {
+        // Compare at the activation scale, not at a product's: the comparison's range check is
+        // then narrow (and ReLU commutes with the rescale exactly).
+        let x = self.at_most(x, self.config.scale)?;
         let n = &self.nodes[x];
         let s = n.scale;
         let qmin = min.map(|m| quantize(m, s));
@@ -65,6 +68,8 @@ impl Builder {
     }
 
     pub fn leaky_relu(&mut self, x: NodeId, alpha: f64) -> Result<NodeId> {
+        // As for clamp: compare at the activation scale.
+        let x = self.at_most(x, self.config.scale)?;
         let bits = self.config.weight_scale;
         let slope = quantize(alpha, bits);
         let n = &self.nodes[x];

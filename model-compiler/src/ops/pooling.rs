@@ -82,6 +82,8 @@ impl Builder {
     }
 
     pub fn max_pool(&mut self, x: NodeId, win: Window) -> Result<NodeId> {
+        // As for clamp: compare at the activation scale.
+        let x = self.at_most(x, self.config.scale)?;
         let shape = self.pool_shape(x, &win, "MaxPool")?;
         let n = &self.nodes[x];
         let (scale, bound, error) = (n.scale, n.bound, n.error);
