@@ -49,7 +49,7 @@ enum Command {
         #[arg(long, value_parser = parse_range_arg, allow_hyphen_values = true)]
         input_range: Option<[f64; 2]>,
         /// Accepted calibration error, relative to the largest float output.
-        #[arg(long, default_value_t = 0.01)]
+        #[arg(long, default_value_t = 0.02)]
         tolerance: f64,
         /// Weight scale minus activation scale (weights get this many more bits).
         #[arg(long, default_value_t = 2, allow_hyphen_values = true)]
