@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Ciro (stwo and halo2-KZG) against EZKL on the same fixture ONNX models, on this machine.
 
-EZKL runs with public input, public output and fixed (committed-in-key) parameters, its default
-scales, and an SRS generated offline with `gen_srs` (never downloaded). Each EZKL step runs in its
+EZKL runs with public input, public output and fixed (committed-in-key) parameters, its settings
+tuned by its own `calibrate_settings` on the fixture's calibration inputs (its recommended flow,
+target "resources"; `--no-calibrate` keeps its defaults), and an SRS generated offline with
+`gen_srs` (never downloaded). Each EZKL step runs in its
 own child process so its time and peak memory are its own; Ciro's figures come from
 `ciro bench --json [--backend halo2]`, which also measures each model in a child process
 (Ciro's halo2 "proof KiB" is its whole bundle, public values included).
@@ -56,11 +58,23 @@ def step(name, *args, **kwargs):
     return secs, usage.ru_maxrss / 1024.0
 
 
-def ezkl_model(name, work, runs):
+def calibration_data(d, out):
+    """The fixture's calibration inputs as one EZKL data file (a batch per input)."""
+    cal = os.path.join(d, "calibration")
+    samples = [json.load(open(os.path.join(cal, n)))["input_data"] for n in sorted(os.listdir(cal))]
+    # EZKL's calibration data: one flat list per model input, the samples concatenated.
+    merged = [sum((s[i] for s in samples), []) for i in range(len(samples[0]))]
+    json.dump({"input_data": merged}, open(out, "w"))
+
+
+def ezkl_model(name, work, runs, calibrate=True):
     d = os.path.join(ROOT, "fixtures", "models", name)
     f = lambda n: os.path.join(work, n)
     model, data = os.path.join(d, "model.onnx"), os.path.join(d, "input.json")
     step("gen_settings", model, f("settings.json"))
+    if calibrate:
+        calibration_data(d, f("calibration.json"))
+        step("calibrate_settings", f("calibration.json"), model, f("settings.json"), "resources")
     step("compile_circuit", model, f("model.compiled"), f("settings.json"))
     logrows = json.load(open(f("settings.json")))["run_args"]["logrows"]
     srs = os.path.join(work, f"kzg{logrows}.srs")
@@ -107,6 +121,7 @@ def main():
     ap.add_argument("--ciro", default=os.path.join(ROOT, "target", "release", "ciro"))
     ap.add_argument("-o", "--output", help="also write the markdown table here")
     ap.add_argument("--no-halo2", action="store_true", help="measure Ciro's stwo backend only")
+    ap.add_argument("--no-calibrate", action="store_true", help="skip EZKL's calibrate_settings")
     a = ap.parse_args()
 
     def ciro_bench(backend, runs):
@@ -131,7 +146,7 @@ def main():
             work = os.path.join(tmp, name)
             os.makedirs(work)
             print(f"{name}: EZKL setup and prove ({a.runs} runs)", file=sys.stderr)
-            e = ezkl_model(name, work, a.runs)
+            e = ezkl_model(name, work, a.runs, calibrate=not a.no_calibrate)
             e["verify_ms"] = max(e["verify_ms"] - startup, 0.0)
             rows.append((name, stwo[name], halo2.get(name), e))
 
@@ -155,7 +170,8 @@ def main():
     table = "\n".join(lines)
     print(table)
     print(
-        f"\nEZKL: public input/output, fixed params, default scales, logrows per model "
+        f"\nEZKL: public input/output, fixed params, "
+        f"{'default settings' if a.no_calibrate else 'calibrate_settings (resources)'}, logrows per model "
         f"{ {n: e['logrows'] for n, _, _, e in rows} }; EZKL verify = child process time minus "
         f"{startup:.0f} ms interpreter + import start-up.",
     )
