@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use ciro_model_compiler::compile::argmax;
 use ciro_model_compiler::eval::IntTensor;
 use ciro_model_compiler::input::read_json;
 use ciro_model_compiler::reference::FloatModel;
@@ -237,14 +238,13 @@ fn accuracy(fixtures: &Path, m: &CompiledModel, n: usize) -> Result<(Option<f64>
         n,
         ACCURACY_SEED,
     );
-    let argmax = |v: &[f64]| (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b });
     let (mut agree, mut out_of_range) = (0, 0);
     for x in &inputs {
         let (q, violations) = run_lenient(g, x)?;
-        let f: Vec<f64> = float.run(x)?[0].iter().map(|&v| v as f64).collect();
+        let f = &float.run(x)?[0];
         if !violations.is_empty() {
             out_of_range += 1;
-        } else if argmax(&q[0]) == argmax(&f) {
+        } else if argmax(&q[0]) == argmax(f) {
             agree += 1;
         }
     }

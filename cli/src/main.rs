@@ -540,8 +540,7 @@ fn cmd_run(json: bool, compiled: &Path, input: &Path) -> Result<()> {
     }
     let label = match (&g.labels, outputs.first()) {
         (Some(labels), Some(o)) if o.len() == labels.len() => {
-            let best = (0..o.len()).fold(0, |b, i| if o[i] > o[b] { i } else { b });
-            Some(labels[best].clone())
+            Some(labels[ciro_model_compiler::compile::argmax(o)].clone())
         }
         _ => None,
     };

@@ -36,7 +36,7 @@ impl std::str::FromStr for RangeMode {
 }
 
 /// A test a candidate graph must pass for its scales to be chosen: the proof systems' field
-/// budgets, which the compiler cannot see (`ciro_prover::fits_backends` builds the usual one).
+/// budgets, which the compiler cannot see (`ciro_prover::compile_options` and `ciro_circuits::fits` build the usual one).
 /// `Err` says why, naming the node.
 #[derive(Clone)]
 pub struct GraphCheck(pub Arc<GraphCheckFn>);
@@ -165,7 +165,8 @@ pub fn run_lenient(
     Ok((outputs, violations))
 }
 
-fn argmax<T: PartialOrd + Copy>(v: &[T]) -> usize {
+/// The index of the first largest value: a classifier's label.
+pub fn argmax<T: PartialOrd + Copy>(v: &[T]) -> usize {
     let mut best = 0;
     for (i, &x) in v.iter().enumerate() {
         if x > v[best] {

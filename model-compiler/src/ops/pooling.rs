@@ -35,8 +35,6 @@ fn max_pool(l: &mut Lowering, id: usize, p: &MaxPool) -> Result<NodeId> {
 
 fn sum_pool(l: &mut Lowering, id: usize, p: &SumPool) -> Result<NodeId> {
     let x = l.arg_node(id, 0, l.b.config.scale)?;
-    // As for ReduceSum: sum at the activation scale.
-    let x = l.b.at_most(x, l.b.config.scale)?;
     let win = l.window(id, &p.pool_spec, x)?;
     let sum = l.b.sum_pool(x, win)?;
     if !p.normalize {
@@ -97,6 +95,8 @@ impl Builder {
     }
 
     pub fn sum_pool(&mut self, x: NodeId, win: Window) -> Result<NodeId> {
+        // As for ReduceSum: sum at the activation scale.
+        let x = self.at_most(x, self.config.scale)?;
         let shape = self.pool_shape(x, &win, "SumPool")?;
         let n = &self.nodes[x];
         let k = (win.kernel[0] * win.kernel[1]) as i128;

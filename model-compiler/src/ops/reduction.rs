@@ -23,12 +23,7 @@ fn reduce(l: &mut Lowering, id: usize, r: &Reduce) -> Result<NodeId> {
         Reducer::Max => true,
         _ => return Err(l.unsupported(id, &format!(": reducer {:?} is not supported", r.reducer))),
     };
-    let mut x = l.arg_node(id, 0, l.b.config.scale)?;
-    if !is_max {
-        // A sum multiplies magnitudes by its count: sum at the activation scale, not at a
-        // product's scale, so that the field budget holds it.
-        x = l.b.at_most(x, l.b.config.scale)?;
-    }
+    let x = l.arg_node(id, 0, l.b.config.scale)?;
     l.b.reduce(x, r.axes.to_vec(), is_max)
 }
 
@@ -36,6 +31,13 @@ fn reduce(l: &mut Lowering, id: usize, r: &Reduce) -> Result<NodeId> {
 
 impl Builder {
     pub fn reduce(&mut self, x: NodeId, axes: Vec<usize>, is_max: bool) -> Result<NodeId> {
+        // A sum multiplies magnitudes by its count: sum at the activation scale, not at a
+        // product's scale, so that the field budget holds it.
+        let x = if is_max {
+            x
+        } else {
+            self.at_most(x, self.config.scale)?
+        };
         let n = &self.nodes[x];
         let count: usize = axes.iter().map(|&a| n.shape[a]).product();
         let shape: Vec<usize> = n

@@ -401,12 +401,7 @@ impl Halo2Backend {
     ) -> Result<ProofBundle, ProveError> {
         let flat = flatten_inputs(&pk.vk.inputs, inputs)?;
         let values = pk.circuit.assign(&flat)?;
-        let mut layout = Layout::with_settings(
-            &pk.circuit,
-            Some(&values),
-            pk.vk.input_visibility,
-            pk.vk.weight_visibility,
-        );
+        let mut layout = pk.layout(&values);
         tamper(&mut layout);
         self.prove_layout(pk, &flat, &layout)
     }
@@ -422,13 +417,20 @@ impl Halo2Backend {
         values: Vec<i64>,
     ) -> Result<ProofBundle, ProveError> {
         let flat = flatten_inputs(&pk.vk.inputs, inputs)?;
-        let layout = Layout::with_settings(
-            &pk.circuit,
-            Some(&values),
-            pk.vk.input_visibility,
-            pk.vk.weight_visibility,
-        );
+        let layout = pk.layout(&values);
         self.prove_layout(pk, &flat, &layout)
+    }
+}
+
+impl Halo2ProvingKey {
+    /// The witness layout of `values` (every cell) under the key's input and weight settings.
+    fn layout(&self, values: &[i64]) -> Layout {
+        Layout::with_settings(
+            &self.circuit,
+            Some(values),
+            self.vk.input_visibility,
+            self.vk.weight_visibility,
+        )
     }
 }
 
@@ -456,12 +458,7 @@ impl ProofSystem for Halo2Backend {
         let flat = flatten_inputs(&pk.vk.inputs, inputs)?;
         progress(Stage::Witness);
         let values = pk.circuit.assign(&flat)?;
-        let layout = Layout::with_settings(
-            &pk.circuit,
-            Some(&values),
-            pk.vk.input_visibility,
-            pk.vk.weight_visibility,
-        );
+        let layout = pk.layout(&values);
         progress(Stage::Commit);
         let bundle = self.prove_layout(pk, &flat, &layout)?;
         progress(Stage::Done);
