@@ -7,7 +7,7 @@
 mod common;
 
 use ciro_circuits::stwo::trace::ComponentTrace;
-use ciro_circuits::stwo::{div, lookup, mac, select, Kind, MAC_LANES};
+use ciro_circuits::stwo::{div, lookup, mac, select, Kind, MAC_INPUTS, MAC_OUTPUTS};
 use ciro_prover::{KeyFile, ProofBundle, ProofSystem, StwoBackend, VerifyError};
 
 fn backend() -> StwoBackend {
@@ -271,7 +271,7 @@ fn wire_value_swapped_between_two_ops_is_rejected() {
         let a = 0;
         let b = (1..c.rows())
             .find(|&r| {
-                c.pre[pre::x_mult(0)][r] == 1
+                c.pre[pre::x_mult(0)][r] > 0
                     && c.pre[id][r] != c.pre[id][a]
                     && c.main[x][r] != c.main[x][a]
             })
@@ -290,7 +290,7 @@ fn wire_value_swapped_between_two_ops_is_rejected() {
             let a = 0;
             let b = (1..c.rows())
                 .find(|&r| {
-                    c.pre[pre::x_mult(0)][r] == 1
+                    c.pre[pre::x_mult(0)][r] > 0
                         && c.pre[id][r] != c.pre[id][a]
                         && c.main[x][r] != c.main[x][a]
                 })
@@ -298,21 +298,36 @@ fn wire_value_swapped_between_two_ops_is_rejected() {
             let (va, vb) = (c.main[x][a], c.main[x][b]);
             c.main[x][a] = vb;
             c.main[x][b] = va;
-            let mut acc = 0;
+            let mut acc = [0; MAC_OUTPUTS];
             for r in 0..c.rows() {
-                if c.pre[pre::FIRST][r] == 1 {
-                    acc = 0;
+                for (m, acc) in acc.iter_mut().enumerate() {
+                    if c.pre[pre::FIRST][r] == 1 {
+                        *acc = 0;
+                    }
+                    for k in 0..MAC_INPUTS {
+                        *acc += c.main[main::x(k)][r] * c.pre[pre::w(m, k)][r];
+                    }
+                    c.main[main::acc(m)][r] = *acc;
                 }
-                for j in 0..MAC_LANES {
-                    acc += c.main[main::x(j)][r] * c.pre[pre::w(j)][r];
-                }
-                c.main[main::ACC][r] = acc;
             }
         },
     );
     // An accumulator off by one in the middle of a dot product.
     tampered("mlp_small", "MAC accumulator + 1", &|comps| {
         let c = component(comps, Kind::Mac);
-        c.main[main::ACC][0] += 1;
+        c.main[main::acc(0)][0] += 1;
     });
+    // The last accumulator of a row, on the row that writes it: the others stay right.
+    tampered(
+        "mlp_small",
+        "MAC output of the last accumulator + 1",
+        &|comps| {
+            let c = component(comps, Kind::Mac);
+            let m = MAC_OUTPUTS - 1;
+            let r = (0..c.rows())
+                .find(|&r| c.pre[pre::out_mult(m)][r] > 0)
+                .expect("a row writing its last accumulator");
+            c.main[main::acc(m)][r] += 1;
+        },
+    );
 }

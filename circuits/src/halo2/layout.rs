@@ -142,7 +142,11 @@ impl Layout {
         let input_rows = input::place_inputs(&mut b, circuit, inputs, n_public);
         for g in &circuit.gates {
             match g {
-                Gate::Mac { out, terms } => mac::place(&mut b, *out, terms),
+                Gate::Mac { outs, xs, weights } => {
+                    for (out, terms) in Gate::dot_products(outs, xs, weights) {
+                        mac::place(&mut b, out, &terms);
+                    }
+                }
                 Gate::Arith {
                     out,
                     a,

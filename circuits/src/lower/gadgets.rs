@@ -6,57 +6,116 @@
 use ciro_model_compiler::eval::round_div;
 use ciro_model_compiler::ir::Node;
 
-use super::{hi_bound_for, unsupported, Gate, Lowering, Operand};
+use std::collections::HashMap;
+
+use super::{hi_bound_for, unsupported, Cell, Gate, Lowering, Operand};
 use crate::error::CircuitError;
 
 impl Lowering<'_> {
+    /// One dot product over constant weights.
     pub(super) fn mac(
         &mut self,
         node: &Node,
         terms: Vec<(Operand, i64)>,
         bound: (i64, i64),
     ) -> Result<Operand, CircuitError> {
-        // Partial sums wrap harmlessly in the field; only the final value must fit, and the
-        // compiler proved it does. Still check the worst case of the sum of |x·w|.
-        let mut worst: i128 = 0;
-        let mut constant: i64 = 0;
-        let mut cell_terms = Vec::with_capacity(terms.len());
-        for (x, w) in terms {
-            if w == 0 {
-                continue;
+        let mut out = self.macs(node, vec![terms], bound)?;
+        Ok(out.remove(0))
+    }
+
+    /// Dot products over constant weights, one per row. Rows that read the same cells in the
+    /// same order (a linear layer's outputs at one position) share one MAC block, whose inputs
+    /// a backend may read once for several outputs. Constant operands fold into a constant
+    /// term, read from the constant-one cell.
+    pub(super) fn macs(
+        &mut self,
+        node: &Node,
+        rows: Vec<Vec<(Operand, i64)>>,
+        bound: (i64, i64),
+    ) -> Result<Vec<Operand>, CircuitError> {
+        struct Member {
+            row: usize,
+            weights: Vec<i64>,
+            constant: i64,
+        }
+        let mut groups: Vec<(Vec<Cell>, Vec<Member>)> = Vec::new();
+        let mut index: HashMap<Vec<Cell>, usize> = HashMap::new();
+        for (row, terms) in rows.into_iter().enumerate() {
+            let mut xs = Vec::with_capacity(terms.len());
+            let mut weights = Vec::with_capacity(terms.len());
+            let mut constant = 0i64;
+            for (x, w) in terms {
+                match x {
+                    Operand::Const(v) => constant += v * w,
+                    Operand::Cell(c) => {
+                        xs.push(c);
+                        weights.push(w);
+                    }
+                }
             }
-            match x {
-                Operand::Const(v) => constant += v * w,
-                Operand::Cell(c) => {
-                    let (lo, hi) = self.bounds[c as usize];
-                    worst +=
-                        lo.unsigned_abs().max(hi.unsigned_abs()) as i128 * w.unsigned_abs() as i128;
-                    cell_terms.push((c, w));
+            let member = Member {
+                row,
+                weights,
+                constant,
+            };
+            match index.get(&xs) {
+                Some(&g) => groups[g].1.push(member),
+                None => {
+                    index.insert(xs.clone(), groups.len());
+                    groups.push((xs, vec![member]));
                 }
             }
         }
-        if !self.budget.holds(worst + constant.unsigned_abs() as i128) {
-            return Err(self.overflow(
-                node,
-                format!(
-                    "a dot product can reach {worst}, beyond {}",
-                    self.budget.name
-                ),
-            ));
+        let n_rows = groups.iter().map(|g| g.1.len()).sum();
+        let mut out = vec![Operand::Const(0); n_rows];
+        for (mut xs, members) in groups {
+            let mut live = Vec::with_capacity(members.len());
+            for m in members {
+                // Partial sums wrap harmlessly in the field; only the final value must fit, and
+                // the compiler proved it does. Still check the worst case of the sum of |x·w|.
+                let worst: i128 = xs
+                    .iter()
+                    .zip(&m.weights)
+                    .map(|(&c, &w)| {
+                        let (lo, hi) = self.bounds[c as usize];
+                        lo.unsigned_abs().max(hi.unsigned_abs()) as i128 * w.unsigned_abs() as i128
+                    })
+                    .sum();
+                if !self.budget.holds(worst + m.constant.unsigned_abs() as i128) {
+                    return Err(self.overflow(
+                        node,
+                        format!(
+                            "a dot product can reach {worst}, beyond {}",
+                            self.budget.name
+                        ),
+                    ));
+                }
+                if m.weights.iter().all(|&w| w == 0) {
+                    out[m.row] = Operand::Const(m.constant);
+                } else {
+                    live.push(m);
+                }
+            }
+            if live.is_empty() {
+                continue;
+            }
+            if live.iter().any(|m| m.constant != 0) {
+                xs.push(self.const_cell(1));
+                for m in &mut live {
+                    m.weights.push(m.constant);
+                }
+            }
+            let mut outs = Vec::with_capacity(live.len());
+            let mut weights = Vec::with_capacity(live.len() * xs.len());
+            for m in live {
+                let c = self.new_cell(bound);
+                out[m.row] = Operand::Cell(c);
+                outs.push(c);
+                weights.extend(m.weights);
+            }
+            self.gates.push(Gate::Mac { outs, xs, weights });
         }
-        if cell_terms.is_empty() {
-            return Ok(Operand::Const(constant));
-        }
-        if constant != 0 {
-            let one = self.const_cell(1);
-            cell_terms.push((one, constant));
-        }
-        let out = self.new_cell(bound);
-        self.gates.push(Gate::Mac {
-            out,
-            terms: cell_terms,
-        });
-        Ok(Operand::Cell(out))
+        Ok(out)
     }
 
     /// `ca*a + cb*b + cab*a*b + c0` with operand folding.

@@ -1,6 +1,7 @@
 //! Lowering of the linear family: MatMul (Gemm and Flatten·Gemm arrive as MatMul) and Conv.
-//! Each output element is one MAC over constant weights; a product of two computed tensors has
-//! no gadget.
+//! Each output element is a dot product over constant weights; the outputs that read the same
+//! inputs (a row of a MatMul, a position of a Conv) form one MAC block. A product of two
+//! computed tensors has no gadget.
 
 use ciro_model_compiler::ir::{Node, Op};
 use ciro_model_compiler::ops::linear::conv_taps;
@@ -20,7 +21,7 @@ pub(super) fn lower(l: &mut Lowering, node: &Node) -> Result<Vec<Operand>, Circu
             };
             let n = *bsh.last().unwrap_or(&1);
             let b_batched = bsh.len() == 3;
-            let mut out = Vec::with_capacity(batch * m * n);
+            let mut rows = Vec::with_capacity(batch * m * n);
             for bi in 0..batch {
                 let boff = if b_batched { bi * k * n } else { 0 };
                 for i in 0..m {
@@ -39,11 +40,11 @@ pub(super) fn lower(l: &mut Lowering, node: &Node) -> Result<Vec<Operand>, Circu
                                 }
                             });
                         }
-                        out.push(l.mac(node, terms, bound)?);
+                        rows.push(terms);
                     }
                 }
             }
-            Ok(out)
+            l.macs(node, rows, bound)
         }
         Op::Conv {
             strides,
@@ -68,10 +69,7 @@ pub(super) fn lower(l: &mut Lowering, node: &Node) -> Result<Vec<Operand>, Circu
                 win,
                 |o, xi, wi| terms[o].push((x[xi], w[wi])),
             );
-            terms
-                .into_iter()
-                .map(|t| l.mac(node, t, bound))
-                .collect::<Result<Vec<_>, _>>()
+            l.macs(node, terms, bound)
         }
         _ => Err(unsupported(node, "not a linear op")),
     }

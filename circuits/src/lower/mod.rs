@@ -52,8 +52,14 @@ pub const LIMB_BITS: u32 = 16;
 /// The gates. `out` is the cell each writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Gate {
-    /// `out = sum x_i * w_i` (weights are constants of the model).
-    Mac { out: Cell, terms: Vec<(Cell, i64)> },
+    /// Dot products that share their inputs (a linear layer's outputs at one position):
+    /// `outs[m] = Σ_k weights[m * xs.len() + k] * xs[k]`, weights constants of the model. Each
+    /// output reads every input once, whatever its weight.
+    Mac {
+        outs: Vec<Cell>,
+        xs: Vec<Cell>,
+        weights: Vec<i64>,
+    },
     /// `out = ca*a + cb*b + cab*a*b + c0`; an absent operand reads as 0.
     Arith {
         out: Cell,
@@ -91,20 +97,46 @@ pub enum Gate {
 }
 
 impl Gate {
-    pub fn out(&self) -> Cell {
+    /// The cells this gate writes.
+    pub fn outs(&self) -> &[Cell] {
         match self {
-            Gate::Mac { out, .. }
-            | Gate::Arith { out, .. }
+            Gate::Mac { outs, .. } => outs,
+            Gate::Arith { out, .. }
             | Gate::Select { out, .. }
             | Gate::Div { out, .. }
-            | Gate::Lookup { out, .. } => *out,
+            | Gate::Lookup { out, .. } => std::slice::from_ref(out),
         }
+    }
+
+    /// A MAC block's dot products as `(out, terms)`, zero weights left out.
+    pub fn dot_products(
+        outs: &[Cell],
+        xs: &[Cell],
+        weights: &[i64],
+    ) -> Vec<(Cell, Vec<(Cell, i64)>)> {
+        outs.iter()
+            .zip(weights.chunks(xs.len().max(1)))
+            .map(|(&out, w)| {
+                let terms = xs
+                    .iter()
+                    .zip(w)
+                    .filter(|(_, &w)| w != 0)
+                    .map(|(&x, &w)| (x, w))
+                    .collect();
+                (out, terms)
+            })
+            .collect()
     }
 
     /// The cells this gate reads (with repetition).
     pub fn reads(&self) -> Vec<Cell> {
         match self {
-            Gate::Mac { terms, .. } => terms.iter().map(|t| t.0).collect(),
+            Gate::Mac { outs, xs, .. } => xs
+                .iter()
+                .cycle()
+                .take(xs.len() * outs.len())
+                .copied()
+                .collect(),
             Gate::Arith { a, b, .. } => a.iter().chain(b.iter()).copied().collect(),
             Gate::Select { a, b, .. } => {
                 let mut r = vec![*a];
@@ -394,9 +426,16 @@ impl Circuit {
             Operand::Cell(c) => v[c as usize],
             Operand::Const(x) => x,
         };
+        let mut outs = Vec::new();
         for g in &self.gates {
-            let out = match g {
-                Gate::Mac { terms, .. } => terms.iter().map(|&(c, w)| v[c as usize] * w).sum(),
+            outs.clear();
+            let one = match g {
+                Gate::Mac { xs, weights, .. } => {
+                    for w in weights.chunks(xs.len().max(1)) {
+                        outs.push(xs.iter().zip(w).map(|(&c, &w)| v[c as usize] * w).sum());
+                    }
+                    None
+                }
                 Gate::Arith {
                     a,
                     b,
@@ -408,14 +447,14 @@ impl Circuit {
                 } => {
                     let a = a.map_or(0, |c| v[c as usize]);
                     let b = b.map_or(0, |c| v[c as usize]);
-                    ca * a + cb * b + cab * a * b + c0
+                    Some(ca * a + cb * b + cab * a * b + c0)
                 }
                 Gate::Select { a, b, p, q, .. } => {
                     let (a, b) = (v[*a as usize], op(&v, *b));
                     let c = if a >= b { p } else { q };
-                    c[0] * a + c[1] * b + c[2]
+                    Some(c[0] * a + c[1] * b + c[2])
                 }
-                Gate::Div { n, k, d, .. } => round_div(k * v[*n as usize], op(&v, *d)),
+                Gate::Div { n, k, d, .. } => Some(round_div(k * v[*n as usize], op(&v, *d))),
                 Gate::Lookup { x, table, .. } => {
                     let t = &self.tables[*table as usize];
                     let i = v[*x as usize] - t.x_lo;
@@ -425,25 +464,28 @@ impl Circuit {
                             v[*x as usize]
                         )));
                     }
-                    t.values[i as usize]
+                    Some(t.values[i as usize])
                 }
             };
-            let c = g.out() as usize;
-            let (lo, hi) = self.bounds[c];
-            if check && (out < lo || out > hi) {
-                let (node, op) = self.origin(c as Cell).unwrap_or(("?", "?"));
-                let what = if matches!(g, Gate::Div { .. }) {
-                    "its calibrated range (the circuit checks it): the input leaves the \
+            outs.extend(one);
+            for (&c, &out) in g.outs().iter().zip(&outs) {
+                let c = c as usize;
+                let (lo, hi) = self.bounds[c];
+                if check && (out < lo || out > hi) {
+                    let (node, op) = self.origin(c as Cell).unwrap_or(("?", "?"));
+                    let what = if matches!(g, Gate::Div { .. }) {
+                        "its calibrated range (the circuit checks it): the input leaves the \
                      range the model was calibrated on; recompile with calibration inputs like \
                      it, a larger --range-margin, or --ranges worst-case"
-                } else {
-                    "its proven bound"
-                };
-                return Err(CircuitError::Witness(format!(
+                    } else {
+                        "its proven bound"
+                    };
+                    return Err(CircuitError::Witness(format!(
                     "node `{node}` ({op}) computes {out} (cell {c}), outside {what} [{lo}, {hi}]"
                 )));
+                }
+                v[c] = out;
             }
-            v[c] = out;
         }
         Ok(v)
     }

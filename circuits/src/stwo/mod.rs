@@ -71,8 +71,14 @@ impl Relations {
     }
 }
 
-/// Products per MAC row.
-pub const MAC_LANES: usize = 4;
+/// Inputs a MAC row reads.
+pub const MAC_INPUTS: usize = 8;
+/// Accumulators per MAC row: the outputs that share the row's inputs.
+pub const MAC_OUTPUTS: usize = 4;
+const _: () = assert!(
+    MAC_INPUTS.is_multiple_of(MAC_OUTPUTS),
+    "single outputs split the lanes evenly"
+);
 /// The range table covers `[0, 2^RANGE_BITS)`.
 pub const RANGE_BITS: u32 = 16;
 /// Smallest component (SIMD packs 16 rows).
@@ -353,7 +359,8 @@ mod tests {
         assert_eq!(unique.len(), ids.len(), "{ids:?}");
         assert_eq!(mac::pre::names().len(), mac::pre::COUNT);
         assert_eq!(Kind::Mac.pre_ids()[0].id, "mac_first");
-        assert_eq!(Kind::Mac.pre_ids()[5].id, "mac_x_mult0");
+        assert_eq!(Kind::Mac.pre_ids()[mac::pre::x_mult(0)].id, "mac_x_mult0");
+        assert_eq!(Kind::Mac.pre_ids()[mac::pre::w(1, 2)].id, "mac_w1_2");
         assert_eq!(
             Kind::Select.pre_ids()[select::pre::V_SHIFT].id,
             "select_v_shift"

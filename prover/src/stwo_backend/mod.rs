@@ -37,7 +37,8 @@ pub use verify::verify;
 pub const BACKEND: &str = "stwo";
 
 pub(crate) const VK_FORMAT: &str = "ciro-stwo-vk";
-const VK_VERSION: u32 = 1;
+/// 2: MAC rows read 8 inputs once for 4 accumulators (was 4 products on one accumulator).
+const VK_VERSION: u32 = 2;
 /// Largest proof we attempt to decode.
 const MAX_PROOF_BYTES: u64 = 256 << 20;
 
