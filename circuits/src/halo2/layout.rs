@@ -9,6 +9,8 @@ use halo2_axiom::halo2curves::bn256::Fr;
 
 use super::columns::{AdviceCol, Coeff, Grid, Sel, WeightCol, D};
 use super::{arith, div, fr, input, lookup, mac, select, InputVisibility, Shape};
+use std::collections::VecDeque;
+
 use super::{WeightVisibility, MAX_LIMB_BITS};
 use crate::lower::{Cell, Circuit, Gate, Operand};
 
@@ -117,11 +119,37 @@ impl Layout {
     /// As [`Layout::new`], with the input shown as `inputs` says and the weights as `weights`
     /// says. A hashed or private input needs every input value within `2^15` of its lower bound
     /// (the prover checks it first).
+    ///
+    /// The limb width is the one that needs fewer rows: narrow limbs (two per value) keep the
+    /// range table small but give a division up to 8 rows of `L`; whole limbs (one per value)
+    /// give it 4 and a table of `2^bits` rows. Models with many divisions take the second.
     pub fn with_settings(
         circuit: &Circuit,
         values: Option<&[i64]>,
         inputs: InputVisibility,
         weights: WeightVisibility,
+    ) -> Layout {
+        let narrow = limb_bits(circuit);
+        let whole = check_bits(circuit).clamp(1, MAX_LIMB_BITS);
+        let best = Layout::with_limbs(circuit, values, inputs, weights, narrow);
+        if whole == narrow {
+            return best;
+        }
+        let other = Layout::with_limbs(circuit, values, inputs, weights, whole);
+        if other.k < best.k {
+            other
+        } else {
+            best
+        }
+    }
+
+    /// As [`Layout::with_settings`], with range-check limbs of `limb_bits` bits (a key's own).
+    pub fn with_limbs(
+        circuit: &Circuit,
+        values: Option<&[i64]>,
+        inputs: InputVisibility,
+        weights: WeightVisibility,
+        limb_bits: u32,
     ) -> Layout {
         let zeros;
         let v: &[i64] = match values {
@@ -131,7 +159,6 @@ impl Layout {
                 &zeros
             }
         };
-        let limb_bits = limb_bits(circuit);
         let mut b = Builder::new(v, limb_bits, weights);
         let n_inputs = circuit.n_inputs as usize;
         let n_public = match inputs {
@@ -140,51 +167,36 @@ impl Layout {
             InputVisibility::Private => 0,
         } + circuit.outputs.len();
         let input_rows = input::place_inputs(&mut b, circuit, inputs, n_public);
+        // Gates that range-check (in `L`) wait until the main rows pass the `L` rows in use, so
+        // the MACs in between fill those rows instead of leaving them empty.
+        let mut waiting: VecDeque<&Gate> = VecDeque::new();
+        let fill_l = |b: &mut Builder, waiting: &mut VecDeque<&Gate>| {
+            while b.l_free <= b.row {
+                match waiting.pop_front() {
+                    Some(g) => place_gate(b, circuit, g),
+                    None => break,
+                }
+            }
+        };
         for g in &circuit.gates {
             match g {
                 Gate::Mac { outs, xs, weights } => {
                     for (out, terms) in Gate::dot_products(outs, xs, weights) {
+                        fill_l(&mut b, &mut waiting);
                         mac::place(&mut b, out, &terms);
                     }
                 }
-                Gate::Arith {
-                    out,
-                    a,
-                    b: bb,
-                    ca,
-                    cb,
-                    cab,
-                    c0,
-                } => arith::place(&mut b, *out, [*a, *bb], [*ca, *cb, *cab, *c0]),
-                Gate::Select {
-                    out,
-                    a,
-                    b: bb,
-                    p,
-                    q,
-                    ..
-                } => select::place(&mut b, *out, *a, *bb, *p, *q),
-                Gate::Div {
-                    out,
-                    n,
-                    k,
-                    d,
-                    q_lo,
-                    q_hi,
-                    ..
-                } => {
-                    let division = div::Division {
-                        out: *out,
-                        n: *n,
-                        k: *k,
-                        d: *d,
-                        q_lo: *q_lo,
-                        q_hi: *q_hi,
-                    };
-                    div::place(&mut b, &circuit.bounds, division)
+                Gate::Select { .. } | Gate::Div { .. } | Gate::Lookup { .. } => {
+                    waiting.push_back(g)
                 }
-                Gate::Lookup { out, x, table } => lookup::place(&mut b, *out, *x, *table),
+                Gate::Arith { .. } => {
+                    fill_l(&mut b, &mut waiting);
+                    place_gate(&mut b, circuit, g);
+                }
             }
+        }
+        for g in waiting {
+            place_gate(&mut b, circuit, g);
         }
         let hash = (inputs == InputVisibility::Hashed).then(|| input::hash(&mut b, circuit));
         // The last gate may end on `b.row` (a MAC's sum), and a division's high limbs after it.
@@ -363,6 +375,54 @@ impl<'a> Builder<'a> {
     /// The value at `at` as a field element.
     pub fn value_at(&self, at: Loc) -> Fr {
         value_at(&self.advice, &self.wide, at)
+    }
+}
+
+/// Places one gate.
+fn place_gate(b: &mut Builder, circuit: &Circuit, g: &Gate) {
+    match g {
+        Gate::Mac { outs, xs, weights } => {
+            for (out, terms) in Gate::dot_products(outs, xs, weights) {
+                mac::place(b, out, &terms);
+            }
+        }
+        Gate::Arith {
+            out,
+            a,
+            b: bb,
+            ca,
+            cb,
+            cab,
+            c0,
+        } => arith::place(b, *out, [*a, *bb], [*ca, *cb, *cab, *c0]),
+        Gate::Select {
+            out,
+            a,
+            b: bb,
+            p,
+            q,
+            ..
+        } => select::place(b, *out, *a, *bb, *p, *q),
+        Gate::Div {
+            out,
+            n,
+            k,
+            d,
+            q_lo,
+            q_hi,
+            ..
+        } => {
+            let division = div::Division {
+                out: *out,
+                n: *n,
+                k: *k,
+                d: *d,
+                q_lo: *q_lo,
+                q_hi: *q_hi,
+            };
+            div::place(b, &circuit.bounds, division)
+        }
+        Gate::Lookup { out, x, table } => lookup::place(b, *out, *x, *table),
     }
 }
 

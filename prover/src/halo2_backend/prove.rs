@@ -425,11 +425,12 @@ impl Halo2Backend {
 impl Halo2ProvingKey {
     /// The witness layout of `values` (every cell) under the key's input and weight settings.
     fn layout(&self, values: &[i64]) -> Layout {
-        Layout::with_settings(
+        Layout::with_limbs(
             &self.circuit,
             Some(values),
             self.vk.input_visibility,
             self.vk.weight_visibility,
+            self.vk.limb_bits,
         )
     }
 }
