@@ -42,6 +42,10 @@ assert res is None or res is True or isinstance(res, (dict, str)), res
 """
 
 
+# Seconds any one EZKL step may take (`--ezkl-timeout`).
+STEP_TIMEOUT = None
+
+
 def step(name, *args, **kwargs):
     """Runs one ezkl call in a child; returns (seconds, peak RSS MiB)."""
     t = time.perf_counter()
@@ -50,11 +54,23 @@ def step(name, *args, **kwargs):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    _, status, usage = os.wait4(p.pid, 0)
+    while True:
+        pid, status, usage = os.wait4(p.pid, os.WNOHANG)
+        if pid:
+            break
+        if STEP_TIMEOUT and time.perf_counter() - t > STEP_TIMEOUT:
+            p.kill()
+            _, status, usage = os.wait4(p.pid, 0)
+            raise RuntimeError(
+                f"ezkl {name} did not finish in {STEP_TIMEOUT} s (peak {usage.ru_maxrss / 1024.0:.0f} MiB)"
+            )
+        time.sleep(0.05)
     secs = time.perf_counter() - t
     err = p.stderr.read().decode(errors="replace")
     if status != 0:
-        raise RuntimeError(f"ezkl {name} failed: {err[-2000:]}")
+        raise RuntimeError(
+            f"ezkl {name} failed (status {status}, peak {usage.ru_maxrss / 1024.0:.0f} MiB): {err[-300:]}"
+        )
     return secs, usage.ru_maxrss / 1024.0
 
 
@@ -67,7 +83,7 @@ def calibration_data(d, out):
     json.dump({"input_data": merged}, open(out, "w"))
 
 
-def ezkl_model(name, work, runs, calibrate=True):
+def ezkl_model(name, work, runs, srs_dir, calibrate=True):
     d = os.path.join(ROOT, "fixtures", "models", name)
     f = lambda n: os.path.join(work, n)
     model, data = os.path.join(d, "model.onnx"), os.path.join(d, "input.json")
@@ -77,7 +93,7 @@ def ezkl_model(name, work, runs, calibrate=True):
         step("calibrate_settings", f("calibration.json"), model, f("settings.json"), "resources")
     step("compile_circuit", model, f("model.compiled"), f("settings.json"))
     logrows = json.load(open(f("settings.json")))["run_args"]["logrows"]
-    srs = os.path.join(work, f"kzg{logrows}.srs")
+    srs = os.path.join(srs_dir, f"kzg{logrows}.srs")
     if not os.path.exists(srs):
         step("gen_srs", srs, logrows)
     step("gen_witness", data, f("model.compiled"), f("witness.json"), srs_path=srs)
@@ -122,7 +138,13 @@ def main():
     ap.add_argument("-o", "--output", help="also write the markdown table here")
     ap.add_argument("--no-halo2", action="store_true", help="measure Ciro's stwo backend only")
     ap.add_argument("--no-calibrate", action="store_true", help="skip EZKL's calibrate_settings")
+    ap.add_argument("--srs-dir", default=os.path.expanduser("~/.cache/ciro/ezkl-srs"),
+                    help="where EZKL's SRS files (gen_srs, not timed) are kept between runs")
+    ap.add_argument("--ezkl-timeout", type=int, help="give up on an EZKL step after this many seconds")
     a = ap.parse_args()
+    global STEP_TIMEOUT
+    STEP_TIMEOUT = a.ezkl_timeout
+    os.makedirs(a.srs_dir, exist_ok=True)
 
     def ciro_bench(backend, runs):
         out = subprocess.run(
@@ -140,13 +162,18 @@ def main():
         print("Ciro halo2 bench", file=sys.stderr)
         halo2 = ciro_bench("halo2", a.runs)
     startup = python_startup_ms()
-    rows = []
+    rows, failures = [], []
     with tempfile.TemporaryDirectory(prefix="ciro-ezkl-") as tmp:
         for name in a.models:
             work = os.path.join(tmp, name)
             os.makedirs(work)
             print(f"{name}: EZKL setup and prove ({a.runs} runs)", file=sys.stderr)
-            e = ezkl_model(name, work, a.runs, calibrate=not a.no_calibrate)
+            try:
+                e = ezkl_model(name, work, a.runs, a.srs_dir, calibrate=not a.no_calibrate)
+            except RuntimeError as err:
+                print(f"{name}: {err}", file=sys.stderr)
+                failures.append(f"{name}: {err}")
+                continue
             e["verify_ms"] = max(e["verify_ms"] - startup, 0.0)
             rows.append((name, stwo[name], halo2.get(name), e))
 
@@ -175,9 +202,11 @@ def main():
         f"{ {n: e['logrows'] for n, _, _, e in rows} }; EZKL verify = child process time minus "
         f"{startup:.0f} ms interpreter + import start-up.",
     )
+    for f in failures:
+        print(f"EZKL did not finish {f}")
     if a.output:
         with open(a.output, "w") as fh:
-            fh.write(table + "\n")
+            fh.write(table + "\n" + "".join(f"\nEZKL did not finish {f}" for f in failures) + "\n")
 
 
 if __name__ == "__main__":

@@ -73,6 +73,9 @@ enum Command {
         /// `--for halo2` to use BN254's larger budget.
         #[arg(long = "for", value_delimiter = ',', value_parser = proving::parse_backend)]
         for_backends: Vec<ciro_prover::BackendId>,
+        /// Size of a symbolic input dimension, `NAME=N` (repeatable); those not named are 1.
+        #[arg(long = "dim", value_parser = onnx::DimBindings::parse_one)]
+        dims: Vec<(String, usize)>,
     },
     /// Describe a compiled model.
     Inspect {
@@ -209,6 +212,7 @@ fn dispatch(cli: &Cli) -> Result<()> {
             ranges,
             range_margin,
             for_backends,
+            dims,
         } => {
             let base = if for_backends.is_empty() {
                 ciro_prover::compile_options()
@@ -226,7 +230,8 @@ fn dispatch(cli: &Cli) -> Result<()> {
                 range_margin: *range_margin,
                 ..base
             };
-            cmd_compile(cli.json, model, calibration, output, &opts)
+            let dims = onnx::DimBindings(dims.iter().cloned().collect());
+            cmd_compile(cli.json, model, &dims, calibration, output, &opts)
         }
         Command::Inspect { compiled, nodes } => {
             let m = CompiledModel::load(compiled)?;
@@ -353,11 +358,12 @@ fn json_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 fn cmd_compile(
     json: bool,
     model: &Path,
+    dims: &onnx::DimBindings,
     calibration: &[PathBuf],
     output: &Path,
     opts: &CompileOptions,
 ) -> Result<()> {
-    let loaded = onnx::load(model)?;
+    let loaded = onnx::load_with(model, dims)?;
     let samples = json_files(calibration)?
         .iter()
         .map(|f| read_json(f))
@@ -440,6 +446,12 @@ fn print_summary(json: bool, m: &CompiledModel, with_nodes: bool) -> Result<()> 
         println!(
             "input        {name} {shape:?}, declared range [{}, {}]",
             range[0], range[1]
+        );
+    }
+    for d in &m.report.bound_dims {
+        println!(
+            "dimension    {} = {} (input {}, axis {}; symbolic in the file, set with --dim)",
+            d.name, d.size, d.input, d.axis
         );
     }
     for (name, shape, scale, err) in &summary.outputs {

@@ -57,6 +57,9 @@ pub struct CompileReport {
     /// Every range the circuit checks (rescale and division outputs), in real units.
     #[serde(default)]
     pub checked_ranges: Vec<CheckedRange>,
+    /// The inputs' symbolic dimensions and the sizes they were bound to.
+    #[serde(default)]
+    pub bound_dims: Vec<crate::onnx::BoundDim>,
     /// The compiler's proven error bound for each output.
     pub proven_output_error: Vec<f64>,
     pub trials: Vec<ScaleTrial>,

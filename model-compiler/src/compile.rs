@@ -450,6 +450,7 @@ pub fn compile(
         ranges: opts.ranges,
         range_margin: opts.range_margin,
         checked_ranges: checked_ranges(&graph),
+        bound_dims: loaded.bound_dims.clone(),
         proven_output_error: graph
             .outputs
             .iter()

@@ -54,26 +54,107 @@ pub enum Func {
     Tanh,
     Exp,
     Erf,
+    /// `√x` (0 below 0).
+    Sqrt,
+    /// `1/√x`, with inputs below the smallest positive step taken as that step.
+    Rsqrt,
+    /// `1/x`, with inputs within one step of 0 taken as ± that step.
+    Recip,
+    /// `ln x`, with inputs below the smallest positive step taken as that step.
+    Ln,
+    /// `x·Φ(x)`, GELU without approximation.
+    GeluExact,
+    /// GELU's tanh approximation, `x/2·(1 + tanh(√(2/π)(x + 0.044715x³)))`.
+    GeluTanh,
+    /// `x·sigmoid(x)`.
+    Silu,
+    /// `x·min(max(x/6 + 1/2, 0), 1)`.
+    HardSwish,
 }
 
 impl Func {
+    /// The function as the reference evaluates it (ONNX's, where it is defined).
     pub fn apply(&self, x: f64) -> f64 {
+        let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
         match self {
-            Func::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            Func::Sigmoid => sigmoid(x),
             Func::Tanh => x.tanh(),
             Func::Exp => x.exp(),
             Func::Erf => erf(x),
+            Func::Sqrt => x.max(0.0).sqrt(),
+            Func::Rsqrt => 1.0 / x.sqrt(),
+            Func::Recip => 1.0 / x,
+            Func::Ln => x.ln(),
+            Func::GeluExact => 0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2)),
+            Func::GeluTanh => {
+                let c = (2.0 / std::f64::consts::PI).sqrt();
+                0.5 * x * (1.0 + (c * (x + 0.044715 * x * x * x)).tanh())
+            }
+            Func::Silu => x * sigmoid(x),
+            Func::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
         }
     }
-    /// Lipschitz constant of the function on `[lo, hi]` (real units).
-    pub fn lipschitz(&self, _lo: f64, hi: f64) -> f64 {
+
+    /// The function as a table holds it for an input on a grid of step `step`: at the
+    /// singularities of `1/√x`, `1/x` and `ln x` the input is taken one step away from them.
+    pub fn tabulate(&self, x: f64, step: f64) -> f64 {
+        match self {
+            Func::Rsqrt | Func::Ln => self.apply(x.max(step)),
+            Func::Recip if x.abs() < step => self.apply(if x < 0.0 { -step } else { step }),
+            _ => self.apply(x),
+        }
+    }
+
+    /// Where the table differs from the function itself (see [`Func::tabulate`]): inputs below
+    /// this (real units) for `1/√x` and `ln x`, within it of 0 for `1/x`.
+    pub fn singular(&self) -> bool {
+        matches!(self, Func::Rsqrt | Func::Recip | Func::Ln)
+    }
+
+    /// Lipschitz constant of the function on `[lo, hi]` (real units); for the singular ones on
+    /// the part of it the table is exact on, from `step` away from the singularity.
+    pub fn lipschitz(&self, lo: f64, hi: f64, step: f64) -> f64 {
+        let m = lo.abs().max(hi.abs());
+        // The smallest |x| on [lo, hi], at least one step.
+        let near = if lo <= 0.0 && hi >= 0.0 {
+            step
+        } else {
+            lo.abs().min(hi.abs()).max(step)
+        };
+        let pos = lo.max(step);
         match self {
             Func::Sigmoid => 0.25,
             Func::Tanh => 1.0,
             Func::Exp => hi.exp(),
             Func::Erf => 2.0 / std::f64::consts::PI.sqrt(),
+            // √ is not Lipschitz at 0; [`Func::propagate`] uses its Hölder bound there.
+            Func::Sqrt if lo > 0.0 => 0.5 / lo.sqrt(),
+            Func::Sqrt => f64::INFINITY,
+            Func::Rsqrt => 0.5 * pos.powf(-1.5),
+            Func::Recip => 1.0 / (near * near),
+            Func::Ln => 1.0 / pos,
+            // |d/dx x·Φ(x)| = |Φ(x) + x·φ(x)| <= 1.13; the tanh form and SiLU stay below 1.13
+            // and 1.1.
+            Func::GeluExact | Func::GeluTanh => 1.13,
+            Func::Silu => 1.1,
+            Func::HardSwish => (m / 3.0 + 0.5).clamp(1.0, 1.5),
         }
     }
+
+    /// How far the function's value can move when its input moves by up to `err` inside
+    /// `[lo, hi]` (real units, the table's grid `step`).
+    pub fn propagate(&self, lo: f64, hi: f64, err: f64, step: f64) -> f64 {
+        if err == 0.0 {
+            return 0.0;
+        }
+        let lip = self.lipschitz(lo - err, hi + err, step) * err;
+        match self {
+            // |√a - √b| <= √|a - b|.
+            Func::Sqrt => lip.min(err.sqrt()),
+            _ => lip,
+        }
+    }
+
     /// Real input magnitude beyond which the function is saturated for lookup purposes
     /// (its distance to the asymptote is below 2^-24); `None` if it never saturates.
     pub fn saturation(&self) -> Option<f64> {
@@ -81,15 +162,24 @@ impl Func {
             Func::Sigmoid => Some(17.0),
             Func::Tanh => Some(9.0),
             Func::Erf => Some(4.0),
-            Func::Exp => None,
+            _ => None,
         }
     }
+
     pub fn name(&self) -> &'static str {
         match self {
             Func::Sigmoid => "sigmoid",
             Func::Tanh => "tanh",
             Func::Exp => "exp",
             Func::Erf => "erf",
+            Func::Sqrt => "sqrt",
+            Func::Rsqrt => "rsqrt",
+            Func::Recip => "reciprocal",
+            Func::Ln => "ln",
+            Func::GeluExact => "gelu",
+            Func::GeluTanh => "gelu (tanh)",
+            Func::Silu => "silu",
+            Func::HardSwish => "hardswish",
         }
     }
 }

@@ -31,6 +31,113 @@ pub struct LoadedModel {
     pub input_range: Option<[f64; 2]>,
     pub image: Option<ImageSpec>,
     pub labels: Option<Vec<String>>,
+    /// The symbolic dimensions of the inputs and the sizes they were bound to.
+    pub bound_dims: Vec<BoundDim>,
+    /// Every ONNX node's name and op type, as the file has them, so errors can speak of the
+    /// user's nodes rather than of tract's rewrites of them.
+    pub onnx_nodes: std::collections::BTreeMap<String, String>,
+}
+
+impl LoadedModel {
+    /// The ONNX node (name, op type) a tract node comes from: the node of that name, or the one
+    /// whose name prefixes it (tract names the nodes it splits a node into `name.suffix`).
+    pub fn onnx_node(&self, tract_name: &str) -> Option<(&str, &str)> {
+        let mut name = tract_name;
+        loop {
+            if let Some((n, op)) = self.onnx_nodes.get_key_value(name) {
+                return Some((n.as_str(), op.as_str()));
+            }
+            name = &name[..name.rfind('.')?];
+        }
+    }
+}
+
+/// Sizes for an ONNX model's symbolic dimensions (`batch_size`, `N`, …), by name. A symbolic
+/// dimension without a binding, and an unnamed unknown one, is bound to 1 (one inference).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DimBindings(pub std::collections::BTreeMap<String, usize>);
+
+/// The most a symbolic dimension may be bound to.
+pub const MAX_BOUND_DIM: usize = 1 << 16;
+
+impl DimBindings {
+    /// Parses `NAME=N`.
+    pub fn parse_one(s: &str) -> std::result::Result<(String, usize), String> {
+        let (name, n) = s
+            .split_once('=')
+            .ok_or_else(|| format!("expected NAME=N, got `{s}`"))?;
+        let n: usize = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{}` is not a whole number", n.trim()))?;
+        if n == 0 || n > MAX_BOUND_DIM {
+            return Err(format!(
+                "{} must be between 1 and {MAX_BOUND_DIM}",
+                name.trim()
+            ));
+        }
+        Ok((name.trim().to_string(), n))
+    }
+}
+
+/// A symbolic dimension of an input, as the file names it (`?` when unnamed), and its size.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BoundDim {
+    pub input: String,
+    pub axis: usize,
+    pub name: String,
+    pub size: usize,
+}
+
+/// Replaces every symbolic or unknown dimension of the graph's inputs with its bound size, and
+/// refuses a binding that names no dimension of the file (a typo would otherwise pass silently).
+fn bind_dims(
+    graph: &mut tract_onnx::pb::GraphProto,
+    dims: &DimBindings,
+) -> std::result::Result<Vec<BoundDim>, String> {
+    use tract_onnx::pb::tensor_shape_proto::dimension::Value;
+    use tract_onnx::pb::type_proto;
+    let initializers: std::collections::HashSet<&str> =
+        graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let mut bound = Vec::new();
+    for input in &mut graph.input {
+        if initializers.contains(input.name.as_str()) {
+            continue;
+        }
+        let Some(type_proto::Value::TensorType(t)) =
+            input.r#type.as_mut().and_then(|t| t.value.as_mut())
+        else {
+            continue;
+        };
+        let Some(shape) = t.shape.as_mut() else {
+            continue;
+        };
+        for (axis, d) in shape.dim.iter_mut().enumerate() {
+            let name = match &d.value {
+                Some(Value::DimValue(v)) if *v > 0 => continue,
+                Some(Value::DimParam(p)) if !p.is_empty() => p.clone(),
+                _ => "?".to_string(),
+            };
+            let size = dims.0.get(&name).copied().unwrap_or(1);
+            d.value = Some(Value::DimValue(size as i64));
+            bound.push(BoundDim {
+                input: input.name.clone(),
+                axis,
+                name,
+                size,
+            });
+        }
+    }
+    for name in dims.0.keys() {
+        if !bound.iter().any(|b| &b.name == name) {
+            let have: Vec<&str> = bound.iter().map(|b| b.name.as_str()).collect();
+            return Err(format!(
+                "--dim {name}=…: the model's inputs have no symbolic dimension `{name}` (they have {})",
+                if have.is_empty() { "none".to_string() } else { have.join(", ") }
+            ));
+        }
+    }
+    Ok(bound)
 }
 
 fn onnx_err(path: &str, e: impl std::fmt::Display) -> CompileError {
@@ -71,8 +178,14 @@ fn dedupe_node_names(graph: &mut tract_onnx::pb::GraphProto) {
     }
 }
 
-/// Reads an ONNX file, checks it has static shapes, and declutters it.
+/// Reads an ONNX file, binds its symbolic dimensions to 1, and declutters it.
 pub fn load(path: &Path) -> Result<LoadedModel> {
+    load_with(path, &DimBindings::default())
+}
+
+/// Reads an ONNX file, binds its symbolic dimensions as `dims` says (1 where it is silent), and
+/// declutters it.
+pub fn load_with(path: &Path, dims: &DimBindings) -> Result<LoadedModel> {
     let p = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|source| CompileError::Io {
         path: p.clone(),
@@ -87,6 +200,13 @@ pub fn load(path: &Path) -> Result<LoadedModel> {
         return Err(onnx_err(&p, "the file holds no graph"));
     };
     dedupe_node_names(graph);
+    let bound_dims = bind_dims(graph, dims).map_err(|e| onnx_err(&p, e))?;
+    let onnx_nodes = graph
+        .node
+        .iter()
+        .filter(|n| !n.name.is_empty())
+        .map(|n| (n.name.clone(), n.op_type.clone()))
+        .collect();
     let inference = onnx
         .model_for_proto_model(&proto)
         .map_err(|e| onnx_err(&p, tract_err(e)))?;
@@ -183,6 +303,8 @@ pub fn load(path: &Path) -> Result<LoadedModel> {
         input_range,
         image,
         labels,
+        bound_dims,
+        onnx_nodes,
     })
 }
 
@@ -239,6 +361,7 @@ pub(crate) fn tensor_to_indices(t: &Tensor) -> std::result::Result<Vec<i64>, Str
 /// The walk over a tract model: the builder of the IR so far, and what each tract outlet became.
 pub(crate) struct Lowering<'a> {
     pub(crate) model: &'a TypedModel,
+    loaded: &'a LoadedModel,
     pub(crate) b: Builder,
     values: HashMap<OutletId, Value>,
 }
@@ -262,6 +385,7 @@ pub fn lower(
     };
     let mut l = Lowering {
         model,
+        loaded,
         b,
         values: HashMap::new(),
     };
@@ -368,13 +492,25 @@ impl Lowering<'_> {
             .join(", ")
     }
 
+    /// An op Ciro cannot prove, named as the user's file has it (ONNX op type and node), with
+    /// tract's rewrite of it where that differs.
     pub(crate) fn unsupported(&self, id: usize, detail: &str) -> CompileError {
         let node = self.model.node(id);
+        let label = op_label(node);
+        let (op, name, detail) = match self.loaded.onnx_node(&node.name) {
+            Some((name, op)) if op != label || name != node.name => (
+                op.to_string(),
+                name.to_string(),
+                format!(" [tract's `{label}` at `{}`]{detail}", node.name),
+            ),
+            Some((name, op)) => (op.to_string(), name.to_string(), detail.to_string()),
+            None => (label, node.name.clone(), detail.to_string()),
+        };
         CompileError::Unsupported {
-            op: op_label(node),
-            node: node.name.clone(),
+            op,
+            node: name,
             shapes: self.input_shapes(id),
-            detail: detail.to_string(),
+            detail,
         }
     }
 

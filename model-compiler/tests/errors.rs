@@ -26,6 +26,21 @@ fn unsupported_op_names_op_node_and_shapes() {
     assert!(err.contains("[1, 8]"), "{err}");
 }
 
+/// tract rewrites a Hardmax into its own ArgMax reduction; the refusal still speaks of the
+/// user's file: its op type and node name, with tract's rewrite beside them.
+#[test]
+fn refusals_name_the_onnx_op_and_node() {
+    let loaded = load(&fixtures().join("ops/unsupported_op_hardmax.onnx"));
+    let err = ciro_model_compiler::compile(&loaded, &[], &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("unsupported op `Hardmax` at node `hm`"),
+        "{err}"
+    );
+    assert!(err.contains("[tract's `"), "{err}");
+}
+
 #[test]
 fn malformed_onnx_is_an_error() {
     let err = onnx::load(&fixtures().join("ops/malformed.onnx"))

@@ -36,6 +36,15 @@ const OPS: &[(&str, &[&str])] = &[
     ("slice", &["Slice"]),
     ("pad", &["Pad"]),
     ("gather_const", &["Gather"]),
+    ("gemm_symbolic_batch", &["MatMul", "Add"]),
+    ("sqrt", &["Lookup"]),
+    ("reciprocal", &["Lookup"]),
+    ("log", &["Lookup"]),
+    ("rsqrt", &["Lookup"]),
+    ("gelu", &["Lookup"]),
+    ("abs", &["Max"]),
+    ("neg", &["Sub"]),
+    ("square", &["Mul"]),
 ];
 
 /// With worst-case ranges, every input inside the declared range evaluates inside every proven
@@ -84,4 +93,47 @@ fn every_op_matches_float_within_its_proven_error() {
         ));
     }
     println!("{}", report.join("\n"));
+}
+
+/// A symbolic batch dimension (as PyTorch's `dynamic_axes` and EZKL's corpus have it) binds to 1,
+/// or to what `--dim` says; a binding that names no dimension of the file is refused.
+#[test]
+fn symbolic_dimensions_bind_to_one_or_as_told() {
+    use ciro_model_compiler::onnx::{self, BoundDim, DimBindings};
+    let path = fixtures().join("ops/gemm_symbolic_batch.onnx");
+    let one = load(&path);
+    assert_eq!(one.input_shapes, vec![vec![1, 6]]);
+    assert_eq!(
+        one.bound_dims,
+        vec![BoundDim {
+            input: "x".into(),
+            axis: 0,
+            name: "batch_size".into(),
+            size: 1
+        }]
+    );
+    let sample =
+        ciro_model_compiler::input::read_json(&fixtures().join("ops/gemm_symbolic_batch.json"))
+            .unwrap();
+    let compiled = compile_with(&one, std::slice::from_ref(&sample));
+    assert_eq!(compiled.report.bound_dims, one.bound_dims);
+    assert_eq!(compiled.graph.inputs[0].shape, vec![1, 6]);
+
+    let three = DimBindings([("batch_size".to_string(), 3)].into_iter().collect());
+    let loaded = onnx::load_with(&path, &three).unwrap();
+    assert_eq!(loaded.input_shapes, vec![vec![3, 6]]);
+    assert_eq!(loaded.bound_dims[0].size, 3);
+
+    let typo = DimBindings([("batch".to_string(), 2)].into_iter().collect());
+    let err = onnx::load_with(&path, &typo)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("no symbolic dimension `batch`"), "{err}");
+    assert!(err.contains("batch_size"), "{err}");
+
+    assert_eq!(DimBindings::parse_one("N=4"), Ok(("N".into(), 4)));
+    assert!(DimBindings::parse_one("N=0").is_err());
+    assert!(DimBindings::parse_one("N").is_err());
+    assert!(DimBindings::parse_one("N=x").is_err());
 }

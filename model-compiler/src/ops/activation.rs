@@ -1,5 +1,7 @@
-//! The activation family: Clamp (ReLU, Clip, and Max/Min with a scalar constant), LeakyRelu, and
-//! the functions evaluated by table lookup (Lookup: Sigmoid, Tanh, Exp, Erf).
+//! The activation family: Clamp (ReLU, Clip, and Max/Min with a scalar constant), LeakyRelu, the
+//! functions evaluated by table lookup (Lookup: Sigmoid, Tanh, Exp, Erf, Sqrt, Rsqrt,
+//! Reciprocal, Ln, GELU exact and tanh, SiLU, HardSwish), and Square, Neg and Abs, which are
+//! exact (a product, a subtraction from 0, a max).
 
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::nn::LeakyRelu;
@@ -32,10 +34,28 @@ fn activation(l: &mut Lowering, id: usize, ew: &ElementWiseOp) -> Result<NodeId>
         "Tanh" => Func::Tanh,
         "Exp" => Func::Exp,
         "Erf" => Func::Erf,
+        "Sqrt" => Func::Sqrt,
+        "Rsqrt" => Func::Rsqrt,
+        "Recip" => Func::Recip,
+        "Ln" => Func::Ln,
+        "GeluExact" => Func::GeluExact,
+        "GeluApproximate" => Func::GeluTanh,
+        "Silu" => Func::Silu,
+        "HardSwish" => Func::HardSwish,
+        // Exact: no table.
+        "Square" => return l.b.mul(x, x),
+        "Neg" => return l.b.neg(x),
+        "Abs" => {
+            let neg = l.b.neg(x)?;
+            return l.b.max_min(x, neg, true);
+        }
         _ => return Err(l.unsupported(id, "")),
     };
     l.b.lookup(x, func)
 }
+
+/// The proven error of a value that no bound covers (a table's singularity within reach).
+pub const UNBOUNDED_ERROR: f64 = 1e30;
 
 // ---- bound and error analysis ----
 
@@ -128,8 +148,9 @@ impl Builder {
                     "exp of inputs up to {real_hi:.3} overflows the value budget at scale {out_scale}"
                 )));
             }
+            let step = 1.0 / scale_f(s);
             let table: Vec<i64> = (lo..=hi)
-                .map(|v| quantize(func.apply(v as f64 / scale_f(s)), out_scale))
+                .map(|v| quantize(func.tabulate(v as f64 * step, step), out_scale))
                 .collect();
             let bound = Bound::new(*table.iter().min().unwrap(), *table.iter().max().unwrap());
             // Saturation: beyond the domain the function is within `sat_err` of its edge value.
@@ -140,8 +161,19 @@ impl Builder {
             if n.bound.hi > hi {
                 sat_err = sat_err.max((func.apply(1e3) - func.apply(real_hi)).abs());
             }
-            let lip = func.lipschitz(real_lo - n.error, real_hi + n.error);
-            let error = lip * n.error + 0.5 / scale_f(out_scale) + sat_err;
+            // Near the singularity of 1/√x, 1/x or ln x the table holds the value one step away:
+            // no error bound holds for inputs that can reach it.
+            let (in_lo, in_hi) = (real_lo - n.error, real_hi + n.error);
+            let singular = match func {
+                Func::Rsqrt | Func::Ln => in_lo < step,
+                Func::Recip => in_lo < step && in_hi > -step,
+                _ => false,
+            };
+            let error = if singular {
+                UNBOUNDED_ERROR
+            } else {
+                func.propagate(real_lo, real_hi, n.error, step) + 0.5 / scale_f(out_scale) + sat_err
+            };
             let shape = n.shape.clone();
             let op = Op::Lookup {
                 func,

@@ -152,11 +152,30 @@ impl Builder {
             ba.hi as i128 * bb.lo as i128,
             ba.hi as i128 * bb.hi as i128,
         ];
-        let bound = self.checked_bound(*p.iter().min().unwrap(), *p.iter().max().unwrap())?;
+        let mut lo = *p.iter().min().unwrap();
+        if a == b {
+            // A square is never negative.
+            lo = if ba.lo <= 0 && ba.hi >= 0 {
+                0
+            } else {
+                p[0].min(p[3])
+            };
+        }
+        let bound = self.checked_bound(lo, *p.iter().max().unwrap())?;
         let error =
             self.real_max(a) * self.nodes[b].error + self.quant_max(b) * self.nodes[a].error;
         let scale = self.nodes[a].scale + self.nodes[b].scale;
         self.push(Op::Mul, vec![a, b], shape, scale, bound, error)
+    }
+
+    /// `-x`, exactly: `0 - x`.
+    pub fn neg(&mut self, x: NodeId) -> Result<NodeId> {
+        let zero = FloatConst {
+            shape: vec![1],
+            values: vec![0.0],
+        };
+        let zero = self.constant(&zero, self.nodes[x].scale)?;
+        self.add(zero, x, true)
     }
 
     /// Element-wise max (`is_max`) or min of two nodes, aligning scales.
