@@ -45,6 +45,9 @@ const OPS: &[(&str, &[&str])] = &[
     ("abs", &["Max"]),
     ("neg", &["Sub"]),
     ("square", &["Mul"]),
+    ("less", &["Sub", "Mul", "Clamp"]),
+    ("where", &["Sub", "Mul", "Clamp", "Add"]),
+    ("not_greater_or_equal", &["Sub", "Mul", "Clamp"]),
 ];
 
 /// With worst-case ranges, every input inside the declared range evaluates inside every proven

@@ -45,6 +45,7 @@ fn activation(l: &mut Lowering, id: usize, ew: &ElementWiseOp) -> Result<NodeId>
         // Exact: no table.
         "Square" => return l.b.mul(x, x),
         "Neg" => return l.b.neg(x),
+        "Not" => return l.b.not(x),
         "Abs" => {
             let neg = l.b.neg(x)?;
             return l.b.max_min(x, neg, true);

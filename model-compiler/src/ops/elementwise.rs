@@ -5,7 +5,10 @@
 //! constant is a multiplication by its reciprocal, and DivConst (exact rounded division) is what
 //! average pooling divides its sums with.
 
+use tract_onnx::prelude::DatumType;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
+use tract_onnx::tract_core::ops::cast::Cast;
+use tract_onnx::tract_core::ops::logic::Iff;
 
 use crate::builder::{Builder, FloatConst};
 use crate::error::Result;
@@ -20,16 +23,78 @@ use crate::quant::scale_f;
 /// other ops.
 pub(crate) fn import(l: &mut Lowering, id: usize) -> Option<Result<NodeId>> {
     let model = l.model;
-    let bin = model.node(id).op.downcast_ref::<TypedBinOp>()?;
+    let op = &model.node(id).op;
+    if op.downcast_ref::<Iff>().is_some() {
+        return Some(l.where_(id));
+    }
+    if let Some(cast) = op.downcast_ref::<Cast>() {
+        return Some(l.cast(id, cast.to));
+    }
+    let bin = op.downcast_ref::<TypedBinOp>()?;
     Some(l.binary(id, bin.0.name().as_ref()))
 }
 
 impl Lowering<'_> {
+    /// ONNX `Where` (tract's `Iff`): `cond ? x : y`, the condition a comparison's 0/1.
+    fn where_(&mut self, id: usize) -> Result<NodeId> {
+        let Value::Node(c) = self.arg(id, 0) else {
+            return Err(self.unsupported(id, ": a constant condition"));
+        };
+        let s = self.b.config.scale;
+        let (x, y) = (self.arg_node(id, 1, s)?, self.arg_node(id, 2, s)?);
+        self.b.select_where(c, x, y)
+    }
+
+    /// A cast to a float type, or of a bool to anything, is the value itself (a comparison's 0/1
+    /// included); to bool it is `x != 0`. Float to integer (rounding) is refused.
+    fn cast(&mut self, id: usize, to: DatumType) -> Result<NodeId> {
+        let x = self.arg_node(id, 0, self.b.config.scale)?;
+        let from = self
+            .model
+            .outlet_fact(self.model.node(id).inputs[0])
+            .map(|f| f.datum_type)
+            .ok();
+        // A bool (a comparison's 0/1) is the same number in any type.
+        if to.is_float() || from == Some(DatumType::Bool) {
+            return Ok(x);
+        }
+        if to == DatumType::Bool {
+            let zero = self.b.zero(x)?;
+            return self.b.compare(x, zero, Comparison::Ne);
+        }
+        Err(self.unsupported(id, &format!(": a cast to {to:?} (integer rounding)")))
+    }
+
     pub(crate) fn binary(&mut self, id: usize, name: &str) -> Result<NodeId> {
+        if let Some(cmp) = Comparison::from_tract(name) {
+            let s = self.b.config.scale;
+            let (a, b) = match (self.arg(id, 0), self.arg(id, 1)) {
+                (Value::Node(a), Value::Const(c)) => {
+                    let sa = self.b.node(a).scale;
+                    (a, self.b.constant(&c, sa)?)
+                }
+                (Value::Const(c), Value::Node(b)) => {
+                    let sb = self.b.node(b).scale;
+                    (self.b.constant(&c, sb)?, b)
+                }
+                _ => (self.arg_node(id, 0, s)?, self.arg_node(id, 1, s)?),
+            };
+            return self.b.compare(a, b, cmp);
+        }
         let (a, b) = (self.arg(id, 0), self.arg(id, 1));
         let scale = self.b.config.scale;
         let sw = self.b.config.weight_scale;
         match (name, a, b) {
+            ("And", Value::Node(x), Value::Node(y)) => self.b.mul(x, y),
+            ("Or" | "Xor", Value::Node(x), Value::Node(y)) => {
+                // x + y - k·x·y with k = 1 (or) or 2 (xor), on 0/1 values.
+                let sum = self.b.add(x, y, false)?;
+                let mut both = self.b.mul(x, y)?;
+                if name == "Xor" {
+                    both = self.b.add(both, both, false)?;
+                }
+                self.b.add(sum, both, true)
+            }
             ("Add" | "Sub", Value::Node(x), Value::Const(c)) => {
                 let s = self.b.node(x).scale;
                 let c = self.b.constant(&c, s)?;
@@ -81,6 +146,31 @@ impl Lowering<'_> {
             ("Max" | "Min", Value::Node(x), Value::Node(y)) => self.b.max_min(x, y, name == "Max"),
             _ => Err(self.unsupported(id, "")),
         }
+    }
+}
+
+/// A comparison, as tract names it after decluttering.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Comparison {
+    Gt,
+    Lt,
+    Ge,
+    Le,
+    Eq,
+    Ne,
+}
+
+impl Comparison {
+    fn from_tract(name: &str) -> Option<Self> {
+        Some(match name {
+            "GT" => Comparison::Gt,
+            "LT" => Comparison::Lt,
+            "GTE" => Comparison::Ge,
+            "LTE" => Comparison::Le,
+            "Eq" => Comparison::Eq,
+            "NE" => Comparison::Ne,
+            _ => return None,
+        })
     }
 }
 
@@ -168,13 +258,90 @@ impl Builder {
         self.push(Op::Mul, vec![a, b], shape, scale, bound, error)
     }
 
-    /// `-x`, exactly: `0 - x`.
-    pub fn neg(&mut self, x: NodeId) -> Result<NodeId> {
+    /// A zero of `x`'s scale (a one-element constant that broadcasts).
+    pub fn zero(&mut self, x: NodeId) -> Result<NodeId> {
         let zero = FloatConst {
             shape: vec![1],
             values: vec![0.0],
         };
-        let zero = self.constant(&zero, self.nodes[x].scale)?;
+        self.constant(&zero, self.nodes[x].scale)
+    }
+
+    /// `a > b` as 0.0 or 1.0 at `a`'s scale, exactly: the integers' difference `d` (in units of
+    /// the common scale) times `2^s` read at scale `s` is `d` itself, and a clamp to `[0, 1]`
+    /// leaves 1 exactly when `d >= 1`. The other comparisons are sums of two of these.
+    pub fn compare(&mut self, a: NodeId, b: NodeId, cmp: Comparison) -> Result<NodeId> {
+        let s = self.config.scale;
+        let (a, b) = (self.at_most(a, s)?, self.at_most(b, s)?);
+        let s = self.nodes[a].scale.max(self.nodes[b].scale);
+        let (a, b) = (self.to_scale(a, s)?, self.to_scale(b, s)?);
+        // The inputs' errors can flip a comparison: the result is then off by one.
+        let flips = self.nodes[a].error > 0.0 || self.nodes[b].error > 0.0;
+        let mut greater = |x: NodeId, y: NodeId| -> Result<NodeId> {
+            let d = self.add(x, y, true)?;
+            let unit = FloatConst {
+                shape: vec![1],
+                values: vec![scale_f(s) as f32],
+            };
+            let unit = self.constant(&unit, 0)?;
+            let d = self.mul(d, unit)?;
+            self.clamp(d, Some(0.0), Some(1.0))
+        };
+        let one = |b: &mut Builder| {
+            let c = FloatConst {
+                shape: vec![1],
+                values: vec![1.0],
+            };
+            b.constant(&c, s)
+        };
+        let out = match cmp {
+            Comparison::Gt => greater(a, b)?,
+            Comparison::Lt => greater(b, a)?,
+            Comparison::Ge | Comparison::Le => {
+                let g = if cmp == Comparison::Ge {
+                    greater(b, a)?
+                } else {
+                    greater(a, b)?
+                };
+                let one = one(self)?;
+                self.add(one, g, true)?
+            }
+            Comparison::Eq | Comparison::Ne => {
+                let (g, l) = (greater(a, b)?, greater(b, a)?);
+                let either = self.add(g, l, false)?;
+                if cmp == Comparison::Ne {
+                    either
+                } else {
+                    let one = one(self)?;
+                    self.add(one, either, true)?
+                }
+            }
+        };
+        // Exact (0 or 1) unless an input's error can flip it.
+        self.nodes[out].error = if flips { 1.0 } else { 0.0 };
+        Ok(out)
+    }
+
+    /// `1 - x` for a 0/1 `x` (ONNX `Not`).
+    pub fn not(&mut self, x: NodeId) -> Result<NodeId> {
+        let one = FloatConst {
+            shape: vec![1],
+            values: vec![1.0],
+        };
+        let one = self.constant(&one, self.nodes[x].scale)?;
+        self.add(one, x, true)
+    }
+
+    /// `cond ? x : y` for a 0/1 `cond`, exactly: `y + cond·(x - y)`.
+    pub fn select_where(&mut self, cond: NodeId, x: NodeId, y: NodeId) -> Result<NodeId> {
+        let d = self.add(x, y, true)?;
+        let picked = self.mul(cond, d)?;
+        self.add(y, picked, false)
+    }
+
+    /// `-x`, exactly: `0 - x`.
+    pub fn neg(&mut self, x: NodeId) -> Result<NodeId> {
+        let zero = self.zero(x)?;
         self.add(zero, x, true)
     }
 
