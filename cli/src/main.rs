@@ -455,7 +455,10 @@ fn print_summary(json: bool, m: &CompiledModel, with_nodes: bool) -> Result<()> 
         );
     }
     for (name, shape, scale, err) in &summary.outputs {
-        println!("output       {name} {shape:?} at scale 2^{scale}, proven error <= {err:.6}");
+        println!(
+            "output       {name} {shape:?} at scale 2^{scale}, {}",
+            proven_error(*err)
+        );
     }
     let ops: Vec<String> = s
         .op_counts
@@ -542,6 +545,15 @@ fn read_input(g: &ciro_model_compiler::Graph, input: &Path) -> Result<Vec<Vec<f3
     })
 }
 
+/// A proven error bound as the summaries show it.
+fn proven_error(err: f64) -> String {
+    if err >= ciro_model_compiler::ops::activation::UNBOUNDED_ERROR {
+        "no proven error bound (a table's singularity, 1/√x, 1/x or ln x, is within reach of its input's bound; the calibration error is what was measured)".into()
+    } else {
+        format!("proven error <= {err:.6}")
+    }
+}
+
 fn cmd_run(json: bool, compiled: &Path, input: &Path) -> Result<()> {
     let m = CompiledModel::load(compiled)?;
     let g = &m.graph;
@@ -572,7 +584,7 @@ fn cmd_run(json: bool, compiled: &Path, input: &Path) -> Result<()> {
     }
     for (i, (o, e)) in outputs.iter().zip(&errors).enumerate() {
         let vals: Vec<String> = o.iter().map(|v| format!("{v:.4}")).collect();
-        println!("output {i}: [{}]  (±{e:.4} proven)", vals.join(", "));
+        println!("output {i}: [{}]  ({})", vals.join(", "), proven_error(*e));
     }
     if let Some(l) = label {
         println!("label: {l}");

@@ -213,6 +213,14 @@ impl Builder {
         bound: Bound,
         error: f64,
     ) -> Result<NodeId> {
+        // Past a table's singularity no bound holds; keep that one finite figure (JSON has no
+        // infinity) however it propagates.
+        let unbounded = crate::ops::activation::UNBOUNDED_ERROR;
+        let error = if error.is_finite() {
+            error.min(unbounded)
+        } else {
+            unbounded
+        };
         let limit = 1i64 << self.config.max_bits;
         if bound.abs_max() >= limit {
             return Err(self.error(format!(

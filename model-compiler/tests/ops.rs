@@ -48,6 +48,8 @@ const OPS: &[(&str, &[&str])] = &[
     ("less", &["Sub", "Mul", "Clamp"]),
     ("where", &["Sub", "Mul", "Clamp", "Add"]),
     ("not_greater_or_equal", &["Sub", "Mul", "Clamp"]),
+    ("layernorm", &["ReduceSum", "DivConst", "Lookup", "Mul"]),
+    ("reduce_min", &["ReduceMax", "Sub"]),
 ];
 
 /// With worst-case ranges, every input inside the declared range evaluates inside every proven

@@ -1,6 +1,8 @@
-//! The reduction family: ReduceSum and ReduceMax over a set of axes (kept with size 1).
+//! The reduction family: ReduceSum and ReduceMax over a set of axes (kept with size 1), and what
+//! is built from them: ReduceMin, the mean of squares (variance, InstanceNorm) and RmsNorm
+//! (LayerNorm after its mean is subtracted).
 
-use tract_onnx::tract_core::ops::nn::{Reduce, Reducer};
+use tract_onnx::tract_core::ops::nn::{Reduce, Reducer, RmsNorm};
 
 use crate::builder::Builder;
 use crate::error::Result;
@@ -10,21 +12,42 @@ use crate::onnx::Lowering;
 
 // ---- import (tract's decluttered ops) ----
 
-/// Imports a `Reduce` with the `Sum` or `Max` reducer; `None` for other ops.
+/// Imports a `Reduce` (Sum, Max, Min, MeanOfSquares) and tract's `RmsNorm` (what a LayerNorm
+/// becomes after its mean is subtracted); `None` for other ops.
 pub(crate) fn import(l: &mut Lowering, id: usize) -> Option<Result<NodeId>> {
     let model = l.model;
-    let r = model.node(id).op.downcast_ref::<Reduce>()?;
+    let op = &model.node(id).op;
+    if let Some(rms) = op.downcast_ref::<RmsNorm>() {
+        return Some(rms_norm(l, id, rms));
+    }
+    let r = op.downcast_ref::<Reduce>()?;
     Some(reduce(l, id, r))
 }
 
 fn reduce(l: &mut Lowering, id: usize, r: &Reduce) -> Result<NodeId> {
-    let is_max = match r.reducer {
-        Reducer::Sum => false,
-        Reducer::Max => true,
-        _ => return Err(l.unsupported(id, &format!(": reducer {:?} is not supported", r.reducer))),
-    };
     let x = l.arg_node(id, 0, l.b.config.scale)?;
-    l.b.reduce(x, r.axes.to_vec(), is_max)
+    let axes = r.axes.to_vec();
+    match r.reducer {
+        Reducer::Sum => l.b.reduce(x, axes, false),
+        Reducer::Max => l.b.reduce(x, axes, true),
+        // min x = -max(-x)
+        Reducer::Min => {
+            let neg = l.b.neg(x)?;
+            let m = l.b.reduce(neg, axes, true)?;
+            l.b.neg(m)
+        }
+        Reducer::MeanOfSquares => l.b.mean_of_squares(x, axes),
+        _ => Err(l.unsupported(id, &format!(": reducer {:?} is not supported", r.reducer))),
+    }
+}
+
+fn rms_norm(l: &mut Lowering, id: usize, rms: &RmsNorm) -> Result<NodeId> {
+    let x = l.arg_node(id, 0, l.b.config.scale)?;
+    let eps = rms
+        .eps
+        .cast_to_scalar::<f32>()
+        .map_err(|e| l.unsupported(id, &format!(": epsilon {e}")))?;
+    l.b.rms_norm(x, rms.axis, eps as f64)
 }
 
 // ---- bound and error analysis ----
@@ -58,6 +81,37 @@ impl Builder {
         )?;
         let error = n.error * count as f64;
         self.push(Op::ReduceSum { axes }, vec![x], shape, scale, bound, error)
+    }
+}
+
+impl Builder {
+    /// `mean(x², axes)`: the squares summed (MAC rows) and divided by the count (a rounded,
+    /// range-checked division, so the mean takes a calibrated range).
+    pub fn mean_of_squares(&mut self, x: NodeId, axes: Vec<usize>) -> Result<NodeId> {
+        let x = self.at_most(x, self.config.scale)?;
+        let count: usize = axes.iter().map(|&a| self.nodes[x].shape[a]).product();
+        let sq = self.mul(x, x)?;
+        let sq = self.at_most(sq, self.config.scale)?;
+        let sum = self.reduce(sq, axes, false)?;
+        self.div_counts(sum, vec![count.max(1) as i64], vec![1])
+    }
+
+    /// `x / √(mean(x², axis) + eps)`: the mean of squares, `1/√` by table, a product, and a
+    /// rescale to the activation scale.
+    pub fn rms_norm(&mut self, x: NodeId, axis: usize, eps: f64) -> Result<NodeId> {
+        let x = self.at_most(x, self.config.scale)?;
+        let ms = self.mean_of_squares(x, vec![axis])?;
+        let eps = crate::builder::FloatConst {
+            shape: vec![1],
+            values: vec![eps as f32],
+        };
+        let eps = self.constant(&eps, self.nodes[ms].scale)?;
+        let v = self.add(ms, eps, false)?;
+        let r = self.lookup(v, crate::ir::Func::Rsqrt)?;
+        let y = self.mul(x, r)?;
+        // The product's worst case (largest x times the 1/√ of the smallest mean) is far above
+        // what a normalised value reaches; a rescale's calibrated range bounds what follows.
+        self.at_most(y, self.config.scale)
     }
 }
 

@@ -9,6 +9,7 @@ use tract_onnx::prelude::tract_data::internal::DimLike;
 use tract_onnx::tract_core::ops::array::{Gather, Pad, PadMode, Slice, TypedConcat};
 use tract_onnx::tract_core::ops::change_axes::AxisOp;
 use tract_onnx::tract_core::ops::downsample::Downsample;
+use tract_onnx::tract_core::ops::identity::Identity;
 
 use crate::builder::{Builder, FloatConst};
 use crate::error::Result;
@@ -19,12 +20,15 @@ use crate::quant::{quantize, scale_f};
 
 // ---- import (tract's decluttered ops) ----
 
-/// Imports a data-movement op (`AxisOp`: reshapes and axis moves; `Slice`; `Downsample`: a
+/// Imports a data-movement op (`Identity`; `AxisOp`: reshapes and axis moves; `Slice`; `Downsample`: a
 /// strided slice; `TypedConcat`; constant `Pad`; `Gather` with constant indices); `None` for
 /// other ops. Inputs and constants are imported by the walk itself ([`crate::onnx::lower`]).
 pub(crate) fn import(l: &mut Lowering, id: usize) -> Option<Result<NodeId>> {
     let model = l.model;
     let op = &model.node(id).op;
+    if op.downcast_ref::<Identity>().is_some() {
+        return Some(l.arg_node(id, 0, l.b.config.scale));
+    }
     if let Some(a) = op.downcast_ref::<AxisOp>() {
         return Some(axis_op(l, id, a));
     }
