@@ -1,10 +1,12 @@
-//! The Div chip, 3 rows: `2·F0·A + B = 2·B·C + r`, with `r`, `2B-1-r`, `C-F1` and `F0'-C` (`F0'`
-//! is `F0` of the gate's second row, `q_hi`) in range: their low limbs in the `L` of rows 0..3 of
-//! the gate, and their high limbs (times `F2`, `F2`, `F3`, `F3`: `2^b` where the honest value
-//! needs two limbs, else 0) in the `L` of rows 6, 7, 4 and 5, which other gates' rows may share
-//! where a limb is not needed. So `0 <= r < 2d` and `q_lo <= q <= q_hi`; with every term far
-//! below the modulus the equation then holds over the integers, which makes `q` exactly
-//! `round_div(k·n, d)`.
+//! The Div chip, one row: `2·F0·A + B = 2·B·C + r`, with `r`, `2B-1-r`, `C-F1` and `F3-C` (`F3`
+//! is `q_hi`) in range: their low limbs in the `L` of rows 0..3 of the gate, and their high
+//! limbs (times `F2`: `2^b` where an honest value needs two limbs, else 0) in the `L` of rows 6,
+//! 7, 4 and 5. Only `L` reaches past the gate's row: the gates placed on the rows after it (MAC
+//! and arithmetic rows, which read no `L`) share them. So `0 <= r < 2d` and
+//! `q_lo <= q <= q_hi`; with every term far below the modulus the equation then holds over the
+//! integers, which makes `q` exactly `round_div(k·n, d)`. One multiplier for all four high
+//! limbs is as sound as one each: a value that fits one limb then has a zero high limb, and
+//! every check still bounds its value by `2^2b`, far below the modulus.
 //!
 //! The upper side `q <= q_hi` is what makes a calibrated range ([`crate::lower`]'s rescales and
 //! divisions take their ranges from calibration) a checked one: without it an input past the
@@ -24,10 +26,11 @@ use crate::lower::{Cell, Operand};
 /// the gate (`r`, `2d-1-r`, `q-q_lo`, `q_hi-q`; the low limbs are in rows 0..3). The quotient's
 /// come first because they are the ones most often wide (a rescale's divisor is small).
 const HIGH_ROWS: [usize; 4] = [6, 7, 4, 5];
-/// The coefficient column (on the gate's first row) that multiplies each of those high limbs:
-/// `2^b` where the honest value needs two limbs, else 0. `r` and `2d-1-r` share one, as both are
-/// below `2d`; so do `q-q_lo` and `q_hi-q`, both at most `q_hi - q_lo`.
-const HIGH_COEFF: [Coeff; 4] = [F2, F2, F3, F3];
+/// The coefficient column that multiplies every high limb: `2^b` where an honest value needs
+/// two limbs, else 0.
+const HIGH_COEFF: Coeff = F2;
+/// The coefficient column holding `q_hi`.
+const Q_HI: Coeff = F3;
 
 pub(super) fn configure(meta: &mut ConstraintSystem<Fr>, cols: &Columns) {
     let two = || Expression::Constant(Fr::from(2));
@@ -38,10 +41,10 @@ pub(super) fn configure(meta: &mut ConstraintSystem<Fr>, cols: &Columns) {
         let low: [Expression<Fr>; 4] = std::array::from_fn(&mut l);
         let high: [Expression<Fr>; 4] = HIGH_ROWS.map(l);
         let row = cols.cur(m);
-        let q_hi = cols.query_coeff(m, F0, Rotation::next());
+        let q_hi = row[Q_HI].clone();
         // `r`, `2d-1-r`, `q-q_lo`, `q_hi-q`: low limb + multiplier · high limb.
         let [rem, t, ql, qu]: [Expression<Fr>; 4] =
-            std::array::from_fn(|i| low[i].clone() + row[HIGH_COEFF[i]].clone() * high[i].clone());
+            std::array::from_fn(|i| low[i].clone() + row[HIGH_COEFF].clone() * high[i].clone());
         let [f0, f1, ..] = row.coeff;
         let [xn, xd, xq, ..] = row.advice;
         vec![
@@ -81,17 +84,9 @@ pub(super) fn place(b: &mut Builder, bounds: &[(i64, i64)], div: Division) {
         Operand::Const(x) => (Err(arith::constant(b, x)), x),
     };
     // `r` and `2d-1-r` are below `2d`; `q - q_lo` and `q_hi - q` are at most `q_hi - q_lo`.
-    let two_limbs = [
-        wide(2 * d_hi - 1, limb_bits),
-        wide(2 * d_hi - 1, limb_bits),
-        wide(q_hi - q_lo, limb_bits),
-        wide(q_hi - q_lo, limb_bits),
-    ];
-    let l_rows = (0..4)
-        .filter(|&i| two_limbs[i])
-        .map(|i| HIGH_ROWS[i] + 1)
-        .fold(4, usize::max);
-    let r = b.take_l(3, l_rows);
+    let two_limbs = wide(2 * d_hi - 1, limb_bits) || wide(q_hi - q_lo, limb_bits);
+    let l_rows = if two_limbs { 8 } else { 4 };
+    let r = b.take_l(1, l_rows);
     b.selectors[SEL_DIV][r] = true;
     let nv = b.value(n);
     let dv = match d {
@@ -110,16 +105,14 @@ pub(super) fn place(b: &mut Builder, bounds: &[(i64, i64)], div: Division) {
     b.write((C, r), out);
     b.coeff[F0][r] = k;
     b.coeff[F1][r] = q_lo;
-    b.coeff[F0][r + 1] = q_hi;
-    for i in 0..4 {
-        b.coeff[HIGH_COEFF[i]][r] = if two_limbs[i] { 1 << limb_bits } else { 0 };
-    }
+    b.coeff[Q_HI][r] = q_hi;
+    b.coeff[HIGH_COEFF][r] = if two_limbs { 1 << limb_bits } else { 0 };
     let rem = 2 * k * nv + dv - 2 * dv * qv;
     for (i, x) in [rem, 2 * dv - 1 - rem, qv - q_lo, q_hi - qv]
         .into_iter()
         .enumerate()
     {
-        if two_limbs[i] {
+        if two_limbs {
             let (lo, hi) = split(x, limb_bits);
             b.advice[L][r + i] = lo;
             b.advice[L][r + HIGH_ROWS[i]] = hi;
@@ -135,6 +128,6 @@ impl Layout {
     /// `row + check`):
     /// the row whose `L` holds it, and the multiplier (`2^b`, or 0 where one limb holds it all).
     pub fn div_high_limb(&self, row: usize, check: usize) -> (usize, i64) {
-        (row + HIGH_ROWS[check], self.coeff[HIGH_COEFF[check]][row])
+        (row + HIGH_ROWS[check], self.coeff[HIGH_COEFF][row])
     }
 }

@@ -167,9 +167,17 @@ impl Layout {
             InputVisibility::Private => 0,
         } + circuit.outputs.len();
         let input_rows = input::place_inputs(&mut b, circuit, inputs, n_public);
-        // Gates that range-check (in `L`) wait until the main rows pass the `L` rows in use, so
-        // the MACs in between fill those rows instead of leaving them empty.
-        let mut waiting: VecDeque<&Gate> = VecDeque::new();
+        // Gates that range-check reach past their own rows in `L` (a division by up to 7 rows),
+        // which no other gate reads: they take their turn wherever `L` is free while the MAC and
+        // arithmetic rows go by, whatever their order in the circuit (every cell is placed
+        // before copies are resolved, so halo2 needs no order).
+        let uses_l = |g: &&Gate| {
+            matches!(
+                g,
+                Gate::Select { .. } | Gate::Div { .. } | Gate::Lookup { .. }
+            )
+        };
+        let mut waiting: VecDeque<&Gate> = circuit.gates.iter().filter(uses_l).collect();
         let fill_l = |b: &mut Builder, waiting: &mut VecDeque<&Gate>| {
             while b.l_free <= b.row {
                 match waiting.pop_front() {
@@ -178,7 +186,7 @@ impl Layout {
                 }
             }
         };
-        for g in &circuit.gates {
+        for g in circuit.gates.iter().filter(|g| !uses_l(g)) {
             match g {
                 Gate::Mac { outs, xs, weights } => {
                     for (out, terms) in Gate::dot_products(outs, xs, weights) {
@@ -186,10 +194,7 @@ impl Layout {
                         mac::place(&mut b, out, &terms);
                     }
                 }
-                Gate::Select { .. } | Gate::Div { .. } | Gate::Lookup { .. } => {
-                    waiting.push_back(g)
-                }
-                Gate::Arith { .. } => {
+                _ => {
                     fill_l(&mut b, &mut waiting);
                     place_gate(&mut b, circuit, g);
                 }
