@@ -105,10 +105,15 @@ impl Func {
         }
     }
 
-    /// Where the table differs from the function itself (see [`Func::tabulate`]): inputs below
-    /// this (real units) for `1/√x` and `ln x`, within it of 0 for `1/x`.
-    pub fn singular(&self) -> bool {
-        matches!(self, Func::Rsqrt | Func::Recip | Func::Ln)
+    /// Whether inputs in `[lo, hi]` (real units) can reach where the table differs from the
+    /// function (see [`Func::tabulate`]): below one step for `1/√x` and `ln x`, within one
+    /// step of 0 for `1/x`.
+    pub fn reaches_singularity(&self, lo: f64, hi: f64, step: f64) -> bool {
+        match self {
+            Func::Rsqrt | Func::Ln => lo < step,
+            Func::Recip => lo < step && hi > -step,
+            _ => false,
+        }
     }
 
     /// Lipschitz constant of the function on `[lo, hi]` (real units); for the singular ones on

@@ -164,13 +164,7 @@ impl Builder {
             }
             // Near the singularity of 1/√x, 1/x or ln x the table holds the value one step away:
             // no error bound holds for inputs that can reach it.
-            let (in_lo, in_hi) = (real_lo - n.error, real_hi + n.error);
-            let singular = match func {
-                Func::Rsqrt | Func::Ln => in_lo < step,
-                Func::Recip => in_lo < step && in_hi > -step,
-                _ => false,
-            };
-            let error = if singular {
+            let error = if func.reaches_singularity(real_lo - n.error, real_hi + n.error, step) {
                 UNBOUNDED_ERROR
             } else {
                 func.propagate(real_lo, real_hi, n.error, step) + 0.5 / scale_f(out_scale) + sat_err

@@ -258,13 +258,18 @@ impl Builder {
         self.push(Op::Mul, vec![a, b], shape, scale, bound, error)
     }
 
-    /// A zero of `x`'s scale (a one-element constant that broadcasts).
-    pub fn zero(&mut self, x: NodeId) -> Result<NodeId> {
-        let zero = FloatConst {
+    /// The real number `v` at `scale`, as a one-element constant that broadcasts.
+    pub fn scalar(&mut self, v: f32, scale: u32) -> Result<NodeId> {
+        let c = FloatConst {
             shape: vec![1],
-            values: vec![0.0],
+            values: vec![v],
         };
-        self.constant(&zero, self.nodes[x].scale)
+        self.constant(&c, scale)
+    }
+
+    /// A zero of `x`'s scale.
+    pub fn zero(&mut self, x: NodeId) -> Result<NodeId> {
+        self.scalar(0.0, self.nodes[x].scale)
     }
 
     /// `a > b` as 0.0 or 1.0 at `a`'s scale, exactly: the integers' difference `d` (in units of
@@ -277,43 +282,30 @@ impl Builder {
         let (a, b) = (self.to_scale(a, s)?, self.to_scale(b, s)?);
         // The inputs' errors can flip a comparison: the result is then off by one.
         let flips = self.nodes[a].error > 0.0 || self.nodes[b].error > 0.0;
-        let mut greater = |x: NodeId, y: NodeId| -> Result<NodeId> {
-            let d = self.add(x, y, true)?;
-            let unit = FloatConst {
-                shape: vec![1],
-                values: vec![scale_f(s) as f32],
-            };
-            let unit = self.constant(&unit, 0)?;
-            let d = self.mul(d, unit)?;
-            self.clamp(d, Some(0.0), Some(1.0))
-        };
-        let one = |b: &mut Builder| {
-            let c = FloatConst {
-                shape: vec![1],
-                values: vec![1.0],
-            };
-            b.constant(&c, s)
+        let greater = |b: &mut Builder, x: NodeId, y: NodeId| -> Result<NodeId> {
+            let d = b.add(x, y, true)?;
+            let unit = b.scalar(scale_f(s) as f32, 0)?;
+            let d = b.mul(d, unit)?;
+            b.clamp(d, Some(0.0), Some(1.0))
         };
         let out = match cmp {
-            Comparison::Gt => greater(a, b)?,
-            Comparison::Lt => greater(b, a)?,
-            Comparison::Ge | Comparison::Le => {
-                let g = if cmp == Comparison::Ge {
-                    greater(b, a)?
-                } else {
-                    greater(a, b)?
-                };
-                let one = one(self)?;
-                self.add(one, g, true)?
+            Comparison::Gt => greater(self, a, b)?,
+            Comparison::Lt => greater(self, b, a)?,
+            Comparison::Ge => {
+                let lt = greater(self, b, a)?;
+                self.not(lt)?
+            }
+            Comparison::Le => {
+                let gt = greater(self, a, b)?;
+                self.not(gt)?
             }
             Comparison::Eq | Comparison::Ne => {
-                let (g, l) = (greater(a, b)?, greater(b, a)?);
+                let (g, l) = (greater(self, a, b)?, greater(self, b, a)?);
                 let either = self.add(g, l, false)?;
                 if cmp == Comparison::Ne {
                     either
                 } else {
-                    let one = one(self)?;
-                    self.add(one, either, true)?
+                    self.not(either)?
                 }
             }
         };
@@ -324,11 +316,7 @@ impl Builder {
 
     /// `1 - x` for a 0/1 `x` (ONNX `Not`).
     pub fn not(&mut self, x: NodeId) -> Result<NodeId> {
-        let one = FloatConst {
-            shape: vec![1],
-            values: vec![1.0],
-        };
-        let one = self.constant(&one, self.nodes[x].scale)?;
+        let one = self.scalar(1.0, self.nodes[x].scale)?;
         self.add(one, x, true)
     }
 

@@ -91,7 +91,6 @@ impl Builder {
         let x = self.at_most(x, self.config.scale)?;
         let count: usize = axes.iter().map(|&a| self.nodes[x].shape[a]).product();
         let sq = self.mul(x, x)?;
-        let sq = self.at_most(sq, self.config.scale)?;
         let sum = self.reduce(sq, axes, false)?;
         self.div_counts(sum, vec![count.max(1) as i64], vec![1])
     }
@@ -101,11 +100,7 @@ impl Builder {
     pub fn rms_norm(&mut self, x: NodeId, axis: usize, eps: f64) -> Result<NodeId> {
         let x = self.at_most(x, self.config.scale)?;
         let ms = self.mean_of_squares(x, vec![axis])?;
-        let eps = crate::builder::FloatConst {
-            shape: vec![1],
-            values: vec![eps as f32],
-        };
-        let eps = self.constant(&eps, self.nodes[ms].scale)?;
+        let eps = self.scalar(eps as f32, self.nodes[ms].scale)?;
         let v = self.add(ms, eps, false)?;
         let r = self.lookup(v, crate::ir::Func::Rsqrt)?;
         let y = self.mul(x, r)?;
