@@ -44,6 +44,20 @@ assert res is None or res is True or isinstance(res, (dict, str)), res
 
 # Seconds any one EZKL step may take (`--ezkl-timeout`).
 STEP_TIMEOUT = None
+# Resident memory (GiB) any one EZKL step may use before it is stopped (`--ezkl-max-gib`), so that
+# a model EZKL cannot fit reports "out of memory" instead of taking the machine down.
+STEP_MAX_GIB = None
+
+
+def rss_gib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return 0.0
 
 
 def step(name, *args, **kwargs):
@@ -63,6 +77,13 @@ def step(name, *args, **kwargs):
             _, status, usage = os.wait4(p.pid, 0)
             raise RuntimeError(
                 f"ezkl {name} did not finish in {STEP_TIMEOUT} s (peak {usage.ru_maxrss / 1024.0:.0f} MiB)"
+            )
+        if STEP_MAX_GIB and rss_gib(p.pid) > STEP_MAX_GIB:
+            p.kill()
+            _, status, usage = os.wait4(p.pid, 0)
+            raise RuntimeError(
+                f"ezkl {name} ran out of memory: stopped at {STEP_MAX_GIB} GiB resident "
+                f"after {time.perf_counter() - t:.0f} s"
             )
         time.sleep(0.05)
     secs = time.perf_counter() - t
@@ -141,9 +162,12 @@ def main():
     ap.add_argument("--srs-dir", default=os.path.expanduser("~/.cache/ciro/ezkl-srs"),
                     help="where EZKL's SRS files (gen_srs, not timed) are kept between runs")
     ap.add_argument("--ezkl-timeout", type=int, help="give up on an EZKL step after this many seconds")
+    ap.add_argument("--ezkl-max-gib", type=float, default=22.0,
+                    help="stop an EZKL step whose resident memory passes this many GiB")
     a = ap.parse_args()
-    global STEP_TIMEOUT
+    global STEP_TIMEOUT, STEP_MAX_GIB
     STEP_TIMEOUT = a.ezkl_timeout
+    STEP_MAX_GIB = a.ezkl_max_gib
     os.makedirs(a.srs_dir, exist_ok=True)
 
     def ciro_bench(backend, runs):
@@ -172,7 +196,7 @@ def main():
                 e = ezkl_model(name, work, a.runs, a.srs_dir, calibrate=not a.no_calibrate)
             except RuntimeError as err:
                 print(f"{name}: {err}", file=sys.stderr)
-                failures.append(f"{name}: {err}")
+                failures.append((name, f"{name}: {err}"))
                 continue
             e["verify_ms"] = max(e["verify_ms"] - startup, 0.0)
             rows.append((name, stwo[name], halo2.get(name), e))
@@ -194,6 +218,16 @@ def main():
             f"{c['proof_kib']:.0f} / {h['proof_kib']:.1f} / {e['proof_kib']:.1f} | "
             f"{c['verify_ms']:.1f} / {h['verify_ms']:.0f} / {e['verify_ms']:.0f} |"
         )
+    # Ciro's figures for the models EZKL could not finish, in the same run.
+    for name, _ in failures:
+        c, h = stwo[name], halo2.get(name) or {}
+        lines.append(
+            f"| {name} | {c['prove_s']:.3f} | {h.get('prove_s', float('nan')):.2f} | did not finish | "
+            f"— | — | — | {h.get('setup_s', float('nan')):.2f} | "
+            f"{c['peak_rss_mib']:.0f} / {h.get('peak_rss_mib', float('nan')):.0f} / — | "
+            f"{c['proof_kib']:.0f} / {h.get('proof_kib', float('nan')):.1f} / — | "
+            f"{c['verify_ms']:.1f} / {h.get('verify_ms', float('nan')):.0f} / — |"
+        )
     table = "\n".join(lines)
     print(table)
     print(
@@ -202,11 +236,11 @@ def main():
         f"{ {n: e['logrows'] for n, _, _, e in rows} }; EZKL verify = child process time minus "
         f"{startup:.0f} ms interpreter + import start-up.",
     )
-    for f in failures:
+    for _, f in failures:
         print(f"EZKL did not finish {f}")
     if a.output:
         with open(a.output, "w") as fh:
-            fh.write(table + "\n" + "".join(f"\nEZKL did not finish {f}" for f in failures) + "\n")
+            fh.write(table + "\n" + "".join(f"\nEZKL did not finish {f}" for _, f in failures) + "\n")
 
 
 if __name__ == "__main__":

@@ -64,6 +64,7 @@ fn graph_with(x_bound: (i64, i64), w: [i64; 2], mm_bound: (i64, i64)) -> Graph {
             ),
         ],
         image: None,
+        one_hot: false,
         labels: None,
     }
 }

@@ -31,7 +31,14 @@ const FIXTURE_MODELS: [&str; 5] = [
 ];
 
 /// The real-sized fixtures, benchmarked when named (`ciro bench cifar_cnn ...`).
-const LARGE_MODELS: [&str; 4] = ["cifar_cnn", "resnet_block", "dense_4m", "mlp_1024"];
+const LARGE_MODELS: [&str; 6] = [
+    "cifar_cnn",
+    "resnet_block",
+    "dense_4m",
+    "mlp_1024",
+    "transformer_block",
+    "nanogpt",
+];
 
 /// Seed of the held-out inputs the accuracy columns are measured on.
 const ACCURACY_SEED: u64 = 2026;
@@ -235,6 +242,7 @@ fn accuracy(fixtures: &Path, m: &CompiledModel, n: usize) -> Result<(Option<f64>
         &shapes,
         g.inputs[0].range,
         g.image.as_ref(),
+        g.one_hot,
         n,
         ACCURACY_SEED,
     );

@@ -125,7 +125,7 @@ fn errors_are_clear_and_exit_nonzero() {
         v["error"]
             .as_str()
             .unwrap()
-            .contains("unsupported op `Cos`"),
+            .contains("unsupported op `CumSum`"),
         "{v}"
     );
 

@@ -204,9 +204,14 @@ impl Measured {
     }
 }
 
+/// Error statistics, and label agreement over the samples whose float output has a single
+/// largest value. Where the largest value repeats (an upsampled image), the argmax is no label
+/// and is not compared; with no such sample there is no agreement.
 fn measure(graph: &Graph, samples: &[Vec<Vec<f32>>], floats: &[Vec<Vec<f32>>]) -> Result<Measured> {
     let (mut max_abs, mut sum_abs, mut count, mut float_max) = (0f64, 0f64, 0usize, 0f64);
-    let (mut agree, mut out_of_range) = (0usize, 0usize);
+    let mut out_of_range = 0usize;
+    // Per sample: whether the labels agree, and the float model's top-two gap.
+    let mut labels: Vec<(bool, f64)> = Vec::new();
     let classifier = graph.outputs.len() == 1 && graph.nodes[graph.outputs[0].node].len() > 1;
     for (x, f) in samples.iter().zip(floats) {
         let (q, violations) = run_lenient(graph, x)?;
@@ -220,15 +225,29 @@ fn measure(graph: &Graph, samples: &[Vec<Vec<f32>>], floats: &[Vec<Vec<f32>>]) -
                 float_max = float_max.max((*b as f64).abs());
             }
         }
-        if classifier && argmax(&q[0]) == argmax(&f[0]) {
-            agree += 1;
+        if classifier {
+            let top = argmax(&f[0]);
+            let runner_up = f[0]
+                .iter()
+                .enumerate()
+                .filter(|&(i, _)| i != top)
+                .map(|(_, &v)| v as f64)
+                .fold(f64::NEG_INFINITY, f64::max);
+            labels.push((argmax(&q[0]) == top, f[0][top] as f64 - runner_up));
         }
     }
+    let decisive: Vec<bool> = labels
+        .iter()
+        .filter(|&&(_, gap)| gap > 0.0)
+        .map(|&(agree, _)| agree)
+        .collect();
+    let agreement = (!decisive.is_empty())
+        .then(|| decisive.iter().filter(|&&a| a).count() as f64 / decisive.len() as f64);
     Ok(Measured {
         max_abs,
         mean_abs: sum_abs / count.max(1) as f64,
         float_max,
-        agreement: classifier.then(|| agree as f64 / samples.len().max(1) as f64),
+        agreement,
         out_of_range,
     })
 }
@@ -237,11 +256,13 @@ fn measure(graph: &Graph, samples: &[Vec<Vec<f32>>], floats: &[Vec<Vec<f32>>]) -
 /// is given, and the held-out inputs the benchmarks measure accuracy on. For an image model
 /// (`image` set, inputs `[1, C, H, W]`) they look like images: a random 8×8 picture per channel
 /// blown up to full size plus ±5% noise, since white noise drives activations where real
-/// pictures never go. Otherwise uniform.
+/// pictures never go. For a `one_hot` model (token ids) each row along the last axis is one-hot
+/// at a random position: random prompts. Otherwise uniform.
 pub fn synthetic_inputs(
     shapes: &[Vec<usize>],
     range: [f64; 2],
     image: Option<&crate::ir::ImageSpec>,
+    one_hot: bool,
     n: usize,
     seed: u64,
 ) -> Vec<Vec<Vec<f32>>> {
@@ -260,6 +281,16 @@ pub fn synthetic_inputs(
             shapes
                 .iter()
                 .map(|s| match (image, s.as_slice()) {
+                    _ if one_hot => {
+                        let width = *s.last().unwrap_or(&1);
+                        let len: usize = s.iter().product();
+                        let mut out = vec![0.0f32; len];
+                        for row in out.chunks_mut(width.max(1)) {
+                            let hot = ((next() * row.len() as f64) as usize).min(row.len() - 1);
+                            row[hot] = 1.0;
+                        }
+                        out
+                    }
                     (Some(_), &[1, c, h, w]) => {
                         const CELLS: usize = 8;
                         let base: Vec<f64> = (0..c * CELLS * CELLS)
@@ -313,7 +344,14 @@ pub fn compile(
     };
     let synthetic = calibration.is_empty();
     let samples = if synthetic {
-        synthetic_inputs(&loaded.input_shapes, range, loaded.image.as_ref(), 8, 0)
+        synthetic_inputs(
+            &loaded.input_shapes,
+            range,
+            loaded.image.as_ref(),
+            loaded.one_hot,
+            8,
+            0,
+        )
     } else {
         calibration.to_vec()
     };

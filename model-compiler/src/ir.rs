@@ -70,6 +70,15 @@ pub enum Func {
     Silu,
     /// `x·min(max(x/6 + 1/2, 0), 1)`.
     HardSwish,
+    Cos,
+    Sin,
+    Tan,
+    Acos,
+    Asin,
+    Atan,
+    /// `x^e` for a constant exponent (its `f32` bits); for a fractional `e` a negative input
+    /// reads as 0, and for a negative `e` an input within one step of 0 as that step.
+    Pow(u32),
 }
 
 impl Func {
@@ -92,6 +101,13 @@ impl Func {
             }
             Func::Silu => x * sigmoid(x),
             Func::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
+            Func::Cos => x.cos(),
+            Func::Sin => x.sin(),
+            Func::Tan => x.tan(),
+            Func::Acos => x.clamp(-1.0, 1.0).acos(),
+            Func::Asin => x.clamp(-1.0, 1.0).asin(),
+            Func::Atan => x.atan(),
+            Func::Pow(bits) => x.powf(f32::from_bits(*bits) as f64),
         }
     }
 
@@ -101,6 +117,14 @@ impl Func {
         match self {
             Func::Rsqrt | Func::Ln => self.apply(x.max(step)),
             Func::Recip if x.abs() < step => self.apply(if x < 0.0 { -step } else { step }),
+            Func::Pow(bits) => {
+                let e = f32::from_bits(*bits) as f64;
+                match (e.fract() != 0.0 && x < 0.0, e < 0.0 && x.abs() < step) {
+                    (true, _) => 0.0,
+                    (_, true) => self.apply(if x < 0.0 { -step } else { step }),
+                    _ => self.apply(x),
+                }
+            }
             _ => self.apply(x),
         }
     }
@@ -112,6 +136,10 @@ impl Func {
         match self {
             Func::Rsqrt | Func::Ln => lo < step,
             Func::Recip => lo < step && hi > -step,
+            Func::Pow(bits) => {
+                let e = f32::from_bits(*bits) as f64;
+                (e.fract() != 0.0 && lo < 0.0) || (e < 0.0 && lo < step && hi > -step)
+            }
             _ => false,
         }
     }
@@ -143,6 +171,18 @@ impl Func {
             Func::GeluExact | Func::GeluTanh => 1.13,
             Func::Silu => 1.1,
             Func::HardSwish => (m / 3.0 + 0.5).clamp(1.0, 1.5),
+            Func::Cos | Func::Sin => 1.0,
+            Func::Atan => 1.0,
+            Func::Tan if m < std::f64::consts::FRAC_PI_2 => 1.0 / m.cos().powi(2),
+            Func::Asin | Func::Acos if m < 1.0 => 1.0 / (1.0 - m * m).sqrt(),
+            Func::Tan | Func::Asin | Func::Acos => f64::INFINITY,
+            Func::Pow(bits) => {
+                let e = f32::from_bits(*bits) as f64;
+                // |d/dx x^e| = |e|·|x|^(e-1): largest at the largest |x| when e >= 1, at the
+                // smallest (at least one step) when e < 1.
+                let at = if e >= 1.0 { m } else { near };
+                e.abs() * at.powf(e - 1.0)
+            }
         }
     }
 
@@ -185,6 +225,13 @@ impl Func {
             Func::GeluTanh => "gelu (tanh)",
             Func::Silu => "silu",
             Func::HardSwish => "hardswish",
+            Func::Cos => "cos",
+            Func::Sin => "sin",
+            Func::Tan => "tan",
+            Func::Acos => "acos",
+            Func::Asin => "asin",
+            Func::Atan => "atan",
+            Func::Pow(_) => "pow",
         }
     }
 }
@@ -513,6 +560,9 @@ pub struct Graph {
     pub nodes: Vec<Node>,
     pub image: Option<ImageSpec>,
     pub labels: Option<Vec<String>>,
+    /// Inputs are one-hot rows along their last axis (token ids, ONNX metadata `ciro.one_hot`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub one_hot: bool,
 }
 
 /// Size summary of a graph.

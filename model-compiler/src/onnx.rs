@@ -31,6 +31,8 @@ pub struct LoadedModel {
     pub input_range: Option<[f64; 2]>,
     pub image: Option<ImageSpec>,
     pub labels: Option<Vec<String>>,
+    /// `ciro.one_hot` metadata: each input row along the last axis is one-hot (token ids).
+    pub one_hot: bool,
     /// The symbolic dimensions of the inputs and the sizes they were bound to.
     pub bound_dims: Vec<BoundDim>,
     /// Every ONNX node's name and op type, as the file has them, so errors can speak of the
@@ -237,6 +239,7 @@ pub fn load_with(path: &Path, dims: &DimBindings) -> Result<LoadedModel> {
         ),
         None => None,
     };
+    let one_hot = meta("ciro.one_hot").is_some_and(|v| v == "true");
     let typed = inference
         .into_typed()
         .and_then(|m| m.into_decluttered())
@@ -302,6 +305,7 @@ pub fn load_with(path: &Path, dims: &DimBindings) -> Result<LoadedModel> {
         output_names,
         input_range,
         image,
+        one_hot,
         labels,
         bound_dims,
         onnx_nodes,
@@ -469,6 +473,7 @@ pub fn lower(
         nodes,
         image: loaded.image.clone(),
         labels: loaded.labels.clone(),
+        one_hot: loaded.one_hot,
     })
 }
 

@@ -21,7 +21,7 @@ fn unsupported_op_names_op_node_and_shapes() {
     let err = ciro_model_compiler::compile(&loaded, &[], &Default::default())
         .unwrap_err()
         .to_string();
-    assert!(err.contains("unsupported op `Cos`"), "{err}");
+    assert!(err.contains("unsupported op `CumSum`"), "{err}");
     assert!(err.contains("at node `"), "{err}");
     assert!(err.contains("[1, 8]"), "{err}");
 }

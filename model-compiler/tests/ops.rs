@@ -50,6 +50,17 @@ const OPS: &[(&str, &[&str])] = &[
     ("not_greater_or_equal", &["Sub", "Mul", "Clamp"]),
     ("layernorm", &["ReduceSum", "DivConst", "Lookup", "Mul"]),
     ("reduce_min", &["ReduceMax", "Sub"]),
+    ("matmul_activations", &["MatMul", "Transpose"]),
+    ("causal_softmax", &["Softmax", "Mul", "Add"]),
+    ("attention_head", &["MatMul", "Softmax"]),
+    ("expand", &["Gather"]),
+    ("tile", &["Gather"]),
+    ("trilu", &["Mul"]),
+    ("sign", &["Clamp", "Sub"]),
+    ("floor", &["Rescale"]),
+    ("ceil", &["Rescale", "Sub"]),
+    ("round", &["Rescale"]),
+    ("conv_transpose", &["Conv", "Pad", "Add"]),
 ];
 
 /// With worst-case ranges, every input inside the declared range evaluates inside every proven

@@ -7,7 +7,9 @@ use std::sync::OnceLock;
 use ciro_model_compiler::eval::IntTensor;
 use ciro_model_compiler::CompiledModel;
 use ciro_prover::{ProofSystem, StwoBackend, StwoProvingKey, StwoVerifyingKey};
-pub use ciro_test_support::{compile_fixture, sample_input, with_changed_weight};
+// Each test binary uses some of these.
+#[allow(unused_imports)]
+pub use ciro_test_support::{compile_fixture, compile_named, sample_input, with_changed_weight};
 
 pub struct Fixture {
     pub model: CompiledModel,
@@ -16,7 +18,7 @@ pub struct Fixture {
     pub input: Vec<IntTensor>,
 }
 
-/// Compiles and sets up a fixture once per test binary.
+/// Compiles and sets up a fixture (a model, or else an op) once per test binary.
 pub fn fixture(name: &'static str) -> &'static Fixture {
     static CACHE: OnceLock<std::sync::Mutex<Vec<(&'static str, &'static Fixture)>>> =
         OnceLock::new();
@@ -25,9 +27,8 @@ pub fn fixture(name: &'static str) -> &'static Fixture {
     if let Some((_, f)) = c.iter().find(|(n, _)| *n == name) {
         return f;
     }
-    let model = compile_fixture(name);
+    let (model, input) = compile_named(name);
     let (pk, vk) = StwoBackend::default().setup(&model).expect("setup");
-    let input = sample_input(&model, name);
     let f: &'static Fixture = Box::leak(Box::new(Fixture {
         model,
         pk,

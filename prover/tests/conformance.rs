@@ -79,6 +79,22 @@ macro_rules! conformance {
     };
 }
 
+/// The transformer fixtures: the encoder block's label and the nanoGPT decoder's next token
+/// agree with the float model on at least 99 of 100 held-out inputs (random prompts for the
+/// decoder), and both prove on stwo. halo2 proves them too (`ciro bench --backend halo2`), but
+/// at 2^19 and 2^21 rows too slowly for this suite; the `attention_head` op fixture takes every
+/// attention gadget through halo2 above.
+#[test]
+fn transformer_fixtures_agree_with_float_and_prove() {
+    for name in ["transformer_block", "nanogpt"] {
+        let model = support::compile_fixture(name);
+        let agreement = support::label_agreement(&model, name, 100);
+        assert!(agreement >= 0.99, "{name}: label agreement {agreement}");
+        let input = support::sample_input(&model, name);
+        conforms(BackendId::Stwo, &format!("model {name}"), &model, &input);
+    }
+}
+
 conformance!(stwo, BackendId::Stwo);
 conformance!(halo2, BackendId::Halo2);
 

@@ -8,7 +8,9 @@ mod common;
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
-use ciro_circuits::halo2::columns::{Sel, A, ACC, B, C, D, F0, L, SEL_DIV, SEL_MAC, SEL_SELECT};
+use ciro_circuits::halo2::columns::{
+    Sel, A, ACC, B, C, D, F0, F2, L, SEL_ARITH, SEL_DIV, SEL_MAC, SEL_SELECT,
+};
 use ciro_circuits::halo2::Layout;
 use ciro_model_compiler::eval::IntTensor;
 use ciro_prover::{
@@ -33,9 +35,8 @@ fn keys(name: &'static str) -> &'static Keys {
     if let Some((_, k)) = c.iter().find(|(n, _)| *n == name) {
         return k;
     }
-    let model = common::compile_fixture(name);
+    let (model, input) = common::compile_named(name);
     let (pk, vk) = backend().setup(&model).expect("halo2 setup");
-    let input = common::sample_input(&model, name);
     let k: &'static Keys = Box::leak(Box::new(Keys { pk, vk, input }));
     c.push((name, k));
     k
@@ -247,6 +248,22 @@ fn one_wrong_witness_cell_is_rejected() {
             l.advice[ACC][q] += 1;
         }
     });
+    // A product of two activations (attention's Q·Kᵀ) off by one: `C = F2·D` with `D = A·B`.
+    tampered(
+        "matmul_activations",
+        "a product of two activations + 1",
+        &|l| {
+            let r = (0..l.rows)
+                .find(|&r| {
+                    l.selectors[SEL_ARITH][r]
+                        && l.coeff[F2][r] == 1
+                        && l.advice[A][r] != 0
+                        && l.advice[B][r] != 0
+                })
+                .expect("a product row");
+            l.advice[C][r] += 1;
+        },
+    );
     // A public input's cell differing from the instance (a public input sits in `D`).
     tampered("mlp_small", "input cell + 1", &|l| {
         l.advice[D][0] += 1;

@@ -7,7 +7,7 @@
 mod common;
 
 use ciro_circuits::stwo::trace::ComponentTrace;
-use ciro_circuits::stwo::{div, lookup, mac, select, Kind, MAC_INPUTS, MAC_OUTPUTS};
+use ciro_circuits::stwo::{arith, div, lookup, mac, select, Kind, MAC_INPUTS, MAC_OUTPUTS};
 use ciro_prover::{KeyFile, ProofBundle, ProofSystem, StwoBackend, VerifyError};
 
 fn backend() -> StwoBackend {
@@ -328,6 +328,27 @@ fn wire_value_swapped_between_two_ops_is_rejected() {
                 .find(|&r| c.pre[pre::out_mult(m)][r] > 0)
                 .expect("a row writing its last accumulator");
             c.main[main::acc(m)][r] += 1;
+        },
+    );
+}
+
+#[test]
+fn product_of_two_activations_off_by_one_is_rejected() {
+    use arith::{main, pre};
+    // Attention's Q·Kᵀ: each product of two computed values is an Arith row read by a MAC.
+    tampered(
+        "matmul_activations",
+        "a product of two activations + 1",
+        &|comps| {
+            let c = component(comps, Kind::Arith);
+            let r = (0..c.rows())
+                .find(|&r| {
+                    c.pre[pre::CAB][r] == 1
+                        && c.pre[pre::A_MULT][r] > 0
+                        && c.pre[pre::B_MULT][r] > 0
+                })
+                .expect("a product row");
+            c.main[main::OUT][r] += 1;
         },
     );
 }

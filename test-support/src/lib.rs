@@ -65,6 +65,18 @@ pub fn sample_input(model: &CompiledModel, name: &str) -> Vec<IntTensor> {
     quantize_inputs(&model.graph, &x).unwrap_or_else(|e| panic!("{name}: quantize: {e}"))
 }
 
+/// A model fixture (`models/NAME`) with its sample input, or else the op fixture `NAME`
+/// ([`compile_op`]).
+pub fn compile_named(name: &str) -> (CompiledModel, Vec<IntTensor>) {
+    if fixtures().join("models").join(name).is_dir() {
+        let model = compile_fixture(name);
+        let input = sample_input(&model, name);
+        (model, input)
+    } else {
+        compile_op(name)
+    }
+}
+
 /// An op fixture compiled with its input as the calibration data, and that input quantized.
 pub fn compile_op(name: &str) -> (CompiledModel, Vec<IntTensor>) {
     let dir = fixtures().join("ops");
@@ -92,6 +104,37 @@ pub fn with_changed_weight(model: &CompiledModel) -> CompiledModel {
         .expect("a weight tensor");
     w[0] += 1;
     model
+}
+
+/// The share of `n` held-out synthetic inputs (random prompts for a one-hot model) on which
+/// the compiled fixture's label (its output's argmax) is the float model's; an input that leaves
+/// a calibrated range counts as disagreeing, since it cannot be proven.
+pub fn label_agreement(model: &CompiledModel, name: &str, n: usize) -> f64 {
+    use ciro_model_compiler::compile::{argmax, run, synthetic_inputs};
+    use ciro_model_compiler::reference::FloatModel;
+    let g = &model.graph;
+    let loaded = onnx::load(&fixtures().join("models").join(name).join("model.onnx"))
+        .unwrap_or_else(|e| panic!("{name}: load: {e}"));
+    let float = FloatModel::new(&loaded).unwrap_or_else(|e| panic!("{name}: float model: {e}"));
+    let shapes: Vec<Vec<usize>> = g.inputs.iter().map(|i| i.shape.clone()).collect();
+    let inputs = synthetic_inputs(
+        &shapes,
+        g.inputs[0].range,
+        g.image.as_ref(),
+        g.one_hot,
+        n,
+        99,
+    );
+    let agree = inputs
+        .iter()
+        .filter(|x| {
+            let f = float
+                .run(x)
+                .unwrap_or_else(|e| panic!("{name}: float run: {e}"));
+            run(g, x).is_ok_and(|q| argmax(&q[0]) == argmax(&f[0]))
+        })
+        .count();
+    agree as f64 / n as f64
 }
 
 #[cfg(test)]

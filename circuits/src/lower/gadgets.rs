@@ -118,6 +118,33 @@ impl Lowering<'_> {
         Ok(out)
     }
 
+    /// `x·y` of two computed cells, one Arith gate, its bound the product of their bounds
+    /// (checked against the budget: the gate's equation must not wrap).
+    pub(super) fn product(
+        &mut self,
+        node: &Node,
+        x: Operand,
+        y: Operand,
+    ) -> Result<Operand, CircuitError> {
+        let ((xl, xh), (yl, yh)) = (self.bound_of(x), self.bound_of(y));
+        let [xl, xh, yl, yh] = [xl, xh, yl, yh].map(i128::from);
+        let corners = [xl * yl, xl * yh, xh * yl, xh * yh];
+        let (lo, hi) = (
+            corners.iter().min().unwrap_or(&0),
+            corners.iter().max().unwrap_or(&0),
+        );
+        if !self
+            .budget
+            .holds(lo.unsigned_abs().max(hi.unsigned_abs()) as i128)
+        {
+            return Err(self.overflow(
+                node,
+                format!("a product of two computed values can reach [{lo}, {hi}]"),
+            ));
+        }
+        Ok(self.arith(x, y, 0, 0, 1, (*lo as i64, *hi as i64)))
+    }
+
     /// `ca*a + cb*b + cab*a*b + c0` with operand folding.
     pub(super) fn arith(
         &mut self,

@@ -1,7 +1,8 @@
 //! Lowering of the linear family: MatMul (Gemm and Flatten·Gemm arrive as MatMul) and Conv.
 //! Each output element is a dot product over constant weights; the outputs that read the same
-//! inputs (a row of a MatMul, a position of a Conv) form one MAC block. A product of two
-//! computed tensors has no gadget.
+//! inputs (a row of a MatMul, a position of a Conv) form one MAC block. A MatMul of two computed
+//! tensors (attention's `Q·Kᵀ` and `A·V`) proves each product with an Arith gate and sums them
+//! in a MAC with unit weights.
 
 use ciro_model_compiler::ir::{Node, Op};
 use ciro_model_compiler::ops::linear::conv_taps;
@@ -32,12 +33,7 @@ pub(super) fn lower(l: &mut Lowering, node: &Node) -> Result<Vec<Operand>, Circu
                             terms.push(match (x, y) {
                                 (x, Operand::Const(w)) => (x, w),
                                 (Operand::Const(w), y) => (y, w),
-                                _ => {
-                                    return Err(unsupported(
-                                        node,
-                                        "a product of two computed tensors",
-                                    ))
-                                }
+                                (x, y) => (l.product(node, x, y)?, 1),
                             });
                         }
                         rows.push(terms);

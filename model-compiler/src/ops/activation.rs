@@ -4,6 +4,7 @@
 //! exact (a product, a subtraction from 0, a max).
 
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
+use tract_onnx::tract_core::ops::math::PowConst;
 use tract_onnx::tract_core::ops::nn::LeakyRelu;
 
 use crate::builder::Builder;
@@ -29,6 +30,13 @@ fn activation(l: &mut Lowering, id: usize, ew: &ElementWiseOp) -> Result<NodeId>
     if let Some(lr) = ew.0.downcast_ref::<LeakyRelu>() {
         return l.b.leaky_relu(x, lr.alpha as f64);
     }
+    if let Some(p) = ew.0.downcast_ref::<PowConst>() {
+        return match p.exponent {
+            1.0 => Ok(x),
+            2.0 => l.b.mul(x, x),
+            e => l.b.lookup(x, Func::Pow(e.to_bits())),
+        };
+    }
     let func = match ew.0.name().as_str() {
         "Sigmoid" => Func::Sigmoid,
         "Tanh" => Func::Tanh,
@@ -42,6 +50,12 @@ fn activation(l: &mut Lowering, id: usize, ew: &ElementWiseOp) -> Result<NodeId>
         "GeluApproximate" => Func::GeluTanh,
         "Silu" => Func::Silu,
         "HardSwish" => Func::HardSwish,
+        "Cos" => Func::Cos,
+        "Sin" => Func::Sin,
+        "Tan" => Func::Tan,
+        "Acos" => Func::Acos,
+        "Asin" => Func::Asin,
+        "Atan" => Func::Atan,
         // Exact: no table.
         "Square" => return l.b.mul(x, x),
         "Neg" => return l.b.neg(x),
@@ -50,6 +64,14 @@ fn activation(l: &mut Lowering, id: usize, ew: &ElementWiseOp) -> Result<NodeId>
             let neg = l.b.neg(x)?;
             return l.b.max_min(x, neg, true);
         }
+        "Sign" => return l.b.sign(x),
+        "Floor" => return l.b.floor(x),
+        "Ceil" => {
+            let neg = l.b.neg(x)?;
+            let f = l.b.floor(neg)?;
+            return l.b.neg(f);
+        }
+        "Round" | "RoundHalfToEven" => return l.b.round(x),
         _ => return Err(l.unsupported(id, "")),
     };
     l.b.lookup(x, func)
@@ -61,6 +83,63 @@ pub const UNBOUNDED_ERROR: f64 = 1e30;
 // ---- bound and error analysis ----
 
 impl Builder {
+    /// `floor(x)` (ONNX Floor), exact on the quantized value: `x − ½` rescaled to scale 0 (the
+    /// rescale rounds half up, so this is the floor). A step function: an input that carries
+    /// error can land one step off (proven error 1).
+    pub fn floor(&mut self, x: NodeId) -> Result<NodeId> {
+        let x = self.at_most(x, self.config.scale)?;
+        let s = self.nodes[x].scale;
+        if s == 0 {
+            return Ok(x);
+        }
+        let half = self.scalar(-0.5, s)?;
+        let shifted = self.add(x, half, false)?;
+        self.step(x, shifted, s)
+    }
+
+    /// `round(x)` (ONNX Round: a tie goes to the even neighbour), exactly: `up` and `down`
+    /// are `x` rescaled to scale 0 with ties rounded up and down (they differ only at a tie),
+    /// and the result is `down + (up - down)·[down is odd]`, the parity being
+    /// `2·round_up(down / 2) - down`.
+    pub fn round(&mut self, x: NodeId) -> Result<NodeId> {
+        let x = self.at_most(x, self.config.scale)?;
+        let s = self.nodes[x].scale;
+        if s == 0 {
+            return Ok(x);
+        }
+        let up = self.step(x, x, s)?;
+        let one_step = self.scalar(-1.0 / scale_f(s) as f32, s)?;
+        let below = self.add(x, one_step, false)?;
+        let down = self.step(x, below, s)?;
+        let half_unit = self.scalar(0.5, 1)?;
+        let halved = self.mul(down, half_unit)?;
+        let halved = self.rescale(halved, 1)?;
+        let twice = self.add(halved, halved, false)?;
+        let odd = self.add(twice, down, true)?;
+        let tie = self.add(up, down, true)?;
+        let fix = self.mul(tie, odd)?;
+        let out = self.add(down, fix, false)?;
+        self.nodes[out].error = self.nodes[up].error;
+        Ok(out)
+    }
+
+    /// `v` rescaled by `bits` to scale 0, as the integer step of `x`: exact unless `x` carries
+    /// error.
+    fn step(&mut self, x: NodeId, v: NodeId, bits: u32) -> Result<NodeId> {
+        let out = self.rescale(v, bits)?;
+        self.nodes[out].error = if self.nodes[x].error > 0.0 { 1.0 } else { 0.0 };
+        Ok(out)
+    }
+
+    /// `sign(x)` (ONNX Sign) as `[x > 0] − [x < 0]`, each an exact comparison.
+    pub fn sign(&mut self, x: NodeId) -> Result<NodeId> {
+        use super::elementwise::Comparison;
+        let zero = self.zero(x)?;
+        let pos = self.compare(x, zero, Comparison::Gt)?;
+        let neg = self.compare(x, zero, Comparison::Lt)?;
+        self.add(pos, neg, true)
+    }
+
     /// `clamp(x, min, max)` with real-valued constant limits.
     pub fn clamp(&mut self, x: NodeId, min: Option<f64>, max: Option<f64>) -> Result<NodeId> {
         // Compare at the activation scale, not at a product's: the comparison's range check is

@@ -35,13 +35,29 @@ pub(crate) fn import(l: &mut Lowering, id: usize) -> Option<Result<NodeId>> {
 }
 
 impl Lowering<'_> {
-    /// ONNX `Where` (tract's `Iff`): `cond ? x : y`, the condition a comparison's 0/1.
+    /// ONNX `Where` (tract's `Iff`): `cond ? x : y`, the condition a comparison's 0/1 or a
+    /// constant (an attention mask).
     fn where_(&mut self, id: usize) -> Result<NodeId> {
-        let Value::Node(c) = self.arg(id, 0) else {
-            return Err(self.unsupported(id, ": a constant condition"));
+        let c = match self.arg(id, 0) {
+            Value::Node(c) => c,
+            Value::Const(c) => self.b.constant(&c, 0)?,
         };
         let s = self.b.config.scale;
-        let (x, y) = (self.arg_node(id, 1, s)?, self.arg_node(id, 2, s)?);
+        // A constant branch (a mask's -inf) takes the other's scale, brought to the activation
+        // scale first: rescaling the mask sentinel later would shrink it to a real number.
+        let constant_beside = |l: &mut Self, c: FloatConst, n: NodeId| -> Result<_> {
+            let n = l.b.at_most(n, s)?;
+            let sn = l.b.node(n).scale;
+            Ok((l.b.constant(&c, sn)?, n))
+        };
+        let (x, y) = match (self.arg(id, 1), self.arg(id, 2)) {
+            (Value::Const(cx), Value::Node(ny)) => constant_beside(self, cx, ny)?,
+            (Value::Node(nx), Value::Const(cy)) => {
+                let (y, x) = constant_beside(self, cy, nx)?;
+                (x, y)
+            }
+            _ => (self.arg_node(id, 1, s)?, self.arg_node(id, 2, s)?),
+        };
         self.b.select_where(c, x, y)
     }
 

@@ -4,14 +4,15 @@
 //! ([`super::elementwise`]). Bound analysis sums each output's term intervals per column of
 //! constant weights; the error propagates through `|w|` sums.
 
-use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat};
+use tract_onnx::tract_core::ops::cnn::{Conv, Deconv, KernelFormat};
 use tract_onnx::tract_core::ops::einsum::EinSum;
+use tract_onnx::tract_core::ops::nn::DataFormat;
 
 use crate::builder::{shapes_str, Builder, FloatConst, Window};
 use crate::error::{CompileError, Result};
 use crate::eval::IntTensor;
 use crate::ir::{Node, NodeId, Op};
-use crate::onnx::{Lowering, Value};
+use crate::onnx::{tract_err, Lowering, Value};
 use crate::quant::scale_f;
 
 // ---- import (tract's decluttered ops) ----
@@ -25,6 +26,9 @@ pub(crate) fn import(l: &mut Lowering, id: usize) -> Option<Result<NodeId>> {
     }
     if let Some(conv) = op.downcast_ref::<Conv>() {
         return Some(l.conv(id, conv));
+    }
+    if let Some(d) = op.downcast_ref::<Deconv>() {
+        return Some(l.deconv(id, d));
     }
     None
 }
@@ -46,10 +50,85 @@ impl Lowering<'_> {
         let w = self.b.constant(&kernel, sw)?;
         let win = self.window(id, &conv.pool_spec, x)?;
         let y = self.b.conv(x, w, win)?;
+        self.conv_bias(id, y, kernel.shape[0])
+    }
+
+    /// ONNX ConvTranspose (tract's `Deconv`), 2-D, group 1: the convolution, stride 1, of the
+    /// input with `stride - 1` zeros inserted between its values and padded by
+    /// `dilation·(k - 1)` less the transposed convolution's own padding, with the kernel's taps
+    /// reversed. The zeros are constants: they cost nothing.
+    pub(crate) fn deconv(&mut self, id: usize, d: &Deconv) -> Result<NodeId> {
+        let spec = &d.pool_spec;
+        if d.group != 1 || spec.data_format != DataFormat::NCHW || spec.kernel_shape.len() != 2 {
+            return Err(self.unsupported(
+                id,
+                ": only 2-D NCHW transposed convolutions with group 1 are supported",
+            ));
+        }
+        let scale = self.b.config.scale;
+        let x = self.arg_node(id, 0, scale)?;
+        let x = self.b.at_most(x, scale)?;
+        let Value::Const(kernel) = self.arg(id, 1) else {
+            return Err(self.unsupported(id, ": the kernel must be a constant"));
+        };
+        // tract holds the kernel as OIHW ([C_out, C_in, kH, kW]), whatever ONNX's layout.
+        let &[co, ci, kh, kw] = kernel.shape.as_slice() else {
+            return Err(self.unsupported(id, ": the kernel must be 2-D"));
+        };
+        let in_shape = self.b.node(x).shape.clone();
+        if in_shape.len() != 4 || in_shape[1] != ci {
+            return Err(self.unsupported(id, ": the input must be NCHW with the kernel's C_in"));
+        }
+        let pair = |v: &Option<tract_onnx::prelude::TVec<usize>>| {
+            v.as_ref().map(|s| [s[0], s[1]]).unwrap_or([1, 1])
+        };
+        let (strides, dil, k) = (pair(&spec.strides), pair(&spec.dilations), [kh, kw]);
+        let adj = [0, 1].map(|a| d.adjustments.get(a).copied().unwrap_or(0));
+        let pads = spec
+            .padding
+            .compute_for_deconv(&in_shape[2..4], &k, &dil, &strides, &adj)
+            .map_err(|e| self.unsupported(id, &format!(": {}", tract_err(e))))?;
+        let (mut before, mut after) = ([0; 2], [0; 2]);
+        for a in 0..2 {
+            let span = dil[a] * (k[a] - 1);
+            match (
+                span.checked_sub(pads[a].pad_before),
+                (span + adj[a]).checked_sub(pads[a].pad_after),
+            ) {
+                (Some(b), Some(f)) => (before[a], after[a]) = (b, f),
+                _ => return Err(self.unsupported(id, ": padding wider than the kernel")),
+            }
+        }
+        let x = self.b.insert_zeros(x, strides)?;
+        let mut flipped = vec![0f32; kernel.values.len()];
+        for (t, &v) in kernel.values.iter().enumerate() {
+            // Tap (o, c, i, j) of the transposed convolution is tap (o, c, kh-1-i, kw-1-j) of
+            // the convolution.
+            let (j, i, oc) = (t % kw, (t / kw) % kh, t / (kw * kh));
+            flipped[(oc * kh + (kh - 1 - i)) * kw + (kw - 1 - j)] = v;
+        }
+        let w = FloatConst {
+            shape: vec![co, ci, kh, kw],
+            values: flipped,
+        };
+        let w = self.b.constant(&w, self.b.config.weight_scale)?;
+        let win = Window {
+            kernel: k,
+            strides: [1, 1],
+            dilations: dil,
+            pads_before: before,
+            pads_after: after,
+        };
+        let y = self.b.conv(x, w, win)?;
+        self.conv_bias(id, y, co)
+    }
+
+    /// Adds a convolution's bias (input 2, one value per output channel, or one for all).
+    fn conv_bias(&mut self, id: usize, y: NodeId, channels: usize) -> Result<NodeId> {
         if self.model.node(id).inputs.len() > 2 {
             if let Value::Const(bias) = self.arg(id, 2) {
                 if bias.values.iter().any(|&v| v != 0.0) {
-                    let o = kernel.shape[0];
+                    let o = channels;
                     let bias = if bias.values.len() == 1 {
                         FloatConst {
                             shape: vec![1, o, 1, 1],

@@ -1,15 +1,19 @@
 //! The wiring family: Input and Const, and the pure data movement ops Reshape (Flatten, Squeeze,
-//! Unsqueeze, Reshape), Transpose, Slice, Concat, Pad and Gather. They keep their input's scale,
+//! Unsqueeze, Reshape), Transpose, Slice, Concat, Pad and Gather (Expand and Tile are a Gather per
+//! axis that grows; Trilu multiplies by its constant 0/1 mask). They keep their input's scale,
 //! bound and error (a Pad adds its value to the bound; a Concat aligns its parts' scales), and
 //! cost wiring only in a circuit. Inputs and constants are imported by the walk over the model
 //! ([`crate::onnx::lower`]); the reshape helpers here also serve the linear family's einsum
 //! normalisation.
 
 use tract_onnx::prelude::tract_data::internal::DimLike;
-use tract_onnx::tract_core::ops::array::{Gather, Pad, PadMode, Slice, TypedConcat};
+use tract_onnx::tract_core::ops::array::{
+    Gather, MultiBroadcastTo, Pad, PadMode, Slice, Tile, Trilu, TypedConcat,
+};
 use tract_onnx::tract_core::ops::change_axes::AxisOp;
 use tract_onnx::tract_core::ops::downsample::Downsample;
 use tract_onnx::tract_core::ops::identity::Identity;
+use tract_onnx::tract_core::ops::nn::NearestUpsample;
 
 use crate::builder::{Builder, FloatConst};
 use crate::error::Result;
@@ -17,6 +21,10 @@ use crate::eval::{increment, permute, strides, IntTensor};
 use crate::ir::{Bound, Node, NodeId, Op};
 use crate::onnx::{tensor_to_const, tensor_to_indices, tract_err, Lowering};
 use crate::quant::{quantize, scale_f};
+
+/// The quantized stand-in for an infinite (mask) constant: far outside any calibrated
+/// activation, well inside every field budget.
+pub const MASK_SENTINEL: i64 = 1 << 24;
 
 // ---- import (tract's decluttered ops) ----
 
@@ -47,7 +55,104 @@ pub(crate) fn import(l: &mut Lowering, id: usize) -> Option<Result<NodeId>> {
     if let Some(g) = op.downcast_ref::<Gather>() {
         return Some(gather(l, id, g));
     }
+    if op.downcast_ref::<MultiBroadcastTo>().is_some() || op.downcast_ref::<Tile>().is_some() {
+        return Some(repeat(l, id));
+    }
+    if let Some(t) = op.downcast_ref::<Trilu>() {
+        return Some(trilu(l, id, t));
+    }
+    if let Some(u) = op.downcast_ref::<NearestUpsample>() {
+        return Some(upsample(l, id, &u.scales));
+    }
     None
+}
+
+/// ONNX Resize, nearest, by integer factors (what tract's `NearestUpsample` is): along each
+/// axis scaled by `f`, output position `i` reads input position `i / f`.
+fn upsample(l: &mut Lowering, id: usize, scales: &[usize]) -> Result<NodeId> {
+    let mut x = l.arg_node(id, 0, l.b.config.scale)?;
+    let mut shape = l.b.node(x).shape.clone();
+    if scales.len() != shape.len() {
+        return Err(l.unsupported(id, ": one scale per axis expected"));
+    }
+    for (axis, &f) in scales.iter().enumerate() {
+        if f <= 1 {
+            continue;
+        }
+        shape[axis] *= f;
+        let indices = (0..shape[axis]).map(|i| i / f).collect();
+        x = l.b.wiring(Op::Gather { axis, indices }, x, shape.clone())?;
+    }
+    Ok(x)
+}
+
+/// ONNX Expand (tract's `MultiBroadcastTo`) and Tile: along each axis that grows from `n` to
+/// `m` (a multiple of `n`), output position `i` reads input position `i mod n`.
+fn repeat(l: &mut Lowering, id: usize) -> Result<NodeId> {
+    let mut x = l.arg_node(id, 0, l.b.config.scale)?;
+    let out = l.out_shape(id);
+    let mut shape = l.b.node(x).shape.clone();
+    if shape.len() < out.len() {
+        shape.splice(0..0, std::iter::repeat_n(1, out.len() - shape.len()));
+        x = l.b.wiring(Op::Reshape, x, shape.clone())?;
+    }
+    if shape.len() != out.len() {
+        return Err(l.unsupported(id, &format!(": cannot repeat {shape:?} to {out:?}")));
+    }
+    for (axis, &m) in out.iter().enumerate() {
+        let n = shape[axis];
+        if n == m {
+            continue;
+        }
+        if n == 0 || m % n != 0 {
+            return Err(l.unsupported(id, &format!(": cannot repeat {shape:?} to {out:?}")));
+        }
+        shape[axis] = m;
+        let indices = (0..m).map(|i| i % n).collect();
+        x = l.b.wiring(Op::Gather { axis, indices }, x, shape.clone())?;
+    }
+    Ok(x)
+}
+
+/// ONNX Trilu with a constant `k`: the input times its constant 0/1 triangle.
+fn trilu(l: &mut Lowering, id: usize, t: &Trilu) -> Result<NodeId> {
+    let x = l.arg_node(id, 0, l.b.config.scale)?;
+    let k = match l.model.node(id).inputs.get(1) {
+        Some(&outlet) => {
+            let fact = l
+                .model
+                .outlet_fact(outlet)
+                .map_err(|e| l.unsupported(id, &tract_err(e)))?;
+            let Some(k) = &fact.konst else {
+                return Err(l.unsupported(id, ": the diagonal offset k must be constant"));
+            };
+            let k = tensor_to_indices(k).map_err(|e| l.unsupported(id, &format!(": {e}")))?;
+            k.first().copied().unwrap_or(0)
+        }
+        None => 0,
+    };
+    let shape = l.b.node(x).shape.clone();
+    let (rows, cols) = match shape.as_slice() {
+        [.., r, c] => (*r, *c),
+        _ => return Err(l.unsupported(id, ": Trilu needs a matrix")),
+    };
+    let values = (0..rows * cols)
+        .map(|i| {
+            let (r, c) = ((i / cols) as i64, (i % cols) as i64);
+            let kept = if t.upper { c >= r + k } else { c <= r + k };
+            if kept {
+                1.0
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mask = FloatConst {
+        shape: vec![rows, cols],
+        values,
+    };
+    let mask = l.b.constant(&mask, 0)?;
+    l.b.mul(x, mask)
 }
 
 fn axis_op(l: &mut Lowering, id: usize, a: &AxisOp) -> Result<NodeId> {
@@ -216,16 +321,24 @@ impl Builder {
     }
 
     /// A quantized constant at `scale`; its error is the actual largest quantization error.
+    /// Infinities and float-minimum-like sentinels (|v| ≥ 1e30, what attention masks fill with)
+    /// stand for ±∞: they become ±[`MASK_SENTINEL`] with no error, a value no calibrated
+    /// activation comes near, which a softmax's exp turns into exactly 0 as it does -∞.
     pub fn constant(&mut self, c: &FloatConst, scale: u32) -> Result<NodeId> {
+        let sentinel = |v: f32| v.is_infinite() || v.abs() >= 1e30;
         let values: Vec<i64> = c
             .values
             .iter()
-            .map(|&v| quantize(v as f64, scale))
+            .map(|&v| match sentinel(v) {
+                true => MASK_SENTINEL * v.signum() as i64,
+                false => quantize(v as f64, scale),
+            })
             .collect();
         let error = c
             .values
             .iter()
             .zip(&values)
+            .filter(|(&v, _)| !sentinel(v))
             .map(|(&v, &q)| (v as f64 - q as f64 / scale_f(scale)).abs())
             .fold(0.0, f64::max);
         let lo = values.iter().copied().min().unwrap_or(0);
@@ -238,6 +351,43 @@ impl Builder {
             Bound::new(lo, hi),
             error,
         )
+    }
+
+    /// An NCHW tensor with `strides[a] - 1` zeros between neighbours along H and W (what a
+    /// transposed convolution convolves): per axis, a unit axis after it padded with zeros to
+    /// the stride, merged back, and the trailing zeros sliced off.
+    pub fn insert_zeros(&mut self, x: NodeId, strides: [usize; 2]) -> Result<NodeId> {
+        let mut x = x;
+        for (a, s) in [(2usize, strides[0]), (3, strides[1])] {
+            if s <= 1 {
+                continue;
+            }
+            let mut shape = self.nodes[x].shape.clone();
+            let n = shape[a];
+            shape.insert(a + 1, 1);
+            x = self.wiring(Op::Reshape, x, shape.clone())?;
+            let (mut before, mut after) = (vec![0; shape.len()], vec![0; shape.len()]);
+            (before[a + 1], after[a + 1]) = (0, s - 1);
+            shape[a + 1] = s;
+            let pad = Op::Pad {
+                before,
+                after,
+                value: 0,
+            };
+            x = self.wiring(pad, x, shape.clone())?;
+            shape.remove(a + 1);
+            shape[a] = n * s;
+            x = self.wiring(Op::Reshape, x, shape.clone())?;
+            shape[a] = (n - 1) * s + 1;
+            let slice = Op::Slice {
+                axis: a,
+                start: 0,
+                end: shape[a],
+                step: 1,
+            };
+            x = self.wiring(slice, x, shape)?;
+        }
+        Ok(x)
     }
 
     /// A data-movement op: same scale, bound and error as its (single) input.
