@@ -61,6 +61,7 @@ const OPS: &[(&str, &[&str])] = &[
     ("ceil", &["Rescale", "Sub"]),
     ("round", &["Rescale"]),
     ("conv_transpose", &["Conv", "Pad", "Add"]),
+    ("argmax", &["ReduceMax", "Clamp", "MatMul"]),
 ];
 
 /// With worst-case ranges, every input inside the declared range evaluates inside every proven

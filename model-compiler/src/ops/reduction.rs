@@ -1,14 +1,15 @@
 //! The reduction family: ReduceSum and ReduceMax over a set of axes (kept with size 1), and what
-//! is built from them: ReduceMin, the mean of squares (variance, InstanceNorm) and RmsNorm
-//! (LayerNorm after its mean is subtracted).
+//! is built from them: ReduceMin, the mean of squares (variance, InstanceNorm), RmsNorm
+//! (LayerNorm after its mean is subtracted) and ArgMax.
 
 use tract_onnx::tract_core::ops::nn::{Reduce, Reducer, RmsNorm};
 
-use crate::builder::Builder;
+use crate::builder::{Builder, FloatConst};
 use crate::error::Result;
 use crate::eval::{reduce_map, IntTensor};
 use crate::ir::{Node, NodeId, Op};
 use crate::onnx::Lowering;
+use crate::ops::elementwise::Comparison;
 
 // ---- import (tract's decluttered ops) ----
 
@@ -37,6 +38,7 @@ fn reduce(l: &mut Lowering, id: usize, r: &Reduce) -> Result<NodeId> {
             l.b.neg(m)
         }
         Reducer::MeanOfSquares => l.b.mean_of_squares(x, axes),
+        Reducer::ArgMax(false) if axes.len() == 1 => l.b.argmax(x, axes[0]),
         _ => Err(l.unsupported(id, &format!(": reducer {:?} is not supported", r.reducer))),
     }
 }
@@ -53,6 +55,51 @@ fn rms_norm(l: &mut Lowering, id: usize, rms: &RmsNorm) -> Result<NodeId> {
 // ---- bound and error analysis ----
 
 impl Builder {
+    /// The first position of the largest value along `axis` (ONNX ArgMax; the axis kept with
+    /// size 1), exactly: `eq = [x >= max]`, `seen = min(Σ_{j<i} eq_j, 1)` by a MAC with a
+    /// constant triangle, `first = eq − eq·seen` (one-hot at the first maximum), and the index
+    /// `Σ i·first_i`. An input that carries error can move it to another near-maximal position
+    /// (proven error `n − 1`).
+    pub fn argmax(&mut self, x: NodeId, axis: usize) -> Result<NodeId> {
+        let x = self.at_most(x, self.config.scale)?;
+        let shape = self.nodes[x].shape.clone();
+        let (rank, n) = (shape.len(), shape[axis]);
+        let max = self.reduce(x, vec![axis], true)?;
+        let eq = self.compare(x, max, Comparison::Ge)?;
+        // The axis last, then one row per position of the other axes.
+        let mut perm: Vec<usize> = (0..rank).filter(|&d| d != axis).collect();
+        perm.push(axis);
+        let moved: Vec<usize> = perm.iter().map(|&d| shape[d]).collect();
+        let eq = if axis + 1 == rank {
+            eq
+        } else {
+            self.wiring(Op::Transpose { perm }, eq, moved.clone())?
+        };
+        let rows = moved[..rank - 1].iter().product();
+        let eq = self.wiring(Op::Reshape, eq, vec![rows, n])?;
+        let matrix = |f: &dyn Fn(usize, usize) -> f32, cols: usize| FloatConst {
+            shape: vec![n, cols],
+            values: (0..n * cols).map(|k| f(k / cols, k % cols)).collect(),
+        };
+        let before = self.constant(&matrix(&|j, i| f32::from(u8::from(j < i)), n), 0)?;
+        let before = self.matmul(eq, before)?;
+        let seen = self.clamp(before, Some(0.0), Some(1.0))?;
+        let both = self.mul(eq, seen)?;
+        let both = self.at_most(both, self.nodes[eq].scale)?;
+        let first = self.add(eq, both, true)?;
+        let index = self.constant(&matrix(&|i, _| i as f32, 1), 0)?;
+        let out = self.matmul(first, index)?;
+        let mut kept = shape;
+        kept[axis] = 1;
+        let out = self.wiring(Op::Reshape, out, kept)?;
+        self.nodes[out].error = if self.nodes[x].error > 0.0 {
+            (n - 1) as f64
+        } else {
+            0.0
+        };
+        Ok(out)
+    }
+
     pub fn reduce(&mut self, x: NodeId, axes: Vec<usize>, is_max: bool) -> Result<NodeId> {
         // A sum multiplies magnitudes by its count: sum at the activation scale, not at a
         // product's scale, so that the field budget holds it.
