@@ -37,6 +37,7 @@ fn graph_with(x_bound: (i64, i64), w: [i64; 2], mm_bound: (i64, i64)) -> Graph {
             name: "x".into(),
             shape: vec![1, 2],
             range: [-1.0, 1.0],
+            integer: false,
         }],
         outputs: vec![OutputInfo {
             name: "y".into(),

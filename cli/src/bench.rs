@@ -238,7 +238,7 @@ fn accuracy(fixtures: &Path, m: &CompiledModel, n: usize) -> Result<(Option<f64>
     let loaded = onnx::load(&fixtures.join("models").join(&g.name).join("model.onnx"))?;
     let float = FloatModel::new(&loaded)?;
     let shapes: Vec<Vec<usize>> = g.inputs.iter().map(|i| i.shape.clone()).collect();
-    let inputs = synthetic_inputs(
+    let mut inputs = synthetic_inputs(
         &shapes,
         g.inputs[0].range,
         g.image.as_ref(),
@@ -246,6 +246,8 @@ fn accuracy(fixtures: &Path, m: &CompiledModel, n: usize) -> Result<(Option<f64>
         n,
         ACCURACY_SEED,
     );
+    let integer: Vec<bool> = g.inputs.iter().map(|i| i.integer).collect();
+    ciro_model_compiler::compile::round_integer_inputs(&mut inputs, &integer);
     let (mut agree, mut out_of_range) = (0, 0);
     for x in &inputs {
         let (q, violations) = run_lenient(g, x)?;

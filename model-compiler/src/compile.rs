@@ -125,6 +125,12 @@ pub fn quantize_inputs(graph: &Graph, inputs: &[Vec<f32>]) -> Result<Vec<IntTens
                     x[p]
                 )));
             }
+            if let Some(p) = x.iter().position(|v| info.integer && v.fract() != 0.0) {
+                return Err(CompileError::Input(format!(
+                    "input {i} value {} at position {p} is not an integer (the model declares an integer input)",
+                    x[p]
+                )));
+            }
             let data = x.iter().map(|&v| quantize(v as f64, scale)).collect();
             Ok(IntTensor::new(info.shape.clone(), data))
         })
@@ -318,6 +324,15 @@ pub fn synthetic_inputs(
         .collect()
 }
 
+/// Rounds the values of the inputs flagged integer (synthetic samples for integer inputs).
+pub fn round_integer_inputs(samples: &mut [Vec<Vec<f32>>], integer: &[bool]) {
+    for sample in samples {
+        for (x, _) in sample.iter_mut().zip(integer).filter(|(_, &i)| i) {
+            x.iter_mut().for_each(|v| *v = v.round());
+        }
+    }
+}
+
 /// Compiles a loaded ONNX model: picks the input range and scale, lowers, measures.
 pub fn compile(
     loaded: &LoadedModel,
@@ -344,14 +359,16 @@ pub fn compile(
     };
     let synthetic = calibration.is_empty();
     let samples = if synthetic {
-        synthetic_inputs(
+        let mut s = synthetic_inputs(
             &loaded.input_shapes,
             range,
             loaded.image.as_ref(),
             loaded.one_hot,
             8,
             0,
-        )
+        );
+        round_integer_inputs(&mut s, &loaded.integer_inputs);
+        s
     } else {
         calibration.to_vec()
     };

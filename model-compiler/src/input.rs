@@ -46,6 +46,11 @@ fn flatten(v: &serde_json::Value, out: &mut Vec<f32>) -> std::result::Result<(),
             out.push(f);
             Ok(())
         }
+        // A bool input's values (EZKL writes them as JSON booleans).
+        serde_json::Value::Bool(b) => {
+            out.push(f32::from(u8::from(*b)));
+            Ok(())
+        }
         other => Err(format!(
             "value {other} at position {} is not a finite number",
             out.len()

@@ -540,6 +540,9 @@ pub struct InputInfo {
     pub shape: Vec<usize>,
     /// Declared real range of every value of this input.
     pub range: [f64; 2],
+    /// Declared with an integer or bool type: its values must be integers.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub integer: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -33,6 +33,8 @@ pub struct LoadedModel {
     pub labels: Option<Vec<String>>,
     /// `ciro.one_hot` metadata: each input row along the last axis is one-hot (token ids).
     pub one_hot: bool,
+    /// Per input: declared with an integer or bool type, so its values must be integers.
+    pub integer_inputs: Vec<bool>,
     /// The symbolic dimensions of the inputs and the sizes they were bound to.
     pub bound_dims: Vec<BoundDim>,
     /// Every ONNX node's name and op type, as the file has them, so errors can speak of the
@@ -41,6 +43,11 @@ pub struct LoadedModel {
 }
 
 impl LoadedModel {
+    /// Whether IR node `n` is a model input declared with an integer or bool type.
+    pub(crate) fn integer_input(&self, op: &Op) -> bool {
+        matches!(op, Op::Input { index } if self.integer_inputs.get(*index).copied().unwrap_or(false))
+    }
+
     /// The ONNX node (name, op type) a tract node comes from: the node of that name, or the one
     /// whose name prefixes it (tract names the nodes it splits a node into `name.suffix`).
     pub fn onnx_node(&self, tract_name: &str) -> Option<(&str, &str)> {
@@ -180,6 +187,73 @@ fn dedupe_node_names(graph: &mut tract_onnx::pb::GraphProto) {
     }
 }
 
+/// Makes every non-f32 model input an f32 one followed by a Cast to its declared type, so that
+/// tract (the float reference) and the importer see one kind of input; returns, per input,
+/// whether its values must be integers (integer and bool types). The importer treats the Cast
+/// of an integer input as the identity, and quantizing an input checks that it is integral.
+fn float_inputs(graph: &mut tract_onnx::pb::GraphProto) -> Vec<bool> {
+    use tract_onnx::pb::tensor_proto::DataType;
+    use tract_onnx::pb::{attribute_proto::AttributeType, type_proto, AttributeProto, NodeProto};
+    let initializers: std::collections::HashSet<String> =
+        graph.initializer.iter().map(|t| t.name.clone()).collect();
+    let mut integer = Vec::new();
+    let mut casts = Vec::new();
+    for input in &mut graph.input {
+        if initializers.contains(&input.name) {
+            continue;
+        }
+        let Some(type_proto::Value::TensorType(t)) =
+            input.r#type.as_mut().and_then(|t| t.value.as_mut())
+        else {
+            integer.push(false);
+            continue;
+        };
+        let declared = t.elem_type;
+        let float = [
+            DataType::Float,
+            DataType::Double,
+            DataType::Float16,
+            DataType::Bfloat16,
+        ]
+        .map(|d| d as i32);
+        integer.push(!float.contains(&declared));
+        if declared == DataType::Float as i32 {
+            continue;
+        }
+        t.elem_type = DataType::Float as i32;
+        let typed = format!("{}.ciro_typed", input.name);
+        casts.push(NodeProto {
+            input: vec![input.name.clone()],
+            output: vec![typed.clone()],
+            name: typed.clone(),
+            op_type: "Cast".into(),
+            attribute: vec![AttributeProto {
+                name: "to".into(),
+                r#type: AttributeType::Int as i32,
+                i: declared as i64,
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        let original = input.name.clone();
+        for node in &mut graph.node {
+            for i in &mut node.input {
+                if *i == original {
+                    *i = typed.clone();
+                }
+            }
+        }
+        for o in &mut graph.output {
+            if o.name == original {
+                // An input returned as it is: the Cast's output is the model's output.
+                o.name = typed.clone();
+            }
+        }
+    }
+    graph.node.splice(0..0, casts);
+    integer
+}
+
 /// Reads an ONNX file, binds its symbolic dimensions to 1, and declutters it.
 pub fn load(path: &Path) -> Result<LoadedModel> {
     load_with(path, &DimBindings::default())
@@ -203,6 +277,7 @@ pub fn load_with(path: &Path, dims: &DimBindings) -> Result<LoadedModel> {
     };
     dedupe_node_names(graph);
     let bound_dims = bind_dims(graph, dims).map_err(|e| onnx_err(&p, e))?;
+    let integer_inputs = float_inputs(graph);
     let onnx_nodes = graph
         .node
         .iter()
@@ -264,15 +339,6 @@ pub fn load_with(path: &Path, dims: &DimBindings) -> Result<LoadedModel> {
                 ),
             )
         })?;
-        if fact.datum_type != f32::datum_type() {
-            return Err(onnx_err(
-                &p,
-                format!(
-                    "input {i} is {:?}; only f32 inputs are supported",
-                    fact.datum_type
-                ),
-            ));
-        }
         input_shapes.push(shape.to_vec());
         input_names.push(typed.node(outlet.node).name.clone());
     }
@@ -306,6 +372,7 @@ pub fn load_with(path: &Path, dims: &DimBindings) -> Result<LoadedModel> {
         input_range,
         image,
         one_hot,
+        integer_inputs,
         labels,
         bound_dims,
         onnx_nodes,
@@ -419,6 +486,10 @@ pub fn lower(
                 .expect("source is an input");
             let nid =
                 l.b.input(index, loaded.input_shapes[index].clone(), input_range)?;
+            if loaded.integer_inputs.get(index).copied().unwrap_or(false) {
+                // Integers (checked when quantizing) are exact at any scale.
+                l.b.exact(nid);
+            }
             l.values.insert(OutletId::new(id, 0), Value::Node(nid));
             continue;
         }
@@ -463,10 +534,12 @@ pub fn lower(
             .input_shapes
             .iter()
             .zip(&loaded.input_names)
-            .map(|(s, n)| InputInfo {
+            .enumerate()
+            .map(|(i, (s, n))| InputInfo {
                 name: n.clone(),
                 shape: s.clone(),
                 range: input_range,
+                integer: loaded.integer_inputs.get(i).copied().unwrap_or(false),
             })
             .collect(),
         outputs,
@@ -499,6 +572,12 @@ impl Lowering<'_> {
 
     /// An op Ciro cannot prove, named as the user's file has it (ONNX op type and node), with
     /// tract's rewrite of it where that differs.
+    /// Whether IR node `x` is a model input declared integer (so a cast to an integer type is
+    /// the identity on it).
+    pub(crate) fn loaded_integer_input(&self, x: NodeId) -> bool {
+        self.loaded.integer_input(&self.b.node(x).op)
+    }
+
     pub(crate) fn unsupported(&self, id: usize, detail: &str) -> CompileError {
         let node = self.model.node(id);
         let label = op_label(node);

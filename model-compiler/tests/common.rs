@@ -58,6 +58,7 @@ pub fn random_inputs(graph: &Graph, n: usize, seed: u64) -> Vec<Vec<Vec<f32>>> {
                                 }
                                 _ => rng.gen_range(lo..=hi),
                             };
+                            let v = if i.integer { v.round() } else { v };
                             // Keep f32 rounding inside the range.
                             (v as f32).clamp(lo as f32, hi as f32)
                         })

@@ -122,3 +122,19 @@ fn tampered_compiled_model_is_refused() {
     let err = CompiledModel::from_bytes(v.to_string().as_bytes()).unwrap_err();
     assert!(err.contains("format version 99 is not supported"), "{err}");
 }
+
+/// An input declared int64 (or bool) takes integers only: 0.5 is refused when quantizing, and an
+/// integer is exact at any scale.
+#[test]
+fn integer_inputs_take_integers_only() {
+    let dir = fixtures().join("ops");
+    let loaded = load(&dir.join("int_input.onnx"));
+    let sample = ciro_model_compiler::input::read_json(&dir.join("int_input.json")).unwrap();
+    let compiled = compile_with(&loaded, std::slice::from_ref(&sample));
+    assert!(compiled.graph.inputs[0].integer);
+    assert_eq!(compiled.report.max_abs_error, 0.0);
+    let mut x = sample.clone();
+    x[0][0] = 0.5;
+    let err = run(&compiled.graph, &x).unwrap_err().to_string();
+    assert!(err.contains("is not an integer"), "{err}");
+}

@@ -62,6 +62,8 @@ const OPS: &[(&str, &[&str])] = &[
     ("round", &["Rescale"]),
     ("conv_transpose", &["Conv", "Pad", "Add"]),
     ("argmax", &["ReduceMax", "Clamp", "MatMul"]),
+    ("bool_inputs", &["Add", "Mul"]),
+    ("int_input", &["Mul"]),
 ];
 
 /// With worst-case ranges, every input inside the declared range evaluates inside every proven

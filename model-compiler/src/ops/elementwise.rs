@@ -70,8 +70,10 @@ impl Lowering<'_> {
             .outlet_fact(self.model.node(id).inputs[0])
             .map(|f| f.datum_type)
             .ok();
-        // A bool (a comparison's 0/1) is the same number in any type.
-        if to.is_float() || from == Some(DatumType::Bool) {
+        // A bool (a comparison's 0/1) is the same number in any type, and so is an input that
+        // quantizing checked to be an integer.
+        let integral = self.loaded_integer_input(x);
+        if to.is_float() || from == Some(DatumType::Bool) || (integral && to != DatumType::Bool) {
             return Ok(x);
         }
         if to == DatumType::Bool {

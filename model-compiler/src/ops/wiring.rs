@@ -320,6 +320,11 @@ impl Builder {
         )
     }
 
+    /// Marks a node exact (no quantization error): an integer input.
+    pub fn exact(&mut self, x: NodeId) {
+        self.nodes[x].error = 0.0;
+    }
+
     /// A quantized constant at `scale`; its error is the actual largest quantization error.
     /// Infinities and float-minimum-like sentinels (|v| ≥ 1e30, what attention masks fill with)
     /// stand for ±∞: they become ±[`MASK_SENTINEL`] with no error, a value no calibrated
