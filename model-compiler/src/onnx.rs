@@ -572,6 +572,26 @@ impl Lowering<'_> {
 
     /// An op Ciro cannot prove, named as the user's file has it (ONNX op type and node), with
     /// tract's rewrite of it where that differs.
+    /// A 1-D NCL input viewed as `[N, C, 1, L]` for the 2-D window ops (unchanged if it is
+    /// not rank 3).
+    pub(crate) fn view_as_2d(&mut self, x: NodeId) -> Result<NodeId> {
+        let shape = self.b.node(x).shape.clone();
+        if shape.len() != 3 {
+            return Ok(x);
+        }
+        self.b
+            .wiring(Op::Reshape, x, vec![shape[0], shape[1], 1, shape[2]])
+    }
+
+    /// The 2-D result `y` of a window op back in the node's own (1-D) shape, if it differs.
+    pub(crate) fn restore_1d(&mut self, id: usize, y: NodeId) -> Result<NodeId> {
+        let out = self.out_shape(id);
+        if out.len() == 3 && self.b.node(y).shape.len() == 4 {
+            return self.b.wiring(Op::Reshape, y, out);
+        }
+        Ok(y)
+    }
+
     /// Whether IR node `x` is a model input declared integer (so a cast to an integer type is
     /// the identity on it).
     pub(crate) fn loaded_integer_input(&self, x: NodeId) -> bool {
@@ -642,25 +662,33 @@ impl Lowering<'_> {
         Err(self.unsupported(id, ""))
     }
 
+    /// The window of a 2-D NCHW op, or of a 1-D NCL one on an input already viewed as
+    /// `[N, C, 1, L]` ([`Self::view_as_2d`]): its first axis is then trivial.
     pub(crate) fn window(&self, id: usize, spec: &PoolSpec, x: NodeId) -> Result<Window> {
-        if spec.data_format != DataFormat::NCHW || spec.kernel_shape.len() != 2 {
-            return Err(self.unsupported(id, ": only 2-D NCHW windows are supported"));
+        let rank = spec.kernel_shape.len();
+        if spec.data_format != DataFormat::NCHW || !(rank == 1 || rank == 2) {
+            return Err(self.unsupported(id, ": only 1-D and 2-D NCHW windows are supported"));
         }
         let shape = &self.b.node(x).shape;
-        let k = [spec.kernel_shape[0], spec.kernel_shape[1]];
-        let strides = spec
-            .strides
-            .as_ref()
-            .map(|s| [s[0], s[1]])
-            .unwrap_or([1, 1]);
+        let spatial = &shape[shape.len() - rank..];
+        let k = spec.kernel_shape.to_vec();
+        let strides = spec.strides.as_ref().map_or(vec![1; rank], |s| s.to_vec());
         let dil = spec
             .dilations
             .as_ref()
-            .map(|s| [s[0], s[1]])
-            .unwrap_or([1, 1]);
-        let computed = spec.padding.compute(&shape[2..4], &k, &dil, &strides);
-        let pb = [computed[0].pad_before, computed[1].pad_before];
-        let pa = [computed[0].pad_after, computed[1].pad_after];
+            .map_or(vec![1; rank], |s| s.to_vec());
+        let computed = spec.padding.compute(spatial, &k, &dil, &strides);
+        // Two axes, the first trivial for a 1-D window.
+        let two = |v: Vec<usize>, trivial: usize| -> [usize; 2] {
+            if rank == 1 {
+                [trivial, v[0]]
+            } else {
+                [v[0], v[1]]
+            }
+        };
+        let pb = two(computed.iter().map(|c| c.pad_before).collect(), 0);
+        let pa = two(computed.iter().map(|c| c.pad_after).collect(), 0);
+        let (k, strides, dil) = (two(k, 1), two(strides, 1), two(dil, 1));
         if let PaddingSpec::ExplicitOnnxPool(_, _, true) = spec.padding {
             return Err(self.unsupported(id, ": ceil_mode pooling is not supported"));
         }

@@ -64,6 +64,8 @@ const OPS: &[(&str, &[&str])] = &[
     ("argmax", &["ReduceMax", "Clamp", "MatMul"]),
     ("bool_inputs", &["Add", "Mul"]),
     ("int_input", &["Mul"]),
+    ("conv1d", &["Conv", "Reshape"]),
+    ("averagepool1d", &["SumPool", "DivConst", "Reshape"]),
 ];
 
 /// With worst-case ranges, every input inside the declared range evaluates inside every proven

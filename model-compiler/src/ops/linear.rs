@@ -44,13 +44,19 @@ impl Lowering<'_> {
         let sw = self.b.config.weight_scale;
         let x = self.arg_node(id, 0, self.b.config.scale)?;
         let x = self.b.at_most(x, self.b.config.scale)?;
-        let Value::Const(kernel) = self.arg(id, 1) else {
+        let x = self.view_as_2d(x)?;
+        let Value::Const(mut kernel) = self.arg(id, 1) else {
             return Err(self.unsupported(id, ": the kernel must be a constant"));
         };
+        if kernel.shape.len() == 3 {
+            // A 1-D kernel [O, C, k] is the 2-D [O, C, 1, k].
+            kernel.shape.insert(2, 1);
+        }
         let w = self.b.constant(&kernel, sw)?;
         let win = self.window(id, &conv.pool_spec, x)?;
         let y = self.b.conv(x, w, win)?;
-        self.conv_bias(id, y, kernel.shape[0])
+        let y = self.conv_bias(id, y, kernel.shape[0])?;
+        self.restore_1d(id, y)
     }
 
     /// ONNX ConvTranspose (tract's `Deconv`), 2-D, group 1: the convolution, stride 1, of the

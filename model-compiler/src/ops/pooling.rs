@@ -29,12 +29,20 @@ pub(crate) fn import(l: &mut Lowering, id: usize) -> Option<Result<NodeId>> {
 
 fn max_pool(l: &mut Lowering, id: usize, p: &MaxPool) -> Result<NodeId> {
     let x = l.arg_node(id, 0, l.b.config.scale)?;
+    let x = l.view_as_2d(x)?;
     let win = l.window(id, &p.pool_spec, x)?;
-    l.b.max_pool(x, win)
+    let y = l.b.max_pool(x, win)?;
+    l.restore_1d(id, y)
 }
 
 fn sum_pool(l: &mut Lowering, id: usize, p: &SumPool) -> Result<NodeId> {
     let x = l.arg_node(id, 0, l.b.config.scale)?;
+    let x = l.view_as_2d(x)?;
+    let y = sum_pool_2d(l, id, p, x)?;
+    l.restore_1d(id, y)
+}
+
+fn sum_pool_2d(l: &mut Lowering, id: usize, p: &SumPool, x: NodeId) -> Result<NodeId> {
     let win = l.window(id, &p.pool_spec, x)?;
     let sum = l.b.sum_pool(x, win)?;
     if !p.normalize {
