@@ -211,14 +211,22 @@ impl Measured {
 }
 
 /// Error statistics, and label agreement over the samples whose float output has a single
-/// largest value. Where the largest value repeats (an upsampled image), the argmax is no label
-/// and is not compared; with no such sample there is no agreement.
+/// largest value. Where the largest value repeats, the argmax is no label and is not compared;
+/// with no such sample there is no agreement.
 fn measure(graph: &Graph, samples: &[Vec<Vec<f32>>], floats: &[Vec<Vec<f32>>]) -> Result<Measured> {
     let (mut max_abs, mut sum_abs, mut count, mut float_max) = (0f64, 0f64, 0usize, 0f64);
     let mut out_of_range = 0usize;
     // Per sample: whether the labels agree, and the float model's top-two gap.
     let mut labels: Vec<(bool, f64)> = Vec::new();
-    let classifier = graph.outputs.len() == 1 && graph.nodes[graph.outputs[0].node].len() > 1;
+    // A label is the argmax of one vector of scores: a single output with one axis longer than
+    // 1 (an image or a feature map has no label).
+    let classifier = graph.outputs.len() == 1
+        && graph.nodes[graph.outputs[0].node]
+            .shape
+            .iter()
+            .filter(|&&d| d > 1)
+            .count()
+            == 1;
     for (x, f) in samples.iter().zip(floats) {
         let (q, violations) = run_lenient(graph, x)?;
         out_of_range += usize::from(!violations.is_empty());
