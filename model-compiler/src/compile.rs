@@ -216,8 +216,8 @@ impl Measured {
 fn measure(graph: &Graph, samples: &[Vec<Vec<f32>>], floats: &[Vec<Vec<f32>>]) -> Result<Measured> {
     let (mut max_abs, mut sum_abs, mut count, mut float_max) = (0f64, 0f64, 0usize, 0f64);
     let mut out_of_range = 0usize;
-    // Per sample: whether the labels agree, and the float model's top-two gap.
-    let mut labels: Vec<(bool, f64)> = Vec::new();
+    // Samples with a single float maximum, and those whose label the integer model shares.
+    let (mut labelled, mut agree) = (0usize, 0usize);
     // A label is the argmax of one vector of scores: a single output with one axis longer than
     // 1 (an image or a feature map has no label).
     let classifier = graph.outputs.len() == 1
@@ -247,16 +247,13 @@ fn measure(graph: &Graph, samples: &[Vec<Vec<f32>>], floats: &[Vec<Vec<f32>>]) -
                 .filter(|&(i, _)| i != top)
                 .map(|(_, &v)| v as f64)
                 .fold(f64::NEG_INFINITY, f64::max);
-            labels.push((argmax(&q[0]) == top, f[0][top] as f64 - runner_up));
+            if f[0][top] as f64 > runner_up {
+                labelled += 1;
+                agree += usize::from(argmax(&q[0]) == top);
+            }
         }
     }
-    let decisive: Vec<bool> = labels
-        .iter()
-        .filter(|&&(_, gap)| gap > 0.0)
-        .map(|&(agree, _)| agree)
-        .collect();
-    let agreement = (!decisive.is_empty())
-        .then(|| decisive.iter().filter(|&&a| a).count() as f64 / decisive.len() as f64);
+    let agreement = (labelled > 0).then(|| agree as f64 / labelled as f64);
     Ok(Measured {
         max_abs,
         mean_abs: sum_abs / count.max(1) as f64,

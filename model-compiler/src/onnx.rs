@@ -43,9 +43,9 @@ pub struct LoadedModel {
 }
 
 impl LoadedModel {
-    /// Whether IR node `n` is a model input declared with an integer or bool type.
-    pub(crate) fn integer_input(&self, op: &Op) -> bool {
-        matches!(op, Op::Input { index } if self.integer_inputs.get(*index).copied().unwrap_or(false))
+    /// Whether input `index` is declared with an integer or bool type.
+    pub(crate) fn integer_input(&self, index: usize) -> bool {
+        self.integer_inputs.get(index).copied().unwrap_or(false)
     }
 
     /// The ONNX node (name, op type) a tract node comes from: the node of that name, or the one
@@ -486,7 +486,7 @@ pub fn lower(
                 .expect("source is an input");
             let nid =
                 l.b.input(index, loaded.input_shapes[index].clone(), input_range)?;
-            if loaded.integer_inputs.get(index).copied().unwrap_or(false) {
+            if loaded.integer_input(index) {
                 // Integers (checked when quantizing) are exact at any scale.
                 l.b.exact(nid);
             }
@@ -539,7 +539,7 @@ pub fn lower(
                 name: n.clone(),
                 shape: s.clone(),
                 range: input_range,
-                integer: loaded.integer_inputs.get(i).copied().unwrap_or(false),
+                integer: loaded.integer_input(i),
             })
             .collect(),
         outputs,
@@ -570,8 +570,6 @@ impl Lowering<'_> {
             .join(", ")
     }
 
-    /// An op Ciro cannot prove, named as the user's file has it (ONNX op type and node), with
-    /// tract's rewrite of it where that differs.
     /// A 1-D NCL input viewed as `[N, C, 1, L]` for the 2-D window ops (unchanged if it is
     /// not rank 3).
     pub(crate) fn view_as_2d(&mut self, x: NodeId) -> Result<NodeId> {
@@ -595,9 +593,11 @@ impl Lowering<'_> {
     /// Whether IR node `x` is a model input declared integer (so a cast to an integer type is
     /// the identity on it).
     pub(crate) fn loaded_integer_input(&self, x: NodeId) -> bool {
-        self.loaded.integer_input(&self.b.node(x).op)
+        matches!(self.b.node(x).op, Op::Input { index } if self.loaded.integer_input(index))
     }
 
+    /// An op Ciro cannot prove, named as the user's file has it (ONNX op type and node), with
+    /// tract's rewrite of it where that differs.
     pub(crate) fn unsupported(&self, id: usize, detail: &str) -> CompileError {
         let node = self.model.node(id);
         let label = op_label(node);

@@ -114,22 +114,29 @@ fn repeat(l: &mut Lowering, id: usize) -> Result<NodeId> {
     Ok(x)
 }
 
+/// The integer values of input `slot` of node `id`, which must be a constant (`what` names it
+/// in the refusal).
+fn const_indices(l: &Lowering, id: usize, slot: usize, what: &str) -> Result<Vec<i64>> {
+    let outlet = l.model.node(id).inputs[slot];
+    let fact = l
+        .model
+        .outlet_fact(outlet)
+        .map_err(|e| l.unsupported(id, &tract_err(e)))?;
+    let Some(k) = &fact.konst else {
+        return Err(l.unsupported(id, &format!(": {what} must be constant")));
+    };
+    tensor_to_indices(k).map_err(|e| l.unsupported(id, &format!(": {e}")))
+}
+
 /// ONNX Trilu with a constant `k`: the input times its constant 0/1 triangle.
 fn trilu(l: &mut Lowering, id: usize, t: &Trilu) -> Result<NodeId> {
     let x = l.arg_node(id, 0, l.b.config.scale)?;
-    let k = match l.model.node(id).inputs.get(1) {
-        Some(&outlet) => {
-            let fact = l
-                .model
-                .outlet_fact(outlet)
-                .map_err(|e| l.unsupported(id, &tract_err(e)))?;
-            let Some(k) = &fact.konst else {
-                return Err(l.unsupported(id, ": the diagonal offset k must be constant"));
-            };
-            let k = tensor_to_indices(k).map_err(|e| l.unsupported(id, &format!(": {e}")))?;
-            k.first().copied().unwrap_or(0)
-        }
-        None => 0,
+    let k = match l.model.node(id).inputs.len() {
+        1 => 0,
+        _ => const_indices(l, id, 1, "the diagonal offset k")?
+            .first()
+            .copied()
+            .unwrap_or(0),
     };
     let shape = l.b.node(x).shape.clone();
     let (rows, cols) = match shape.as_slice() {
@@ -225,15 +232,13 @@ fn pad(l: &mut Lowering, id: usize, p: &Pad) -> Result<NodeId> {
 fn gather(l: &mut Lowering, id: usize, g: &Gather) -> Result<NodeId> {
     let x = l.arg_node(id, 0, l.b.config.scale)?;
     let idx_outlet = l.model.node(id).inputs[1];
-    let fact = l
+    let rank = l
         .model
         .outlet_fact(idx_outlet)
-        .map_err(|e| l.unsupported(id, &tract_err(e)))?;
-    let Some(k) = &fact.konst else {
-        return Err(l.unsupported(id, ": gather indices must be constant"));
-    };
+        .map_err(|e| l.unsupported(id, &tract_err(e)))?
+        .rank();
     let n = l.b.node(x).shape[g.axis] as i64;
-    let raw = tensor_to_indices(k).map_err(|e| l.unsupported(id, &format!(": {e}")))?;
+    let raw = const_indices(l, id, 1, "gather indices")?;
     let mut indices = Vec::with_capacity(raw.len());
     for i in raw {
         let i = if i < 0 { i + n } else { i };
@@ -242,7 +247,7 @@ fn gather(l: &mut Lowering, id: usize, g: &Gather) -> Result<NodeId> {
         }
         indices.push(i as usize);
     }
-    if k.rank() > 1 {
+    if rank > 1 {
         return Err(l.unsupported(id, ": gather indices must be a scalar or a vector"));
     }
     let x_rank = l.b.node(x).shape.len();
