@@ -20,6 +20,7 @@ pub mod input;
 pub mod ir;
 pub mod onnx;
 pub mod ops;
+mod proto;
 pub mod quant;
 pub mod reference;
 

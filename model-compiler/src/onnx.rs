@@ -16,7 +16,7 @@ use tract_onnx::tract_core::ops::source::TypedSource;
 use crate::builder::{Builder, FloatConst, Window};
 use crate::error::{CompileError, Result};
 use crate::ir::{Graph, ImageSpec, InputInfo, NodeId, Op, OutputInfo, QuantConfig};
-use crate::ops;
+use crate::{ops, proto};
 
 /// An ONNX model loaded and decluttered by tract, with Ciro's metadata.
 pub struct LoadedModel {
@@ -137,6 +137,23 @@ fn bind_dims(
             });
         }
     }
+    // Declared output and intermediate shapes are only hints; a symbolic one (EZKL's
+    // large_mlp declares `[batch_size, 100]` for a `[10·batch_size, 100]` result) would contradict
+    // the inputs' binding, so tract infers those from the inputs instead.
+    for info in graph.output.iter_mut().chain(graph.value_info.iter_mut()) {
+        if let Some(type_proto::Value::TensorType(t)) =
+            info.r#type.as_mut().and_then(|t| t.value.as_mut())
+        {
+            let symbolic = t.shape.as_ref().is_some_and(|s| {
+                s.dim
+                    .iter()
+                    .any(|d| !matches!(d.value, Some(Value::DimValue(v)) if v > 0))
+            });
+            if symbolic {
+                t.shape = None;
+            }
+        }
+    }
     for name in dims.0.keys() {
         if !bound.iter().any(|b| &b.name == name) {
             let have: Vec<&str> = bound.iter().map(|b| b.name.as_str()).collect();
@@ -162,98 +179,6 @@ pub(crate) fn tract_err(e: TractError) -> String {
     chain.join(": ")
 }
 
-/// tract names constants after their initializers and ops after their nodes, and refuses a model
-/// where the two meet (a node `fc` reading an initializer `fc` is valid ONNX). Node names carry
-/// no semantics, so colliding ones get a suffix.
-fn dedupe_node_names(graph: &mut tract_onnx::pb::GraphProto) {
-    let mut taken: std::collections::HashSet<String> = graph
-        .initializer
-        .iter()
-        .map(|t| t.name.clone())
-        .chain(graph.input.iter().map(|i| i.name.clone()))
-        .collect();
-    for node in &mut graph.node {
-        if node.name.is_empty() {
-            continue;
-        }
-        if taken.contains(&node.name) {
-            let base = node.name.clone();
-            node.name = (1..)
-                .map(|k| format!("{base}.node{k}"))
-                .find(|n| !taken.contains(n))
-                .expect("an unused name exists");
-        }
-        taken.insert(node.name.clone());
-    }
-}
-
-/// Makes every non-f32 model input an f32 one followed by a Cast to its declared type, so that
-/// tract (the float reference) and the importer see one kind of input; returns, per input,
-/// whether its values must be integers (integer and bool types). The importer treats the Cast
-/// of an integer input as the identity, and quantizing an input checks that it is integral.
-fn float_inputs(graph: &mut tract_onnx::pb::GraphProto) -> Vec<bool> {
-    use tract_onnx::pb::tensor_proto::DataType;
-    use tract_onnx::pb::{attribute_proto::AttributeType, type_proto, AttributeProto, NodeProto};
-    let initializers: std::collections::HashSet<String> =
-        graph.initializer.iter().map(|t| t.name.clone()).collect();
-    let mut integer = Vec::new();
-    let mut casts = Vec::new();
-    for input in &mut graph.input {
-        if initializers.contains(&input.name) {
-            continue;
-        }
-        let Some(type_proto::Value::TensorType(t)) =
-            input.r#type.as_mut().and_then(|t| t.value.as_mut())
-        else {
-            integer.push(false);
-            continue;
-        };
-        let declared = t.elem_type;
-        let float = [
-            DataType::Float,
-            DataType::Double,
-            DataType::Float16,
-            DataType::Bfloat16,
-        ]
-        .map(|d| d as i32);
-        integer.push(!float.contains(&declared));
-        if declared == DataType::Float as i32 {
-            continue;
-        }
-        t.elem_type = DataType::Float as i32;
-        let typed = format!("{}.ciro_typed", input.name);
-        casts.push(NodeProto {
-            input: vec![input.name.clone()],
-            output: vec![typed.clone()],
-            name: typed.clone(),
-            op_type: "Cast".into(),
-            attribute: vec![AttributeProto {
-                name: "to".into(),
-                r#type: AttributeType::Int as i32,
-                i: declared as i64,
-                ..Default::default()
-            }],
-            ..Default::default()
-        });
-        let original = input.name.clone();
-        for node in &mut graph.node {
-            for i in &mut node.input {
-                if *i == original {
-                    *i = typed.clone();
-                }
-            }
-        }
-        for o in &mut graph.output {
-            if o.name == original {
-                // An input returned as it is: the Cast's output is the model's output.
-                o.name = typed.clone();
-            }
-        }
-    }
-    graph.node.splice(0..0, casts);
-    integer
-}
-
 /// Reads an ONNX file, binds its symbolic dimensions to 1, and declutters it.
 pub fn load(path: &Path) -> Result<LoadedModel> {
     load_with(path, &DimBindings::default())
@@ -275,15 +200,17 @@ pub fn load_with(path: &Path, dims: &DimBindings) -> Result<LoadedModel> {
     let Some(graph) = proto.graph.as_mut() else {
         return Err(onnx_err(&p, "the file holds no graph"));
     };
-    dedupe_node_names(graph);
+    proto::dedupe_node_names(graph);
     let bound_dims = bind_dims(graph, dims).map_err(|e| onnx_err(&p, e))?;
-    let integer_inputs = float_inputs(graph);
+    let integer_inputs = proto::float_inputs(graph);
+    // The user's nodes, before unrolling: a refusal inside an unrolled LSTM names the LSTM.
     let onnx_nodes = graph
         .node
         .iter()
         .filter(|n| !n.name.is_empty())
         .map(|n| (n.name.clone(), n.op_type.clone()))
         .collect();
+    proto::unroll_recurrent(&onnx, &mut proto).map_err(|e| onnx_err(&p, e))?;
     let inference = onnx
         .model_for_proto_model(&proto)
         .map_err(|e| onnx_err(&p, tract_err(e)))?;
@@ -510,16 +437,20 @@ pub fn lower(
         let v = l.values.get(o).cloned().expect("outputs are lowered");
         let id = match v {
             Value::Node(n) => n,
-            Value::Const(_) => {
-                return Err(CompileError::Unsupported {
-                    op: "Const".into(),
-                    node: model.node(o.node).name.clone(),
-                    shapes: String::new(),
-                    detail: ": the model output is a constant".into(),
-                })
-            }
+            // A constant output (EZKL's `arange`) is a constant of the circuit.
+            Value::Const(c) => l.b.constant(&c, config.scale)?,
         };
-        let id = l.b.at_most(id, config.scale)?;
+        // An output much smaller than 1 (a division by 10⁴) keeps as many more bits as it has
+        // leading zeros, so that its relative precision does not depend on its size; its
+        // integers stay below the activation scale's 2^scale.
+        let n = l.b.node(id);
+        let real_max = n.bound.lo.unsigned_abs().max(n.bound.hi.unsigned_abs()) as f64
+            / crate::quant::scale_f(n.scale);
+        let extra = match real_max > 0.0 && real_max < 1.0 {
+            true => (-real_max.log2().floor()).min(16.0) as u32,
+            false => 0,
+        };
+        let id = l.b.at_most(id, config.scale + extra)?;
         outputs.push(OutputInfo {
             name: loaded.output_names[i].clone(),
             node: id,
@@ -645,7 +576,8 @@ impl Lowering<'_> {
     /// Imports one tract node by its family ([`crate::ops`]): each family's `import` claims the
     /// tract ops it knows.
     fn lower_node(&mut self, id: usize) -> Result<NodeId> {
-        let imports: [Import; 7] = [
+        let imports: [Import; 8] = [
+            ops::indexing::import,
             ops::linear::import,
             ops::elementwise::import,
             ops::activation::import,

@@ -26,18 +26,15 @@ fn unsupported_op_names_op_node_and_shapes() {
     assert!(err.contains("[1, 8]"), "{err}");
 }
 
-/// tract rewrites a Hardmax into its own ArgMax reduction; the refusal still speaks of the
-/// user's file: its op type and node name, with tract's rewrite beside them.
+/// tract rewrites a TopK into its own `Topk`; the refusal still speaks of the user's file: its
+/// op type and node name, with tract's rewrite beside them.
 #[test]
 fn refusals_name_the_onnx_op_and_node() {
-    let loaded = load(&fixtures().join("ops/unsupported_op_hardmax.onnx"));
+    let loaded = load(&fixtures().join("ops/unsupported_op_topk.onnx"));
     let err = ciro_model_compiler::compile(&loaded, &[], &Default::default())
         .unwrap_err()
         .to_string();
-    assert!(
-        err.contains("unsupported op `Hardmax` at node `hm`"),
-        "{err}"
-    );
+    assert!(err.contains("unsupported op `TopK` at node `tk`"), "{err}");
     assert!(err.contains("[tract's `"), "{err}");
 }
 

@@ -66,6 +66,16 @@ const OPS: &[(&str, &[&str])] = &[
     ("int_input", &["Mul"]),
     ("conv1d", &["Conv", "Reshape"]),
     ("averagepool1d", &["SumPool", "DivConst", "Reshape"]),
+    // Computed indices (ScatterElements and ScatterND are left to the conformance suite: random
+    // indices repeat, and ONNX leaves a repeated scatter index undefined).
+    ("gather_computed", &["Clamp", "MatMul"]),
+    ("gather_elements", &["Clamp", "Mul", "ReduceSum"]),
+    ("gather_nd", &["Clamp", "Mul", "ReduceSum"]),
+    ("one_hot", &["Clamp", "Sub"]),
+    ("lstm", &["MatMul", "Lookup", "Mul"]),
+    ("gru", &["MatMul", "Lookup", "Mul"]),
+    ("pow_base", &["Lookup"]),
+    ("cast_trunc", &["Rescale", "Clamp"]),
 ];
 
 /// With worst-case ranges, every input inside the declared range evaluates inside every proven

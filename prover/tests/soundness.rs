@@ -352,3 +352,21 @@ fn product_of_two_activations_off_by_one_is_rejected() {
         },
     );
 }
+
+#[test]
+fn gathered_index_step_flipped_is_rejected() {
+    use select::main;
+    // A computed index picks its element through steps [i ≥ k] (clamps): one flipped from 0 to
+    // 1 would read a neighbouring element.
+    tampered(
+        "gather_elements",
+        "an index step flipped from 0 to 1",
+        &|comps| {
+            let c = component(comps, Kind::Select);
+            let r = (0..c.rows())
+                .find(|&r| c.main[main::OUT][r] == 0 && c.main[main::A][r] < 0)
+                .expect("a step that is 0");
+            c.main[main::OUT][r] = 1;
+        },
+    );
+}

@@ -7,6 +7,7 @@ use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::math::PowConst;
 use tract_onnx::tract_core::ops::nn::LeakyRelu;
 
+use super::elementwise::Comparison;
 use crate::builder::Builder;
 use crate::error::Result;
 use crate::eval::IntTensor;
@@ -57,7 +58,11 @@ fn activation(l: &mut Lowering, id: usize, ew: &ElementWiseOp) -> Result<NodeId>
         "Asin" => Func::Asin,
         "Atan" => Func::Atan,
         // Exact: no table.
-        "Square" => return l.b.mul(x, x),
+        "Square" => {
+            // At the activation scale first, as any product (tract makes `x·x` a Square).
+            let x = l.b.at_most(x, l.b.config.scale)?;
+            return l.b.mul(x, x);
+        }
         "Neg" => return l.b.neg(x),
         "Not" => return l.b.not(x),
         "Abs" => {
@@ -95,6 +100,21 @@ impl Builder {
         let half = self.scalar(-0.5, s)?;
         let shifted = self.add(x, half, false)?;
         self.step(x, shifted, s)
+    }
+
+    /// `x` rounded towards zero (a float-to-integer Cast): the floor where `x` cannot be
+    /// negative, otherwise `x < 0 ? −floor(−x) : floor(x)`.
+    pub fn trunc(&mut self, x: NodeId) -> Result<NodeId> {
+        let down = self.floor(x)?;
+        if self.nodes[x].bound.lo >= 0 {
+            return Ok(down);
+        }
+        let neg = self.neg(x)?;
+        let up = self.floor(neg)?;
+        let up = self.neg(up)?;
+        let zero = self.zero(x)?;
+        let negative = self.compare(x, zero, Comparison::Lt)?;
+        self.select_where(negative, up, down)
     }
 
     /// `round(x)` (ONNX Round: a tie goes to the even neighbour), exactly: `up` and `down`

@@ -5,7 +5,7 @@
 //! constant is a multiplication by its reciprocal, and DivConst (exact rounded division) is what
 //! average pooling divides its sums with.
 
-use tract_onnx::prelude::DatumType;
+use tract_onnx::prelude::{DatumType, OutletId};
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cast::Cast;
 use tract_onnx::tract_core::ops::logic::Iff;
@@ -13,9 +13,12 @@ use tract_onnx::tract_core::ops::logic::Iff;
 use crate::builder::{Builder, FloatConst};
 use crate::error::Result;
 use crate::eval::{broadcast_map, rescale, round_div, IntTensor};
-use crate::ir::{Bound, Node, NodeId, Op};
+use crate::ir::{Bound, Func, Node, NodeId, Op};
 use crate::onnx::{Lowering, Value};
-use crate::quant::scale_f;
+use crate::quant::{quantize, scale_f};
+
+/// The most bits [`Builder::mul_const`] adds to a small constant's scale.
+const MAX_EXTRA_BITS: u32 = 16;
 
 // ---- import (tract's decluttered ops) ----
 
@@ -62,7 +65,9 @@ impl Lowering<'_> {
     }
 
     /// A cast to a float type, or of a bool to anything, is the value itself (a comparison's 0/1
-    /// included); to bool it is `x != 0`. Float to integer (rounding) is refused.
+    /// included); to bool it is `x != 0`. Between integer types it is the value itself too (an
+    /// argmax, an integer input); from a float to an integer it truncates towards zero (a floor
+    /// where the value cannot be negative).
     fn cast(&mut self, id: usize, to: DatumType) -> Result<NodeId> {
         let x = self.arg_node(id, 0, self.b.config.scale)?;
         let from = self
@@ -70,9 +75,10 @@ impl Lowering<'_> {
             .outlet_fact(self.model.node(id).inputs[0])
             .map(|f| f.datum_type)
             .ok();
+        let integer = |t: DatumType| t.is_integer() || t == DatumType::TDim;
         // A bool (a comparison's 0/1) is the same number in any type, and so is an input that
         // quantizing checked to be an integer.
-        let integral = self.loaded_integer_input(x);
+        let integral = self.loaded_integer_input(x) || from.is_some_and(integer);
         if to.is_float() || from == Some(DatumType::Bool) || (integral && to != DatumType::Bool) {
             return Ok(x);
         }
@@ -80,7 +86,34 @@ impl Lowering<'_> {
             let zero = self.b.zero(x)?;
             return self.b.compare(x, zero, Comparison::Ne);
         }
-        Err(self.unsupported(id, &format!(": a cast to {to:?} (integer rounding)")))
+        if !integer(to) {
+            return Err(self.unsupported(id, &format!(": a cast to {to:?}")));
+        }
+        self.b.trunc(x)
+    }
+
+    /// Integer division by integer constants of one sign (ONNX Div on integer tensors),
+    /// exactly: `x/|c|` rounded at a scale finer than `1/(2|c|)` (a division row) lands on the
+    /// right side of every integer, so its truncation is `trunc(x/|c|)`; the sign applied after.
+    fn integer_div(&mut self, id: usize, x: NodeId, c: &FloatConst) -> Result<NodeId> {
+        let negative = c.values.iter().all(|&v| v < 0.0);
+        if c.values.iter().any(|&v| v.fract() != 0.0)
+            || !(negative || c.values.iter().all(|&v| v > 0.0))
+        {
+            return Err(self.unsupported(id, ": integer division by non-integers or mixed signs"));
+        }
+        let den: Vec<i64> = c.values.iter().map(|&v| v.abs() as i64).collect();
+        let largest = *den.iter().max().unwrap_or(&1);
+        let x = self.b.at_most(x, self.b.config.scale)?;
+        let needed = (64 - (2 * largest as u64).leading_zeros()) + 1;
+        let x = self.b.to_scale(x, self.b.node(x).scale.max(needed))?;
+        let q = self.b.div_counts(x, den, c.shape.clone())?;
+        let q = self.b.trunc(q)?;
+        if negative {
+            self.b.neg(q)
+        } else {
+            Ok(q)
+        }
     }
 
     pub(crate) fn binary(&mut self, id: usize, name: &str) -> Result<NodeId> {
@@ -101,7 +134,6 @@ impl Lowering<'_> {
         }
         let (a, b) = (self.arg(id, 0), self.arg(id, 1));
         let scale = self.b.config.scale;
-        let sw = self.b.config.weight_scale;
         match (name, a, b) {
             ("And", Value::Node(x), Value::Node(y)) => self.b.mul(x, y),
             ("Or" | "Xor", Value::Node(x), Value::Node(y)) => {
@@ -126,8 +158,7 @@ impl Lowering<'_> {
             ("Add" | "Sub", Value::Node(x), Value::Node(y)) => self.b.add(x, y, name == "Sub"),
             ("Mul", Value::Node(x), Value::Const(c)) | ("Mul", Value::Const(c), Value::Node(x)) => {
                 let x = self.b.at_most(x, scale)?;
-                let c = self.b.constant(&c, sw)?;
-                self.b.mul(x, c)
+                self.b.mul_const(x, &c)
             }
             ("Mul", Value::Node(x), Value::Node(y)) => {
                 let x = self.b.at_most(x, scale)?;
@@ -138,13 +169,59 @@ impl Lowering<'_> {
                 if c.values.iter().any(|&v| v == 0.0 || !v.is_finite()) {
                     return Err(self.unsupported(id, ": division by zero"));
                 }
+                let integer = self
+                    .model
+                    .outlet_fact(OutletId::new(id, 0))
+                    .is_ok_and(|f| f.datum_type.is_integer() || f.datum_type == DatumType::TDim);
+                if integer {
+                    return self.integer_div(id, x, &c);
+                }
                 let recip = FloatConst {
                     shape: c.shape.clone(),
                     values: c.values.iter().map(|&v| 1.0 / v).collect(),
                 };
                 let x = self.b.at_most(x, scale)?;
-                let c = self.b.constant(&recip, sw)?;
-                self.b.mul(x, c)
+                self.b.mul_const(x, &recip)
+            }
+            ("Pow", Value::Const(c), Value::Node(x)) => match c.scalar() {
+                // c^x = e^(x·ln c) for a positive constant base.
+                Some(base) if base > 0.0 => {
+                    let x = self.b.at_most(x, scale)?;
+                    let ln = FloatConst {
+                        shape: vec![1],
+                        values: vec![base.ln()],
+                    };
+                    let y = self.b.mul_const(x, &ln)?;
+                    self.b.lookup(y, Func::Exp)
+                }
+                _ => Err(self.unsupported(id, ": a power of a base other than a positive scalar")),
+            },
+            // Shifts by constant amounts (what tract makes of an integer `x * 2^k`): exact.
+            ("ShiftLeft" | "ShiftRight", Value::Node(x), Value::Const(c)) => {
+                if c.values
+                    .iter()
+                    .any(|&k| !(0.0..=30.0).contains(&k) || k.fract() != 0.0)
+                {
+                    return Err(self.unsupported(id, ": shift amounts must be constants in 0..=30"));
+                }
+                let factor = |k: f32| 2f32.powi(k as i32);
+                let c = FloatConst {
+                    shape: c.shape.clone(),
+                    values: c
+                        .values
+                        .iter()
+                        .map(|&k| match name {
+                            "ShiftLeft" => factor(k),
+                            _ => 1.0 / factor(k),
+                        })
+                        .collect(),
+                };
+                let x = self.b.at_most(x, scale)?;
+                let y = self.b.mul_const(x, &c)?;
+                match name {
+                    "ShiftLeft" => Ok(y),
+                    _ => self.b.floor(y),
+                }
             }
             ("Max" | "Min", Value::Node(x), Value::Const(c))
             | ("Max" | "Min", Value::Const(c), Value::Node(x)) => {
@@ -251,6 +328,36 @@ impl Builder {
         self.push(op, vec![a, b], shape, scale, bound, error)
     }
 
+    /// `x·c` for a constant `c` quantized with the weight scale's bits *significant*: a small
+    /// constant (a mean's `1/n`, a division by 1000) gets as many more bits as it has leading
+    /// zeros, so its relative precision does not depend on its size; the product is rescaled
+    /// by those bits (a division row), landing at the usual product scale.
+    pub fn mul_const(&mut self, x: NodeId, c: &FloatConst) -> Result<NodeId> {
+        let largest = c.values.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
+        let ws = self.config.weight_scale;
+        let relative_error = c
+            .values
+            .iter()
+            .filter(|v| **v != 0.0)
+            .map(|&v| {
+                (v as f64 - quantize(v as f64, ws) as f64 / scale_f(ws)).abs() / v.abs() as f64
+            })
+            .fold(0.0, f64::max);
+        // Only where the weight scale alone is coarse for it (1/300 at 2^10 is 12% off).
+        let extra = match relative_error > 0.01 && largest > 0.0 && largest < 1.0 {
+            true => (-largest.log2().floor()).min(MAX_EXTRA_BITS as f64) as u32,
+            false => 0,
+        };
+        let c = self.constant(c, self.config.weight_scale + extra)?;
+        let product = self.mul(x, c)?;
+        // Back to the scale a weight-scale constant gives, so that what follows aligns to it
+        // as before (a LayerNorm's `x − mean` scales `x` up to the mean's scale).
+        match extra {
+            0 => Ok(product),
+            bits => self.rescale(product, bits),
+        }
+    }
+
     pub fn mul(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
         let shape = self.broadcast(a, b, "Mul")?;
         let (ba, bb) = (self.nodes[a].bound, self.nodes[b].bound);
@@ -338,8 +445,21 @@ impl Builder {
         self.add(one, x, true)
     }
 
-    /// `cond ? x : y` for a 0/1 `cond`, exactly: `y + cond·(x - y)`.
+    /// `cond ? x : y` for a 0/1 `cond`, exactly: `y + cond·(x - y)`. The condition is brought
+    /// to scale 0 first (exactly: it is 0 or 2^s) and the branches to the activation scale, so
+    /// that the product does not stack their scales (PRelu's `slope·x` beside a comparison).
     pub fn select_where(&mut self, cond: NodeId, x: NodeId, y: NodeId) -> Result<NodeId> {
+        let s = self.config.scale;
+        let cond = match self.nodes[cond].scale {
+            0 => cond,
+            bits => {
+                let error = self.nodes[cond].error;
+                let c = self.rescale(cond, bits)?;
+                self.nodes[c].error = error;
+                c
+            }
+        };
+        let (x, y) = (self.at_most(x, s)?, self.at_most(y, s)?);
         let d = self.add(x, y, true)?;
         let picked = self.mul(cond, d)?;
         self.add(y, picked, false)

@@ -14,6 +14,8 @@
 //! - [`reduction`]: ReduceSum, ReduceMax.
 //! - [`softmax`]: Softmax and normalisation.
 //! - [`wiring`]: Input, Const, Reshape, Transpose, Slice, Concat, Pad, Gather.
+//! - [`indexing`]: data-dependent Gather, GatherElements, GatherND, ScatterElements and
+//!   ScatterND, composed of the ops above (no IR op of their own).
 //!
 //! Max and Min are elementwise (binary, broadcasting, evaluated like Add) although their circuit
 //! is the select gadget Clamp also uses.
@@ -24,6 +26,7 @@
 
 pub mod activation;
 pub mod elementwise;
+pub mod indexing;
 pub mod linear;
 pub mod pooling;
 pub mod reduction;
