@@ -344,8 +344,10 @@ pub enum Op {
     ReduceSum { axes: Vec<usize> },
     /// Max over `axes` (kept with size 1). Same scale.
     ReduceMax { axes: Vec<usize> },
-    /// `round_div(num, den)` element-wise with broadcast; inputs `[num, den]`, `den` a constant
-    /// whose values are all positive integers (scale 0). Output scale = scale(num).
+    /// `round_div(num, den)` element-wise with broadcast; inputs `[num, den]`, `den` positive:
+    /// constant counts (scale 0), or a computed tensor whose proven bound is positive (an exact
+    /// division of two activations). Output scale = scale(num) − scale(den). The name predates
+    /// computed divisors; it stays for compiled models' sake.
     DivConst,
     /// Softmax along `axis`: `m = max(x)`, `d = max(x - m, in_lo)`,
     /// `e = table[d - in_lo]` (exp tabulated on `[in_lo, 0]` at scale `exp_bits`, so

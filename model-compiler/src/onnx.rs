@@ -361,7 +361,7 @@ pub(crate) struct Lowering<'a> {
     pub(crate) model: &'a TypedModel,
     loaded: &'a LoadedModel,
     pub(crate) b: Builder,
-    values: HashMap<OutletId, Value>,
+    pub(crate) values: HashMap<OutletId, Value>,
 }
 
 /// A family's import: the IR of tract node `id`, or `None` if the family has no such op.

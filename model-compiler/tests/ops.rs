@@ -76,6 +76,7 @@ const OPS: &[(&str, &[&str])] = &[
     ("gru", &["MatMul", "Lookup", "Mul"]),
     ("pow_base", &["Lookup"]),
     ("cast_trunc", &["Rescale", "Clamp"]),
+    ("div_tensor", &["DivConst"]),
 ];
 
 /// With worst-case ranges, every input inside the declared range evaluates inside every proven

@@ -370,3 +370,22 @@ fn gathered_index_step_flipped_is_rejected() {
         },
     );
 }
+
+#[test]
+fn division_by_a_computed_divisor_off_by_one_is_rejected() {
+    use div::{main, pre};
+    // `x / (x² + 1)`: a division row whose divisor is a cell (read through the wiring), not a
+    // constant; a quotient + 1 must fail its identity.
+    tampered(
+        "div_tensor",
+        "quotient by a computed divisor + 1",
+        &|comps| {
+            let c = component(comps, Kind::Div);
+            let r = (0..c.rows())
+                .find(|&r| c.pre[pre::D_MULT][r] > 0 && c.pre[pre::OUT_MULT][r] > 0)
+                .expect("a division by a cell");
+            c.main[main::Q][r] += 1;
+            c.main[main::Q_LO][r] += 1;
+        },
+    );
+}

@@ -8,6 +8,7 @@
 use tract_onnx::prelude::{DatumType, OutletId};
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cast::Cast;
+use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::logic::Iff;
 
 use crate::builder::{Builder, FloatConst};
@@ -92,6 +93,19 @@ impl Lowering<'_> {
         self.b.trunc(x)
     }
 
+    /// The lowered `b` where input `slot` of node `id` is tract's `Recip(b)`.
+    fn reciprocal_of(&self, id: usize, slot: usize) -> Option<NodeId> {
+        let producer = self.model.node(self.model.node(id).inputs[slot].node);
+        let ew = producer.op.downcast_ref::<ElementWiseOp>()?;
+        if ew.0.name() != "Recip" {
+            return None;
+        }
+        match self.values.get(&producer.inputs[0])? {
+            Value::Node(b) => Some(*b),
+            Value::Const(_) => None,
+        }
+    }
+
     /// Integer division by integer constants of one sign (ONNX Div on integer tensors),
     /// exactly: `x/|c|` rounded at a scale finer than `1/(2|c|)` (a division row) lands on the
     /// right side of every integer, so its truncation is `trunc(x/|c|)`; the sign applied after.
@@ -161,6 +175,14 @@ impl Lowering<'_> {
                 self.b.mul_const(x, &c)
             }
             ("Mul", Value::Node(x), Value::Node(y)) => {
+                // a · (1/b), tract's spelling of a / b: an exact division where b > 0.
+                for (slot, other) in [(1, x), (0, y)] {
+                    if let Some(b) = self.reciprocal_of(id, slot) {
+                        if let Some(q) = self.b.div_positive(other, b)? {
+                            return Ok(q);
+                        }
+                    }
+                }
                 let x = self.b.at_most(x, scale)?;
                 let y = self.b.at_most(y, scale)?;
                 self.b.mul(x, y)
@@ -486,6 +508,41 @@ impl Builder {
         let error = self.nodes[a].error.max(self.nodes[b].error);
         let op = if is_max { Op::Max } else { Op::Min };
         self.push(op, vec![a, b], shape, scale, bound, error)
+    }
+
+    /// `a / b` for a computed `b` whose proven bound is positive, exactly: `round(a·2^k / b)`
+    /// at the activation scale by a division row (`2·a·2^k + b = 2·b·q + r`, `r` in `[0, 2b)`
+    /// range-checked). `None` where `b` may reach 0 or below; the caller then multiplies by a
+    /// reciprocal table instead.
+    pub fn div_positive(&mut self, a: NodeId, b: NodeId) -> Result<Option<NodeId>> {
+        let s = self.config.scale;
+        let b = self.at_most(b, s)?;
+        let (nb, sb) = (&self.nodes[b], self.nodes[b].scale);
+        if nb.bound.lo <= 0 || nb.error >= nb.bound.lo as f64 / scale_f(sb) {
+            return Ok(None);
+        }
+        // The numerator at scale s + s_b, so that the quotient lands at s.
+        let a = self.at_most(a, s)?;
+        let num = self.to_scale(a, s + sb)?;
+        let shape = self.broadcast(num, b, "Div")?;
+        let (n, d) = (&self.nodes[num], &self.nodes[b]);
+        if (n.bound.abs_max() as i128) * 2 + d.bound.hi as i128 >= 1i128 << self.config.max_bits {
+            return Err(self.error("division numerator overflows the value budget"));
+        }
+        let (dlo, dhi) = (d.bound.lo, d.bound.hi);
+        let cands = [
+            round_div(n.bound.lo, dlo),
+            round_div(n.bound.lo, dhi),
+            round_div(n.bound.hi, dlo),
+            round_div(n.bound.hi, dhi),
+        ];
+        let bound = Bound::new(*cands.iter().min().unwrap(), *cands.iter().max().unwrap());
+        // (a + δa)/(b + δb) − a/b = (δa·b − a·δb) / (b·(b + δb)), with b ≥ b_min > δb.
+        let (a_max, b_min) = (self.real_max(a), dlo as f64 / scale_f(sb));
+        let (ea, eb) = (self.nodes[a].error, self.nodes[b].error);
+        let error = (ea + a_max * eb / b_min) / (b_min - eb) + 0.5 / scale_f(s);
+        self.push(Op::DivConst, vec![num, b], shape, s, bound, error)
+            .map(Some)
     }
 
     /// Divides by positive integer counts (`den` values with `den_shape`, broadcast).
