@@ -151,9 +151,11 @@ fn validate(g: &Graph) -> std::result::Result<(), String> {
             Op::Input { index } => *index < g.inputs.len() && g.inputs[*index].shape == n.shape,
             Op::Const { values } => values.len() == len,
             Op::Lookup { table, .. } | Op::Softmax { table, .. } => !table.is_empty(),
-            Op::DivConst => {
-                matches!(&g.nodes[n.inputs[1]].op, Op::Const { values } if values.iter().all(|&v| v > 0))
-            }
+            // Positive divisors only: constant counts, or a computed divisor proven positive.
+            Op::DivConst => match &g.nodes[n.inputs[1]].op {
+                Op::Const { values } => values.iter().all(|&v| v > 0),
+                _ => g.nodes[n.inputs[1]].bound.lo > 0,
+            },
             Op::Reshape => n.inputs.len() == 1 && g.nodes[n.inputs[0]].len() == len,
             _ => true,
         };

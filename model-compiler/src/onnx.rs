@@ -420,6 +420,13 @@ pub fn lower(
             l.values.insert(OutletId::new(id, 0), Value::Node(nid));
             continue;
         }
+        if let Some(t) = node.op_as::<tract_onnx::tract_core::ops::array::Topk>() {
+            // Two outputs: the values and their indices.
+            let (values, indices) = ops::reduction::top_k(&mut l, id, t)?;
+            l.values.insert(OutletId::new(id, 0), Value::Node(values));
+            l.values.insert(OutletId::new(id, 1), Value::Node(indices));
+            continue;
+        }
         if node.outputs.len() != 1 {
             return Err(l.unsupported(id, ": nodes with several outputs are not supported"));
         }

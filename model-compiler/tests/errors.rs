@@ -26,8 +26,8 @@ fn unsupported_op_names_op_node_and_shapes() {
     assert!(err.contains("[1, 8]"), "{err}");
 }
 
-/// tract rewrites a TopK into its own `Topk`; the refusal still speaks of the user's file: its
-/// op type and node name, with tract's rewrite beside them.
+/// tract rewrites a TopK into its own `Topk`; the refusal (of the smallest k) still speaks of
+/// the user's file: its op type and node name, with tract's rewrite beside them.
 #[test]
 fn refusals_name_the_onnx_op_and_node() {
     let loaded = load(&fixtures().join("ops/unsupported_op_topk.onnx"));

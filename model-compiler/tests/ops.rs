@@ -77,6 +77,7 @@ const OPS: &[(&str, &[&str])] = &[
     ("pow_base", &["Lookup"]),
     ("cast_trunc", &["Rescale", "Clamp"]),
     ("div_tensor", &["DivConst"]),
+    ("topk", &["ReduceMax", "MatMul", "Concat"]),
 ];
 
 /// With worst-case ranges, every input inside the declared range evaluates inside every proven

@@ -593,7 +593,9 @@ pub(crate) fn eval(node: &Node, inputs: &[&IntTensor]) -> Vec<i64> {
         Op::Mul => binary(inputs[0], inputs[1], shape, |a, b| a * b),
         Op::Max => binary(inputs[0], inputs[1], shape, |a, b| a.max(b)),
         Op::Min => binary(inputs[0], inputs[1], shape, |a, b| a.min(b)),
-        Op::DivConst => binary(inputs[0], inputs[1], shape, round_div),
+        // A computed divisor is proven positive for every input in range; one out of range
+        // (`ciro run` evaluates leniently) reads as 1 rather than dividing by zero.
+        Op::DivConst => binary(inputs[0], inputs[1], shape, |n, d| round_div(n, d.max(1))),
         Op::ScaleUp { bits } => inputs[0].data.iter().map(|&v| v << bits).collect(),
         Op::Rescale { bits } => inputs[0].data.iter().map(|&v| rescale(v, *bits)).collect(),
         _ => unreachable!("{} is not an elementwise op", node.op.name()),

@@ -2,13 +2,14 @@
 //! is built from them: ReduceMin, the mean of squares (variance, InstanceNorm), RmsNorm
 //! (LayerNorm after its mean is subtracted) and ArgMax.
 
+use tract_onnx::tract_core::ops::array::Topk;
 use tract_onnx::tract_core::ops::nn::{Reduce, Reducer, RmsNorm};
 
 use crate::builder::{Builder, FloatConst};
 use crate::error::Result;
 use crate::eval::{reduce_map, IntTensor};
 use crate::ir::{Node, NodeId, Op};
-use crate::onnx::Lowering;
+use crate::onnx::{Lowering, Value};
 use crate::ops::elementwise::Comparison;
 
 // ---- import (tract's decluttered ops) ----
@@ -52,47 +53,128 @@ fn rms_norm(l: &mut Lowering, id: usize, rms: &RmsNorm) -> Result<NodeId> {
     l.b.rms_norm(x, rms.axis, eps as f64)
 }
 
+/// ONNX TopK (largest first) with a constant `k`: its values and indices outputs.
+pub(crate) fn top_k(l: &mut Lowering, id: usize, t: &Topk) -> Result<(NodeId, NodeId)> {
+    if !t.largest {
+        return Err(l.unsupported(id, ": only largest = 1 is supported"));
+    }
+    let x = l.arg_node(id, 0, l.b.config.scale)?;
+    let n = l.b.node(x).shape[t.axis];
+    let k = match l.arg(id, 1) {
+        Value::Const(c) => c.values.first().map(|&v| v as usize),
+        Value::Node(_) => None,
+    };
+    match k {
+        Some(k) if (1..=n).contains(&k) => l.b.top_k(x, t.axis, k),
+        _ => Err(l.unsupported(id, &format!(": k must be a constant in 1..={n}"))),
+    }
+}
+
 // ---- bound and error analysis ----
 
 impl Builder {
     /// The first position of the largest value along `axis` (ONNX ArgMax; the axis kept with
-    /// size 1), exactly: `eq = [x >= max]`, `seen = min(Σ_{j<i} eq_j, 1)` by a MAC with a
-    /// constant triangle, `first = eq − eq·seen` (one-hot at the first maximum), and the index
-    /// `Σ i·first_i`. An input that carries error can move it to another near-maximal position
-    /// (proven error `n − 1`).
+    /// size 1), exactly: the index `Σ i·first_i` of [`Self::first_max`]'s one-hot. An input that
+    /// carries error can move it to another near-maximal position (proven error `n − 1`).
     pub fn argmax(&mut self, x: NodeId, axis: usize) -> Result<NodeId> {
         let x = self.at_most(x, self.config.scale)?;
+        let mut kept = self.nodes[x].shape.clone();
+        let n = kept[axis];
+        kept[axis] = 1;
+        let (rows, moved) = self.axis_last_2d(x, axis)?;
+        let (_, first) = self.first_max(moved, rows, n)?;
+        let index = self.index_of(first, n)?;
+        self.wiring(Op::Reshape, index, kept)
+    }
+
+    /// ONNX TopK with a constant `k` (largest first, ties to the lower index): `k` rounds of
+    /// [`Self::first_max`], each taking its maximum and index and then lowering the chosen
+    /// entry below every other (`x − first·(x − lo)`, `lo` under the proven bound). Values and
+    /// indices, each with the axis of length `k` where `axis` was.
+    pub fn top_k(&mut self, x: NodeId, axis: usize, k: usize) -> Result<(NodeId, NodeId)> {
+        let x = self.at_most(x, self.config.scale)?;
         let shape = self.nodes[x].shape.clone();
-        let (rank, n) = (shape.len(), shape[axis]);
-        let max = self.reduce(x, vec![axis], true)?;
-        let eq = self.compare(x, max, Comparison::Ge)?;
-        // The axis last, then one row per position of the other axes.
+        let n = shape[axis];
+        let (rows, mut moved) = self.axis_last_2d(x, axis)?;
+        let (mut values, mut indices) = (Vec::new(), Vec::new());
+        for j in 0..k {
+            let (max, first) = self.first_max(moved, rows, n)?;
+            values.push(max);
+            indices.push(self.index_of(first, n)?);
+            if j + 1 < k {
+                let s = self.nodes[moved].scale;
+                let lo = self.nodes[moved].bound.lo - 1;
+                let floor = self.scalar(lo as f32 / crate::quant::scale_f(s) as f32, s)?;
+                let lift = self.add(moved, floor, true)?;
+                let drop = self.mul(first, lift)?;
+                let drop = self.at_most(drop, s)?;
+                moved = self.add(moved, drop, true)?;
+            }
+        }
+        let values = self.concat(values, 1)?; // [rows, k]
+        let indices = self.concat(indices, 1)?;
+        let mut out_shape = shape.clone();
+        out_shape[axis] = k;
+        let back = |b: &mut Self, v: NodeId| -> Result<NodeId> {
+            let mut moved_shape: Vec<usize> = (0..shape.len())
+                .filter(|&d| d != axis)
+                .map(|d| out_shape[d])
+                .collect();
+            moved_shape.push(k);
+            let v = b.wiring(Op::Reshape, v, moved_shape)?;
+            let mut perm: Vec<usize> = (0..shape.len() - 1).collect();
+            perm.insert(axis, shape.len() - 1);
+            b.permute(v, perm)
+        };
+        Ok((back(self, values)?, back(self, indices)?))
+    }
+
+    /// `x` with `axis` moved last and the others flattened: `[rows, n]`.
+    fn axis_last_2d(&mut self, x: NodeId, axis: usize) -> Result<(usize, NodeId)> {
+        let shape = self.nodes[x].shape.clone();
+        let rank = shape.len();
         let mut perm: Vec<usize> = (0..rank).filter(|&d| d != axis).collect();
         perm.push(axis);
-        let moved: Vec<usize> = perm.iter().map(|&d| shape[d]).collect();
-        let eq = if axis + 1 == rank {
-            eq
-        } else {
-            self.wiring(Op::Transpose { perm }, eq, moved.clone())?
+        let rows = perm[..rank - 1].iter().map(|&d| shape[d]).product();
+        let moved = self.permute(x, perm)?;
+        Ok((
+            rows,
+            self.wiring(Op::Reshape, moved, vec![rows, shape[axis]])?,
+        ))
+    }
+
+    /// The maximum of each row of `x` `[rows, n]` and the one-hot of its first position:
+    /// `eq = [x ≥ max]`, `seen = min(Σ_{j<i} eq_j, 1)` by a MAC with a constant triangle,
+    /// `first = eq − eq·seen`. Exact on exact inputs.
+    fn first_max(&mut self, x: NodeId, rows: usize, n: usize) -> Result<(NodeId, NodeId)> {
+        let max = self.reduce(x, vec![1], true)?;
+        let eq = self.compare(x, max, Comparison::Ge)?;
+        let before = FloatConst {
+            shape: vec![n, n],
+            values: (0..n * n)
+                .map(|k| f32::from(u8::from(k / n < k % n)))
+                .collect(),
         };
-        let rows = moved[..rank - 1].iter().product();
-        let eq = self.wiring(Op::Reshape, eq, vec![rows, n])?;
-        let matrix = |f: &dyn Fn(usize, usize) -> f32, cols: usize| FloatConst {
-            shape: vec![n, cols],
-            values: (0..n * cols).map(|k| f(k / cols, k % cols)).collect(),
-        };
-        let before = self.constant(&matrix(&|j, i| f32::from(u8::from(j < i)), n), 0)?;
+        let before = self.constant(&before, 0)?;
         let before = self.matmul(eq, before)?;
         let seen = self.clamp(before, Some(0.0), Some(1.0))?;
         let both = self.mul(eq, seen)?;
         let both = self.at_most(both, self.nodes[eq].scale)?;
         let first = self.add(eq, both, true)?;
-        let index = self.constant(&matrix(&|i, _| i as f32, 1), 0)?;
-        let out = self.matmul(first, index)?;
-        let mut kept = shape;
-        kept[axis] = 1;
-        let out = self.wiring(Op::Reshape, out, kept)?;
-        self.nodes[out].error = if self.nodes[x].error > 0.0 {
+        debug_assert_eq!(self.nodes[first].shape, vec![rows, n]);
+        Ok((max, first))
+    }
+
+    /// `Σ i·first_i` per row of a one-hot `[rows, n]`: `[rows, 1]`, with proven error `n − 1`
+    /// where the one-hot carries error.
+    fn index_of(&mut self, first: NodeId, n: usize) -> Result<NodeId> {
+        let iota = FloatConst {
+            shape: vec![n, 1],
+            values: (0..n).map(|i| i as f32).collect(),
+        };
+        let iota = self.constant(&iota, 0)?;
+        let out = self.matmul(first, iota)?;
+        self.nodes[out].error = if self.nodes[first].error > 0.0 {
             (n - 1) as f64
         } else {
             0.0
