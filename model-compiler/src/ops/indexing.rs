@@ -62,7 +62,7 @@ fn one_hot(l: &mut Lowering, id: usize, o: &OneHot) -> Result<NodeId> {
         return Err(l.unsupported(id, ": on and off values must be numbers"));
     };
     let n = o.dim;
-    let steps = l.b.steps(idx, n + 1)?; // idx.shape + [n + 1]
+    let steps = l.b.steps(idx, n, n + 1)?; // idx.shape + [n + 1]
     let shape = l.b.node(steps).shape.clone();
     let rank = shape.len();
     let mut cut = shape.clone();
@@ -331,15 +331,16 @@ impl Builder {
         self.add(idx, wrap, false)
     }
 
-    /// The steps `[i ≥ k]` for `k` in `0..n` of every index: shape `idx.shape + [n]`, exact.
-    fn steps(&mut self, idx: NodeId, n: usize) -> Result<NodeId> {
+    /// The steps `[i ≥ k]` for `k` in `0..count` of every index into an axis of `n`
+    /// (negative ones counted from its end): shape `idx.shape + [count]`, exact.
+    fn steps(&mut self, idx: NodeId, n: usize, count: usize) -> Result<NodeId> {
         let idx = self.index(idx, n)?;
         let mut shape = self.nodes[idx].shape.clone();
         shape.push(1);
         let idx = self.wiring(Op::Reshape, idx, shape)?;
         let offsets = crate::builder::FloatConst {
-            shape: vec![n],
-            values: (0..n).map(|k| 1.0 - k as f32).collect(),
+            shape: vec![count],
+            values: (0..count).map(|k| 1.0 - k as f32).collect(),
         };
         let offsets = self.constant(&offsets, 0)?;
         let shifted = self.add(idx, offsets, false)?;
@@ -352,7 +353,7 @@ impl Builder {
     pub fn gather_table(&mut self, idx: NodeId, table: &[f32], n: usize) -> Result<NodeId> {
         let m = self.nodes[idx].len();
         let cols = table.len() / n;
-        let steps = self.steps(idx, n)?;
+        let steps = self.steps(idx, n, n)?;
         let steps = self.wiring(Op::Reshape, steps, vec![m, n])?;
         let ws = self.config.weight_scale;
         let q: Vec<i64> = table.iter().map(|&v| quantize(v as f64, ws)).collect();
@@ -391,7 +392,7 @@ impl Builder {
     /// product of two activations per candidate. Shape `[R, m]`.
     pub fn select_rows(&mut self, x: NodeId, idx: NodeId) -> Result<NodeId> {
         let n = *self.nodes[x].shape.last().unwrap_or(&0);
-        let steps = self.steps(idx, n)?; // [R, m, n]
+        let steps = self.steps(idx, n, n)?; // [R, m, n]
         let diffs = self.differences(x)?;
         let terms = self.mul(diffs, steps)?;
         let sum = self.reduce(terms, vec![2], false)?;
@@ -434,7 +435,7 @@ impl Builder {
             unreachable!("scatter rows are [R, n, Q]");
         };
         let m = self.nodes[idx].shape[1];
-        let steps = self.steps(idx, n + 1)?; // [R, m, n + 1]
+        let steps = self.steps(idx, n, n + 1)?; // [R, m, n + 1]
         let shape = vec![r, m, n];
         let ge = Op::Gather {
             axis: 2,
