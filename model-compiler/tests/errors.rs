@@ -38,6 +38,20 @@ fn refusals_name_the_onnx_op_and_node() {
     assert!(err.contains("[tract's `"), "{err}");
 }
 
+/// A 10^12-element input declared in a few bytes is refused at load, before any allocation.
+#[test]
+fn huge_declared_tensors_are_refused_at_load() {
+    let err = onnx::load(&fixtures().join("ops/huge_input.onnx"))
+        .err()
+        .expect("must fail")
+        .to_string();
+    assert!(
+        err.contains("input `x` has 1000000000000 elements"),
+        "{err}"
+    );
+    assert!(err.contains("per tensor"), "{err}");
+}
+
 #[test]
 fn malformed_onnx_is_an_error() {
     let err = onnx::load(&fixtures().join("ops/malformed.onnx"))

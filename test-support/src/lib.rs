@@ -19,7 +19,12 @@ pub const MODELS: [&str; 5] = [
 ];
 
 /// Op fixtures that exist to be refused, not proved.
-const REFUSED_OPS: [&str; 3] = ["unsupported_op", "unsupported_op_topk", "malformed"];
+const REFUSED_OPS: [&str; 4] = [
+    "unsupported_op",
+    "unsupported_op_topk",
+    "malformed",
+    "huge_input",
+];
 
 /// The `fixtures/` folder of the repository.
 pub fn fixtures() -> PathBuf {
