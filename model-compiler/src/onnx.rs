@@ -199,6 +199,27 @@ fn check_input_sizes(graph: &tract_onnx::pb::GraphProto) -> std::result::Result<
         });
         check_elements(&format!("input `{}`", input.name), dims)?;
     }
+    // Shapes given as constants to ops that tract folds into tensors while loading.
+    for node in &graph.node {
+        if !matches!(node.op_type.as_str(), "ConstantOfShape" | "Expand") {
+            continue;
+        }
+        let slot = usize::from(node.op_type == "Expand");
+        let Some(shape) = node
+            .input
+            .get(slot)
+            .and_then(|name| graph.initializer.iter().find(|t| &t.name == name))
+        else {
+            continue;
+        };
+        let dims = shape.int64_data.iter().map(|&v| v.max(0) as u64);
+        let raw = shape
+            .raw_data
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")).max(0) as u64);
+        let what = format!("the shape given to {} node `{}`", node.op_type, node.name);
+        check_elements(&what, dims.chain(raw))?;
+    }
     Ok(())
 }
 

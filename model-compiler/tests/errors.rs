@@ -50,6 +50,15 @@ fn huge_declared_tensors_are_refused_at_load() {
         "{err}"
     );
     assert!(err.contains("per tensor"), "{err}");
+    // As a constant shape that tract would fold into a tensor while loading.
+    let err = onnx::load(&fixtures().join("ops/huge_constant.onnx"))
+        .err()
+        .expect("must fail")
+        .to_string();
+    assert!(
+        err.contains("the shape given to ConstantOfShape node `cos` has 1000000000000 elements"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -19,11 +19,12 @@ pub const MODELS: [&str; 5] = [
 ];
 
 /// Op fixtures that exist to be refused, not proved.
-const REFUSED_OPS: [&str; 4] = [
+const REFUSED_OPS: [&str; 5] = [
     "unsupported_op",
     "unsupported_op_topk",
     "malformed",
     "huge_input",
+    "huge_constant",
 ];
 
 /// The `fixtures/` folder of the repository.
