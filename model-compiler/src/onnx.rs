@@ -166,63 +166,6 @@ fn bind_dims(
     Ok(bound)
 }
 
-/// The most elements Ciro accepts in one tensor (1 GiB of f32): a model past it could not be
-/// proven on one worker anyway, and a hostile file declaring `[1, 10^12]` must be refused before
-/// anything is allocated for it.
-pub const MAX_TENSOR_ELEMENTS: u64 = 1 << 28;
-
-/// Refuses a tensor of more than [`MAX_TENSOR_ELEMENTS`] elements (checked arithmetic).
-fn check_elements(what: &str, dims: impl Iterator<Item = u64>) -> std::result::Result<(), String> {
-    let n = dims.fold(1u64, |n, d| n.saturating_mul(d));
-    if n > MAX_TENSOR_ELEMENTS {
-        return Err(format!(
-            "{what} has {n} elements, more than the {MAX_TENSOR_ELEMENTS} Ciro accepts per tensor"
-        ));
-    }
-    Ok(())
-}
-
-/// The declared (and bound) input shapes, checked before tract sees them.
-fn check_input_sizes(graph: &tract_onnx::pb::GraphProto) -> std::result::Result<(), String> {
-    use tract_onnx::pb::tensor_shape_proto::dimension::Value;
-    use tract_onnx::pb::type_proto;
-    for input in &graph.input {
-        let Some(type_proto::Value::TensorType(t)) =
-            input.r#type.as_ref().and_then(|t| t.value.as_ref())
-        else {
-            continue;
-        };
-        let Some(shape) = &t.shape else { continue };
-        let dims = shape.dim.iter().map(|d| match d.value {
-            Some(Value::DimValue(v)) => v.max(0) as u64,
-            _ => 1,
-        });
-        check_elements(&format!("input `{}`", input.name), dims)?;
-    }
-    // Shapes given as constants to ops that tract folds into tensors while loading.
-    for node in &graph.node {
-        if !matches!(node.op_type.as_str(), "ConstantOfShape" | "Expand") {
-            continue;
-        }
-        let slot = usize::from(node.op_type == "Expand");
-        let Some(shape) = node
-            .input
-            .get(slot)
-            .and_then(|name| graph.initializer.iter().find(|t| &t.name == name))
-        else {
-            continue;
-        };
-        let dims = shape.int64_data.iter().map(|&v| v.max(0) as u64);
-        let raw = shape
-            .raw_data
-            .chunks_exact(8)
-            .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")).max(0) as u64);
-        let what = format!("the shape given to {} node `{}`", node.op_type, node.name);
-        check_elements(&what, dims.chain(raw))?;
-    }
-    Ok(())
-}
-
 fn onnx_err(path: &str, e: impl std::fmt::Display) -> CompileError {
     CompileError::Onnx {
         path: path.to_string(),
@@ -259,7 +202,7 @@ pub fn load_with(path: &Path, dims: &DimBindings) -> Result<LoadedModel> {
     };
     proto::dedupe_node_names(graph);
     let bound_dims = bind_dims(graph, dims).map_err(|e| onnx_err(&p, e))?;
-    check_input_sizes(graph).map_err(|e| onnx_err(&p, e))?;
+    proto::check_input_sizes(graph).map_err(|e| onnx_err(&p, e))?;
     let integer_inputs = proto::float_inputs(graph);
     // The user's nodes, before unrolling: a refusal inside an unrolled LSTM names the LSTM.
     let onnx_nodes = graph
@@ -309,7 +252,7 @@ pub fn load_with(path: &Path, dims: &DimBindings) -> Result<LoadedModel> {
         for (slot, out) in node.outputs.iter().enumerate() {
             if let Some(shape) = out.fact.shape.as_concrete() {
                 let what = format!("output {slot} of node `{}`", node.name);
-                check_elements(&what, shape.iter().map(|&d| d as u64))
+                proto::check_elements(&what, shape.iter().map(|&d| d as u64))
                     .map_err(|e| onnx_err(&p, e))?;
             }
         }

@@ -1,6 +1,6 @@
-//! Rewrites of the ONNX protobuf before tract reads it: node names made distinct from
-//! initializer names, non-f32 inputs made f32 with a Cast, and recurrent layers (LSTM, GRU)
-//! written out over their static sequence length.
+//! Rewrites and checks of the ONNX protobuf before tract reads it: node names made distinct
+//! from initializer names, tensor sizes capped, non-f32 inputs made f32 with a Cast, and
+//! recurrent layers (LSTM, GRU) written out over their static sequence length.
 
 use tract_onnx::pb::tensor_proto::DataType;
 use tract_onnx::pb::{
@@ -31,6 +31,65 @@ pub(crate) fn dedupe_node_names(graph: &mut GraphProto) {
         }
         taken.insert(node.name.clone());
     }
+}
+
+/// The most elements Ciro accepts in one tensor (1 GiB of f32): a model past it could not be
+/// proven on one worker anyway, and a hostile file declaring `[1, 10^12]` must be refused before
+/// anything is allocated for it.
+pub(crate) const MAX_TENSOR_ELEMENTS: u64 = 1 << 28;
+
+/// Refuses a tensor of more than [`MAX_TENSOR_ELEMENTS`] elements (checked arithmetic).
+pub(crate) fn check_elements(
+    what: &str,
+    dims: impl Iterator<Item = u64>,
+) -> std::result::Result<(), String> {
+    let n = dims.fold(1u64, |n, d| n.saturating_mul(d));
+    if n > MAX_TENSOR_ELEMENTS {
+        return Err(format!(
+            "{what} has {n} elements, more than the {MAX_TENSOR_ELEMENTS} Ciro accepts per tensor"
+        ));
+    }
+    Ok(())
+}
+
+/// The declared (and bound) input shapes, checked before tract sees them.
+pub(crate) fn check_input_sizes(graph: &GraphProto) -> std::result::Result<(), String> {
+    use tract_onnx::pb::tensor_shape_proto::dimension::Value;
+    for input in &graph.input {
+        let Some(type_proto::Value::TensorType(t)) =
+            input.r#type.as_ref().and_then(|t| t.value.as_ref())
+        else {
+            continue;
+        };
+        let Some(shape) = &t.shape else { continue };
+        let dims = shape.dim.iter().map(|d| match d.value {
+            Some(Value::DimValue(v)) => v.max(0) as u64,
+            _ => 1,
+        });
+        check_elements(&format!("input `{}`", input.name), dims)?;
+    }
+    // Shapes given as constants to ops that tract folds into tensors while loading.
+    for node in &graph.node {
+        if !matches!(node.op_type.as_str(), "ConstantOfShape" | "Expand") {
+            continue;
+        }
+        let slot = usize::from(node.op_type == "Expand");
+        let Some(shape) = node
+            .input
+            .get(slot)
+            .and_then(|name| graph.initializer.iter().find(|t| &t.name == name))
+        else {
+            continue;
+        };
+        let dims = shape.int64_data.iter().map(|&v| v.max(0) as u64);
+        let raw = shape
+            .raw_data
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")).max(0) as u64);
+        let what = format!("the shape given to {} node `{}`", node.op_type, node.name);
+        check_elements(&what, dims.chain(raw))?;
+    }
+    Ok(())
 }
 
 /// Makes every non-f32 model input an f32 one followed by a Cast to its declared type, so that

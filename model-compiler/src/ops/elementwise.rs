@@ -525,24 +525,31 @@ impl Builder {
         let a = self.at_most(a, s)?;
         let num = self.to_scale(a, s + sb)?;
         let shape = self.broadcast(num, b, "Div")?;
-        let (n, d) = (&self.nodes[num], &self.nodes[b]);
-        if (n.bound.abs_max() as i128) * 2 + d.bound.hi as i128 >= 1i128 << self.config.max_bits {
-            return Err(self.error("division numerator overflows the value budget"));
-        }
-        let (dlo, dhi) = (d.bound.lo, d.bound.hi);
-        let cands = [
-            round_div(n.bound.lo, dlo),
-            round_div(n.bound.lo, dhi),
-            round_div(n.bound.hi, dlo),
-            round_div(n.bound.hi, dhi),
-        ];
-        let bound = Bound::new(*cands.iter().min().unwrap(), *cands.iter().max().unwrap());
+        let (dlo, dhi) = (self.nodes[b].bound.lo, self.nodes[b].bound.hi);
+        let bound = self.quotient_bound(num, dlo, dhi)?;
         // (a + δa)/(b + δb) − a/b = (δa·b − a·δb) / (b·(b + δb)), with b ≥ b_min > δb.
         let (a_max, b_min) = (self.real_max(a), dlo as f64 / scale_f(sb));
         let (ea, eb) = (self.nodes[a].error, self.nodes[b].error);
         let error = (ea + a_max * eb / b_min) / (b_min - eb) + 0.5 / scale_f(s);
         self.push(Op::DivConst, vec![num, b], shape, s, bound, error)
             .map(Some)
+    }
+
+    /// The bound of `round_div(num, d)` for `d` in `dmin..=dmax` (positive), refusing a
+    /// numerator whose `2n + d` the value budget cannot hold.
+    fn quotient_bound(&self, num: NodeId, dmin: i64, dmax: i64) -> Result<Bound> {
+        let n = &self.nodes[num];
+        if (n.bound.abs_max() as i128) * 2 + dmax as i128 >= 1i128 << self.config.max_bits {
+            return Err(self.error("division numerator overflows the value budget"));
+        }
+        let cands = [
+            round_div(n.bound.lo, dmin),
+            round_div(n.bound.lo, dmax),
+            round_div(n.bound.hi, dmin),
+            round_div(n.bound.hi, dmax),
+        ];
+        let (lo, hi) = (cands.iter().min(), cands.iter().max());
+        Ok(Bound::new(*lo.expect("four"), *hi.expect("four")))
     }
 
     /// Divides by positive integer counts (`den` values with `den_shape`, broadcast).
@@ -566,17 +573,8 @@ impl Builder {
             0.0,
         )?;
         let shape = self.broadcast(x, d, "Div")?;
+        let bound = self.quotient_bound(x, dmin, dmax)?;
         let n = &self.nodes[x];
-        if (n.bound.abs_max() as i128) * 2 + dmax as i128 >= 1i128 << self.config.max_bits {
-            return Err(self.error("division numerator overflows the value budget"));
-        }
-        let cands = [
-            round_div(n.bound.lo, dmin),
-            round_div(n.bound.lo, dmax),
-            round_div(n.bound.hi, dmin),
-            round_div(n.bound.hi, dmax),
-        ];
-        let bound = Bound::new(*cands.iter().min().unwrap(), *cands.iter().max().unwrap());
         let error = n.error / dmin as f64 + 0.5 / scale_f(n.scale);
         let scale = n.scale;
         self.push(Op::DivConst, vec![x, d], shape, scale, bound, error)

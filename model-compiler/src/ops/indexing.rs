@@ -62,28 +62,8 @@ fn one_hot(l: &mut Lowering, id: usize, o: &OneHot) -> Result<NodeId> {
         return Err(l.unsupported(id, ": on and off values must be numbers"));
     };
     let n = o.dim;
-    let steps = l.b.steps(idx, n, n + 1)?; // idx.shape + [n + 1]
-    let shape = l.b.node(steps).shape.clone();
-    let rank = shape.len();
-    let mut cut = shape.clone();
-    cut[rank - 1] = n;
-    let ge = l.b.wiring(
-        Op::Gather {
-            axis: rank - 1,
-            indices: (0..n).collect(),
-        },
-        steps,
-        cut.clone(),
-    )?;
-    let next = l.b.wiring(
-        Op::Gather {
-            axis: rank - 1,
-            indices: (1..=n).collect(),
-        },
-        steps,
-        cut,
-    )?;
-    let mut out = l.b.add(ge, next, true)?;
+    let rank = l.b.node(idx).shape.len() + 1;
+    let mut out = l.b.equals(idx, n)?;
     if (on, off) != (1.0, 0.0) {
         let float = |v: f32| crate::builder::FloatConst {
             shape: vec![1],
@@ -151,13 +131,13 @@ fn gather_elements(l: &mut Lowering, id: usize, axis: usize) -> Result<NodeId> {
     let t = l.b.node(idx).shape.clone();
     let x = fit_to(l, id, x, &t, axis)?;
     // The axis last: [R, n] candidates against [R, m] indices.
-    let (rows, x_perm) = axis_last(l, x, axis)?;
-    let (_, idx_perm) = axis_last(l, idx, axis)?;
+    let (rows, x_perm) = l.b.axis_last(x, axis)?;
+    let (_, idx_perm) = l.b.axis_last(idx, axis)?;
     let (n, m) = (l.b.node(x).shape[axis], t[axis]);
     let x = l.b.wiring(Op::Reshape, x_perm, vec![rows, 1, n])?;
     let idx = l.b.wiring(Op::Reshape, idx_perm, vec![rows, m])?;
     let picked = l.b.select_rows(x, idx)?;
-    axis_back(l, picked, &t, axis)
+    l.b.axis_back(picked, &t, axis)
 }
 
 /// ONNX GatherND (`batch_dims` 0): the last index axis of length `k` addresses the first `k`
@@ -199,6 +179,23 @@ fn gather_nd(l: &mut Lowering, id: usize, batch_dims: usize) -> Result<NodeId> {
     l.b.wiring(Op::Reshape, picked, l.out_shape(id))
 }
 
+/// A scatter's data, indices and updates; only reduction `none` is supported.
+fn scatter_args(
+    l: &mut Lowering,
+    id: usize,
+    reduction: &ScatterReduction,
+) -> Result<(NodeId, NodeId, NodeId)> {
+    if *reduction != ScatterReduction::None {
+        return Err(l.unsupported(id, ": only reduction 'none' is supported"));
+    }
+    let s = l.b.config.scale;
+    Ok((
+        l.arg_node(id, 0, s)?,
+        l.arg_node(id, 1, 0)?,
+        l.arg_node(id, 2, s)?,
+    ))
+}
+
 /// ONNX ScatterElements (no reduction): `data` with `data[t with t_axis = idx[t]] = upd[t]`.
 fn scatter_elements(
     l: &mut Lowering,
@@ -206,13 +203,7 @@ fn scatter_elements(
     axis: usize,
     reduction: &ScatterReduction,
 ) -> Result<NodeId> {
-    if *reduction != ScatterReduction::None {
-        return Err(l.unsupported(id, ": only reduction 'none' is supported"));
-    }
-    let s = l.b.config.scale;
-    let data = l.arg_node(id, 0, s)?;
-    let idx = l.arg_node(id, 1, 0)?;
-    let upd = l.arg_node(id, 2, s)?;
+    let (data, idx, upd) = scatter_args(l, id, reduction)?;
     let shape = l.b.node(data).shape.clone();
     let t = l.b.node(idx).shape.clone();
     if (0..shape.len()).any(|d| d != axis && t[d] != shape[d]) {
@@ -221,26 +212,20 @@ fn scatter_elements(
             ": the indices must span the data on every axis but the scattered one",
         ));
     }
-    let (rows, data_perm) = axis_last(l, data, axis)?;
-    let (_, idx_perm) = axis_last(l, idx, axis)?;
-    let (_, upd_perm) = axis_last(l, upd, axis)?;
+    let (rows, data_perm) = l.b.axis_last(data, axis)?;
+    let (_, idx_perm) = l.b.axis_last(idx, axis)?;
+    let (_, upd_perm) = l.b.axis_last(upd, axis)?;
     let (n, m) = (shape[axis], t[axis]);
     let data_rows = l.b.wiring(Op::Reshape, data_perm, vec![rows, n, 1])?;
     let idx_rows = l.b.wiring(Op::Reshape, idx_perm, vec![rows, m])?;
     let upd_rows = l.b.wiring(Op::Reshape, upd_perm, vec![rows, m, 1])?;
     let out = l.b.scatter_rows(data_rows, idx_rows, upd_rows)?; // [rows, n, 1]
-    axis_back(l, out, &shape, axis)
+    l.b.axis_back(out, &shape, axis)
 }
 
 /// ONNX ScatterND (no reduction) with index tuples of length 1: rows of `data` replaced.
 fn scatter_nd(l: &mut Lowering, id: usize, reduction: &ScatterReduction) -> Result<NodeId> {
-    if *reduction != ScatterReduction::None {
-        return Err(l.unsupported(id, ": only reduction 'none' is supported"));
-    }
-    let s = l.b.config.scale;
-    let data = l.arg_node(id, 0, s)?;
-    let idx = l.arg_node(id, 1, 0)?;
-    let upd = l.arg_node(id, 2, s)?;
+    let (data, idx, upd) = scatter_args(l, id, reduction)?;
     let shape = l.b.node(data).shape.clone();
     let it = l.b.node(idx).shape.clone();
     if it.last() != Some(&1) {
@@ -280,30 +265,30 @@ fn fit_to(l: &mut Lowering, id: usize, mut x: NodeId, t: &[usize], axis: usize) 
     Ok(x)
 }
 
-/// `x` with `axis` moved last; also the product of the other axes.
-fn axis_last(l: &mut Lowering, x: NodeId, axis: usize) -> Result<(usize, NodeId)> {
-    let shape = l.b.node(x).shape.clone();
-    let mut perm: Vec<usize> = (0..shape.len()).filter(|&d| d != axis).collect();
-    perm.push(axis);
-    let rows = perm[..perm.len() - 1].iter().map(|&d| shape[d]).product();
-    Ok((rows, l.b.permute(x, perm)?))
-}
-
-/// The inverse of [`axis_last`]: `x` (any shape holding the elements in axis-last order) back
-/// to `shape`.
-fn axis_back(l: &mut Lowering, x: NodeId, shape: &[usize], axis: usize) -> Result<NodeId> {
-    let mut moved: Vec<usize> = (0..shape.len()).filter(|&d| d != axis).collect();
-    moved.push(axis);
-    let moved_shape: Vec<usize> = moved.iter().map(|&d| shape[d]).collect();
-    let x = l.b.wiring(Op::Reshape, x, moved_shape)?;
-    let mut inverse = vec![0; moved.len()];
-    for (i, &d) in moved.iter().enumerate() {
-        inverse[d] = i;
-    }
-    l.b.permute(x, inverse)
-}
-
 impl Builder {
+    /// `x` with `axis` moved last; also the product of the other axes.
+    pub(crate) fn axis_last(&mut self, x: NodeId, axis: usize) -> Result<(usize, NodeId)> {
+        let shape = self.nodes[x].shape.clone();
+        let mut perm: Vec<usize> = (0..shape.len()).filter(|&d| d != axis).collect();
+        perm.push(axis);
+        let rows = perm[..perm.len() - 1].iter().map(|&d| shape[d]).product();
+        Ok((rows, self.permute(x, perm)?))
+    }
+
+    /// The inverse of [`Self::axis_last`]: `x` (any shape holding the elements in axis-last
+    /// order) back to `shape`.
+    pub(crate) fn axis_back(&mut self, x: NodeId, shape: &[usize], axis: usize) -> Result<NodeId> {
+        let mut moved: Vec<usize> = (0..shape.len()).filter(|&d| d != axis).collect();
+        moved.push(axis);
+        let moved_shape: Vec<usize> = moved.iter().map(|&d| shape[d]).collect();
+        let x = self.wiring(Op::Reshape, x, moved_shape)?;
+        let mut inverse = vec![0; moved.len()];
+        for (i, &d) in moved.iter().enumerate() {
+            inverse[d] = i;
+        }
+        self.permute(x, inverse)
+    }
+
     /// `x` with its axes permuted (`perm[i]` is the input axis of output axis `i`); `x` itself
     /// when `perm` is the identity.
     pub fn permute(&mut self, x: NodeId, perm: Vec<usize>) -> Result<NodeId> {
@@ -345,6 +330,22 @@ impl Builder {
         let offsets = self.constant(&offsets, 0)?;
         let shifted = self.add(idx, offsets, false)?;
         self.clamp(shifted, Some(0.0), Some(1.0))
+    }
+
+    /// The one-hot `[i = k] = [i ≥ k] − [i ≥ k + 1]` for `k` in `0..n` of every index into an
+    /// axis of `n`: shape `idx.shape + [n]`, exact.
+    fn equals(&mut self, idx: NodeId, n: usize) -> Result<NodeId> {
+        let steps = self.steps(idx, n, n + 1)?;
+        let mut shape = self.nodes[steps].shape.clone();
+        let last = shape.len() - 1;
+        shape[last] = n;
+        let from = |start: usize| Op::Gather {
+            axis: last,
+            indices: (start..start + n).collect(),
+        };
+        let ge = self.wiring(from(0), steps, shape.clone())?;
+        let next = self.wiring(from(1), steps, shape)?;
+        self.add(ge, next, true)
     }
 
     /// `table[idx]` for a constant `table` of `n` rows (row-major, `table.len() / n` columns)
@@ -435,19 +436,7 @@ impl Builder {
             unreachable!("scatter rows are [R, n, Q]");
         };
         let m = self.nodes[idx].shape[1];
-        let steps = self.steps(idx, n, n + 1)?; // [R, m, n + 1]
-        let shape = vec![r, m, n];
-        let ge = Op::Gather {
-            axis: 2,
-            indices: (0..n).collect(),
-        };
-        let ge = self.wiring(ge, steps, shape.clone())?;
-        let next = Op::Gather {
-            axis: 2,
-            indices: (1..=n).collect(),
-        };
-        let next = self.wiring(next, steps, shape)?;
-        let eq = self.add(ge, next, true)?; // [R, m, n]
+        let eq = self.equals(idx, n)?; // [R, m, n]
         let eq4 = self.wiring(Op::Reshape, eq, vec![r, m, n, 1])?;
         let upd4 = self.wiring(Op::Reshape, upd, vec![r, m, 1, q])?;
         let placed = self.mul(eq4, upd4)?;
@@ -458,7 +447,7 @@ impl Builder {
         let cleared = self.mul(hits, data)?;
         let kept = self.add(data, cleared, true)?;
         let out = self.add(kept, placed, false)?;
-        if self.nodes[steps].error > 0.0 {
+        if self.nodes[eq].error > 0.0 {
             self.nodes[out].error =
                 self.real_max(data) + self.real_max(upd) + self.nodes[data].error;
         }

@@ -113,34 +113,19 @@ impl Builder {
         }
         let values = self.concat(values, 1)?; // [rows, k]
         let indices = self.concat(indices, 1)?;
-        let mut out_shape = shape.clone();
+        let mut out_shape = shape;
         out_shape[axis] = k;
-        let back = |b: &mut Self, v: NodeId| -> Result<NodeId> {
-            let mut moved_shape: Vec<usize> = (0..shape.len())
-                .filter(|&d| d != axis)
-                .map(|d| out_shape[d])
-                .collect();
-            moved_shape.push(k);
-            let v = b.wiring(Op::Reshape, v, moved_shape)?;
-            let mut perm: Vec<usize> = (0..shape.len() - 1).collect();
-            perm.insert(axis, shape.len() - 1);
-            b.permute(v, perm)
-        };
-        Ok((back(self, values)?, back(self, indices)?))
+        Ok((
+            self.axis_back(values, &out_shape, axis)?,
+            self.axis_back(indices, &out_shape, axis)?,
+        ))
     }
 
     /// `x` with `axis` moved last and the others flattened: `[rows, n]`.
     fn axis_last_2d(&mut self, x: NodeId, axis: usize) -> Result<(usize, NodeId)> {
-        let shape = self.nodes[x].shape.clone();
-        let rank = shape.len();
-        let mut perm: Vec<usize> = (0..rank).filter(|&d| d != axis).collect();
-        perm.push(axis);
-        let rows = perm[..rank - 1].iter().map(|&d| shape[d]).product();
-        let moved = self.permute(x, perm)?;
-        Ok((
-            rows,
-            self.wiring(Op::Reshape, moved, vec![rows, shape[axis]])?,
-        ))
+        let n = self.nodes[x].shape[axis];
+        let (rows, moved) = self.axis_last(x, axis)?;
+        Ok((rows, self.wiring(Op::Reshape, moved, vec![rows, n])?))
     }
 
     /// The maximum of each row of `x` `[rows, n]` and the one-hot of its first position:
