@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 
 use ciro_prover::ProofBundle;
 use ciro_scheduler::pricing::{format_amount, parse_amount};
+use sha2::{Digest, Sha256};
 
 mod shared;
 use shared::{fmt_values, is_image};
@@ -88,12 +89,16 @@ enum Command {
         /// verifier contracts check halo2-KZG proofs].
         #[arg(long)]
         proof_system: Option<String>,
-        /// Makes a retried submission return the first job instead of paying twice.
+        /// Makes a retried submission return the first job instead of paying twice [default: a
+        /// new random key per submission, so a retry after a lost answer cannot pay twice].
         #[arg(long)]
         idempotency_key: Option<String>,
         /// Follow the job until it finishes.
         #[arg(long)]
         wait: bool,
+        /// With --wait: give up following after this many seconds (the job goes on).
+        #[arg(long, default_value_t = 3600)]
+        timeout: u64,
     },
     /// Show a job's state, timings and result.
     JobStatus {
@@ -102,9 +107,13 @@ enum Command {
         /// Follow the job until it finishes.
         #[arg(long)]
         wait: bool,
+        /// With --wait: give up following after this many seconds (the job goes on).
+        #[arg(long, default_value_t = 3600)]
+        timeout: u64,
     },
-    /// Download a verified job's result, proof bundle and the model's verification key (and,
-    /// for halo2 jobs, the calldata for the model's Solidity verifier).
+    /// Download a verified job's result and proof bundle, check the proof against the key and
+    /// input pinned when the job was submitted from this machine, and save them with the key
+    /// (and, for halo2 jobs, the calldata for the model's Solidity verifier).
     JobResult {
         #[arg(long)]
         job_id: i64,
@@ -122,7 +131,8 @@ enum Command {
         #[arg(long)]
         job_id: i64,
     },
-    /// Verify a proof offline: a job's (downloaded now) or files from `job-result`.
+    /// Verify a proof: a job's (its proof downloaded now, checked against the key and input
+    /// pinned at submission) or files from `job-result`.
     Verify {
         #[arg(long, conflicts_with_all = ["bundle", "vk"])]
         job_id: Option<i64>,
@@ -130,6 +140,9 @@ enum Command {
         bundle: Option<PathBuf>,
         #[arg(long, requires = "bundle")]
         vk: Option<PathBuf>,
+        /// With --bundle: also check that the proof is about this input (JSON).
+        #[arg(long, requires = "bundle")]
+        input: Option<PathBuf>,
     },
 }
 
@@ -256,8 +269,7 @@ fn dispatch(cli: &Cli) -> Result<()> {
                     server: Some(client.server.clone()),
                     api_key: v["api_key"].as_str().map(str::to_string),
                 };
-                std::fs::write(&path, serde_json::to_vec_pretty(&file)?)
-                    .with_context(|| format!("writing {}", path.display()))?;
+                write_private(&path, &serde_json::to_vec_pretty(&file)?)?;
                 if !cli.json {
                     eprintln!("saved the key to {}", path.display());
                 }
@@ -319,17 +331,40 @@ fn dispatch(cli: &Cli) -> Result<()> {
             proof_system,
             idempotency_key,
             wait,
+            timeout,
         } => {
             client.need_key()?;
-            let mut body = json!({ "model": model, "chain": pay_with, "token": token });
-            if let Some(p) = proof_system {
-                body["proof_system"] = json!(p);
-            }
+            let chain: ciro_scheduler::pricing::Chain =
+                pay_with.parse().map_err(anyhow::Error::msg)?;
+            let system = match proof_system {
+                Some(p) => p.clone(),
+                None => ciro_scheduler::pricing::default_backend(chain)
+                    .name()
+                    .to_string(),
+            };
+            let body_base = json!({ "model": model, "chain": pay_with, "token": token, "proof_system": system });
+            let mut body = body_base;
             let bytes =
                 std::fs::read(input).with_context(|| format!("cannot read {}", input.display()))?;
-            if is_image(input) {
+            // Pin what the proof must be about now, before the service is involved: the model's
+            // key as served at submission and the input as this machine reads it.
+            let info = client.json("GET", &format!("/v1/models/{model}"), None)?;
+            let vk_bytes = client.bytes(&format!("/v1/models/{model}/vk?proof_system={system}"))?;
+            let vk = ciro_prover::load_verifying_key(&vk_bytes).map_err(|e| {
+                anyhow::anyhow!("the service sent an unusable key for {model}: {e}")
+            })?;
+            let floats: Vec<Vec<f32>> = if is_image(input) {
+                let spec: ciro_model_compiler::ir::ImageSpec =
+                    serde_json::from_value(info["image"].clone()).with_context(|| {
+                        format!("model {model} takes no images; give a JSON input")
+                    })?;
                 body["image_base64"] =
                     json!(base64::engine::general_purpose::STANDARD.encode(&bytes));
+                vec![ciro_model_compiler::input::decode_image(
+                    &bytes,
+                    &input.display().to_string(),
+                    &spec,
+                )?]
             } else {
                 let v: Value = serde_json::from_slice(&bytes).with_context(|| {
                     format!(
@@ -337,8 +372,11 @@ fn dispatch(cli: &Cli) -> Result<()> {
                         input.display()
                     )
                 })?;
+                let floats = ciro_model_compiler::input::parse_json(&v.to_string())
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
                 body["input"] = v;
-            }
+                floats
+            };
             let size = body.to_string().len();
             if size > ciro_scheduler::api::MAX_JOB_BYTES {
                 bail!(
@@ -346,14 +384,29 @@ fn dispatch(cli: &Cli) -> Result<()> {
                     ciro_scheduler::api::MAX_JOB_BYTES
                 );
             }
-            let mut req = client.request("POST", "/v1/jobs");
-            if let Some(k) = idempotency_key {
-                req = req.set("Idempotency-Key", k);
-            }
+            let key = idempotency_key
+                .clone()
+                .unwrap_or_else(|| format!("ciro-cli-{}", hex::encode(rand::random::<[u8; 16]>())));
+            let req = client
+                .request("POST", "/v1/jobs")
+                .set("Idempotency-Key", &key);
             let job: Value = client
                 .send(req, Some(&body))?
                 .into_json()
                 .context("the service sent invalid JSON")?;
+            let id = job["id"]
+                .as_i64()
+                .context("the service returned no job id")?;
+            let pin = Pinned {
+                server: client.server.clone(),
+                job_id: id,
+                model: model.clone(),
+                proof_system: system.clone(),
+                commitment: vk.commitment(),
+                vk: String::from_utf8(vk_bytes).context("the key is not UTF-8 JSON")?,
+                input: floats,
+            };
+            pin.save(cfg_path.as_deref())?;
             if !cli.json {
                 println!(
                     "job {} submitted: {} on {}, price {} {} (held; charged only once the proof verifies)",
@@ -365,10 +418,7 @@ fn dispatch(cli: &Cli) -> Result<()> {
                 );
             }
             if *wait {
-                let id = job["id"]
-                    .as_i64()
-                    .context("the service returned no job id")?;
-                let done = follow(&client, id, cli.json)?;
+                let done = follow(&client, id, cli.json, *timeout)?;
                 return out.show(&done, || job_text(&done));
             }
             if cli.json {
@@ -376,10 +426,14 @@ fn dispatch(cli: &Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::JobStatus { job_id, wait } => {
+        Command::JobStatus {
+            job_id,
+            wait,
+            timeout,
+        } => {
             client.need_key()?;
             let v = if *wait {
-                follow(&client, *job_id, cli.json)?
+                follow(&client, *job_id, cli.json, *timeout)?
             } else {
                 client.json("GET", &format!("/v1/jobs/{job_id}"), None)?
             };
@@ -387,13 +441,14 @@ fn dispatch(cli: &Cli) -> Result<()> {
         }
         Command::JobResult { job_id, output } => {
             client.need_key()?;
+            let pin = Pinned::load(cfg_path.as_deref(), &client.server, *job_id)?;
             let result = client.json("GET", &format!("/v1/jobs/{job_id}/result"), None)?;
             let bundle = client.bytes(&format!("/v1/jobs/{job_id}/proof"))?;
-            let model = result["model"]
-                .as_str()
-                .context("the result names no model")?;
-            let system = result["proof_system"].as_str().unwrap_or("stwo");
-            let vk = client.bytes(&format!("/v1/models/{model}/vk?proof_system={system}"))?;
+            // Nothing is saved unless the proof is about the pinned model and input.
+            pin.check(&bundle)?;
+            let model = safe_file_name(&pin.model);
+            let system = safe_file_name(&pin.proof_system);
+            let vk = pin.vk.clone().into_bytes();
             std::fs::create_dir_all(output)
                 .with_context(|| format!("creating {}", output.display()))?;
             let mut paths = vec![
@@ -403,7 +458,7 @@ fn dispatch(cli: &Cli) -> Result<()> {
                 ),
                 (output.join(format!("job-{job_id}.bundle")), bundle),
                 (
-                    output.join(match system {
+                    output.join(match system.as_str() {
                         "stwo" => format!("{model}.vk.json"),
                         other => format!("{model}.{other}.vk.json"),
                     }),
@@ -463,29 +518,38 @@ fn dispatch(cli: &Cli) -> Result<()> {
                 format!("job {job_id} cancelled; its hold is released")
             })
         }
-        Command::Verify { job_id, bundle, vk } => {
-            let (bundle, vk) = match (job_id, bundle, vk) {
-                (Some(id), _, _) => {
-                    client.need_key()?;
-                    let job = client.json("GET", &format!("/v1/jobs/{id}"), None)?;
-                    let model = job["model"].as_str().context("the job names no model")?;
-                    let system = job["proof_system"].as_str().unwrap_or("stwo");
-                    let b =
-                        ProofBundle::from_bytes(&client.bytes(&format!("/v1/jobs/{id}/proof"))?)?;
-                    let vk = ciro_prover::load_verifying_key(
-                        &client.bytes(&format!("/v1/models/{model}/vk?proof_system={system}"))?,
-                    )
-                    .map_err(|e| anyhow::anyhow!("the service sent an unusable key: {e}"))?;
-                    (b, vk)
-                }
-                (None, Some(b), Some(k)) => (ProofBundle::load(b)?, ciro_verifier::load_key(k)?),
-                _ => bail!("give --job-id, or --bundle and --vk"),
-            };
+        Command::Verify {
+            job_id,
+            bundle,
+            vk,
+            input,
+        } => {
             std::panic::set_hook(Box::new(|_| {}));
             let start = Instant::now();
-            let v = ciro_verifier::verify(vk.as_ref(), &bundle)?;
+            let (v, checked) = match (job_id, bundle, vk) {
+                (Some(id), _, _) => {
+                    client.need_key()?;
+                    let pin = Pinned::load(cfg_path.as_deref(), &client.server, *id)?;
+                    let bytes = client.bytes(&format!("/v1/jobs/{id}/proof"))?;
+                    (
+                        pin.check(&bytes)?,
+                        Some(format!("the input submitted as job {id}")),
+                    )
+                }
+                (None, Some(b), Some(k)) => {
+                    let key = ciro_verifier::load_key(k)?;
+                    let v = ciro_verifier::verify(key.as_ref(), &ProofBundle::load(b)?)?;
+                    if let Some(path) = input {
+                        let floats = ciro_model_compiler::input::read_json(path)?;
+                        v.check_inputs(key.as_ref(), &floats)
+                            .map_err(|e| anyhow::anyhow!("REJECTED for {}: {e}", path.display()))?;
+                    }
+                    (v, input.as_ref().map(|p| p.display().to_string()))
+                }
+                _ => bail!("give --job-id, or --bundle and --vk"),
+            };
             let ms = start.elapsed().as_secs_f64() * 1e3;
-            shared::print_verified(cli.json, &v, ms);
+            shared::print_verified(cli.json, &v, ms, checked.as_deref());
             Ok(())
         }
     }
@@ -510,6 +574,108 @@ impl Client {
     }
 }
 
+/// What a submission pinned: the key the model's proofs must verify under, and the input the
+/// proof must be about, as this machine read it. Kept beside the config file, one file per job.
+#[derive(Serialize, Deserialize)]
+struct Pinned {
+    server: String,
+    job_id: i64,
+    model: String,
+    proof_system: String,
+    commitment: String,
+    /// The verification key file as served at submission.
+    vk: String,
+    input: Vec<Vec<f32>>,
+}
+
+impl Pinned {
+    fn path(cfg: Option<&Path>, server: &str, job_id: i64) -> Result<PathBuf> {
+        let dir = cfg
+            .and_then(Path::parent)
+            .context("no config path to keep submitted jobs beside: pass --config")?;
+        let tag = hex::encode(&Sha256::digest(server.trim_end_matches('/').as_bytes())[..6]);
+        Ok(dir.join("jobs").join(format!("{tag}-{job_id}.json")))
+    }
+
+    fn save(&self, cfg: Option<&Path>) -> Result<()> {
+        let path = Self::path(cfg, &self.server, self.job_id)?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        write_private(&path, &serde_json::to_vec(self)?)
+    }
+
+    fn load(cfg: Option<&Path>, server: &str, job_id: i64) -> Result<Pinned> {
+        let path = Self::path(cfg, server, job_id)?;
+        let bytes = std::fs::read(&path).with_context(|| {
+            format!(
+                "job {job_id} was not submitted from this machine (no record at {}): download its files with the web app and check them with `ciro verify BUNDLE --vk KEY --input INPUT`",
+                path.display()
+            )
+        })?;
+        serde_json::from_slice(&bytes).with_context(|| format!("{} is unreadable", path.display()))
+    }
+
+    /// Verifies a downloaded bundle under the pinned key and checks it is about the pinned input.
+    fn check(&self, bundle: &[u8]) -> Result<ciro_verifier::Verified> {
+        let key = ciro_prover::load_verifying_key(self.vk.as_bytes()).map_err(|e| {
+            anyhow::anyhow!("the pinned key of job {} is unusable: {e}", self.job_id)
+        })?;
+        let bundle = ProofBundle::from_bytes(bundle)
+            .map_err(|e| anyhow::anyhow!("the service sent an unreadable proof: {e}"))?;
+        let v = ciro_verifier::verify(key.as_ref(), &bundle).map_err(|e| {
+            anyhow::anyhow!(
+                "the proof of job {} does not verify under the key pinned at submission: {e}",
+                self.job_id
+            )
+        })?;
+        v.check_inputs(key.as_ref(), &self.input)
+            .map_err(|e| anyhow::anyhow!("REJECTED: job {}: {e}", self.job_id))?;
+        Ok(v)
+    }
+}
+
+/// Writes a file only its owner can read (API keys, pinned jobs).
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        opts.mode(0o600);
+        // An existing file keeps its mode on open: tighten it first.
+        if path.exists() {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("restricting {}", path.display()))?;
+        }
+    }
+    opts.open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// A name from the service made safe as a file name: letters, digits, `_`, `-` and `.` only,
+/// never starting with a dot (no `../`, no absolute paths, no hidden files).
+fn safe_file_name(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let s = s.trim_start_matches('.').to_string();
+    if s.is_empty() {
+        "model".into()
+    } else {
+        s
+    }
+}
+
 struct Output {
     json: bool,
 }
@@ -526,10 +692,15 @@ impl Output {
 }
 
 /// Polls a job until it reaches a final state, showing each change on stderr.
-fn follow(client: &Client, id: i64, quiet: bool) -> Result<Value> {
+fn follow(client: &Client, id: i64, quiet: bool, timeout_s: u64) -> Result<Value> {
     let start = Instant::now();
     let mut last = String::new();
     loop {
+        if start.elapsed() > Duration::from_secs(timeout_s) {
+            bail!(
+                "job {id} is still {last} after {timeout_s} s; it goes on: check it with `ciro-cli job-status --job-id {id}`"
+            );
+        }
         let v = client.json("GET", &format!("/v1/jobs/{id}"), None)?;
         let state = v["state"].as_str().unwrap_or("?").to_string();
         if state != last && !quiet {

@@ -9,7 +9,7 @@ use serde::Serialize;
 use ciro_model_compiler::input::{read_image, read_json};
 use ciro_model_compiler::ir::GraphStats;
 use ciro_model_compiler::onnx::{self, parse_range};
-use ciro_model_compiler::{compile, run_lenient, CompileOptions, CompiledModel};
+use ciro_model_compiler::{compile, run_lenient, CompileOptions, CompiledModel, Limits};
 
 mod bench;
 mod evm;
@@ -76,6 +76,8 @@ enum Command {
         /// Size of a symbolic input dimension, `NAME=N` (repeatable); those not named are 1.
         #[arg(long = "dim", value_parser = onnx::DimBindings::parse_one)]
         dims: Vec<(String, usize)>,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Describe a compiled model.
     Inspect {
@@ -140,11 +142,16 @@ enum Command {
         #[arg(long)]
         input: PathBuf,
     },
-    /// Verify a proof bundle against a verification key (never the weights).
+    /// Verify a proof bundle against a verification key (never the weights). Prints the proven
+    /// outputs and a digest of the proven input.
     Verify {
         bundle: PathBuf,
         #[arg(long)]
         vk: PathBuf,
+        /// Also check that the proof is about this input (an EZKL-style JSON file): without it,
+        /// a valid proof shows only that *some* input gave these outputs.
+        #[arg(long)]
+        input: Option<PathBuf>,
     },
     /// Write the on-chain verifier of a halo2 key (a Solidity contract for EVM chains).
     GenVerifier {
@@ -185,7 +192,51 @@ enum Command {
         /// Proving workers, one job each at a time [default: the number of CPUs].
         #[arg(long)]
         workers: Option<usize>,
+        /// Serve the faucet that credits test tokens to anyone (development only).
+        #[arg(long)]
+        dev_faucet: bool,
+        #[command(flatten)]
+        limits: LimitArgs,
+        /// Refuse halo2 circuits of more than 2^K rows (key generation grows with 2^K).
+        #[arg(long, default_value_t = 22)]
+        max_halo2_k: u32,
+        /// Memory for compiling and setting up one upload, in MiB (a child process; past it the
+        /// upload is refused and quarantined).
+        #[arg(long, default_value_t = 16384)]
+        upload_memory_mib: u64,
+        /// Compile uploads inside the service process instead of a child (not for public
+        /// services: a hostile model can then exhaust the service's memory).
+        #[arg(long)]
+        no_upload_isolation: bool,
     },
+    /// (Internal) Compile and set up an uploaded model for `ciro serve`, in a child process.
+    #[command(hide = true)]
+    CheckUpload {
+        #[arg(num_args = 0.., trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+}
+
+/// The size caps a model is checked against before it is compiled (`ciro compile`, `ciro serve`).
+#[derive(clap::Args, Clone, Debug)]
+pub struct LimitArgs {
+    /// Refuse a model needing more multiply-accumulates per inference (setup needs about 230
+    /// bytes per MAC).
+    #[arg(long, default_value_t = Limits::default().max_macs)]
+    pub max_macs: u64,
+    /// Refuse a model whose tensors (weights and intermediate results) hold more values than
+    /// this in all.
+    #[arg(long, default_value_t = Limits::default().max_values)]
+    pub max_values: u64,
+}
+
+impl LimitArgs {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_macs: self.max_macs,
+            max_values: self.max_values,
+        }
+    }
 }
 
 fn parse_range_arg(s: &str) -> Result<[f64; 2], String> {
@@ -213,6 +264,7 @@ fn dispatch(cli: &Cli) -> Result<()> {
             range_margin,
             for_backends,
             dims,
+            limits,
         } => {
             let base = if for_backends.is_empty() {
                 ciro_prover::compile_options()
@@ -228,6 +280,7 @@ fn dispatch(cli: &Cli) -> Result<()> {
                 accept_inaccurate: *accept_inaccurate,
                 ranges: *ranges,
                 range_margin: *range_margin,
+                limits: limits.limits(),
                 ..base
             };
             let dims = onnx::DimBindings(dims.iter().cloned().collect());
@@ -279,7 +332,9 @@ fn dispatch(cli: &Cli) -> Result<()> {
             compiled,
             input,
         } => proving::cmd_hash_input(cli.json, vk, compiled, input),
-        Command::Verify { bundle, vk } => proving::cmd_verify(cli.json, bundle, vk),
+        Command::Verify { bundle, vk, input } => {
+            proving::cmd_verify(cli.json, bundle, vk, input.as_deref())
+        }
         Command::GenVerifier {
             vk,
             target,
@@ -295,24 +350,38 @@ fn dispatch(cli: &Cli) -> Result<()> {
             data_dir,
             addr,
             workers,
-        } => cmd_serve(
-            cli.json,
-            data_dir,
-            *addr,
-            workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
-        ),
+            dev_faucet,
+            limits,
+            max_halo2_k,
+            upload_memory_mib,
+            no_upload_isolation,
+        } => {
+            let mut config = ciro_scheduler::Config::new(data_dir);
+            config.addr = *addr;
+            config.workers = workers
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            config.dev_faucet = *dev_faucet;
+            config.limits = limits.limits();
+            config.max_halo2_k = *max_halo2_k;
+            if !no_upload_isolation {
+                let exe = std::env::current_exe().context("cannot find the ciro binary")?;
+                let mut iso = ciro_scheduler::isolate::Isolation::new(vec![
+                    exe.into_os_string(),
+                    "check-upload".into(),
+                ]);
+                iso.memory_bytes = upload_memory_mib.saturating_mul(1 << 20);
+                config.isolation = Some(iso);
+            }
+            cmd_serve(cli.json, config)
+        }
+        Command::CheckUpload { args } => {
+            std::process::exit(ciro_scheduler::isolate::child_main(args))
+        }
     }
 }
 
-fn cmd_serve(
-    json: bool,
-    data_dir: &Path,
-    addr: std::net::SocketAddr,
-    workers: usize,
-) -> Result<()> {
-    let mut config = ciro_scheduler::Config::new(data_dir);
-    config.addr = addr;
-    config.workers = workers;
+fn cmd_serve(json: bool, mut config: ciro_scheduler::Config) -> Result<()> {
+    let data_dir = config.data_dir.clone();
     config.handle_signals = true;
     let running = ciro_scheduler::start(config)?;
     // Tests and scripts read this line to find the port.

@@ -221,14 +221,28 @@ pub fn cmd_prove(
     Ok(())
 }
 
-pub fn cmd_verify(json: bool, bundle: &Path, vk: &Path) -> Result<()> {
+pub fn cmd_verify(json: bool, bundle: &Path, vk: &Path, input: Option<&Path>) -> Result<()> {
     quiet_panics();
-    let vk = ciro_verifier::load_key(vk)?;
+    let key = ciro_verifier::load_key(vk)?;
     let bundle = ProofBundle::load(bundle)?;
     let start = Instant::now();
-    let verified = ciro_verifier::verify(vk.as_ref(), &bundle);
+    let verified = ciro_verifier::verify(key.as_ref(), &bundle);
     let ms = start.elapsed().as_secs_f64() * 1e3;
-    shared::print_verified(json, &verified?, ms);
+    let verified = verified?;
+    if let Some(path) = input {
+        if shared::is_image(path) {
+            anyhow::bail!(
+                "--input takes the JSON tensor the image became (`ciro-cli job-result` saves it); {} is an image",
+                path.display()
+            );
+        }
+        let floats = ciro_model_compiler::input::read_json(path)?;
+        verified
+            .check_inputs(key.as_ref(), &floats)
+            .map_err(|e| anyhow::anyhow!("REJECTED for {}: {e}", path.display()))?;
+    }
+    let checked = input.map(|p| p.display().to_string());
+    shared::print_verified(json, &verified, ms, checked.as_deref());
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use ciro_verifier::Verified;
+use ciro_verifier::{ProvenInput, Verified};
 
 /// Ends the process after a failed command: `error: …` on stderr, or `{"error": …}` on stdout
 /// with `--json`, and exit status 1.
@@ -29,8 +29,14 @@ pub fn fmt_values(v: &[f64]) -> String {
     format!("[{}]", s.join(", "))
 }
 
-/// Prints a verified statement: model, outputs, label and `OK` (or the same as JSON).
-pub fn print_verified(json: bool, v: &Verified, ms: f64) {
+/// Prints a verified statement: model, the proven input (a digest, its hash, or hidden; and
+/// the file it was checked against), outputs, label and `OK` (or the same as JSON).
+pub fn print_verified(json: bool, v: &Verified, ms: f64, checked: Option<&str>) {
+    let (input_kind, input_id) = match v.proven_input() {
+        ProvenInput::Public { digest } => ("public", Some(digest)),
+        ProvenInput::Hashed { hash } => ("hashed", Some(hash)),
+        ProvenInput::Private => ("private", None),
+    };
     if json {
         println!(
             "{}",
@@ -42,11 +48,26 @@ pub fn print_verified(json: bool, v: &Verified, ms: f64) {
                 "label": v.label().map(|l| l.1),
                 "security_bits": v.security_bits,
                 "verify_ms": ms,
+                "input": input_kind,
+                "input_digest": input_id,
+                "input_checked": checked,
             })
         );
         return;
     }
     println!("model: {} ({})", v.model_name, v.model_commitment);
+    match (input_kind, &input_id) {
+        ("public", Some(d)) => println!("input: sha256 {d} (the proof shows the values)"),
+        ("hashed", Some(h)) => println!("input: Poseidon hash {h} (the proof shows only this)"),
+        _ => println!("input: private (the proof shows nothing of it)"),
+    }
+    match checked {
+        Some(what) => println!("input matches {what}"),
+        None if input_kind != "private" => {
+            println!("(give --input FILE to check that the proof is about your input)")
+        }
+        None => {}
+    }
     for (i, t) in v.outputs.iter().enumerate() {
         println!("output {i}: {}", fmt_values(&t.real()));
     }

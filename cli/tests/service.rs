@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use ciro_test_support::fixtures;
 
@@ -26,7 +26,13 @@ impl Service {
     /// Starts `ciro serve` on a free port and waits for its "listening on" line.
     fn start(data: &Path) -> Service {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ciro"))
-            .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "serve",
+                "--dev-faucet",
+                "--addr",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(data)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -132,6 +138,15 @@ fn the_documented_commands_work_verbatim() {
     let svc = Service::start(&data);
 
     ok(cli(&svc, &home, &["signup", "--name", "docs", "--save"]));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(home.join("config.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the API key file is its owner's only");
+    }
     // No balance yet: refused with a message that says what to do.
     let o = submit(
         &svc,
@@ -205,6 +220,13 @@ fn the_documented_commands_work_verbatim() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
+    // The check by job id uses the key and the input pinned when this machine submitted it.
+    let v = ok(cli(&svc, &home, &["verify", "--job-id", &id]));
+    assert!(
+        v.contains(&format!("input matches the input submitted as job {id}")),
+        "{v}"
+    );
+    assert!(v.contains("input: sha256 "), "{v}");
     // --wait follows a job to the end; a retried submission with the same idempotency key
     // returns the first job and is not charged again.
     let args = [
@@ -235,6 +257,8 @@ fn the_documented_commands_work_verbatim() {
         2 * price,
         "{acct}"
     );
+
+    proofs_are_checked_against_the_users_input(&svc, &home);
 
     // Clear errors.
     let o = submit(&svc, &home, "nope", "./my-image.jpg", "starknet");
@@ -277,6 +301,97 @@ fn the_documented_commands_work_verbatim() {
         .unwrap();
     assert!(
         text(&o).contains("cannot reach the Ciro service"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// A valid proof of another input is refused when checked against the user's input, and
+/// `job-result` saves nothing it could not check.
+fn proofs_are_checked_against_the_users_input(svc: &Service, home: &Path) {
+    let right = fixtures().join("models/mlp_small/input.json");
+    let mut other: Value = serde_json::from_slice(&std::fs::read(&right).unwrap()).unwrap();
+    let x = &mut other["input_data"][0][0];
+    *x = json!(x.as_f64().unwrap() + 0.5);
+    let wrong = home.join("other-input.json");
+    std::fs::write(&wrong, other.to_string()).unwrap();
+    let job = json(cli(
+        svc,
+        home,
+        &[
+            "--json",
+            "submit-job",
+            "--model",
+            "mlp_small",
+            "--input",
+            right.to_str().unwrap(),
+            "--pay-with",
+            "starknet",
+            "--wait",
+        ],
+    ));
+    assert_eq!(job["state"], "verified", "{job}");
+    let id = job["id"].to_string();
+    ok(cli(
+        svc,
+        home,
+        &["job-result", "--job-id", &id, "-o", "small"],
+    ));
+    let bundle = home.join(format!("small/job-{id}.bundle"));
+    let vk = home.join("small/mlp_small.vk.json");
+    let verify = |input: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_ciro"))
+            .arg("verify")
+            .arg(&bundle)
+            .arg("--vk")
+            .arg(&vk)
+            .arg("--input")
+            .arg(input)
+            .output()
+            .unwrap()
+    };
+    let good = ok(verify(&right));
+    assert!(
+        good.contains("input matches") && good.contains("OK"),
+        "{good}"
+    );
+    let bad = verify(&wrong);
+    assert!(
+        !bad.status.success(),
+        "a proof of another input passed: {}",
+        text(&bad)
+    );
+    assert!(
+        text(&bad).contains("the proof is about another input"),
+        "{}",
+        text(&bad)
+    );
+
+    // A pinned record that disagrees with the proof (as a lying server's proof would):
+    // refused, and nothing is written.
+    let jobs = home.join("jobs");
+    let pin = std::fs::read_dir(&jobs)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.to_string_lossy().ends_with(&format!("-{id}.json")))
+        .expect("the submission was pinned");
+    let mut rec: Value = serde_json::from_slice(&std::fs::read(&pin).unwrap()).unwrap();
+    rec["input"][0][0] = json!(rec["input"][0][0].as_f64().unwrap() + 0.5);
+    std::fs::write(&pin, rec.to_string()).unwrap();
+    let o = cli(
+        svc,
+        home,
+        &["job-result", "--job-id", &id, "-o", "unchecked"],
+    );
+    assert!(!o.status.success());
+    assert!(text(&o).contains("REJECTED"), "{}", text(&o));
+    assert!(
+        !home.join("unchecked").exists(),
+        "unchecked files were saved"
+    );
+    let o = cli(svc, home, &["verify", "--job-id", &id]);
+    assert!(
+        !o.status.success() && text(&o).contains("another input"),
         "{}",
         text(&o)
     );

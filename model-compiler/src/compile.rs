@@ -83,6 +83,8 @@ pub struct CompileOptions {
     pub headroom_bits: u32,
     /// A scale whose graph fails this check is skipped (trying fewer weight bits first).
     pub check: Option<GraphCheck>,
+    /// Caps on the model's size, checked before anything is lowered or run.
+    pub limits: crate::limits::Limits,
 }
 
 impl Default for CompileOptions {
@@ -102,6 +104,7 @@ impl Default for CompileOptions {
             range_margin: 1.0,
             headroom_bits: 2,
             check: None,
+            limits: crate::limits::Limits::default(),
         }
     }
 }
@@ -344,6 +347,12 @@ pub fn compile(
     calibration: &[Vec<Vec<f32>>],
     opts: &CompileOptions,
 ) -> Result<CompiledModel> {
+    opts.limits
+        .check(&loaded.cost)
+        .map_err(|reason| CompileError::TooLarge {
+            model: loaded.name.clone(),
+            reason,
+        })?;
     for (i, sample) in calibration.iter().enumerate() {
         check_inputs(sample, &loaded.input_shapes)
             .map_err(|e| CompileError::Input(format!("calibration sample {i}: {e}")))?;

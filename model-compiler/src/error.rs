@@ -26,6 +26,9 @@ pub enum CompileError {
     },
     #[error("node `{node}`: {reason}")]
     Bound { node: String, reason: String },
+    /// The model is larger than the configured [`crate::Limits`].
+    #[error("model {model} is too large to prove here: {reason}")]
+    TooLarge { model: String, reason: String },
     #[error("invalid input: {0}")]
     Input(String),
     #[error("input out of calibrated range: {0}")]

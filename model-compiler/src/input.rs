@@ -95,39 +95,86 @@ pub fn read_image(path: &Path, spec: &ImageSpec) -> Result<Vec<f32>> {
     decode_image(&bytes, &path.display().to_string(), spec)
 }
 
-/// [`read_image`] for an image already in memory; `origin` names it in errors.
+/// The largest image side accepted, before and after resizing.
+pub const MAX_IMAGE_SIDE: u32 = 8192;
+/// The most memory one decoding may allocate (an 8192×8192 RGBA image).
+pub const MAX_IMAGE_ALLOC: u64 = 256 << 20;
+
+/// A `ciro.image` declaration must describe the model's one input exactly (channels × height ×
+/// width values) with sides the decoder accepts.
+pub fn check_image_spec(
+    spec: &ImageSpec,
+    input_shapes: &[Vec<usize>],
+) -> std::result::Result<(), String> {
+    if !matches!(spec.channels, 1 | 3) {
+        return Err(format!(
+            "{} channels; only 1 (grayscale) or 3 (RGB) are supported",
+            spec.channels
+        ));
+    }
+    let max = MAX_IMAGE_SIDE as usize;
+    if spec.height == 0 || spec.width == 0 || spec.height > max || spec.width > max {
+        return Err(format!(
+            "an image of {}×{}; each side must be 1 to {max}",
+            spec.width, spec.height
+        ));
+    }
+    let [lo, hi] = spec.range;
+    if !(lo.is_finite() && hi.is_finite() && lo < hi) {
+        return Err(format!(
+            "pixel range [{lo}, {hi}] is not an increasing finite range"
+        ));
+    }
+    let [shape] = input_shapes else {
+        return Err(format!(
+            "images feed a model with one input; this one has {}",
+            input_shapes.len()
+        ));
+    };
+    let want = spec.channels * spec.height * spec.width;
+    let have: usize = shape.iter().product();
+    if have != want {
+        return Err(format!(
+            "{}×{}×{} = {want} values, but the input has shape {shape:?} ({have} values)",
+            spec.channels, spec.height, spec.width
+        ));
+    }
+    Ok(())
+}
+
+/// [`read_image`] for an image already in memory; `origin` names it in errors. Decoding is
+/// bounded: sides up to [`MAX_IMAGE_SIDE`], at most [`MAX_IMAGE_ALLOC`] bytes, and the pixels
+/// are read in place (no per-pixel float copy), so a decompression bomb is refused early.
 pub fn decode_image(bytes: &[u8], origin: &str, spec: &ImageSpec) -> Result<Vec<f32>> {
     let bad = |reason: String| CompileError::Image {
         path: origin.to_string(),
         reason,
     };
-    let img = image::load_from_memory(bytes).map_err(|e| bad(format!("cannot decode ({e})")))?;
+    check_image_spec(spec, &[vec![spec.channels, spec.height, spec.width]]).map_err(bad)?;
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| bad(format!("cannot read ({e})")))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_IMAGE_ALLOC);
+    reader.limits(limits);
+    let img = reader
+        .decode()
+        .map_err(|e| bad(format!("cannot decode ({e})")))?;
     let (w, h) = (img.width() as usize, img.height() as usize);
     if w == 0 || h == 0 {
         return Err(bad("the image is empty".into()));
     }
-    let planes: Vec<Vec<f64>> = match spec.channels {
-        1 => vec![img
-            .to_luma8()
-            .into_raw()
-            .iter()
-            .map(|&p| p as f64)
-            .collect()],
-        3 => {
-            let rgb = img.to_rgb8().into_raw();
-            (0..3)
-                .map(|c| rgb.iter().skip(c).step_by(3).map(|&p| p as f64).collect())
-                .collect()
-        }
-        n => {
-            return Err(bad(format!(
-                "the model declares {n} channels; only 1 or 3 are supported"
-            )))
-        }
+    let pixels = match spec.channels {
+        1 => img.into_luma8().into_raw(),
+        _ => img.into_rgb8().into_raw(),
     };
+    let c = spec.channels;
     let [lo, hi] = spec.range;
-    let mut out = Vec::with_capacity(spec.channels * spec.height * spec.width);
-    for plane in &planes {
+    let mut out = Vec::with_capacity(c * spec.height * spec.width);
+    for ch in 0..c {
+        let plane = |i: usize| pixels[i * c + ch] as f64;
         for p in box_resize(plane, w, h, spec.width, spec.height) {
             out.push((lo + (hi - lo) * p / 255.0) as f32);
         }
@@ -137,7 +184,8 @@ pub fn decode_image(bytes: &[u8], origin: &str, spec: &ImageSpec) -> Result<Vec<
 
 /// Area-average resize: each target pixel is the mean of the source pixels whose centres fall
 /// inside it (nearest source pixel when upscaling). An exact inverse of nearest-neighbour upscaling.
-fn box_resize(src: &[f64], w: usize, h: usize, tw: usize, th: usize) -> Vec<f64> {
+/// `src(i)` is the source pixel at `i = y * w + x`.
+fn box_resize(src: impl Fn(usize) -> f64, w: usize, h: usize, tw: usize, th: usize) -> Vec<f64> {
     let mut out = Vec::with_capacity(tw * th);
     for ty in 0..th {
         let y0 = ty * h / th;
@@ -148,7 +196,7 @@ fn box_resize(src: &[f64], w: usize, h: usize, tw: usize, th: usize) -> Vec<f64>
             let mut sum = 0.0;
             for y in y0..y1.min(h) {
                 for x in x0..x1.min(w) {
-                    sum += src[y * w + x];
+                    sum += src(y * w + x);
                 }
             }
             out.push(sum / ((y1.min(h) - y0) * (x1.min(w) - x0)) as f64);
@@ -185,7 +233,7 @@ mod tests {
     fn box_resize_inverts_nearest_upscale() {
         let src = [1.0, 2.0, 3.0, 4.0];
         let up: Vec<f64> = (0..16).map(|i| src[(i / 8) * 2 + (i % 4) / 2]).collect();
-        assert_eq!(box_resize(&up, 4, 4, 2, 2), src.to_vec());
+        assert_eq!(box_resize(|i| up[i], 4, 4, 2, 2), src.to_vec());
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod error;
 pub mod eval;
 pub mod input;
 pub mod ir;
+pub mod limits;
 pub mod onnx;
 pub mod ops;
 mod proto;
@@ -31,3 +32,4 @@ pub use compile::{
 };
 pub use error::CompileError;
 pub use ir::{Graph, Op, OpFamily, QuantConfig};
+pub use limits::{Limits, ModelCost};

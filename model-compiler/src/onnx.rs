@@ -40,6 +40,8 @@ pub struct LoadedModel {
     /// Every ONNX node's name and op type, as the file has them, so errors can speak of the
     /// user's nodes rather than of tract's rewrites of them.
     pub onnx_nodes: std::collections::BTreeMap<String, String>,
+    /// MACs and activations of one inference, from the static shapes ([`crate::limits`]).
+    pub cost: crate::limits::ModelCost,
 }
 
 impl LoadedModel {
@@ -257,6 +259,7 @@ pub fn load_with(path: &Path, dims: &DimBindings) -> Result<LoadedModel> {
             }
         }
     }
+    let cost = crate::limits::model_cost(&typed).map_err(|e| onnx_err(&p, e))?;
     let mut input_shapes = Vec::new();
     let mut input_names = Vec::new();
     for (i, outlet) in typed
@@ -279,6 +282,10 @@ pub fn load_with(path: &Path, dims: &DimBindings) -> Result<LoadedModel> {
         })?;
         input_shapes.push(shape.to_vec());
         input_names.push(typed.node(outlet.node).name.clone());
+    }
+    if let Some(spec) = &image {
+        crate::input::check_image_spec(spec, &input_shapes)
+            .map_err(|e| onnx_err(&p, format!("metadata ciro.image: {e}")))?;
     }
     let output_names = typed
         .output_outlets()
@@ -314,6 +321,7 @@ pub fn load_with(path: &Path, dims: &DimBindings) -> Result<LoadedModel> {
         labels,
         bound_dims,
         onnx_nodes,
+        cost,
     })
 }
 

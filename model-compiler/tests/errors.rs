@@ -158,3 +158,51 @@ fn integer_inputs_take_integers_only() {
     let err = run(&compiled.graph, &x).unwrap_err().to_string();
     assert!(err.contains("is not an integer"), "{err}");
 }
+
+/// The size caps hold before anything is lowered: 1.8G multiply-accumulates declared in 7 KB
+/// are measured from the static shapes and refused with the figure and the limit, and a raised
+/// cap lets the same check pass.
+#[test]
+fn models_past_the_size_caps_are_refused_with_their_figures() {
+    let loaded = load(&fixtures().join("ops/huge_macs.onnx"));
+    assert_eq!(loaded.cost.macs, 64 * 1024 * 1024 * 27);
+    let err = ciro_model_compiler::compile(&loaded, &[], &Default::default())
+        .expect_err("must fail")
+        .to_string();
+    assert!(
+        err.contains("needs 1811939328 multiply-accumulates") && err.contains("limit of 67108864"),
+        "{err}"
+    );
+    let small = load(&fixtures().join("models/mlp_small/model.onnx"));
+    let tight = ciro_model_compiler::Limits {
+        max_macs: u64::MAX,
+        max_values: small.cost.values - 1,
+    };
+    let err = tight.check(&small.cost).unwrap_err();
+    assert!(err.contains("tensor values"), "{err}");
+    assert!(ciro_model_compiler::Limits::default()
+        .check(&small.cost)
+        .is_ok());
+}
+
+/// A `ciro.image` that does not describe the input is refused at load (a decompression bomb is
+/// the service's test, `scheduler/tests/hardening.rs`).
+#[test]
+fn image_declarations_and_image_sizes_are_bounded() {
+    let err = onnx::load(&fixtures().join("ops/bad_image_spec.onnx"))
+        .err()
+        .expect("must fail")
+        .to_string();
+    assert!(err.contains("an image of 1000000×1000000"), "{err}");
+    let spec = ciro_model_compiler::ir::ImageSpec {
+        height: 28,
+        width: 28,
+        channels: 1,
+        range: [0.0, 1.0],
+    };
+    let err = ciro_model_compiler::input::check_image_spec(&spec, &[vec![1, 64]]).unwrap_err();
+    assert!(
+        err.contains("784 values") && err.contains("[1, 64]"),
+        "{err}"
+    );
+}

@@ -284,6 +284,9 @@ pub struct ProverSettings {
     /// Private weights behind a published commitment: `Some(None)` makes a new opening,
     /// `Some(Some(o))` reuses `o`.
     pub private_weights: Option<Option<WeightOpening>>,
+    /// halo2 refuses a circuit of more than `2^max_halo2_k` rows before it makes an SRS or keys
+    /// (both grow with `2^k`).
+    pub max_halo2_k: u32,
 }
 
 #[cfg(feature = "prove")]
@@ -293,6 +296,7 @@ impl Default for ProverSettings {
             srs_dir: crate::halo2_backend::default_srs_dir(),
             inputs: InputVisibility::Public,
             private_weights: None,
+            max_halo2_k: crate::halo2_backend::MAX_K,
         }
     }
 }

@@ -3,15 +3,21 @@
 
 use std::sync::Arc;
 
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
+use futures_util::FutureExt;
+use governor::{DefaultKeyedRateLimiter, Quota};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -59,6 +65,77 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Per-account and per-address request rates (sign-ups, faucet, job submissions).
+pub struct RateLimits {
+    accounts: DefaultKeyedRateLimiter<(i64, &'static str)>,
+    addresses: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+impl RateLimits {
+    pub fn new(per_minute: u32) -> RateLimits {
+        let quota =
+            Quota::per_minute(NonZeroU32::new(per_minute.max(1)).unwrap_or(NonZeroU32::MIN));
+        RateLimits {
+            accounts: DefaultKeyedRateLimiter::keyed(quota),
+            addresses: DefaultKeyedRateLimiter::keyed(quota),
+        }
+    }
+
+    fn refused(what: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many {what}; try again in a minute"),
+        )
+    }
+
+    fn account(&self, account: i64, what: &'static str) -> ApiResult<()> {
+        self.accounts
+            .check_key(&(account, what))
+            .map_err(|_| Self::refused(what))
+    }
+
+    fn address(&self, ip: IpAddr) -> ApiResult<()> {
+        self.addresses
+            .check_key(&ip)
+            .map_err(|_| Self::refused("sign-ups from this address"))
+    }
+
+    /// Forgets keys whose limits have fully replenished (bounds the maps' memory).
+    pub fn retain_recent(&self) {
+        self.accounts.retain_recent();
+        self.addresses.retain_recent();
+    }
+}
+
+/// The client's address (from the connection; unspecified when served without one).
+pub struct ClientIp(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> ApiResult<Self> {
+        Ok(ClientIp(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip()),
+        ))
+    }
+}
+
+/// Holds one of the service's slots for expensive work (image decoding, compilation, key
+/// generation), or refuses with 503 when all are taken.
+fn expensive_slot(s: &Shared) -> ApiResult<tokio::sync::OwnedSemaphorePermit> {
+    s.expensive.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "the service is busy with other uploads and images; try again shortly",
+        )
+    })
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         let msg = e.to_string();
@@ -76,10 +153,8 @@ impl From<StoreError> for ApiError {
                 msg,
             ),
             StoreError::Invalid(_) => ApiError::bad("invalid", msg),
-            StoreError::Db(_) => {
-                crate::worker::log(&msg);
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", msg)
-            }
+            StoreError::CreditCap { .. } => ApiError::new(StatusCode::FORBIDDEN, "faucet_cap", msg),
+            StoreError::Db(_) => internal(&msg),
         }
     }
 }
@@ -92,11 +167,19 @@ impl From<RegistryError> for ApiError {
             RegistryError::BadModel(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_model", msg)
             }
-            RegistryError::Io(_) => {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", msg)
-            }
+            RegistryError::Io(_) => internal(&msg),
         }
     }
+}
+
+/// A 500 that keeps the detail (paths, database errors) in the service's log.
+fn internal(detail: &str) -> ApiError {
+    crate::worker::log(detail);
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal error; the operator's log has the details",
+    )
 }
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -156,13 +239,41 @@ fn json_body<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection>
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> ApiResult<T> + Send + 'static,
 ) -> ApiResult<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("task failed: {e}"),
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| internal(&format!("request task failed: {e}")))?
+}
+
+fn path_param(p: Result<Path<String>, PathRejection>) -> ApiResult<String> {
+    p.map(|Path(v)| v)
+        .map_err(|e| ApiError::bad("bad_path", e.body_text()))
+}
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
+    q.map(|Query(v)| v)
+        .map_err(|e| ApiError::bad("bad_query", e.body_text()))
+}
+
+/// Every request answered within its time limit (a model upload gets longer), and a panic in a
+/// handler answered as a JSON 500 rather than a dropped connection.
+async fn guard(State(s): AppState, req: Request, next: Next) -> Response {
+    let limits = &s.config.http;
+    let limit = if req.method() == Method::POST && req.uri().path() == "/v1/models" {
+        limits.upload_timeout
+    } else {
+        limits.request_timeout
+    };
+    let run = std::panic::AssertUnwindSafe(next.run(req)).catch_unwind();
+    match tokio::time::timeout(limit, run).await {
+        Ok(Ok(resp)) => resp,
+        Ok(Err(_)) => internal("a request handler panicked").into_response(),
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!("the request took longer than {} s", limit.as_secs()),
         )
-    })?
+        .into_response(),
+    }
 }
 
 pub fn router(shared: Arc<Shared>) -> Router {
@@ -197,7 +308,15 @@ pub fn router(shared: Arc<Shared>) -> Router {
                 "no such endpoint; see GET /v1/openapi.json",
             )
         })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint takes another method; see GET /v1/openapi.json",
+            )
+        })
         .layer(DefaultBodyLimit::max(64 << 10))
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), guard))
         .with_state(shared)
 }
 
@@ -224,8 +343,10 @@ struct NewAccount {
 
 async fn create_account(
     State(s): AppState,
+    ClientIp(ip): ClientIp,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
+    s.rates.address(ip)?;
     let req: NewAccount = json_body(body)?;
     let name = req.name.unwrap_or_else(|| "anonymous".into());
     if name.is_empty() || name.len() > 100 {
@@ -272,6 +393,14 @@ async fn faucet(
     Account(id): Account,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Value>> {
+    if !s.config.dev_faucet {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "faucet_disabled",
+            "this service has no faucet (only development services, started with --dev-faucet, credit test tokens)",
+        ));
+    }
+    s.rates.account(id, "faucet requests")?;
     let req: FaucetRequest = json_body(body)?;
     let chain: Chain = req
         .chain
@@ -282,7 +411,13 @@ async fn faucet(
         .parse()
         .map_err(|e: String| ApiError::bad("bad_token", e))?;
     blocking(move || {
-        s.store.credit(id, chain, token, req.amount_micro)?;
+        s.store.credit(
+            id,
+            chain,
+            token,
+            req.amount_micro,
+            s.config.faucet_cap_micro,
+        )?;
         Ok(Json(
             json!({ "account_id": id, "balances": balances_json(&s, id)? }),
         ))
@@ -307,8 +442,11 @@ async fn list_models(State(s): AppState) -> ApiResult<Json<Value>> {
     Ok(Json(json!({ "models": models })))
 }
 
-async fn model_info(State(s): AppState, Path(name): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!(get_model(&s, name).await?.info())))
+async fn model_info(
+    State(s): AppState,
+    name: Result<Path<String>, PathRejection>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(get_model(&s, path_param(name)?).await?.info())))
 }
 
 #[derive(Deserialize)]
@@ -318,9 +456,11 @@ struct VkQuery {
 
 async fn model_vk(
     State(s): AppState,
-    Path(name): Path<String>,
-    Query(q): Query<VkQuery>,
+    name: Result<Path<String>, PathRejection>,
+    q: Result<Query<VkQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
+    let name = path_param(name)?;
+    let q = query(q)?;
     let system: BackendId = q
         .proof_system
         .as_deref()
@@ -329,11 +469,13 @@ async fn model_vk(
         .map_err(|e: String| ApiError::bad("bad_proof_system", e))?;
     let m = get_model(&s, name).await?;
     let shared = s.clone();
+    let slot = expensive_slot(&s)?;
     // Keys other than the pricing backend's are made on first use (seconds): off the runtime.
     let json = blocking(move || {
+        let _slot = slot;
         m.keys(system, &shared.registry.provers)
             .map(|k| k.vk_json.clone())
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "setup_failed", e))
+            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "setup_failed", e))
     })
     .await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
@@ -354,7 +496,12 @@ async fn upload_model(
             ),
         )
     })?;
-    let m = blocking(move || Ok(s.registry.upload(&bytes)?)).await?;
+    let slot = expensive_slot(&s)?;
+    let m = blocking(move || {
+        let _slot = slot;
+        Ok(s.registry.upload(&bytes)?)
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json(json!(m.info()))))
 }
 
@@ -381,6 +528,7 @@ async fn create_job(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
+    s.rates.account(account, "job submissions")?;
     let req: JobRequest = json_body(body)?;
     let chain: Chain = req
         .chain
@@ -424,7 +572,12 @@ async fn create_job(
         other => other?,
     };
     let shared = s.clone();
+    let slot = match req.image_base64 {
+        Some(_) => Some(expensive_slot(&s)?),
+        None => None,
+    };
     let (job, created) = blocking(move || {
+        let _slot = slot;
         let g = &model.compiled.graph;
         let inputs: Vec<Vec<f32>> = match (req.input, req.image_base64) {
             (Some(v), None) => ciro_model_compiler::input::parse_json(&v.to_string())
@@ -486,8 +639,9 @@ struct ListQuery {
 async fn list_jobs(
     State(s): AppState,
     Account(account): Account,
-    Query(q): Query<ListQuery>,
+    q: Result<Query<ListQuery>, QueryRejection>,
 ) -> ApiResult<Json<Value>> {
+    let q = query(q)?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     blocking(move || {
         let jobs = s.store.jobs_of(account, limit)?;
@@ -511,9 +665,9 @@ fn parse_id(id: &str) -> ApiResult<i64> {
 async fn get_job(
     State(s): AppState,
     Account(account): Account,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Json<Value>> {
-    let id = parse_id(&id)?;
+    let id = parse_id(&path_param(id)?)?;
     blocking(move || Ok(Json(job_json(&s.store.job_of(account, id)?)))).await
 }
 
@@ -532,9 +686,9 @@ fn not_ready(job: &crate::store::Job) -> ApiError {
 async fn job_result(
     State(s): AppState,
     Account(account): Account,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Json<Value>> {
-    let id = parse_id(&id)?;
+    let id = parse_id(&path_param(id)?)?;
     blocking(move || {
         let job = s.store.job_of(account, id)?;
         match (&job.state, &job.result) {
@@ -562,9 +716,9 @@ async fn job_result(
 async fn job_proof(
     State(s): AppState,
     Account(account): Account,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
-    let id = parse_id(&id)?;
+    let id = parse_id(&path_param(id)?)?;
     blocking(move || {
         let job = s.store.job_of(account, id)?;
         if job.state != crate::store::JobState::Verified {
@@ -589,8 +743,8 @@ async fn job_proof(
 async fn cancel_job(
     State(s): AppState,
     Account(account): Account,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Json<Value>> {
-    let id = parse_id(&id)?;
+    let id = parse_id(&path_param(id)?)?;
     blocking(move || Ok(Json(job_json(&s.store.cancel(account, id)?)))).await
 }

@@ -8,6 +8,8 @@
 //! charges nothing twice.
 
 pub mod api;
+pub mod http;
+pub mod isolate;
 pub mod pricing;
 pub mod registry;
 pub mod store;
@@ -16,8 +18,11 @@ pub mod worker;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
+
+use ciro_model_compiler::Limits;
 
 use thiserror::Error;
 
@@ -41,6 +46,26 @@ pub struct Config {
     pub handle_signals: bool,
     /// The KZG SRS folder for halo2 jobs (see `ciro_prover::halo2_backend`).
     pub srs_dir: PathBuf,
+    /// Size caps every model (built-in or uploaded) is checked against before it is compiled.
+    pub limits: Limits,
+    /// halo2 circuits of more than `2^max_halo2_k` rows are refused before key generation.
+    pub max_halo2_k: u32,
+    /// Where uploads are compiled and set up ([`isolate`]); `None` in this process.
+    pub isolation: Option<isolate::Isolation>,
+    /// Serve `POST /v1/faucet` (test tokens for anyone): development services only.
+    pub dev_faucet: bool,
+    /// The most the faucet credits one balance (account, chain, token) in all.
+    pub faucet_cap_micro: i64,
+    /// Requests per minute per account on the faucet and on job submission, and account
+    /// sign-ups per minute per client address.
+    pub rate_per_minute: u32,
+    pub http: http::HttpLimits,
+    /// How often jobs that no worker holds but that are still marked in flight (their worker
+    /// could not record the end) are put back in the queue or failed.
+    pub sweep_interval: Duration,
+    /// After a stop is requested, how long workers may finish their jobs before the process
+    /// exits anyway (the jobs are then picked up again at the next start).
+    pub drain_deadline: Duration,
 }
 
 impl Config {
@@ -53,6 +78,15 @@ impl Config {
             warm_models: true,
             handle_signals: false,
             srs_dir: ciro_prover::halo2_backend::default_srs_dir(),
+            limits: Limits::default(),
+            max_halo2_k: 22,
+            isolation: None,
+            dev_faucet: false,
+            faucet_cap_micro: 10_000 * pricing::MICRO,
+            rate_per_minute: 120,
+            http: http::HttpLimits::default(),
+            sweep_interval: Duration::from_secs(30),
+            drain_deadline: Duration::from_secs(60),
         }
     }
 }
@@ -69,6 +103,8 @@ pub enum ServiceError {
     Bind(SocketAddr, std::io::Error),
     #[error("runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("data directory {0} is in use by another running service")]
+    Locked(String),
 }
 
 /// What the API handlers and the workers share.
@@ -77,12 +113,21 @@ pub struct Shared {
     pub registry: Registry,
     pub wake: Wake,
     pub stopping: AtomicBool,
+    pub config: Config,
+    /// Jobs a worker of this process is on (the sweep leaves them alone).
+    pub in_flight: Mutex<Vec<i64>>,
+    /// Requests that decode images, compile models or make keys, running now.
+    pub expensive: Arc<tokio::sync::Semaphore>,
+    pub rates: api::RateLimits,
 }
 
 /// A running service.
 pub struct Running {
     pub addr: SocketAddr,
     pub shared: Arc<Shared>,
+    /// Held for the life of the service: a second service on the same data directory is
+    /// refused instead of running the same jobs.
+    _lock: std::fs::File,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
@@ -107,8 +152,21 @@ impl Running {
         if let Some(h) = self.server.take() {
             let _ = h.join();
         }
+        // Workers finish the job in hand, up to the drain deadline; a job cut off there is
+        // picked up again at the next start (the store's recovery), and charged once.
+        let deadline = std::time::Instant::now() + self.shared.config.drain_deadline;
+        while self.workers.iter().any(|h| !h.is_finished()) && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         for h in self.workers.drain(..) {
-            let _ = h.join();
+            if h.is_finished() {
+                let _ = h.join();
+            } else {
+                worker::log(
+                    "drain deadline passed with a job in flight; it resumes at the next start",
+                );
+            }
         }
     }
 
@@ -132,6 +190,7 @@ impl Drop for Running {
 pub fn start(config: Config) -> Result<Running, ServiceError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| ServiceError::DataDir(config.data_dir.display().to_string(), e))?;
+    let lock = lock_data_dir(&config.data_dir)?;
     let store = Store::open(&config.data_dir.join("ciro.db"))?;
     let (requeued, failed) = store.recover(config.max_attempts)?;
     if requeued + failed > 0 {
@@ -145,12 +204,23 @@ pub fn start(config: Config) -> Result<Running, ServiceError> {
             srs_dir: config.srs_dir.clone(),
             ..Default::default()
         },
+        registry::RegistryOptions {
+            limits: config.limits,
+            max_halo2_k: config.max_halo2_k,
+            isolation: config.isolation.clone(),
+        },
     )?;
     let shared = Arc::new(Shared {
         store,
         registry,
         wake: Wake::default(),
         stopping: AtomicBool::new(false),
+        in_flight: Mutex::new(Vec::new()),
+        expensive: Arc::new(tokio::sync::Semaphore::new(
+            config.http.max_expensive.max(1),
+        )),
+        rates: api::RateLimits::new(config.rate_per_minute),
+        config: config.clone(),
     });
     let listener =
         std::net::TcpListener::bind(config.addr).map_err(|e| ServiceError::Bind(config.addr, e))?;
@@ -174,6 +244,13 @@ pub fn start(config: Config) -> Result<Running, ServiceError> {
             }
         });
     }
+    {
+        let s = shared.clone();
+        std::thread::Builder::new()
+            .name("ciro-sweep".into())
+            .spawn(move || worker::sweep(s))
+            .map_err(ServiceError::Runtime)?;
+    }
     let workers = (0..config.workers)
         .map(|i| {
             let s = shared.clone();
@@ -192,6 +269,7 @@ pub fn start(config: Config) -> Result<Running, ServiceError> {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let app = api::router(shared.clone());
     let handle_signals = config.handle_signals;
+    let http_limits = config.http.clone();
     let server = std::thread::Builder::new()
         .name("ciro-http".into())
         .spawn(move || {
@@ -209,18 +287,14 @@ pub fn start(config: Config) -> Result<Running, ServiceError> {
                         _ = terminate(), if handle_signals => {}
                     }
                 };
-                if let Err(e) = axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-                {
-                    worker::log(&format!("server error: {e}"));
-                }
+                http::serve(listener, app, http_limits, shutdown).await;
             })
         })
         .map_err(ServiceError::Runtime)?;
     Ok(Running {
         addr,
         shared,
+        _lock: lock,
         shutdown: Some(tx),
         server: Some(server),
         workers,
@@ -244,5 +318,25 @@ async fn terminate() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Takes an exclusive lock on `DIR/lock` (released when the process ends, however it ends).
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, ServiceError> {
+    let path = dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| ServiceError::DataDir(path.display().to_string(), e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(ServiceError::Locked(dir.display().to_string()))
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(ServiceError::DataDir(path.display().to_string(), e))
+        }
     }
 }

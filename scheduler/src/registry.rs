@@ -6,11 +6,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use ciro_model_compiler::{compile, compile_model_dir, onnx, CompiledModel};
+use ciro_model_compiler::{compile, compile_model_dir, onnx, CompiledModel, Limits};
 use ciro_prover::{BackendId, DynProver, DynProvingKey, DynVerifyingKey, ProverSettings};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::isolate::Isolation;
 use crate::pricing::quote_for;
 
 macro_rules! fixture {
@@ -150,6 +151,8 @@ pub struct ModelInfo {
     pub inputs: Vec<InputInfo>,
     pub outputs: Vec<Vec<usize>>,
     pub accepts_images: bool,
+    /// How an image becomes the input (clients decode it the same way to check the proof).
+    pub image: Option<ciro_model_compiler::ir::ImageSpec>,
     pub labels: Option<Vec<String>>,
     pub trace_rows: u64,
     /// The price with stwo.
@@ -214,6 +217,7 @@ impl Model {
                 .map(|o| g.nodes[o.node].shape.clone())
                 .collect(),
             accepts_images: g.image.is_some(),
+            image: g.image.clone(),
             labels: g.labels.clone(),
             trace_rows: self.trace_rows,
             price_micro: self.price(BackendId::Stwo),
@@ -242,6 +246,19 @@ pub struct Registry {
     /// The provers every model's keys are made with.
     pub provers: Provers,
     slots: Mutex<HashMap<String, Slot>>,
+    limits: Limits,
+    max_halo2_k: u32,
+    isolation: Option<Isolation>,
+}
+
+/// What the registry checks models against, and where uploads are compiled.
+#[derive(Clone, Debug)]
+pub struct RegistryOptions {
+    pub limits: Limits,
+    pub max_halo2_k: u32,
+    /// Compile and set up uploads in a child process ([`crate::isolate`]); `None` does it in
+    /// this process (tests and tools; a public service should isolate).
+    pub isolation: Option<Isolation>,
 }
 
 fn sha256_hex(parts: &[&[u8]]) -> String {
@@ -259,15 +276,40 @@ pub fn upload_name(onnx_bytes: &[u8]) -> String {
 }
 
 impl Registry {
-    pub fn open(dir: &Path, settings: &ProverSettings) -> Result<Registry, RegistryError> {
-        std::fs::create_dir_all(dir.join("uploads"))
-            .and_then(|_| std::fs::create_dir_all(dir.join("compiled")))
-            .map_err(|e| RegistryError::Io(format!("{}: {e}", dir.display())))?;
+    pub fn open(
+        dir: &Path,
+        settings: &ProverSettings,
+        options: RegistryOptions,
+    ) -> Result<Registry, RegistryError> {
+        for sub in ["uploads", "compiled", "quarantine"] {
+            std::fs::create_dir_all(dir.join(sub))
+                .map_err(|e| RegistryError::Io(format!("{}: {e}", dir.join(sub).display())))?;
+        }
+        sweep_temporaries(dir);
+        let settings = ProverSettings {
+            max_halo2_k: options.max_halo2_k,
+            ..settings.clone()
+        };
         Ok(Registry {
-            provers: Provers::new(settings).map_err(RegistryError::BadModel)?,
+            provers: Provers::new(&settings).map_err(RegistryError::BadModel)?,
             dir: dir.to_path_buf(),
             slots: Mutex::new(HashMap::new()),
+            limits: options.limits,
+            max_halo2_k: options.max_halo2_k,
+            isolation: options.isolation,
         })
+    }
+
+    /// The compile options every model is compiled with: the provers' budgets and the caps.
+    fn compile_options(&self) -> ciro_model_compiler::CompileOptions {
+        ciro_model_compiler::CompileOptions {
+            limits: self.limits,
+            ..ciro_prover::compile_options()
+        }
+    }
+
+    fn quarantine_path(&self, name: &str) -> PathBuf {
+        self.dir.join("quarantine").join(name)
     }
 
     /// The names of the built-in models and of every uploaded model on disk.
@@ -320,17 +362,26 @@ impl Registry {
             None => {
                 let path = self.upload_path(name).ok_or("not an uploaded model name")?;
                 let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-                let loaded = onnx::load(&path).map_err(|e| e.to_string())?;
                 let key = sha256_hex(&[b"upload", &bytes]);
                 (
                     self.cached(&key, || {
-                        compile(&loaded, &[], &ciro_prover::compile_options())
-                            .map_err(|e| e.to_string())
+                        let loaded = onnx::load(&path).map_err(|e| e.to_string())?;
+                        compile(&loaded, &[], &self.compile_options()).map_err(|e| e.to_string())
                     })?,
                     true,
                 )
             }
         };
+        self.model_from(name, compiled, uploaded)
+    }
+
+    /// A model from its compiled graph: its pricing keys made now.
+    fn model_from(
+        &self,
+        name: &str,
+        compiled: CompiledModel,
+        uploaded: bool,
+    ) -> Result<Model, String> {
         let keys = Keys::make(self.provers.get(PRICING_BACKEND), &compiled)
             .map_err(|e| format!("model {name} cannot be proved: {e}"))?;
         let trace_rows = keys.vk().size().rows;
@@ -368,7 +419,7 @@ impl Registry {
                 std::fs::write(cal.join(format!("cal_{i:02}.json")), c)
                     .map_err(|e| e.to_string())?;
             }
-            compile_model_dir(&dir, &ciro_prover::compile_options()).map_err(|e| e.to_string())
+            compile_model_dir(&dir, &self.compile_options()).map_err(|e| e.to_string())
         })
     }
 
@@ -388,8 +439,9 @@ impl Registry {
         Ok(m)
     }
 
-    /// Stores an uploaded ONNX model, compiles it and sets it up; returns its name. The same
-    /// bytes uploaded twice give the same model.
+    /// Stores an uploaded ONNX model, compiles it and sets it up; returns the model. The same
+    /// bytes uploaded twice give the same model. The model is published (listed, usable by
+    /// jobs, loaded at start-up) only once its keys exist.
     pub fn upload(&self, bytes: &[u8]) -> Result<Arc<Model>, RegistryError> {
         if bytes.is_empty() {
             return Err(RegistryError::BadModel("the upload is empty".into()));
@@ -401,38 +453,88 @@ impl Registry {
             )));
         }
         let name = upload_name(bytes);
-        if let Ok(m) = self.get(&name) {
-            return Ok(m);
-        }
-        let dir = self.dir.join("uploads");
-        let tmp = dir.join(format!(".{name}.onnx.tmp"));
-        std::fs::write(&tmp, bytes).map_err(|e| RegistryError::Io(e.to_string()))?;
-        // Load it before it becomes visible, so a malformed file never enters the registry.
-        // The compiled model is cached under the same key `load` looks for.
-        let key = sha256_hex(&[b"upload", bytes]);
-        let checked = onnx::load(&tmp)
-            .map_err(|e| e.to_string())
-            .and_then(|loaded| {
-                self.cached(&key, || {
-                    compile(&loaded, &[], &ciro_prover::compile_options())
-                        .map_err(|e| e.to_string())
-                })
-            });
-        if let Err(e) = checked {
-            let _ = std::fs::remove_file(&tmp);
+        if let Ok(reason) = std::fs::read_to_string(self.quarantine_path(&name)) {
             return Err(RegistryError::BadModel(format!(
-                "cannot compile the uploaded model: {e}"
+                "model {name} is quarantined: an earlier upload of it {}",
+                reason.trim()
             )));
         }
+        if self.is_known(&name) {
+            return self.get(&name);
+        }
+        // A folder of its own per upload: parallel uploads of the same bytes never share a
+        // file, and the model keeps its published name while it is checked.
+        let staging = self
+            .dir
+            .join("uploads")
+            .join(format!(".tmp-{}", hex::encode(rand::random::<[u8; 8]>())));
+        let result = self.stage(&name, bytes, &staging);
+        let _ = std::fs::remove_dir_all(&staging);
+        result
+    }
+
+    fn stage(&self, name: &str, bytes: &[u8], staging: &Path) -> Result<Arc<Model>, RegistryError> {
+        let io = |e: std::io::Error| RegistryError::Io(e.to_string());
+        std::fs::create_dir_all(staging).map_err(io)?;
+        let onnx_path = staging.join(format!("{name}.onnx"));
+        std::fs::write(&onnx_path, bytes).map_err(io)?;
+        let key = sha256_hex(&[b"upload", bytes]);
+        // Messages name the model, never the server's folders.
+        let staged = onnx_path.display().to_string();
+        let refused = |e: String| {
+            RegistryError::BadModel(format!(
+                "cannot compile the uploaded model: {}",
+                e.replace(&staged, name)
+            ))
+        };
+        let compiled = match &self.isolation {
+            Some(iso) => {
+                let out = staging.join("compiled.json");
+                match crate::isolate::check(iso, &onnx_path, &out, &self.limits, self.max_halo2_k) {
+                    crate::isolate::Outcome::Ready => {}
+                    crate::isolate::Outcome::Refused(e) => return Err(refused(e)),
+                    crate::isolate::Outcome::Crashed(e) => {
+                        let _ = std::fs::write(self.quarantine_path(name), format!("{e}\n"));
+                        crate::worker::log(&format!("upload {name} quarantined: {e}"));
+                        return Err(RegistryError::BadModel(format!(
+                            "model {name} is quarantined: {e}"
+                        )));
+                    }
+                }
+                let compiled = CompiledModel::load(&out).map_err(|e| refused(e.to_string()))?;
+                let _ = compiled.save(&self.dir.join("compiled").join(format!("{key}.json")));
+                compiled
+            }
+            None => self
+                .cached(&key, || {
+                    let loaded = onnx::load(&onnx_path).map_err(|e| e.to_string())?;
+                    compile(&loaded, &[], &self.compile_options()).map_err(|e| e.to_string())
+                })
+                .map_err(refused)?,
+        };
+        let model = Arc::new(self.model_from(name, compiled, true).map_err(refused)?);
+        {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            let slot: Slot = Arc::default();
+            let _ = slot.set(Ok(model.clone()));
+            slots.insert(name.to_string(), slot);
+        }
         let path = self
-            .upload_path(&name)
+            .upload_path(name)
             .expect("names made by upload_name are valid");
-        std::fs::rename(&tmp, &path).map_err(|e| RegistryError::Io(e.to_string()))?;
-        // A slot that failed before the file existed must not stick.
-        self.slots
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&name);
-        self.get(&name)
+        std::fs::rename(&onnx_path, &path).map_err(io)?;
+        Ok(model)
+    }
+}
+
+/// Removes what an upload interrupted by a crash left behind (its staging folder).
+fn sweep_temporaries(dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(dir.join("uploads")) else {
+        return;
+    };
+    for e in rd.filter_map(|e| e.ok()) {
+        if e.file_name().to_string_lossy().starts_with(".tmp-") {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
     }
 }

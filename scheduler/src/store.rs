@@ -33,6 +33,8 @@ pub enum StoreError {
     IdempotencyConflict(String),
     #[error("{0}")]
     Invalid(String),
+    #[error("the faucet gives at most {cap} micro-units per balance; this one has had {credited}")]
+    CreditCap { cap: i64, credited: i64 },
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -321,8 +323,16 @@ impl Store {
         })
     }
 
-    /// Credits test tokens (the local faucet).
-    pub fn credit(&self, account: i64, chain: Chain, token: Token, amount: i64) -> Result<()> {
+    /// Credits test tokens (the dev faucet), refusing a credit that would take the balance's
+    /// total credits past `max_credited`.
+    pub fn credit(
+        &self,
+        account: i64,
+        chain: Chain,
+        token: Token,
+        amount: i64,
+        max_credited: i64,
+    ) -> Result<()> {
         if amount <= 0 || amount > 1_000_000 * MICRO {
             return Err(StoreError::Invalid(
                 "the faucet credits between 0.000001 and 1,000,000 tokens at a time".into(),
@@ -330,10 +340,29 @@ impl Store {
         }
         self.tx(|tx| {
             ensure_balance(tx, account, chain, token)?;
+            // Checked here: SQLite turns an overflowing integer sum into a REAL.
+            let (available, credited): (i64, i64) = tx.query_row(
+                "SELECT available, credited FROM balances WHERE account = ?1 AND chain = ?2 AND token = ?3",
+                params![account, chain.as_str(), token.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let credited = credited
+                .checked_add(amount)
+                .filter(|&c| c <= max_credited)
+                .ok_or_else(|| StoreError::CreditCap {
+                    cap: max_credited,
+                    credited,
+                })?;
+            let available = available
+                .checked_add(amount)
+                .ok_or(StoreError::CreditCap {
+                    cap: max_credited,
+                    credited,
+                })?;
             tx.execute(
-                "UPDATE balances SET available = available + ?4, credited = credited + ?4 \
+                "UPDATE balances SET available = ?4, credited = ?5 \
                  WHERE account = ?1 AND chain = ?2 AND token = ?3",
-                params![account, chain.as_str(), token.as_str(), amount],
+                params![account, chain.as_str(), token.as_str(), available, credited],
             )?;
             ledger(tx, account, chain, token, "credit", amount, None)
         })
@@ -516,12 +545,19 @@ impl Store {
         })
     }
 
-    /// Takes the oldest queued job for a worker: `queued` → `proving`.
+    /// Takes the next queued job for a worker: `queued` → `proving`.
     pub fn claim_next(&self) -> Result<Option<Job>> {
         let id = self.tx(|tx| {
+            // Fair between accounts: each account's oldest queued job, the account served
+            // longest ago (or never) first, so one account's backlog cannot starve the rest.
             let id: Option<(i64, f64)> = tx
                 .query_row(
-                    "SELECT id, created_at FROM jobs WHERE state = 'queued' ORDER BY id LIMIT 1",
+                    "SELECT j.id, j.created_at FROM jobs j \
+                     WHERE j.state = 'queued' AND j.id = \
+                       (SELECT MIN(q.id) FROM jobs q WHERE q.account = j.account AND q.state = 'queued') \
+                     ORDER BY COALESCE((SELECT MAX(p.started_at) FROM jobs p \
+                       WHERE p.account = j.account AND p.started_at IS NOT NULL), 0), j.id \
+                     LIMIT 1",
                     [],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
@@ -632,15 +668,29 @@ impl Store {
     /// have already crashed the service `max_attempts` times fail instead, so one poisonous
     /// job cannot keep the service down. Returns (requeued, failed).
     pub fn recover(&self, max_attempts: i64) -> Result<(usize, usize)> {
+        self.recover_except(max_attempts, &[], f64::INFINITY)
+    }
+
+    /// [`Store::recover`] for the jobs no worker of this process holds (`in_flight`): the
+    /// periodic sweep, which frees a job whose worker could not record its end (a full disk,
+    /// a crashed step) without waiting for a restart. Only jobs started before `started_before`
+    /// (seconds since the epoch) count, so a job claimed a moment ago is never taken back.
+    pub fn recover_except(
+        &self,
+        max_attempts: i64,
+        in_flight: &[i64],
+        started_before: f64,
+    ) -> Result<(usize, usize)> {
         let stuck: Vec<(i64, i64)> = self.with(|c| {
             let mut st = c.prepare(
-                "SELECT id, attempts FROM jobs WHERE state IN ('proving', 'proved') ORDER BY id",
+                "SELECT id, attempts FROM jobs WHERE state IN ('proving', 'proved') \
+                 AND (started_at IS NULL OR started_at < ?1) ORDER BY id",
             )?;
-            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let rows = st.query_map([started_before], |r| Ok((r.get(0)?, r.get(1)?)))?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })?;
         let (mut requeued, mut failed) = (0, 0);
-        for (id, attempts) in stuck {
+        for (id, attempts) in stuck.into_iter().filter(|(id, _)| !in_flight.contains(id)) {
             if attempts >= max_attempts {
                 self.record_failure(
                     id,

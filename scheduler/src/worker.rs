@@ -45,7 +45,23 @@ pub fn run(shared: Arc<Shared>, index: usize) {
         match shared.store.claim_next() {
             Ok(Some(job)) => {
                 let id = job.id;
-                if let Err(reason) = prove_job(&shared, job) {
+                shared
+                    .in_flight
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(id);
+                // Every step under panic containment: a panic anywhere fails the job (releasing
+                // its hold) and the worker goes on.
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    prove_job(&shared, job)
+                }))
+                .unwrap_or_else(|p| Err(format!("internal error: {}", panic_text(&p))));
+                shared
+                    .in_flight
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .retain(|&j| j != id);
+                if let Err(reason) = outcome {
                     log(&format!("worker {index}: job {id} failed: {reason}"));
                     if let Err(e) = shared.store.record_failure(id, &reason) {
                         log(&format!(
@@ -61,6 +77,47 @@ pub fn run(shared: Arc<Shared>, index: usize) {
                 log(&format!("worker {index}: the job store failed: {e}"));
                 std::thread::sleep(Duration::from_secs(1));
             }
+        }
+    }
+}
+
+fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a step panicked".into())
+}
+
+/// Every `sweep_interval`: jobs marked in flight that no worker of this process holds go back
+/// to the queue (or fail after too many attempts, releasing their hold). A worker that could
+/// not record a job's end (a full disk) leaves such a job; this frees it without a restart.
+pub fn sweep(shared: Arc<Shared>) {
+    let mut last = Instant::now();
+    while !shared.stopping.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+        if last.elapsed() < shared.config.sweep_interval {
+            continue;
+        }
+        last = Instant::now();
+        shared.rates.retain_recent();
+        let held = shared
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match shared.store.recover_except(
+            shared.config.max_attempts,
+            &held,
+            crate::store::now() - shared.config.sweep_interval.as_secs_f64(),
+        ) {
+            Ok((0, 0)) => {}
+            Ok((requeued, failed)) => {
+                log(&format!(
+                    "sweep: {requeued} job(s) back in the queue, {failed} failed after too many attempts"
+                ));
+                shared.wake.notify();
+            }
+            Err(e) => log(&format!("sweep: the job store failed: {e}")),
         }
     }
 }

@@ -115,7 +115,7 @@ proptest! {
         for s in steps {
             match s {
                 Step::Credit { account, chain, amount } => {
-                    store.credit(accounts[account], CHAINS[chain], Token::Ciro, amount).unwrap();
+                    store.credit(accounts[account], CHAINS[chain], Token::Ciro, amount, i64::MAX).unwrap();
                 }
                 Step::Submit { account, chain, price, key } => {
                     let key = key.map(|k| format!("k{k}"));
@@ -174,7 +174,7 @@ fn a_job_is_charged_once_even_if_verified_again_after_a_crash() {
     let store = Store::open_in_memory().unwrap();
     let a = store.create_account("a", "k").unwrap();
     store
-        .credit(a, Chain::Starknet, Token::Usdc, 1_000)
+        .credit(a, Chain::Starknet, Token::Usdc, 1_000, i64::MAX)
         .unwrap();
     let new = NewJob {
         account: a,
@@ -228,4 +228,57 @@ fn a_job_is_charged_once_even_if_verified_again_after_a_crash() {
         (b.available_micro, b.held_micro, b.spent_micro),
         (600, 0, 400)
     );
+}
+
+#[test]
+fn the_faucet_cap_is_checked_before_the_balance_moves() {
+    let store = Store::open_in_memory().unwrap();
+    let a = store.create_account("a", "k").unwrap();
+    store
+        .credit(a, Chain::Starknet, Token::Ciro, 600, 1_000)
+        .unwrap();
+    let e = store
+        .credit(a, Chain::Starknet, Token::Ciro, 600, 1_000)
+        .unwrap_err();
+    assert!(e.to_string().contains("at most 1000"), "{e}");
+    let b = &store.balances(a).unwrap()[0];
+    assert_eq!((b.available_micro, b.credited_micro), (600, 600));
+}
+
+#[test]
+fn one_account_backlog_does_not_starve_another() {
+    let store = Store::open_in_memory().unwrap();
+    let a = store.create_account("a", "ka").unwrap();
+    let b = store.create_account("b", "kb").unwrap();
+    for acc in [a, b] {
+        store
+            .credit(acc, Chain::Starknet, Token::Ciro, 1_000_000, i64::MAX)
+            .unwrap();
+    }
+    let submit = |account| {
+        store
+            .create_job(&NewJob {
+                account,
+                model: "m",
+                model_hash: "h",
+                input: "[]",
+                chain: Chain::Starknet,
+                token: Token::Ciro,
+                price_micro: 10,
+                proof_system: "stwo",
+                idempotency_key: None,
+            })
+            .unwrap()
+            .0
+            .id
+    };
+    let a_jobs: Vec<i64> = (0..3).map(|_| submit(a)).collect();
+    let b_job = submit(b);
+    let order: Vec<i64> = (0..4)
+        .map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            store.claim_next().unwrap().unwrap().id
+        })
+        .collect();
+    assert_eq!(order, vec![a_jobs[0], b_job, a_jobs[1], a_jobs[2]]);
 }

@@ -19,12 +19,14 @@ pub const MODELS: [&str; 5] = [
 ];
 
 /// Op fixtures that exist to be refused, not proved.
-const REFUSED_OPS: [&str; 5] = [
+const REFUSED_OPS: [&str; 7] = [
     "unsupported_op",
     "unsupported_op_topk",
     "malformed",
     "huge_input",
     "huge_constant",
+    "huge_macs",
+    "bad_image_spec",
 ];
 
 /// The `fixtures/` folder of the repository.

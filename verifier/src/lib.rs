@@ -6,7 +6,9 @@ pub mod evm;
 
 use std::path::Path;
 
+use ciro_model_compiler::quant::quantize;
 use ciro_prover::{load_verifying_key, DynVerifyingKey, ProofBundle, PublicTensor, VerifyError};
+use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -40,6 +42,21 @@ pub struct Verified {
     pub outputs: Vec<PublicTensor>,
     pub labels: Option<Vec<String>>,
     pub security_bits: u32,
+    /// The inputs the proof is about, when it shows them.
+    pub inputs: Vec<PublicTensor>,
+    /// The Poseidon hash of the input, when the proof shows only that (halo2, hashed inputs).
+    pub input_hash: Option<String>,
+}
+
+/// How a verified proof shows its input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProvenInput {
+    /// The values, summarised by a SHA-256 digest of their shapes, scales and values.
+    Public { digest: String },
+    /// Only their Poseidon hash.
+    Hashed { hash: String },
+    /// Nothing.
+    Private,
 }
 
 impl Verified {
@@ -53,6 +70,86 @@ impl Verified {
             .and_then(|l| l.get(best).cloned())
             .unwrap_or_else(|| best.to_string());
         Some((best, name))
+    }
+
+    pub fn proven_input(&self) -> ProvenInput {
+        if let Some(hash) = &self.input_hash {
+            return ProvenInput::Hashed { hash: hash.clone() };
+        }
+        if self.inputs.is_empty() {
+            return ProvenInput::Private;
+        }
+        let mut h = Sha256::new();
+        for t in &self.inputs {
+            h.update(serde_json::to_vec(&(&t.shape, t.scale, &t.values)).unwrap_or_default());
+        }
+        ProvenInput::Public {
+            digest: hex::encode(h.finalize()),
+        }
+    }
+
+    /// Checks that the proof is about `inputs` (real values, as an input file holds them):
+    /// each is quantized at the proven tensor's scale and must equal the proven value, or, for a
+    /// hashed input, hash to the proven hash under `vk`. `Err` says where they differ.
+    pub fn check_inputs(
+        &self,
+        vk: &dyn DynVerifyingKey,
+        inputs: &[Vec<f32>],
+    ) -> Result<(), String> {
+        let quantized = |scales: &[u32]| -> Result<Vec<Vec<i64>>, String> {
+            if inputs.len() != scales.len() {
+                return Err(format!(
+                    "the proof is about {} input(s), the file has {}",
+                    scales.len(),
+                    inputs.len()
+                ));
+            }
+            Ok(inputs
+                .iter()
+                .zip(scales)
+                .map(|(x, &s)| x.iter().map(|&v| quantize(v as f64, s)).collect())
+                .collect())
+        };
+        match self.proven_input() {
+            ProvenInput::Private => Err(
+                "the proof hides its input entirely, so it cannot be checked against a file".into(),
+            ),
+            ProvenInput::Public { .. } => {
+                let scales: Vec<u32> = self.inputs.iter().map(|t| t.scale).collect();
+                for (i, (mine, proven)) in quantized(&scales)?.iter().zip(&self.inputs).enumerate()
+                {
+                    if mine.len() != proven.values.len() {
+                        return Err(format!(
+                            "input {i} of the proof has {} values, the file's has {}",
+                            proven.values.len(),
+                            mine.len()
+                        ));
+                    }
+                    if let Some(p) = (0..mine.len()).find(|&p| mine[p] != proven.values[p]) {
+                        return Err(format!(
+                            "the proof is about another input: input {i} at position {p} is {} in the proof and {} in the file (at scale 2^{})",
+                            proven.values[p], mine[p], proven.scale
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            ProvenInput::Hashed { hash } => {
+                let key = vk
+                    .downcast_ref::<ciro_prover::halo2_backend::Halo2VerifyingKey>()
+                    .ok_or("a hashed input needs the halo2 key it was proven under")?;
+                let scales: Vec<u32> = key.inputs.iter().map(|t| t.scale).collect();
+                let flat: Vec<i64> = quantized(&scales)?.into_iter().flatten().collect();
+                let mine = ciro_prover::halo2_backend::input_hash(key, &flat)
+                    .map_err(|e| e.to_string())?;
+                if mine != hash {
+                    return Err(format!(
+                        "the proof is about another input: its input hash is {hash}, the file's is {mine}"
+                    ));
+                }
+                Ok(())
+            }
+        }
     }
 }
 
@@ -71,6 +168,8 @@ pub fn verify(vk: &dyn DynVerifyingKey, bundle: &ProofBundle) -> Result<Verified
         outputs,
         labels: vk.labels().map(<[String]>::to_vec),
         security_bits: vk.security_bits(),
+        inputs: bundle.header.inputs.clone(),
+        input_hash: bundle.header.input_hash.clone(),
     })
 }
 

@@ -118,6 +118,10 @@ fn main() -> Result<()> {
     config.addr = "127.0.0.1:0".parse()?;
     config.workers = args.workers;
     config.warm_models = false;
+    config.dev_faucet = true;
+    // The load generator is one client submitting as fast as it can.
+    config.rate_per_minute = u32::MAX;
+    config.http.max_expensive = 64;
     let svc = ciro_scheduler::start(config)?;
     let http = Arc::new(Http {
         url: svc.url(),

@@ -40,7 +40,7 @@ use crate::registry::{common_key_methods, BackendId, CircuitSize, DynVerifyingKe
 #[cfg(feature = "prove")]
 pub(crate) use prove::prover;
 #[cfg(feature = "halo2-prover")]
-pub use prove::{Halo2Backend, Halo2ProvingKey};
+pub use prove::{Halo2Backend, Halo2ProvingKey, MAX_K};
 #[cfg(feature = "halo2-prover")]
 pub use srs::default_srs_dir;
 pub use verify::verify;

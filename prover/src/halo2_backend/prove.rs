@@ -146,7 +146,13 @@ pub struct Halo2Backend {
     weights: WeightVisibility,
     /// With private weights: the opening to reuse (the same key again), or `None` for a new one.
     opening: Option<WeightOpening>,
+    /// The largest circuit, `2^max_k` rows, `setup` accepts.
+    max_k: u32,
 }
+
+/// The largest halo2 circuit accepted by default: `2^24` rows, the largest SRS file looked for
+/// is `2^26`, and key generation at `2^24` already needs tens of GiB.
+pub const MAX_K: u32 = 24;
 
 impl Default for Halo2Backend {
     fn default() -> Self {
@@ -165,7 +171,14 @@ impl Halo2Backend {
             inputs: InputVisibility::Public,
             weights: WeightVisibility::Fixed,
             opening: None,
+            max_k: MAX_K,
         }
+    }
+
+    /// The same backend, refusing circuits of more than `2^max_k` rows at setup.
+    pub fn with_max_k(mut self, max_k: u32) -> Self {
+        self.max_k = max_k;
+        self
     }
 
     /// The same backend, making keys with private weights: committed with `opening` (the key
@@ -213,6 +226,12 @@ impl Halo2Backend {
             }
         }
         let layout = Layout::with_settings(&circuit, None, inputs, self.weights);
+        if layout.k > self.max_k {
+            return Err(ProveError::Backend(format!(
+                "model {} needs a halo2 circuit of 2^{} rows, more than the 2^{} allowed here",
+                model.graph.name, layout.k, self.max_k
+            )));
+        }
         let (params, origin) = self.srs(layout.k, log)?;
         let shape = Halo2Circuit {
             layout: &layout,
@@ -507,7 +526,9 @@ impl TypedBackend for Halo2Backend {
 pub(crate) fn prover(
     settings: &crate::registry::ProverSettings,
 ) -> Result<Box<dyn crate::registry::DynProver>, ProveError> {
-    let backend = Halo2Backend::new(&settings.srs_dir).with_inputs(settings.inputs);
+    let backend = Halo2Backend::new(&settings.srs_dir)
+        .with_inputs(settings.inputs)
+        .with_max_k(settings.max_halo2_k);
     Ok(Box::new(match &settings.private_weights {
         Some(opening) => backend.with_private_weights(opening.clone()),
         None => backend,

@@ -34,6 +34,8 @@ pub fn start(name: &str, workers: usize) -> Running {
     c.warm_models = false;
     // One KZG SRS cache for every test binary of the workspace.
     c.srs_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("srs");
+    c.dev_faucet = true;
+    c.rate_per_minute = 100_000;
     ciro_scheduler::start(c).expect("the service starts")
 }
 
