@@ -837,3 +837,18 @@ fn models_text(v: &Value) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::safe_file_name;
+
+    #[test]
+    fn names_from_the_service_cannot_leave_the_output_folder() {
+        assert_eq!(safe_file_name("mlp_small"), "mlp_small");
+        assert_eq!(safe_file_name("../../etc/passwd"), "_.._etc_passwd");
+        assert_eq!(safe_file_name("/abs/path"), "_abs_path");
+        assert_eq!(safe_file_name(".hidden"), "hidden");
+        assert_eq!(safe_file_name(".."), "model");
+        assert_eq!(safe_file_name("a\\b:c"), "a_b_c");
+    }
+}

@@ -189,15 +189,20 @@ pub fn load(path: &Path) -> Result<LoadedModel> {
 /// Reads an ONNX file, binds its symbolic dimensions as `dims` says (1 where it is silent), and
 /// declutters it.
 pub fn load_with(path: &Path, dims: &DimBindings) -> Result<LoadedModel> {
-    let p = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|source| CompileError::Io {
-        path: p.clone(),
+        path: path.display().to_string(),
         source,
     })?;
+    load_bytes(&bytes, path, dims)
+}
+
+/// [`load_with`] for a file already in memory; `path` names it (and the model, by its stem).
+pub fn load_bytes(bytes: &[u8], path: &Path, dims: &DimBindings) -> Result<LoadedModel> {
+    let p = path.display().to_string();
     let sha256 = hex::encode(Sha256::digest(&bytes));
     let onnx = tract_onnx::onnx();
     let mut proto = onnx
-        .proto_model_for_read(&mut bytes.as_slice())
+        .proto_model_for_read(&mut &bytes[..])
         .map_err(|e| onnx_err(&p, format!("not a valid ONNX protobuf ({})", tract_err(e))))?;
     let Some(graph) = proto.graph.as_mut() else {
         return Err(onnx_err(&p, "the file holds no graph"));
@@ -205,6 +210,7 @@ pub fn load_with(path: &Path, dims: &DimBindings) -> Result<LoadedModel> {
     proto::dedupe_node_names(graph);
     let bound_dims = bind_dims(graph, dims).map_err(|e| onnx_err(&p, e))?;
     proto::check_input_sizes(graph).map_err(|e| onnx_err(&p, e))?;
+    proto::check_references(graph).map_err(|e| onnx_err(&p, e))?;
     let integer_inputs = proto::float_inputs(graph);
     // The user's nodes, before unrolling: a refusal inside an unrolled LSTM names the LSTM.
     let onnx_nodes = graph
@@ -214,8 +220,8 @@ pub fn load_with(path: &Path, dims: &DimBindings) -> Result<LoadedModel> {
         .map(|n| (n.name.clone(), n.op_type.clone()))
         .collect();
     proto::unroll_recurrent(&onnx, &mut proto).map_err(|e| onnx_err(&p, e))?;
-    let inference = onnx
-        .model_for_proto_model(&proto)
+    let inference = proto::guarded(|| onnx.model_for_proto_model(&proto))
+        .map_err(|e| onnx_err(&p, e))?
         .map_err(|e| onnx_err(&p, tract_err(e)))?;
     let meta = |key: &str| -> Option<String> {
         proto
@@ -245,9 +251,8 @@ pub fn load_with(path: &Path, dims: &DimBindings) -> Result<LoadedModel> {
         None => None,
     };
     let one_hot = meta("ciro.one_hot").is_some_and(|v| v == "true");
-    let typed = inference
-        .into_typed()
-        .and_then(|m| m.into_decluttered())
+    let typed = proto::guarded(|| inference.into_typed().and_then(|m| m.into_decluttered()))
+        .map_err(|e| onnx_err(&p, e))?
         .map_err(|e| onnx_err(&p, tract_err(e)))?;
     // Every tensor's size, before anything is allocated for it.
     for node in typed.nodes() {
@@ -259,7 +264,9 @@ pub fn load_with(path: &Path, dims: &DimBindings) -> Result<LoadedModel> {
             }
         }
     }
-    let cost = crate::limits::model_cost(&typed).map_err(|e| onnx_err(&p, e))?;
+    let cost = proto::guarded(|| crate::limits::model_cost(&typed))
+        .and_then(|c| c)
+        .map_err(|e| onnx_err(&p, e))?;
     let mut input_shapes = Vec::new();
     let mut input_names = Vec::new();
     for (i, outlet) in typed

@@ -33,6 +33,39 @@ pub(crate) fn dedupe_node_names(graph: &mut GraphProto) {
     }
 }
 
+/// Runs a call into tract, turning a panic inside it (tract indexes some malformed graphs
+/// without checking) into an error: a hostile file must never crash the caller.
+pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        format!("tract cannot read this graph ({msg})")
+    })
+}
+
+/// Every graph output must name a tensor the graph defines (tract indexes it unchecked).
+pub(crate) fn check_references(graph: &GraphProto) -> std::result::Result<(), String> {
+    let defined: std::collections::HashSet<&str> = graph
+        .node
+        .iter()
+        .flat_map(|n| n.output.iter().map(String::as_str))
+        .chain(graph.input.iter().map(|i| i.name.as_str()))
+        .chain(graph.initializer.iter().map(|t| t.name.as_str()))
+        .collect();
+    for out in &graph.output {
+        if !defined.contains(out.name.as_str()) {
+            return Err(format!(
+                "graph output `{}` is produced by no node, input or initializer",
+                out.name
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The most elements Ciro accepts in one tensor (1 GiB of f32): a model past it could not be
 /// proven on one worker anyway, and a hostile file declaring `[1, 10^12]` must be refused before
 /// anything is allocated for it.
@@ -176,10 +209,8 @@ pub(crate) fn unroll_recurrent(
         return Ok(());
     }
     // The sequence lengths, from the model as it stands.
-    let mut model = onnx
-        .model_for_proto_model(proto)
-        .map_err(|e| format!("{e:#}"))?;
-    model.analyse(false).map_err(|e| format!("{e:#}"))?;
+    let mut model = guarded(|| onnx.model_for_proto_model(proto))?.map_err(|e| format!("{e:#}"))?;
+    guarded(|| model.analyse(false))?.map_err(|e| format!("{e:#}"))?;
     let mut steps = Vec::new();
     for &i in &recurrent {
         let node = &graph.node[i];

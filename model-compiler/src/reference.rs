@@ -13,10 +13,8 @@ pub struct FloatModel {
 
 impl FloatModel {
     pub fn new(loaded: &LoadedModel) -> Result<Self> {
-        let plan = loaded
-            .model
-            .clone()
-            .into_runnable()
+        let plan = crate::proto::guarded(|| loaded.model.clone().into_runnable())
+            .map_err(CompileError::Reference)?
             .map_err(|e| CompileError::Reference(e.to_string()))?;
         Ok(FloatModel {
             plan,
@@ -33,9 +31,8 @@ impl FloatModel {
             .map(|(x, s)| Tensor::from_shape(s, x).map(|t| t.into_tvalue()))
             .collect::<TractResult<_>>()
             .map_err(|e| CompileError::Reference(e.to_string()))?;
-        let outputs = self
-            .plan
-            .run(tensors)
+        let outputs = crate::proto::guarded(|| self.plan.run(tensors))
+            .map_err(CompileError::Reference)?
             .map_err(|e| CompileError::Reference(e.to_string()))?;
         outputs
             .iter()

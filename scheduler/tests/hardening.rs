@@ -464,3 +464,27 @@ fn a_job_left_in_flight_by_a_lost_worker_is_swept_back_without_a_restart() {
     assert!(b["held_micro"].as_i64().unwrap() > 0, "{b}");
     assert_up_and_balanced(&api, &key);
 }
+
+#[test]
+fn halo2_key_generation_is_refused_past_the_row_cap() {
+    let spec = Spec::load();
+    let mut c = config("halo2-cap", 0);
+    c.max_halo2_k = 10;
+    let svc = start(c);
+    let api = Api::new(svc.url(), &spec);
+    // mlp_mnist needs 2^15 rows on halo2: refused before an SRS or a key is made.
+    let r = api.call(
+        "GET",
+        "/v1/models/mlp_mnist/vk?proof_system=halo2",
+        None,
+        Body::None,
+    );
+    assert_eq!(r.status, 422, "{}", r.error());
+    assert!(
+        r.error().contains("more than the 2^10 allowed"),
+        "{}",
+        r.error()
+    );
+    let key = api.funded_account("evm", 10);
+    assert_up_and_balanced(&api, &key);
+}

@@ -1,0 +1,36 @@
+//! Any bytes as an ONNX upload: loading (protobuf, tract, Ciro's rewrites and size checks) and,
+//! when that succeeds, compiling under tight caps. Errors are fine; a panic, an abort, a hang
+//! or an allocation past libFuzzer's `-rss_limit_mb` is a finding.
+#![no_main]
+
+use std::path::Path;
+
+use ciro_model_compiler::{compile, onnx, CompileOptions, Limits};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    quiet_caught_panics();
+    let Ok(loaded) = onnx::load_bytes(data, Path::new("fuzz.onnx"), &Default::default()) else {
+        return;
+    };
+    let opts = CompileOptions {
+        limits: Limits {
+            max_macs: 1 << 16,
+            max_values: 1 << 14,
+        },
+        // One scale keeps each run short; the search itself is not what is fuzzed.
+        scale: Some(8),
+        accept_inaccurate: true,
+        ..ciro_prover::compile_options()
+    };
+    let _ = compile(&loaded, &[], &opts);
+});
+
+/// Ciro turns panics inside tract into errors (`catch_unwind`); libFuzzer's hook would abort
+/// on them before they are caught. Panics nothing catches still abort the run.
+fn quiet_caught_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| eprintln!("panic (caught or fatal): {info}")));
+    });
+}
