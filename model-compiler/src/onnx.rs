@@ -199,7 +199,7 @@ pub fn load_with(path: &Path, dims: &DimBindings) -> Result<LoadedModel> {
 /// [`load_with`] for a file already in memory; `path` names it (and the model, by its stem).
 pub fn load_bytes(bytes: &[u8], path: &Path, dims: &DimBindings) -> Result<LoadedModel> {
     let p = path.display().to_string();
-    let sha256 = hex::encode(Sha256::digest(&bytes));
+    let sha256 = hex::encode(Sha256::digest(bytes));
     let onnx = tract_onnx::onnx();
     let mut proto = onnx
         .proto_model_for_read(&mut &bytes[..])
