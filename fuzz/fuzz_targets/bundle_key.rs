@@ -11,7 +11,10 @@ use libfuzzer_sys::fuzz_target;
 const STWO_KEY: &[u8] = include_bytes!("../seeds/mlp_small.stwo.vk.json");
 const HALO2_KEY: &[u8] = include_bytes!("../seeds/mlp_small.halo2.vk.json");
 
-fn key(bytes: &'static [u8], slot: &'static OnceLock<Box<dyn DynVerifyingKey>>) -> &'static dyn DynVerifyingKey {
+fn key(
+    bytes: &'static [u8],
+    slot: &'static OnceLock<Box<dyn DynVerifyingKey>>,
+) -> &'static dyn DynVerifyingKey {
     slot.get_or_init(|| load_verifying_key(bytes).expect("the seed key loads"))
         .as_ref()
 }

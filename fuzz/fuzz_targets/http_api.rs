@@ -79,10 +79,9 @@ fuzz_target!(|data: &[u8]| {
     let Some(req) = request(data) else {
         return;
     };
-    let resp = f
-        .rt
-        .block_on(f.router.clone().oneshot(req))
-        .expect("the router is infallible");
+    let resp =
+        f.rt.block_on(f.router.clone().oneshot(req))
+            .expect("the router is infallible");
     let status = resp.status();
     assert!(
         status != StatusCode::INTERNAL_SERVER_ERROR,
@@ -94,7 +93,10 @@ fuzz_target!(|data: &[u8]| {
             .get("content-type")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        assert!(ct.starts_with("application/json"), "{status} answered as {ct:?}");
+        assert!(
+            ct.starts_with("application/json"),
+            "{status} answered as {ct:?}"
+        );
     }
 });
 
@@ -103,6 +105,8 @@ fuzz_target!(|data: &[u8]| {
 fn quiet_caught_panics() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        std::panic::set_hook(Box::new(|info| eprintln!("panic (caught or fatal): {info}")));
+        std::panic::set_hook(Box::new(|info| {
+            eprintln!("panic (caught or fatal): {info}")
+        }));
     });
 }

@@ -31,6 +31,8 @@ fuzz_target!(|data: &[u8]| {
 fn quiet_caught_panics() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        std::panic::set_hook(Box::new(|info| eprintln!("panic (caught or fatal): {info}")));
+        std::panic::set_hook(Box::new(|info| {
+            eprintln!("panic (caught or fatal): {info}")
+        }));
     });
 }

@@ -483,9 +483,10 @@ async fn model_vk(
 
 async fn upload_model(
     State(s): AppState,
-    Account(_): Account,
+    Account(account): Account,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
+    s.rates.account(account, "uploads")?;
     let bytes = body.map_err(|r| {
         ApiError::new(
             r.status(),

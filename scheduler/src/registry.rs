@@ -241,11 +241,44 @@ pub enum RegistryError {
 
 type Slot = Arc<OnceLock<Result<Arc<Model>, String>>>;
 
+/// Uploaded models kept in memory at once (with their proving keys); past it the one loaded
+/// longest ago is dropped and loaded again from disk when next used. Uploads cost an account
+/// nothing, so without a bound each distinct one would stay resident for good.
+const MAX_LOADED_UPLOADS: usize = 16;
+
+/// Loaded models by name, and the order uploads were loaded in.
+#[derive(Default)]
+struct Slots {
+    by_name: HashMap<String, Slot>,
+    uploads: std::collections::VecDeque<String>,
+}
+
+impl Slots {
+    fn slot(&mut self, name: &str) -> Slot {
+        let slot = self.by_name.get(name).cloned().unwrap_or_default();
+        self.insert(name, slot)
+    }
+
+    fn insert(&mut self, name: &str, slot: Slot) -> Slot {
+        if name.starts_with("m-") {
+            self.uploads.retain(|n| n != name);
+            self.uploads.push_back(name.to_string());
+            while self.uploads.len() > MAX_LOADED_UPLOADS {
+                if let Some(old) = self.uploads.pop_front() {
+                    self.by_name.remove(&old);
+                }
+            }
+        }
+        self.by_name.insert(name.to_string(), slot.clone());
+        slot
+    }
+}
+
 pub struct Registry {
     dir: PathBuf,
     /// The provers every model's keys are made with.
     pub provers: Provers,
-    slots: Mutex<HashMap<String, Slot>>,
+    slots: Mutex<Slots>,
     limits: Limits,
     max_halo2_k: u32,
     isolation: Option<Isolation>,
@@ -293,7 +326,7 @@ impl Registry {
         Ok(Registry {
             provers: Provers::new(&settings).map_err(RegistryError::BadModel)?,
             dir: dir.to_path_buf(),
-            slots: Mutex::new(HashMap::new()),
+            slots: Mutex::new(Slots::default()),
             limits: options.limits,
             max_halo2_k: options.max_halo2_k,
             isolation: options.isolation,
@@ -349,7 +382,7 @@ impl Registry {
         }
         let slot = {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-            slots.entry(name.to_string()).or_default().clone()
+            slots.slot(name)
         };
         slot.get_or_init(|| self.load(name).map(Arc::new))
             .clone()
@@ -517,7 +550,7 @@ impl Registry {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
             let slot: Slot = Arc::default();
             let _ = slot.set(Ok(model.clone()));
-            slots.insert(name.to_string(), slot);
+            slots.insert(name, slot);
         }
         let path = self
             .upload_path(name)
@@ -536,5 +569,26 @@ fn sweep_temporaries(dir: &Path) {
         if e.file_name().to_string_lossy().starts_with(".tmp-") {
             let _ = std::fs::remove_dir_all(e.path());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loaded_uploads_are_bounded_and_built_in_models_stay() {
+        let mut slots = Slots::default();
+        slots.slot("mlp_small");
+        for i in 0..40 {
+            slots.slot(&format!("m-{i:016x}"));
+            // Using an early upload again keeps it among the most recent.
+            slots.slot("m-0000000000000000");
+        }
+        let uploads = slots.by_name.keys().filter(|n| n.starts_with("m-")).count();
+        assert_eq!(uploads, MAX_LOADED_UPLOADS);
+        assert!(slots.by_name.contains_key("mlp_small"));
+        assert!(!slots.by_name.contains_key("m-0000000000000001"));
+        assert!(slots.by_name.contains_key(&format!("m-{:016x}", 39)));
     }
 }
