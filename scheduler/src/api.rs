@@ -434,8 +434,10 @@ async fn list_models(State(s): AppState) -> ApiResult<Json<Value>> {
     let mut models = Vec::new();
     for name in s.registry.names() {
         // A model that no longer compiles is listed with its error rather than hiding the rest.
-        match get_model(&s, name.clone()).await {
-            Ok(m) => models.push(json!(m.info())),
+        let shared = s.clone();
+        let n = name.clone();
+        match blocking(move || Ok(shared.registry.info(&n)?)).await {
+            Ok(info) => models.push(json!(info)),
             Err(e) => models.push(json!({ "name": name, "error": e.message })),
         }
     }
@@ -446,7 +448,11 @@ async fn model_info(
     State(s): AppState,
     name: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(json!(get_model(&s, path_param(name)?).await?.info())))
+    let name = path_param(name)?;
+    let shared = s.clone();
+    Ok(Json(json!(
+        blocking(move || Ok(shared.registry.info(&name)?)).await?
+    )))
 }
 
 #[derive(Deserialize)]

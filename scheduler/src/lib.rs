@@ -40,7 +40,8 @@ pub struct Config {
     pub workers: usize,
     /// A job in flight when the service stopped this many times fails instead of retrying.
     pub max_attempts: i64,
-    /// Compile and set up the built-in models at start, in the background.
+    /// Compile and set up the built-in models at start, in the background (uploads load on
+    /// first use).
     pub warm_models: bool,
     /// Stop on Ctrl-C or SIGTERM (for `ciro serve`; off for services embedded in tests).
     pub handle_signals: bool,
@@ -234,7 +235,13 @@ pub fn start(config: Config) -> Result<Running, ServiceError> {
     if config.warm_models {
         let s = shared.clone();
         std::thread::spawn(move || {
-            for name in s.registry.names() {
+            // The built-in models; uploads load on first use (there may be many).
+            for name in s
+                .registry
+                .names()
+                .into_iter()
+                .filter(|n| !n.starts_with("m-"))
+            {
                 if s.stopping.load(Ordering::SeqCst) {
                     break;
                 }

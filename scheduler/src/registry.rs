@@ -142,7 +142,7 @@ type KeySlot = OnceLock<Result<Arc<Keys>, String>>;
 const PRICING_BACKEND: BackendId = BackendId::Stwo;
 
 /// What the API shows of a model.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct ModelInfo {
     pub name: String,
     pub uploaded: bool,
@@ -159,10 +159,10 @@ pub struct ModelInfo {
     pub price_micro: i64,
     /// The price with halo2-KZG (the default on Ethereum and Polygon).
     pub price_halo2_micro: i64,
-    pub proof_systems: Vec<&'static str>,
+    pub proof_systems: Vec<String>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct InputInfo {
     pub shape: Vec<usize>,
     pub range: [f64; 2],
@@ -222,7 +222,10 @@ impl Model {
             trace_rows: self.trace_rows,
             price_micro: self.price(BackendId::Stwo),
             price_halo2_micro: self.price(BackendId::Halo2),
-            proof_systems: ciro_prover::backends().iter().map(|b| b.name).collect(),
+            proof_systems: ciro_prover::backends()
+                .iter()
+                .map(|b| b.name.to_string())
+                .collect(),
         }
     }
 }
@@ -372,6 +375,26 @@ impl Registry {
             && name.starts_with("m-")
             && name[2..].bytes().all(|b| b.is_ascii_hexdigit());
         ok.then(|| self.dir.join("uploads").join(format!("{name}.onnx")))
+    }
+
+    /// What the API shows of a model. An upload's is kept beside it when it is published, so
+    /// listing the registry never compiles or sets up a model.
+    pub fn info(&self, name: &str) -> Result<ModelInfo, RegistryError> {
+        if let Some(cached) = self
+            .upload_path(name)
+            .map(|p| p.with_extension("info.json"))
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|b| serde_json::from_slice::<ModelInfo>(&b).ok())
+        {
+            if self.is_known(name) {
+                return Ok(cached);
+            }
+        }
+        let info = self.get(name)?.info();
+        if let Some(p) = self.upload_path(name) {
+            let _ = write_json(&p.with_extension("info.json"), &info);
+        }
+        Ok(info)
     }
 
     /// The model, compiled and set up on first use (which can take seconds: call it off the
@@ -555,9 +578,20 @@ impl Registry {
         let path = self
             .upload_path(name)
             .expect("names made by upload_name are valid");
+        write_json(&path.with_extension("info.json"), &model.info()).map_err(io)?;
         std::fs::rename(&onnx_path, &path).map_err(io)?;
         Ok(model)
     }
+}
+
+/// Writes `value` as JSON through a temporary file, so a reader never sees half of it.
+fn write_json(path: &Path, value: &impl Serialize) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp-{}", hex::encode(rand::random::<[u8; 6]>())));
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec(value).map_err(std::io::Error::other)?,
+    )?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Removes what an upload interrupted by a crash left behind (its staging folder).

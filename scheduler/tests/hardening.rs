@@ -149,8 +149,8 @@ fn an_upload_that_kills_its_checker_is_quarantined_and_never_loaded_again() {
     assert!(!listed(&api).contains(&big_name));
     svc.stop();
 
-    // A restart (warming every published model) neither loads nor lists it, and the staging
-    // folders an interrupted upload leaves are swept.
+    // A restart neither loads nor lists it, and the staging folders an interrupted upload
+    // leaves are swept.
     let stale = dir.join("models/uploads/.tmp-deadbeef");
     std::fs::create_dir_all(&stale).unwrap();
     std::fs::write(stale.join("m-0000000000000000.onnx"), b"junk").unwrap();
