@@ -9,19 +9,8 @@ use std::time::{Duration, Instant};
 
 use ciro_scheduler::isolate::Isolation;
 use ciro_scheduler::{Config, Running, ServiceError};
-use common::{fresh_dir, repo, Api, Body, Spec};
+use common::{config, repo, Api, Body, Spec};
 use serde_json::{json, Value};
-
-fn config(name: &str, workers: usize) -> Config {
-    let mut c = Config::new(fresh_dir(name));
-    c.addr = "127.0.0.1:0".parse().unwrap();
-    c.workers = workers;
-    c.warm_models = false;
-    c.srs_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("srs");
-    c.dev_faucet = true;
-    c.rate_per_minute = 100_000;
-    c
-}
 
 fn start(c: Config) -> Running {
     ciro_scheduler::start(c).expect("the service starts")

@@ -28,6 +28,12 @@ pub fn fresh_dir(name: &str) -> PathBuf {
 }
 
 pub fn start(name: &str, workers: usize) -> Running {
+    ciro_scheduler::start(config(name, workers)).expect("the service starts")
+}
+
+/// A test service's configuration: a fresh folder, a free port, the dev faucet, no rate limits
+/// to speak of, the shared SRS cache.
+pub fn config(name: &str, workers: usize) -> Config {
     let mut c = Config::new(fresh_dir(name));
     c.addr = "127.0.0.1:0".parse().unwrap();
     c.workers = workers;
@@ -36,7 +42,7 @@ pub fn start(name: &str, workers: usize) -> Running {
     c.srs_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("srs");
     c.dev_faucet = true;
     c.rate_per_minute = 100_000;
-    ciro_scheduler::start(c).expect("the service starts")
+    c
 }
 
 pub struct Spec {
