@@ -96,6 +96,7 @@ pub fn verify(
             .iter()
             .map(|c| c as &dyn stwo::core::air::Component)
             .collect();
+        check_sampled_shape(&refs, pre_sizes.len(), &proof.stark.0.sampled_values)?;
         stwo::core::verifier::verify(&refs, channel, &mut scheme, proof.stark)
             .map_err(|e| VerifyError::Stark(e.to_string()))
     }));
@@ -109,4 +110,61 @@ pub fn verify(
         }
     }
     Ok(h.outputs.clone())
+}
+
+/// The out-of-domain samples must have the shape the components read: stwo evaluates the
+/// constraints on them before it checks that, and a wrong count panics inside the evaluator
+/// while a logup accumulator is live, whose drop then panics again — an abort no
+/// `catch_unwind` stops (found by fuzzing `bundle_key`).
+fn check_sampled_shape(
+    components: &[&dyn stwo::core::air::Component],
+    n_preprocessed: usize,
+    sampled: &[Vec<Vec<SecureField>>],
+) -> Result<(), VerifyError> {
+    use stwo::core::circle::CirclePoint;
+    use stwo::core::fields::qm31::SECURE_EXTENSION_DEGREE;
+    let mask = stwo::core::air::Components {
+        components: components.to_vec(),
+        n_preprocessed_columns: n_preprocessed,
+    }
+    // The points depend on the degree bound; the shape, which is all that is compared, does not.
+    .mask_points(
+        CirclePoint::zero(),
+        components
+            .iter()
+            .map(|c| c.max_constraint_log_degree_bound())
+            .max()
+            .unwrap_or(1),
+        false,
+    );
+    let bad = |detail: String| VerifyError::Malformed(format!("sampled values: {detail}"));
+    if sampled.len() != mask.len() + 1 {
+        return Err(bad(format!(
+            "{} trees, expected {}",
+            sampled.len(),
+            mask.len() + 1
+        )));
+    }
+    for (tree, (want, got)) in mask.iter().zip(sampled).enumerate() {
+        if want.len() != got.len() {
+            return Err(bad(format!(
+                "tree {tree} has {} columns, expected {}",
+                got.len(),
+                want.len()
+            )));
+        }
+        if let Some(c) = (0..want.len()).find(|&c| want[c].len() != got[c].len()) {
+            return Err(bad(format!(
+                "tree {tree} column {c} has {} samples, expected {}",
+                got[c].len(),
+                want[c].len()
+            )));
+        }
+    }
+    let composition = &sampled[mask.len()];
+    if composition.len() != 2 * SECURE_EXTENSION_DEGREE || composition.iter().any(|c| c.len() != 1)
+    {
+        return Err(bad("the composition tree has the wrong shape".into()));
+    }
+    Ok(())
 }
