@@ -387,13 +387,25 @@ fn dispatch(cli: &Cli) -> Result<()> {
             let key = idempotency_key
                 .clone()
                 .unwrap_or_else(|| format!("ciro-cli-{}", hex::encode(rand::random::<[u8; 16]>())));
-            let req = client
-                .request("POST", "/v1/jobs")
-                .set("Idempotency-Key", &key);
-            let job: Value = client
-                .send(req, Some(&body))?
-                .into_json()
-                .context("the service sent invalid JSON")?;
+            // A lost answer (a dropped connection, a time-out) is retried with the same key:
+            // the service returns the job the first attempt made instead of holding twice.
+            let mut attempt = 0;
+            let resp = loop {
+                attempt += 1;
+                let req = client
+                    .request("POST", "/v1/jobs")
+                    .set("Idempotency-Key", &key);
+                match req.send_json(&body) {
+                    Err(ureq::Error::Transport(t)) if attempt < 3 => {
+                        eprintln!(
+                            "submission not answered ({t}); retrying with the same idempotency key"
+                        );
+                        std::thread::sleep(Duration::from_secs(attempt));
+                    }
+                    other => break other.or_else(|e| client.send_error(e))?,
+                }
+            };
+            let job: Value = resp.into_json().context("the service sent invalid JSON")?;
             let id = job["id"]
                 .as_i64()
                 .context("the service returned no job id")?;

@@ -64,6 +64,9 @@ pub struct Config {
     /// How often jobs that no worker holds but that are still marked in flight (their worker
     /// could not record the end) are put back in the queue or failed.
     pub sweep_interval: Duration,
+    /// A job still in flight this long after it started fails and its hold is released (the
+    /// sweep checks), even if its worker is still on it.
+    pub job_time_limit: Duration,
     /// After a stop is requested, how long workers may finish their jobs before the process
     /// exits anyway (the jobs are then picked up again at the next start).
     pub drain_deadline: Duration,
@@ -87,6 +90,7 @@ impl Config {
             rate_per_minute: 120,
             http: http::HttpLimits::default(),
             sweep_interval: Duration::from_secs(30),
+            job_time_limit: Duration::from_secs(2 * 3600),
             drain_deadline: Duration::from_secs(60),
         }
     }

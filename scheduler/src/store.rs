@@ -714,6 +714,24 @@ impl Store {
         Ok((requeued, failed))
     }
 
+    /// Jobs in flight since before `started_before` (seconds since the epoch) fail with
+    /// `reason`, releasing their holds, whether or not a worker still holds them: a worker that
+    /// hangs cannot keep a user's money held. A proof it stores later is ignored (the job is no
+    /// longer `proving`). Returns how many failed.
+    pub fn fail_overdue(&self, started_before: f64, reason: &str) -> Result<usize> {
+        let overdue: Vec<i64> = self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT id FROM jobs WHERE state IN ('proving', 'proved') AND started_at < ?1",
+            )?;
+            let rows = st.query_map([started_before], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<i64>>>()?)
+        })?;
+        for &id in &overdue {
+            self.record_failure(id, reason)?;
+        }
+        Ok(overdue.len())
+    }
+
     pub fn count_in_state(&self, state: JobState) -> Result<i64> {
         self.with(|c| {
             Ok(c.query_row(

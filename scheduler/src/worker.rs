@@ -100,6 +100,18 @@ pub fn sweep(shared: Arc<Shared>) {
         }
         last = Instant::now();
         shared.rates.retain_recent();
+        let limit = shared.config.job_time_limit;
+        match shared.store.fail_overdue(
+            crate::store::now() - limit.as_secs_f64(),
+            &format!(
+                "the job passed the service's time limit of {} s",
+                limit.as_secs()
+            ),
+        ) {
+            Ok(0) => {}
+            Ok(n) => log(&format!("sweep: {n} job(s) failed past the time limit")),
+            Err(e) => log(&format!("sweep: the job store failed: {e}")),
+        }
         let held = shared
             .in_flight
             .lock()

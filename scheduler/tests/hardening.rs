@@ -477,3 +477,90 @@ fn halo2_key_generation_is_refused_past_the_row_cap() {
     let key = api.funded_account("evm", 10);
     assert_up_and_balanced(&api, &key);
 }
+
+#[test]
+fn a_job_past_the_time_limit_fails_and_releases_its_hold_even_if_its_worker_hangs() {
+    let spec = Spec::load();
+    let mut c = config("time-limit", 0);
+    c.sweep_interval = Duration::from_millis(300);
+    c.job_time_limit = Duration::from_secs(1);
+    let svc = start(c);
+    let api = Api::new(svc.url(), &spec);
+    let key = api.funded_account("stuck", 10);
+    let before = api.balance(&key);
+    let r = api.call(
+        "POST",
+        "/v1/jobs",
+        Some(&key),
+        Body::Json(json!({
+            "model": "mlp_small",
+            "input": common::fixture_input("fixtures/models/mlp_small/input.json"),
+            "chain": "starknet",
+        })),
+    );
+    assert_eq!(r.status, 201, "{}", r.error());
+    let id = r.json()["id"].as_i64().unwrap();
+    // A worker takes it and hangs: it stays in flight, so only the time limit can free it.
+    svc.shared.store.claim_next().unwrap().unwrap();
+    svc.shared.in_flight.lock().unwrap().push(id);
+    let start_t = Instant::now();
+    let j = loop {
+        let j = api
+            .call("GET", &format!("/v1/jobs/{id}"), Some(&key), Body::None)
+            .json();
+        if j["state"] == "failed" {
+            break j;
+        }
+        assert!(
+            start_t.elapsed() < Duration::from_secs(10),
+            "never failed: {j}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(j["error"].as_str().unwrap().contains("time limit"), "{j}");
+    assert_eq!(
+        api.balance(&key),
+        before,
+        "the hold is released, nothing charged"
+    );
+    // A proof the hung worker stores afterwards changes nothing.
+    svc.shared
+        .store
+        .record_proof(id, b"late", &json!({}), 1.0, 1.0)
+        .unwrap();
+    svc.shared.store.record_verified(id, 1.0).unwrap();
+    assert_eq!(api.balance(&key), before);
+    assert_up_and_balanced(&api, &key);
+}
+
+#[test]
+fn expensive_requests_past_the_slots_get_busy_not_a_queue() {
+    use base64::Engine;
+    let spec = Spec::load();
+    let mut c = config("busy", 0);
+    c.http.max_expensive = 1;
+    let svc = start(c);
+    let api = Api::new(svc.url(), &spec);
+    let key = api.funded_account("crowd", 10);
+    let png = std::fs::read(repo().join("fixtures/images/my-image.jpg")).unwrap();
+    let job = || {
+        api.call(
+            "POST",
+            "/v1/jobs",
+            Some(&key),
+            Body::Json(json!({
+                "model": "image_recognition_v1",
+                "image_base64": base64::engine::general_purpose::STANDARD.encode(&png),
+                "chain": "starknet",
+            })),
+        )
+    };
+    // Another request holds the only slot.
+    let held = svc.shared.expensive.clone().try_acquire_owned().unwrap();
+    let r = job();
+    assert_eq!(r.status, 503, "{}", r.error());
+    assert_eq!(r.json()["code"], "busy");
+    drop(held);
+    assert_eq!(job().status, 201);
+    assert_up_and_balanced(&api, &key);
+}
