@@ -257,10 +257,43 @@ pub fn load_bytes(bytes: &[u8], path: &Path, dims: &DimBindings) -> Result<Loade
     // Every tensor's size, before anything is allocated for it.
     for node in typed.nodes() {
         for (slot, out) in node.outputs.iter().enumerate() {
-            if let Some(shape) = out.fact.shape.as_concrete() {
-                let what = format!("output {slot} of node `{}`", node.name);
-                proto::check_elements(&what, shape.iter().map(|&d| d as u64))
-                    .map_err(|e| onnx_err(&p, e))?;
+            let what = format!("output {slot} of node `{}`", node.name);
+            // A shape known only when the model runs (a TopK whose k is data, a NonZero) could
+            // ask for any amount of memory; circuits need static shapes anyway.
+            let shape = out.fact.shape.as_concrete().ok_or_else(|| {
+                onnx_err(
+                    &p,
+                    format!(
+                        "{what} has a shape known only at run time ({:?}); Ciro proves models whose shapes are static",
+                        out.fact.shape
+                    ),
+                )
+            })?;
+            proto::check_elements(&what, shape.iter().map(|&d| d as u64))
+                .map_err(|e| onnx_err(&p, e))?;
+        }
+        // tract's TopK allocates its output from k's value when it runs, whatever the typed
+        // shape says: k must be a constant within the axis (found by fuzzing).
+        if let Some(t) = node.op_as::<tract_onnx::tract_core::ops::array::Topk>() {
+            let fact = |slot: usize| {
+                node.inputs
+                    .get(slot)
+                    .and_then(|o| typed.outlet_fact(*o).ok())
+            };
+            let n = fact(0)
+                .and_then(|f| f.shape.as_concrete().and_then(|s| s.get(t.axis).copied()))
+                .unwrap_or(0);
+            let k = fact(1)
+                .and_then(|f| f.konst.clone())
+                .and_then(|k| k.cast_to_scalar::<i64>().ok());
+            if !k.is_some_and(|k| k >= 1 && k as u64 <= n as u64) {
+                return Err(onnx_err(
+                    &p,
+                    format!(
+                        "TopK node `{}`: k ({k:?}) must be a constant between 1 and the axis length {n}",
+                        node.name
+                    ),
+                ));
             }
         }
     }
