@@ -36,6 +36,22 @@ fn assert_up_and_balanced(api: &Api<'_>, key: &str) {
     }
 }
 
+/// Submits an mlp_small job; returns its id.
+fn submit_small_job(api: &Api<'_>, key: &str) -> i64 {
+    let r = api.call(
+        "POST",
+        "/v1/jobs",
+        Some(key),
+        Body::Json(json!({
+            "model": "mlp_small",
+            "input": common::fixture_input("fixtures/models/mlp_small/input.json"),
+            "chain": "starknet",
+        })),
+    );
+    assert_eq!(r.status, 201, "{}", r.error());
+    r.json()["id"].as_i64().unwrap()
+}
+
 fn upload(api: &Api<'_>, key: &str, bytes: &[u8]) -> common::Resp {
     api.call(
         "POST",
@@ -418,18 +434,7 @@ fn a_job_left_in_flight_by_a_lost_worker_is_swept_back_without_a_restart() {
     let svc = start(c);
     let api = Api::new(svc.url(), &spec);
     let key = api.funded_account("patient", 10);
-    let r = api.call(
-        "POST",
-        "/v1/jobs",
-        Some(&key),
-        Body::Json(json!({
-            "model": "mlp_small",
-            "input": common::fixture_input("fixtures/models/mlp_small/input.json"),
-            "chain": "starknet",
-        })),
-    );
-    assert_eq!(r.status, 201, "{}", r.error());
-    let id = r.json()["id"].as_i64().unwrap();
+    let id = submit_small_job(&api, &key);
     // A worker claims it and is lost before recording anything (a full disk, a crash).
     let claimed = svc.shared.store.claim_next().unwrap().unwrap();
     assert_eq!(claimed.id, id);
@@ -488,18 +493,7 @@ fn a_job_past_the_time_limit_fails_and_releases_its_hold_even_if_its_worker_hang
     let api = Api::new(svc.url(), &spec);
     let key = api.funded_account("stuck", 10);
     let before = api.balance(&key);
-    let r = api.call(
-        "POST",
-        "/v1/jobs",
-        Some(&key),
-        Body::Json(json!({
-            "model": "mlp_small",
-            "input": common::fixture_input("fixtures/models/mlp_small/input.json"),
-            "chain": "starknet",
-        })),
-    );
-    assert_eq!(r.status, 201, "{}", r.error());
-    let id = r.json()["id"].as_i64().unwrap();
+    let id = submit_small_job(&api, &key);
     // A worker takes it and hangs: it stays in flight, so only the time limit can free it.
     svc.shared.store.claim_next().unwrap().unwrap();
     svc.shared.in_flight.lock().unwrap().push(id);
