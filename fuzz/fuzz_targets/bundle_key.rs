@@ -8,6 +8,9 @@ use std::sync::OnceLock;
 use ciro_prover::{load_verifying_key, DynVerifyingKey, ProofBundle};
 use libfuzzer_sys::fuzz_target;
 
+mod caught_panics;
+use caught_panics::quiet_caught_panics;
+
 const STWO_KEY: &[u8] = include_bytes!("../seeds/mlp_small.stwo.vk.json");
 const HALO2_KEY: &[u8] = include_bytes!("../seeds/mlp_small.halo2.vk.json");
 
@@ -44,15 +47,3 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(bundle.to_bytes(), rest, "a changed bundle verified");
     }
 });
-
-/// The verifiers turn panics inside stwo and halo2 into rejections (`catch_unwind`);
-/// libFuzzer's hook would abort on them before they are caught. Panics nothing catches still
-/// abort the run.
-fn quiet_caught_panics() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        std::panic::set_hook(Box::new(|info| {
-            eprintln!("panic (caught or fatal): {info}")
-        }));
-    });
-}

@@ -11,6 +11,9 @@ use axum::http::{Request, StatusCode};
 use ciro_model_compiler::Limits;
 use ciro_scheduler::pricing::{Chain, Token};
 use libfuzzer_sys::fuzz_target;
+
+mod caught_panics;
+use caught_panics::quiet_caught_panics;
 use tower::ServiceExt;
 
 struct Fixture {
@@ -99,14 +102,3 @@ fuzz_target!(|data: &[u8]| {
         );
     }
 });
-
-/// Ciro turns panics inside tract into errors (`catch_unwind`); libFuzzer's hook would abort
-/// on them before they are caught. Panics nothing catches still abort the run.
-fn quiet_caught_panics() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        std::panic::set_hook(Box::new(|info| {
-            eprintln!("panic (caught or fatal): {info}")
-        }));
-    });
-}

@@ -8,6 +8,9 @@ use std::path::Path;
 use ciro_model_compiler::{compile, onnx, CompileOptions, Limits};
 use libfuzzer_sys::fuzz_target;
 
+mod caught_panics;
+use caught_panics::quiet_caught_panics;
+
 fuzz_target!(|data: &[u8]| {
     quiet_caught_panics();
     let Ok(loaded) = onnx::load_bytes(data, Path::new("fuzz.onnx"), &Default::default()) else {
@@ -25,14 +28,3 @@ fuzz_target!(|data: &[u8]| {
     };
     let _ = compile(&loaded, &[], &opts);
 });
-
-/// Ciro turns panics inside tract into errors (`catch_unwind`); libFuzzer's hook would abort
-/// on them before they are caught. Panics nothing catches still abort the run.
-fn quiet_caught_panics() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        std::panic::set_hook(Box::new(|info| {
-            eprintln!("panic (caught or fatal): {info}")
-        }));
-    });
-}

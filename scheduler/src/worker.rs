@@ -55,7 +55,12 @@ pub fn run(shared: Arc<Shared>, index: usize) {
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     prove_job(&shared, job)
                 }))
-                .unwrap_or_else(|p| Err(format!("internal error: {}", panic_text(&p))));
+                .unwrap_or_else(|p| {
+                    Err(format!(
+                        "internal error: {}",
+                        ciro_prover::public::panic_message(p)
+                    ))
+                });
                 shared
                     .in_flight
                     .lock()
@@ -79,13 +84,6 @@ pub fn run(shared: Arc<Shared>, index: usize) {
             }
         }
     }
-}
-
-fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a step panicked".into())
 }
 
 /// Every `sweep_interval`: jobs marked in flight that no worker of this process holds go back
