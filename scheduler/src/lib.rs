@@ -70,6 +70,10 @@ pub struct Config {
     /// After a stop is requested, how long workers may finish their jobs before the process
     /// exits anyway (the jobs are then picked up again at the next start).
     pub drain_deadline: Duration,
+    /// Fault injection for tests: called by a worker with each job it claims, before any other
+    /// step (a panic or a sleep here stands for any step failing or hanging).
+    #[doc(hidden)]
+    pub fault_hook: Option<fn(&store::Job)>,
 }
 
 impl Config {
@@ -92,6 +96,7 @@ impl Config {
             sweep_interval: Duration::from_secs(30),
             job_time_limit: Duration::from_secs(2 * 3600),
             drain_deadline: Duration::from_secs(60),
+            fault_hook: None,
         }
     }
 }

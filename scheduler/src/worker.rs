@@ -139,6 +139,9 @@ pub fn log(msg: &str) {
 /// Proves, stores and verifies one job. An `Err` is the reason the job failed, worded for
 /// the user.
 fn prove_job(shared: &Shared, job: Job) -> Result<(), String> {
+    if let Some(hook) = shared.config.fault_hook {
+        hook(&job);
+    }
     let model = shared
         .registry
         .get(&job.model)

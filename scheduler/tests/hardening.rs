@@ -527,6 +527,83 @@ fn a_job_past_the_time_limit_fails_and_releases_its_hold_even_if_its_worker_hang
     assert_up_and_balanced(&api, &key);
 }
 
+/// A fault hook that acts on the first job it sees only.
+fn first_job_only(done: &std::sync::atomic::AtomicBool) -> bool {
+    !done.swap(true, std::sync::atomic::Ordering::SeqCst)
+}
+
+#[test]
+fn a_panic_in_a_worker_step_fails_the_job_and_the_worker_goes_on() {
+    static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let spec = Spec::load();
+    let mut c = config("worker-panic", 1);
+    c.fault_hook = Some(|_| {
+        if first_job_only(&DONE) {
+            panic!("injected fault");
+        }
+    });
+    let svc = start(c);
+    let api = Api::new(svc.url(), &spec);
+    let key = api.funded_account("panicky", 10);
+    let before = api.balance(&key);
+    let first = api.wait(&key, submit_small_job(&api, &key));
+    assert_eq!(first["state"], "failed", "{first}");
+    let error = first["error"].as_str().unwrap();
+    assert!(
+        error.contains("internal error") && error.contains("injected fault"),
+        "{first}"
+    );
+    assert_eq!(api.balance(&key), before, "the hold is released");
+    // The same (only) worker proves the next job.
+    let second = api.wait(&key, submit_small_job(&api, &key));
+    assert_eq!(second["state"], "verified", "{second}");
+    let b = api.balance(&key);
+    assert!(b["spent_micro"].as_i64().unwrap() > 0, "{b}");
+    assert_eq!(b["held_micro"], 0, "{b}");
+    assert_up_and_balanced(&api, &key);
+}
+
+#[test]
+fn a_hung_worker_step_is_failed_by_the_time_limit_and_the_worker_goes_on() {
+    static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let spec = Spec::load();
+    let mut c = config("worker-hang", 1);
+    c.sweep_interval = Duration::from_millis(300);
+    c.job_time_limit = Duration::from_secs(1);
+    c.fault_hook = Some(|_| {
+        if first_job_only(&DONE) {
+            std::thread::sleep(Duration::from_secs(3));
+        }
+    });
+    let svc = start(c);
+    let api = Api::new(svc.url(), &spec);
+    let key = api.funded_account("hung", 10);
+    let before = api.balance(&key);
+    let id = submit_small_job(&api, &key);
+    let first = api.wait(&key, id);
+    assert_eq!(first["state"], "failed", "{first}");
+    assert!(
+        first["error"].as_str().unwrap().contains("time limit"),
+        "{first}"
+    );
+    assert_eq!(api.balance(&key), before, "the hold is released at once");
+    // The worker wakes, proves the failed job to no effect, then proves the next one.
+    let second = api.wait(&key, submit_small_job(&api, &key));
+    assert_eq!(second["state"], "verified", "{second}");
+    let again = api
+        .call("GET", &format!("/v1/jobs/{id}"), Some(&key), Body::None)
+        .json();
+    assert_eq!(again["state"], "failed", "{again}");
+    let b = api.balance(&key);
+    assert_eq!(b["held_micro"], 0, "{b}");
+    assert_eq!(
+        b["spent_micro"].as_i64().unwrap(),
+        before["available_micro"].as_i64().unwrap() - b["available_micro"].as_i64().unwrap(),
+        "only the second job is charged: {b}"
+    );
+    assert_up_and_balanced(&api, &key);
+}
+
 #[test]
 fn expensive_requests_past_the_slots_get_busy_not_a_queue() {
     use base64::Engine;
