@@ -82,9 +82,11 @@ impl FieldBudget {
         max_range_width: 1 << 30,
     };
 
-    /// Goldilocks (`p = 2^64 - 2^32 + 1`), for the plonky2 backend to come. `(p-1)/2` is above
-    /// `2^62`, so `i64` evaluation is the limit on magnitudes. Its range gadget is not written
-    /// yet: until it is, range checks are held to the `2^30` of two 15-bit limbs, as halo2's.
+    /// Goldilocks (`p = 2^64 - 2^32 + 1`), plonky2's field. `(p-1)/2` is above `2^62`, so `i64`
+    /// evaluation is the limit on magnitudes. Range checks are plonky2 bit decompositions (up
+    /// to 62 bits), but held to `2^30` like halo2's, so a model both accept lowers to the same
+    /// gates and one compile serves every backend; see [`crate::plonky2`] for why each gadget's
+    /// equation is exact below `p/2`.
     pub const GOLDILOCKS: FieldBudget = FieldBudget {
         name: "Goldilocks",
         modulus: "2^64 - 2^32 + 1",
@@ -103,9 +105,14 @@ impl FieldBudget {
     }
 }
 
-/// The budgets of the proof systems Ciro proves with: stwo's M31 and halo2's BN254, as the
+/// The budgets of the proof systems Ciro proves with: stwo's M31, halo2's BN254 and plonky2's
+/// Goldilocks, as the
 /// prover's registry lists them (`BackendInfo::budget`; a registry test keeps the two equal).
-pub const PROVING_BUDGETS: [FieldBudget; 2] = [FieldBudget::M31, FieldBudget::BN254];
+pub const PROVING_BUDGETS: [FieldBudget; 3] = [
+    FieldBudget::M31,
+    FieldBudget::BN254,
+    FieldBudget::GOLDILOCKS,
+];
 
 /// A compile check ([`GraphCheck`]) that every budget in `budgets` holds a graph, so that the
 /// compiler's scale search only picks scales those proof systems can prove.

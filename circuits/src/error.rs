@@ -11,7 +11,7 @@ pub enum CircuitError {
         op: String,
         detail: String,
     },
-    #[error("node `{node}` ({op}) is not supported by the stwo circuits: {detail}")]
+    #[error("node `{node}` ({op}) is not supported by the circuits: {detail}")]
     Unsupported {
         node: String,
         op: String,

@@ -47,6 +47,8 @@ pub enum VerifyError {
     Stark(String),
     #[error("the halo2 proof does not verify: {0}")]
     Snark(String),
+    #[error("the plonky2 proof does not verify: {0}")]
+    Plonky2(String),
     #[error("the private-weights check fails: {0}")]
     WeightOpening(String),
     #[error(transparent)]

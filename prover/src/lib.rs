@@ -1,23 +1,33 @@
 //! Ciro's proof systems. [`ProofSystem`] is the typed seam: `setup` turns a compiled model into a
 //! proving and a verification key, `prove` turns inputs into a [`ProofBundle`], `verify` checks a
-//! bundle against a verification key alone. [`registry`] lists the backends (stwo, halo2-KZG)
+//! bundle against a verification key alone. [`registry`] lists the backends (stwo, halo2-KZG,
+//! plonky2)
 //! and gives object-safe views of their keys and provers, which the verifier, the service, the
 //! CLI and the benches use.
 //!
-//! Features: `stwo-prover` and `halo2-prover` build each backend's setup and proving (`prove`,
-//! the default, is both); without them the crate verifies only, and builds no stwo prover.
+//! Features: `stwo-prover`, `halo2-prover` and `plonky2-prover` build each backend's setup and
+//! proving (`prove`, the default, is all three); without them the crate verifies only, and builds no stwo prover.
 
 pub mod bundle;
 pub mod error;
 pub mod halo2_backend;
 pub mod halo2_weights;
+pub mod plonky2_backend;
 pub mod public;
 pub mod registry;
 pub mod stwo_backend;
 
-#[cfg(any(feature = "stwo-prover", feature = "halo2-prover"))]
+#[cfg(any(
+    feature = "stwo-prover",
+    feature = "halo2-prover",
+    feature = "plonky2-prover"
+))]
 use ciro_model_compiler::eval::IntTensor;
-#[cfg(any(feature = "stwo-prover", feature = "halo2-prover"))]
+#[cfg(any(
+    feature = "stwo-prover",
+    feature = "halo2-prover",
+    feature = "plonky2-prover"
+))]
 use ciro_model_compiler::CompiledModel;
 
 pub use bundle::{KeyFile, ProofBundle, ProofParams, PublicTensor};
@@ -25,6 +35,9 @@ pub use error::{BundleError, ProveError, VerifyError};
 pub use halo2_backend::Halo2VerifyingKey;
 #[cfg(feature = "halo2-prover")]
 pub use halo2_backend::{Halo2Backend, Halo2ProvingKey};
+pub use plonky2_backend::Plonky2VerifyingKey;
+#[cfg(feature = "plonky2-prover")]
+pub use plonky2_backend::{Plonky2Backend, Plonky2ProvingKey};
 pub use public::TensorInfo;
 pub use registry::{
     backend, backends, compile_options, compile_options_for, load_verifying_key, BackendId,
@@ -32,7 +45,11 @@ pub use registry::{
 };
 #[cfg(feature = "prove")]
 pub use registry::{prover, ProverSettings};
-#[cfg(any(feature = "stwo-prover", feature = "halo2-prover"))]
+#[cfg(any(
+    feature = "stwo-prover",
+    feature = "halo2-prover",
+    feature = "plonky2-prover"
+))]
 pub use registry::{DynProver, DynProvingKey};
 #[cfg(feature = "stwo-prover")]
 pub use stwo_backend::{StwoBackend, StwoProvingKey};
@@ -60,7 +77,11 @@ impl Stage {
 
 /// A proof system with its own key types (see [`registry::DynProver`] for the object-safe
 /// view).
-#[cfg(any(feature = "stwo-prover", feature = "halo2-prover"))]
+#[cfg(any(
+    feature = "stwo-prover",
+    feature = "halo2-prover",
+    feature = "plonky2-prover"
+))]
 pub trait ProofSystem {
     type ProvingKey;
     type VerifyingKey;

@@ -22,11 +22,20 @@ use crate::halo2_backend::Halo2VerifyingKey;
 use crate::halo2_backend::InputVisibility;
 #[cfg(feature = "prove")]
 use crate::halo2_weights::WeightOpening;
+use crate::plonky2_backend::Plonky2VerifyingKey;
 use crate::public::TensorInfo;
 use crate::stwo_backend::StwoVerifyingKey;
-#[cfg(any(feature = "stwo-prover", feature = "halo2-prover"))]
+#[cfg(any(
+    feature = "stwo-prover",
+    feature = "halo2-prover",
+    feature = "plonky2-prover"
+))]
 use crate::{error::ProveError, ProofSystem, Stage};
-#[cfg(any(feature = "stwo-prover", feature = "halo2-prover"))]
+#[cfg(any(
+    feature = "stwo-prover",
+    feature = "halo2-prover",
+    feature = "plonky2-prover"
+))]
 use ciro_circuits::{Circuit, CircuitError, FieldBudget};
 use ciro_model_compiler::{eval::IntTensor, CompileOptions, CompiledModel, Graph};
 
@@ -38,6 +47,8 @@ pub enum BackendId {
     Stwo,
     /// PLONKish with KZG over BN254: succinct, zero-knowledge, EVM-verifiable.
     Halo2,
+    /// PLONK with FRI over Goldilocks: transparent, zero-knowledge.
+    Plonky2,
 }
 
 impl BackendId {
@@ -143,7 +154,7 @@ pub fn backends() -> &'static [BackendInfo] {
     &BACKENDS
 }
 
-static BACKENDS: [BackendInfo; 2] = [
+static BACKENDS: [BackendInfo; 3] = [
     BackendInfo {
         id: BackendId::Stwo,
         name: "stwo",
@@ -169,6 +180,19 @@ static BACKENDS: [BackendInfo; 2] = [
         load_key: load_typed::<Halo2VerifyingKey>,
         #[cfg(feature = "prove")]
         prover: crate::halo2_backend::prover,
+    },
+    BackendInfo {
+        id: BackendId::Plonky2,
+        name: "plonky2",
+        bundle_name: crate::plonky2_backend::BACKEND,
+        summary: "PLONK with FRI over Goldilocks: transparent, zero-knowledge, ~130 KB proofs",
+        key_format: crate::plonky2_backend::VK_FORMAT,
+        relative_cost: 4,
+        evm: false,
+        budget: FieldBudget::GOLDILOCKS,
+        load_key: load_typed::<Plonky2VerifyingKey>,
+        #[cfg(feature = "prove")]
+        prover: crate::plonky2_backend::prover,
     },
 ];
 
@@ -302,7 +326,11 @@ impl Default for ProverSettings {
 }
 
 /// A proving key of any backend.
-#[cfg(any(feature = "stwo-prover", feature = "halo2-prover"))]
+#[cfg(any(
+    feature = "stwo-prover",
+    feature = "halo2-prover",
+    feature = "plonky2-prover"
+))]
 pub trait DynProvingKey: Send + Sync {
     fn verifying_key(&self) -> &dyn DynVerifyingKey;
     /// The lowered circuit the key proves.
@@ -315,7 +343,11 @@ pub trait DynProvingKey: Send + Sync {
     fn as_any(&self) -> &dyn Any;
 }
 
-#[cfg(any(feature = "stwo-prover", feature = "halo2-prover"))]
+#[cfg(any(
+    feature = "stwo-prover",
+    feature = "halo2-prover",
+    feature = "plonky2-prover"
+))]
 impl dyn DynProvingKey + '_ {
     pub fn downcast_ref<K: 'static>(&self) -> Option<&K> {
         self.as_any().downcast_ref()
@@ -323,7 +355,11 @@ impl dyn DynProvingKey + '_ {
 }
 
 /// The object-safe face of a [`ProofSystem`]: setup, prove and verify on boxed keys.
-#[cfg(any(feature = "stwo-prover", feature = "halo2-prover"))]
+#[cfg(any(
+    feature = "stwo-prover",
+    feature = "halo2-prover",
+    feature = "plonky2-prover"
+))]
 pub trait DynProver: Send + Sync {
     fn id(&self) -> BackendId;
     /// Builds the circuit of a compiled model and makes its keys; `log` hears slow steps (an
@@ -343,7 +379,11 @@ pub trait DynProver: Send + Sync {
 }
 
 /// A typed backend whose keys have object-safe views; what [`DynProver`] is implemented for.
-#[cfg(any(feature = "stwo-prover", feature = "halo2-prover"))]
+#[cfg(any(
+    feature = "stwo-prover",
+    feature = "halo2-prover",
+    feature = "plonky2-prover"
+))]
 pub trait TypedBackend: ProofSystem<ProvingKey: DynProvingKey + 'static> + Send + Sync {
     const ID: BackendId;
     /// `setup` with a log of slow steps (defaults to plain `setup`).
@@ -356,7 +396,11 @@ pub trait TypedBackend: ProofSystem<ProvingKey: DynProvingKey + 'static> + Send 
     }
 }
 
-#[cfg(any(feature = "stwo-prover", feature = "halo2-prover"))]
+#[cfg(any(
+    feature = "stwo-prover",
+    feature = "halo2-prover",
+    feature = "plonky2-prover"
+))]
 impl<B: TypedBackend> DynProver for B {
     fn id(&self) -> BackendId {
         B::ID

@@ -44,7 +44,8 @@ pub struct Verified {
     pub security_bits: u32,
     /// The inputs the proof is about, when it shows them.
     pub inputs: Vec<PublicTensor>,
-    /// The Poseidon hash of the input, when the proof shows only that (halo2, hashed inputs).
+    /// The Poseidon hash of the input, when the proof shows only that (halo2 or plonky2, hashed
+    /// inputs).
     pub input_hash: Option<String>,
 }
 
@@ -135,13 +136,20 @@ impl Verified {
                 Ok(())
             }
             ProvenInput::Hashed { hash } => {
-                let key = vk
-                    .downcast_ref::<ciro_prover::halo2_backend::Halo2VerifyingKey>()
-                    .ok_or("a hashed input needs the halo2 key it was proven under")?;
-                let scales: Vec<u32> = key.inputs.iter().map(|t| t.scale).collect();
+                let scales: Vec<u32> = vk.inputs().iter().map(|t| t.scale).collect();
                 let flat: Vec<i64> = quantized(&scales)?.into_iter().flatten().collect();
-                let mine = ciro_prover::halo2_backend::input_hash(key, &flat)
-                    .map_err(|e| e.to_string())?;
+                let mine = if let Some(key) =
+                    vk.downcast_ref::<ciro_prover::halo2_backend::Halo2VerifyingKey>()
+                {
+                    ciro_prover::halo2_backend::input_hash(key, &flat)
+                } else if let Some(key) =
+                    vk.downcast_ref::<ciro_prover::plonky2_backend::Plonky2VerifyingKey>()
+                {
+                    ciro_prover::plonky2_backend::input_hash(key, &flat)
+                } else {
+                    return Err(format!("{} proofs do not hash their input", vk.backend()));
+                }
+                .map_err(|e| e.to_string())?;
                 if mine != hash {
                     return Err(format!(
                         "the proof is about another input: its input hash is {hash}, the file's is {mine}"

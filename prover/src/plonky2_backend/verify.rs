@@ -1,0 +1,104 @@
+//! Verification of a plonky2 bundle from its key alone: the public values rebuilt from the
+//! bundle's header (so the proof is checked against what the header claims), then plonky2's
+//! verifier.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use ciro_circuits::plonky2::{felt, C, D, F};
+use plonky2::field::types::Field;
+use plonky2::plonk::proof::ProofWithPublicInputs;
+use plonky2::util::serialization::{Buffer, Read};
+
+use super::{params_info, parse_hash, InputVisibility, Plonky2VerifyingKey, BACKEND};
+use crate::bundle::{KeyFile, ProofBundle, PublicTensor};
+use crate::error::VerifyError;
+use crate::public::{check_tensors, panic_message};
+
+/// Checks `bundle` against `vk`; returns the public outputs it proves.
+pub fn verify(
+    vk: &Plonky2VerifyingKey,
+    bundle: &ProofBundle,
+) -> Result<Vec<PublicTensor>, VerifyError> {
+    let h = &bundle.header;
+    h.check_against(&vk.commitment(), BACKEND, &params_info())?;
+    if h.weights_proof.is_some() {
+        return Err(VerifyError::Mismatch {
+            field: "weights proof".into(),
+            detail: "plonky2 keys fix the weights; the bundle must not carry one".into(),
+        });
+    }
+    let shown: Vec<F> = match vk.input_visibility {
+        InputVisibility::Public => {
+            if h.input_hash.is_some() {
+                return Err(VerifyError::Mismatch {
+                    field: "input hash".into(),
+                    detail: "the key shows the input itself".into(),
+                });
+            }
+            check_tensors("inputs", &h.inputs, &vk.inputs, true)?
+                .into_iter()
+                .map(felt)
+                .collect()
+        }
+        hidden => {
+            if !h.inputs.is_empty() {
+                return Err(VerifyError::Mismatch {
+                    field: "inputs".into(),
+                    detail: "the key keeps the input private: a bundle must not carry it".into(),
+                });
+            }
+            match (hidden, &h.input_hash) {
+                (InputVisibility::Hashed, Some(x)) => parse_hash(x)
+                    .ok_or_else(|| {
+                        VerifyError::Malformed(format!(
+                            "input hash {x:?} is not four field elements"
+                        ))
+                    })?
+                    .into_iter()
+                    .map(F::from_canonical_u64)
+                    .collect(),
+                (InputVisibility::Hashed, None) => {
+                    return Err(VerifyError::Mismatch {
+                        field: "input hash".into(),
+                        detail: "missing".into(),
+                    })
+                }
+                (_, Some(_)) => {
+                    return Err(VerifyError::Mismatch {
+                        field: "input hash".into(),
+                        detail: "the key keeps the input private".into(),
+                    })
+                }
+                (_, None) => Vec::new(),
+            }
+        }
+    };
+    let outputs = check_tensors("outputs", &h.outputs, &vk.outputs, false)?;
+    let public_inputs: Vec<F> = shown
+        .into_iter()
+        .chain(outputs.into_iter().map(felt))
+        .collect();
+    let data = vk.circuit_data()?;
+    let result = catch_unwind(AssertUnwindSafe(|| -> Result<(), VerifyError> {
+        let mut buffer = Buffer::new(&bundle.proof);
+        let proof = buffer.read_proof::<F, C, D>(&data.common).map_err(|e| {
+            VerifyError::Malformed(format!("the plonky2 proof does not read: {e:?}"))
+        })?;
+        if !buffer.unread_bytes().is_empty() {
+            return Err(VerifyError::Malformed(format!(
+                "{} bytes after the end of the proof",
+                buffer.unread_bytes().len()
+            )));
+        }
+        data.verify(ProofWithPublicInputs {
+            proof,
+            public_inputs,
+        })
+        .map_err(|e| VerifyError::Plonky2(e.to_string()))
+    }));
+    match result {
+        Ok(r) => r?,
+        Err(e) => return Err(VerifyError::Malformed(panic_message(e))),
+    }
+    Ok(h.outputs.clone())
+}
