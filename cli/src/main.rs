@@ -110,7 +110,7 @@ enum Command {
         #[arg(long, value_name = "OPENING")]
         private_weights: Option<PathBuf>,
     },
-    /// Prove one inference (stwo, or halo2-KZG) and write a proof bundle.
+    /// Prove one inference (stwo, halo2-KZG or plonky2) and write a proof bundle.
     Prove {
         compiled: PathBuf,
         /// An EZKL-style JSON input, or a PNG/JPEG image for image models.
@@ -132,9 +132,10 @@ enum Command {
         #[arg(long, value_name = "OPENING")]
         private_weights: Option<PathBuf>,
     },
-    /// Print the Poseidon hash of an input, as a halo2 proof with a hashed input shows it.
+    /// Print the Poseidon hash of an input, as a halo2 or plonky2 proof with a hashed input
+    /// shows it.
     HashInput {
-        /// A halo2 verification key made with `--input-visibility hashed`.
+        /// A halo2 or plonky2 verification key made with `--input-visibility hashed`.
         #[arg(long)]
         vk: PathBuf,
         compiled: PathBuf,

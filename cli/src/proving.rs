@@ -248,32 +248,40 @@ pub fn cmd_verify(json: bool, bundle: &Path, vk: &Path, input: Option<&Path>) ->
 
 pub fn cmd_hash_input(json: bool, vk: &Path, compiled: &Path, input: &Path) -> Result<()> {
     let any = ciro_verifier::load_key(vk)?;
-    let Some(key) = any.downcast_ref::<Halo2VerifyingKey>() else {
-        anyhow::bail!(
-            "{} is a {} key; input hashing is halo2's",
+    let halo2 = any.downcast_ref::<Halo2VerifyingKey>();
+    let plonky2 = any.downcast_ref::<ciro_prover::Plonky2VerifyingKey>();
+    let visibility = match (halo2, plonky2) {
+        (Some(k), _) => k.input_visibility,
+        (_, Some(k)) => k.input_visibility,
+        _ => anyhow::bail!(
+            "{} is a {} key: its proofs show the input itself, not a hash",
             vk.display(),
             any.backend()
-        )
+        ),
     };
-    if key.input_visibility != InputVisibility::Hashed {
+    if visibility != InputVisibility::Hashed {
         anyhow::bail!(
             "{} shows the input as {:?}, not as its hash (set up with --input-visibility hashed)",
             vk.display(),
-            key.input_visibility
+            visibility
         );
     }
     let m = CompiledModel::load(compiled)?;
-    if m.hash != key.model_hash {
+    if m.hash != any.model_hash() {
         anyhow::bail!(
             "{} was made from another model ({}, not {})",
             vk.display(),
-            key.model_hash,
+            any.model_hash(),
             m.hash
         );
     }
     let inputs = quantize_inputs(&m.graph, &read_input(&m.graph, input)?)?;
     let flat: Vec<i64> = inputs.iter().flat_map(|t| t.data.iter().copied()).collect();
-    let hash = ciro_prover::halo2_backend::input_hash(key, &flat)?;
+    let hash = match (halo2, plonky2) {
+        (Some(k), _) => ciro_prover::halo2_backend::input_hash(k, &flat)?,
+        (_, Some(k)) => ciro_prover::plonky2_backend::input_hash(k, &flat)?,
+        _ => anyhow::bail!("{} has no hashed input", vk.display()),
+    };
     if json {
         println!("{}", serde_json::json!({ "input_hash": hash }));
     } else {

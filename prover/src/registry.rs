@@ -85,7 +85,11 @@ impl FromStr for BackendId {
             .map(|b| b.id)
             .ok_or_else(|| {
                 let names: Vec<_> = backends().iter().map(|b| b.name).collect();
-                format!("unknown proof system {s:?}: choose {}", names.join(" or "))
+                let (last, rest) = names.split_last().expect("backends are registered");
+                format!(
+                    "unknown proof system {s:?}: choose {} or {last}",
+                    rest.join(", ")
+                )
             })
     }
 }

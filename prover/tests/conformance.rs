@@ -56,10 +56,10 @@ fn conforms(backend: BackendId, what: &str, model: &CompiledModel, input: &[IntT
 
 macro_rules! conformance {
     ($module:ident, $backend:expr) => {
-        conformance!($module, $backend, |_: &str| true);
+        conformance!($module, $backend, |_: &str| true, |_: &str| true);
     };
-    // `$ops` picks the op fixtures this test proves (a backend too slow for all of them in CI).
-    ($module:ident, $backend:expr, $ops:expr) => {
+    // `$ops` and `$models` pick the fixtures proven (a backend too slow for all of them in CI).
+    ($module:ident, $backend:expr, $ops:expr, $models:expr) => {
         mod $module {
             use super::*;
 
@@ -76,7 +76,7 @@ macro_rules! conformance {
 
             #[test]
             fn every_model_fixture() {
-                for name in support::MODELS {
+                for name in support::MODELS.into_iter().filter(|n| ($models)(*n)) {
                     let model = support::compile_fixture(name);
                     let input = support::sample_input(&model, name);
                     conforms($backend, &format!("model {name}"), &model, &input);
@@ -105,32 +105,40 @@ fn transformer_fixtures_agree_with_float_and_prove() {
 conformance!(stwo, BackendId::Stwo);
 conformance!(halo2, BackendId::Halo2);
 // plonky2's zero-knowledge blinding makes every circuit at least 2^14 rows (3-4 s a proof
-// here), so CI proves one op fixture per gate kind and op family; `plonky2_all_ops` (ignored,
-// about 13 min) proves every one: `cargo test --workspace --test conformance -- --ignored`.
+// here), so CI proves one op fixture per gate kind and a few op families, and three of the five
+// models; `plonky2_all` (ignored, about 13 min) proves every fixture:
+// `cargo test --workspace --test conformance -- --ignored`.
 const PLONKY2_CI_OPS: &[&str] = &[
     "relu",
     "div_tensor",
     "exp",
     "mul",
     "conv",
-    "maxpool",
     "softmax",
     "layernorm",
-    "gather_const",
-    "argmax",
-    "sigmoid",
 ];
-conformance!(plonky2, BackendId::Plonky2, |n: &str| PLONKY2_CI_OPS
-    .contains(&n));
-mod plonky2_all_ops {
+const PLONKY2_CI_MODELS: &[&str] = &["mlp_small", "act_mix", "cnn_lenet"];
+conformance!(
+    plonky2,
+    BackendId::Plonky2,
+    |n: &str| PLONKY2_CI_OPS.contains(&n),
+    |n: &str| PLONKY2_CI_MODELS.contains(&n)
+);
+
+mod plonky2_all {
     use super::*;
 
     #[test]
-    #[ignore = "about 13 minutes: every op fixture on plonky2"]
-    fn every_op_fixture() {
+    #[ignore = "about 13 minutes: every fixture on plonky2"]
+    fn every_fixture() {
         for name in support::op_fixtures() {
             let (model, input) = support::compile_op(&name);
             conforms(BackendId::Plonky2, &format!("op {name}"), &model, &input);
+        }
+        for name in support::MODELS {
+            let model = support::compile_fixture(name);
+            let input = support::sample_input(&model, name);
+            conforms(BackendId::Plonky2, &format!("model {name}"), &model, &input);
         }
     }
 }
@@ -138,7 +146,7 @@ mod plonky2_all_ops {
 /// Every registered backend has a `conformance!` line above.
 #[test]
 fn every_registered_backend_is_covered() {
-    let covered = [BackendId::Stwo, BackendId::Halo2];
+    let covered = [BackendId::Stwo, BackendId::Halo2, BackendId::Plonky2];
     for b in ciro_prover::backends() {
         assert!(
             covered.contains(&b.id),

@@ -97,6 +97,36 @@ fn an_ethereum_job_is_proved_with_halo2_and_its_calldata_passes_the_evm_verifier
     );
     assert_eq!(r.status, 201, "{}", r.error());
     assert_eq!(r.json()["proof_system"], "stwo");
+    // plonky2 on request: the downloaded proof verifies under the published plonky2 key.
+    let r = api.call(
+        "POST",
+        "/v1/jobs",
+        Some(&alice),
+        body("polygon", Some("plonky2")),
+    );
+    assert_eq!(r.status, 201, "{}", r.error());
+    let id = r.json()["id"].as_i64().unwrap();
+    let done = api.wait(&alice, id);
+    assert_eq!(done["state"], "verified", "{done}");
+    assert_eq!(done["proof_system"], "plonky2");
+    let proof = api.call(
+        "GET",
+        &format!("/v1/jobs/{id}/proof"),
+        Some(&alice),
+        Body::None,
+    );
+    let vk_bytes = api
+        .call(
+            "GET",
+            "/v1/models/mlp_small/vk?proof_system=plonky2",
+            None,
+            Body::None,
+        )
+        .bytes;
+    let vk = ciro_prover::load_verifying_key(&vk_bytes).unwrap();
+    assert_eq!(vk.backend(), ciro_prover::BackendId::Plonky2);
+    let bundle = ProofBundle::from_bytes(&proof.bytes).unwrap();
+    ciro_verifier::verify(vk.as_ref(), &bundle).expect("the plonky2 proof verifies");
     let r = api.call(
         "POST",
         "/v1/jobs",
@@ -104,7 +134,11 @@ fn an_ethereum_job_is_proved_with_halo2_and_its_calldata_passes_the_evm_verifier
         body("ethereum", Some("groth16")),
     );
     assert_eq!(r.status, 400);
-    assert!(r.error().contains("stwo or halo2"), "{}", r.error());
+    assert!(
+        r.error().contains("stwo, halo2 or plonky2"),
+        "{}",
+        r.error()
+    );
     let r = api.call(
         "GET",
         "/v1/models/mlp_small/vk?proof_system=plonky3",
