@@ -106,7 +106,7 @@ conformance!(stwo, BackendId::Stwo);
 conformance!(halo2, BackendId::Halo2);
 // plonky2's zero-knowledge blinding makes every circuit at least 2^14 rows (3-4 s a proof
 // here), so CI proves one op fixture per gate kind and a few op families, and three of the five
-// models; `plonky2_all` (ignored, about 13 min) proves every fixture:
+// models; `plonky2_all` (ignored, about 15 min) proves every fixture:
 // `cargo test --workspace --test conformance -- --ignored`.
 const PLONKY2_CI_OPS: &[&str] = &[
     "relu",
@@ -129,7 +129,7 @@ mod plonky2_all {
     use super::*;
 
     #[test]
-    #[ignore = "about 13 minutes: every fixture on plonky2"]
+    #[ignore = "about 15 minutes: every fixture on plonky2"]
     fn every_fixture() {
         for name in support::op_fixtures() {
             let (model, input) = support::compile_op(&name);

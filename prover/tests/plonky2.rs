@@ -131,6 +131,20 @@ fn tampered_statements_and_proofs_are_rejected() {
         rejects(&weak, &t, "a key with 1 FRI query"),
         VerifyError::Malformed(_)
     ));
+    // The same through the FRI parameters' own copy of the configuration.
+    let mut weak = k.vk.clone();
+    let mut data = weak.circuit_data().unwrap();
+    data.common.fri_params.config.num_query_rounds = 1;
+    weak.key = hex::encode(
+        data.to_bytes(&plonky2::util::serialization::DefaultGateSerializer)
+            .unwrap(),
+    );
+    let mut t = b.clone();
+    t.header.model_commitment = weak.commitment();
+    assert!(matches!(
+        rejects(&weak, &t, "a key whose FRI parameters ask 1 query"),
+        VerifyError::Malformed(_)
+    ));
 }
 
 /// The first cell a gate of `kind` writes in `pk`'s circuit.

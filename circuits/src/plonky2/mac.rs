@@ -5,7 +5,7 @@ use plonky2::field::types::Field;
 
 use super::{felt, Builder, F};
 use crate::error::CircuitError;
-use crate::lower::{Cell, Gate};
+use crate::lower::Cell;
 
 pub(super) fn build(
     s: &mut Builder<'_>,
@@ -14,16 +14,16 @@ pub(super) fn build(
     weights: &[i64],
 ) -> Result<(), CircuitError> {
     let one = s.b.one();
-    let xs_t = xs
+    let xs = xs
         .iter()
         .map(|&x| s.cell(x))
         .collect::<Result<Vec<_>, _>>()?;
-    let index: std::collections::HashMap<Cell, usize> =
-        xs.iter().enumerate().map(|(i, &x)| (x, i)).collect();
-    for (out, terms) in Gate::dot_products(outs, xs, weights) {
+    for (&out, row) in outs.iter().zip(weights.chunks(xs.len().max(1))) {
         let mut acc = s.b.zero();
-        for (x, w) in terms {
-            acc = s.b.arithmetic(felt(w), F::ONE, xs_t[index[&x]], one, acc);
+        for (&x, &w) in xs.iter().zip(row) {
+            if w != 0 {
+                acc = s.b.arithmetic(felt(w), F::ONE, x, one, acc);
+            }
         }
         s.write(out, acc)?;
     }

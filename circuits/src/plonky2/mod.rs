@@ -168,8 +168,10 @@ impl Builder<'_> {
         self.range_check_bits(x, bits_for(hi_bound as i128) + LIMB_BITS as usize)
     }
 
-    /// Proves `0 <= x < 2^bits`.
+    /// Proves `0 <= x < 2^bits` (`2^1` for `bits` 0: plonky2's zero-bit decomposition would
+    /// not constrain `x` at all, and callers check both sides of a range).
     pub fn range_check_bits(&mut self, x: Target, bits: usize) -> Result<(), CircuitError> {
+        let bits = bits.max(1);
         if bits > MAX_RANGE_BITS {
             return Err(CircuitError::Malformed(format!(
                 "a range of 2^{bits} values is wider than the 2^{MAX_RANGE_BITS} plonky2's range check proves here"
@@ -299,5 +301,53 @@ impl Plonky2Circuit {
     /// How many public values proofs of this circuit carry.
     pub fn n_public(&self) -> usize {
         self.data.common.num_public_inputs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A private input whose declared range is one value: `x = lo` must still be enforced
+    /// (plonky2's zero-bit range check constrains nothing).
+    #[test]
+    fn a_private_input_of_a_one_value_range_is_pinned() {
+        let circuit = Circuit {
+            n_cells: 2,
+            n_inputs: 1,
+            bounds: vec![(5, 5), (10, 10)],
+            gates: vec![Gate::Arith {
+                out: 1,
+                a: Some(0),
+                b: None,
+                // The output does not depend on the input: only the range check can refuse it.
+                ca: 0,
+                cb: 0,
+                cab: 0,
+                c0: 10,
+            }],
+            tables: vec![],
+            outputs: vec![1],
+            reads: vec![1, 1],
+            origins: vec![],
+        };
+        let built = Plonky2Circuit::build(&circuit, InputVisibility::Private).unwrap();
+        let verifies = |x: i64| {
+            let pw = built.witness(&[x, 10]).unwrap();
+            let proof =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| built.data.prove(pw)));
+            match proof {
+                Ok(Ok(p)) => {
+                    assert_eq!(p.public_inputs, vec![felt(10)]);
+                    built.data.verify(p).is_ok()
+                }
+                _ => false,
+            }
+        };
+        assert!(verifies(5));
+        assert!(
+            !verifies(6),
+            "an input outside its one-value range verified"
+        );
     }
 }

@@ -92,7 +92,14 @@ impl Plonky2VerifyingKey {
         }))
         .map_err(|e| VerifyError::Malformed(panic_message(e)))?
         .map_err(|e| VerifyError::Malformed(format!("the plonky2 key does not load: {e:?}")))?;
-        if data.common.config != config() {
+        let c = config();
+        // The FRI parameters the verifier uses are the key's own copy: they must be the ones
+        // the configuration gives at this size.
+        if data.common.config != c
+            || data.common.fri_params
+                != c.fri_config
+                    .fri_params(data.common.fri_params.degree_bits, c.zero_knowledge)
+        {
             return Err(VerifyError::Malformed(
                 "the plonky2 key is not of Ciro's configuration (security, zero-knowledge)".into(),
             ));
