@@ -6,7 +6,9 @@ use ciro_model_compiler::eval::IntTensor;
 use ciro_model_compiler::CompiledModel;
 use serde::{Deserialize, Serialize};
 
-use crate::bundle::PublicTensor;
+use ciro_circuits::halo2::InputVisibility;
+
+use crate::bundle::{BundleHeader, PublicTensor};
 use crate::error::{ProveError, VerifyError};
 
 /// A public tensor as a verification key declares it.
@@ -155,4 +157,47 @@ pub fn public_tensors(
         .map(|o| info(&o.name, o.node))
         .collect();
     Ok((inputs, outputs))
+}
+
+/// What a bundle shows of the input, once it agrees with the key's setting.
+pub enum ShownInput<'a> {
+    /// The values, flattened and within their declared range.
+    Values(Vec<i64>),
+    /// The input hash as the bundle writes it (each backend parses its own).
+    Hash(&'a str),
+    Nothing,
+}
+
+/// Checks what a bundle shows of the input against the key's `visibility` (the same rules on
+/// every backend that can hide the input): a public input's tensors and range, a hashed
+/// input's hash and nothing else, a private input nothing at all.
+pub fn shown_input<'a>(
+    h: &'a BundleHeader,
+    infos: &[TensorInfo],
+    visibility: InputVisibility,
+) -> Result<ShownInput<'a>, VerifyError> {
+    let mismatch = |field: &str, detail: &str| VerifyError::Mismatch {
+        field: field.into(),
+        detail: detail.into(),
+    };
+    if visibility == InputVisibility::Public {
+        if h.input_hash.is_some() {
+            return Err(mismatch("input hash", "the key shows the input itself"));
+        }
+        return Ok(ShownInput::Values(check_tensors(
+            "inputs", &h.inputs, infos, true,
+        )?));
+    }
+    if !h.inputs.is_empty() {
+        return Err(mismatch(
+            "inputs",
+            "the key keeps the input private: a bundle must not carry it",
+        ));
+    }
+    match (visibility, &h.input_hash) {
+        (InputVisibility::Hashed, Some(x)) => Ok(ShownInput::Hash(x)),
+        (InputVisibility::Hashed, None) => Err(mismatch("input hash", "missing")),
+        (_, Some(_)) => Err(mismatch("input hash", "the key keeps the input private")),
+        (_, None) => Ok(ShownInput::Nothing),
+    }
 }

@@ -13,13 +13,13 @@ use halo2_axiom::poly::kzg::strategy::SingleStrategy;
 use snark_verifier::system::halo2::transcript::evm::ChallengeEvm;
 
 use super::{
-    params_info, proof_weight_commitments, weight_points, Halo2VerifyingKey, InputVisibility,
-    ReadTranscript, WeightVisibility, BACKEND,
+    params_info, proof_weight_commitments, weight_points, Halo2VerifyingKey, ReadTranscript,
+    WeightVisibility, BACKEND,
 };
 use crate::bundle::{KeyFile, ProofBundle, PublicTensor};
 use crate::error::VerifyError;
 use crate::halo2_weights;
-use crate::public::{check_tensors, panic_message};
+use crate::public::{check_tensors, panic_message, shown_input, ShownInput};
 
 /// Checks `bundle` against `vk`; returns the public outputs it proves.
 pub fn verify(
@@ -28,47 +28,12 @@ pub fn verify(
 ) -> Result<Vec<PublicTensor>, VerifyError> {
     let h = &bundle.header;
     h.check_against(&vk.commitment(), BACKEND, &params_info())?;
-    let shown: Vec<Fr> = match vk.input_visibility {
-        InputVisibility::Public => {
-            if h.input_hash.is_some() {
-                return Err(VerifyError::Mismatch {
-                    field: "input hash".into(),
-                    detail: "the key shows the input itself".into(),
-                });
-            }
-            check_tensors("inputs", &h.inputs, &vk.inputs, true)?
-                .into_iter()
-                .map(fr)
-                .collect()
-        }
-        hidden => {
-            if !h.inputs.is_empty() {
-                return Err(VerifyError::Mismatch {
-                    field: "inputs".into(),
-                    detail: "the key keeps the input private: a bundle must not carry it".into(),
-                });
-            }
-            match (hidden, &h.input_hash) {
-                (InputVisibility::Hashed, Some(x)) => {
-                    vec![poseidon::from_hex(x).ok_or_else(|| {
-                        VerifyError::Malformed(format!("input hash {x:?} is not a field element"))
-                    })?]
-                }
-                (InputVisibility::Hashed, None) => {
-                    return Err(VerifyError::Mismatch {
-                        field: "input hash".into(),
-                        detail: "missing".into(),
-                    })
-                }
-                (_, Some(_)) => {
-                    return Err(VerifyError::Mismatch {
-                        field: "input hash".into(),
-                        detail: "the key keeps the input private".into(),
-                    })
-                }
-                (_, None) => Vec::new(),
-            }
-        }
+    let shown: Vec<Fr> = match shown_input(h, &vk.inputs, vk.input_visibility)? {
+        ShownInput::Values(v) => v.into_iter().map(fr).collect(),
+        ShownInput::Hash(x) => vec![poseidon::from_hex(x).ok_or_else(|| {
+            VerifyError::Malformed(format!("input hash {x:?} is not a field element"))
+        })?],
+        ShownInput::Nothing => Vec::new(),
     };
     let outputs = check_tensors("outputs", &h.outputs, &vk.outputs, false)?;
     if (vk.weight_visibility == WeightVisibility::Private) != vk.weight_commitment.is_some() {

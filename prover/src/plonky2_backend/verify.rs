@@ -9,10 +9,10 @@ use plonky2::field::types::Field;
 use plonky2::plonk::proof::ProofWithPublicInputs;
 use plonky2::util::serialization::{Buffer, Read};
 
-use super::{params_info, parse_hash, InputVisibility, Plonky2VerifyingKey, BACKEND};
+use super::{params_info, parse_hash, Plonky2VerifyingKey, BACKEND};
 use crate::bundle::{KeyFile, ProofBundle, PublicTensor};
 use crate::error::VerifyError;
-use crate::public::{check_tensors, panic_message};
+use crate::public::{check_tensors, panic_message, shown_input, ShownInput};
 
 /// Checks `bundle` against `vk`; returns the public outputs it proves.
 pub fn verify(
@@ -27,51 +27,16 @@ pub fn verify(
             detail: "plonky2 keys fix the weights; the bundle must not carry one".into(),
         });
     }
-    let shown: Vec<F> = match vk.input_visibility {
-        InputVisibility::Public => {
-            if h.input_hash.is_some() {
-                return Err(VerifyError::Mismatch {
-                    field: "input hash".into(),
-                    detail: "the key shows the input itself".into(),
-                });
-            }
-            check_tensors("inputs", &h.inputs, &vk.inputs, true)?
-                .into_iter()
-                .map(felt)
-                .collect()
-        }
-        hidden => {
-            if !h.inputs.is_empty() {
-                return Err(VerifyError::Mismatch {
-                    field: "inputs".into(),
-                    detail: "the key keeps the input private: a bundle must not carry it".into(),
-                });
-            }
-            match (hidden, &h.input_hash) {
-                (InputVisibility::Hashed, Some(x)) => parse_hash(x)
-                    .ok_or_else(|| {
-                        VerifyError::Malformed(format!(
-                            "input hash {x:?} is not four field elements"
-                        ))
-                    })?
-                    .into_iter()
-                    .map(F::from_canonical_u64)
-                    .collect(),
-                (InputVisibility::Hashed, None) => {
-                    return Err(VerifyError::Mismatch {
-                        field: "input hash".into(),
-                        detail: "missing".into(),
-                    })
-                }
-                (_, Some(_)) => {
-                    return Err(VerifyError::Mismatch {
-                        field: "input hash".into(),
-                        detail: "the key keeps the input private".into(),
-                    })
-                }
-                (_, None) => Vec::new(),
-            }
-        }
+    let shown: Vec<F> = match shown_input(h, &vk.inputs, vk.input_visibility)? {
+        ShownInput::Values(v) => v.into_iter().map(felt).collect(),
+        ShownInput::Hash(x) => parse_hash(x)
+            .ok_or_else(|| {
+                VerifyError::Malformed(format!("input hash {x:?} is not four field elements"))
+            })?
+            .into_iter()
+            .map(F::from_canonical_u64)
+            .collect(),
+        ShownInput::Nothing => Vec::new(),
     };
     let outputs = check_tensors("outputs", &h.outputs, &vk.outputs, false)?;
     let public_inputs: Vec<F> = shown
