@@ -117,34 +117,33 @@ fn tampered_statements_and_proofs_are_rejected() {
         VerifyError::Plonky2(_)
     ));
 
-    // A key file edited to weaken the proof system is refused before any proof is read.
-    let mut weak = k.vk.clone();
-    let mut data = weak.circuit_data().unwrap();
-    data.common.config.fri_config.num_query_rounds = 1;
-    weak.key = hex::encode(
-        data.to_bytes(&plonky2::util::serialization::DefaultGateSerializer)
-            .unwrap(),
-    );
-    let mut t = b.clone();
-    t.header.model_commitment = weak.commitment();
-    assert!(matches!(
-        rejects(&weak, &t, "a key with 1 FRI query"),
-        VerifyError::Malformed(_)
-    ));
-    // The same through the FRI parameters' own copy of the configuration.
-    let mut weak = k.vk.clone();
-    let mut data = weak.circuit_data().unwrap();
-    data.common.fri_params.config.num_query_rounds = 1;
-    weak.key = hex::encode(
-        data.to_bytes(&plonky2::util::serialization::DefaultGateSerializer)
-            .unwrap(),
-    );
-    let mut t = b.clone();
-    t.header.model_commitment = weak.commitment();
-    assert!(matches!(
-        rejects(&weak, &t, "a key whose FRI parameters ask 1 query"),
-        VerifyError::Malformed(_)
-    ));
+    // A key file edited to weaken the proof system is refused before any proof is read, whether
+    // the edit is in its configuration or in its FRI parameters' own copy of it.
+    type Edit =
+        fn(&mut plonky2::plonk::circuit_data::CommonCircuitData<ciro_circuits::plonky2::F, 2>);
+    let edits: [(&str, Edit); 2] = [
+        ("a key with 1 FRI query", |c| {
+            c.config.fri_config.num_query_rounds = 1
+        }),
+        ("a key whose FRI parameters ask 1 query", |c| {
+            c.fri_params.config.num_query_rounds = 1
+        }),
+    ];
+    for (case, edit) in edits {
+        let mut weak = k.vk.clone();
+        let mut data = weak.circuit_data().unwrap();
+        edit(&mut data.common);
+        weak.key = hex::encode(
+            data.to_bytes(&plonky2::util::serialization::DefaultGateSerializer)
+                .unwrap(),
+        );
+        let mut t = b.clone();
+        t.header.model_commitment = weak.commitment();
+        assert!(matches!(
+            rejects(&weak, &t, case),
+            VerifyError::Malformed(_)
+        ));
+    }
 }
 
 /// The first cell a gate of `kind` writes in `pk`'s circuit.
