@@ -21,6 +21,8 @@ pub enum CircuitError {
     Malformed(String),
     #[error("invalid input: {0}")]
     Input(String),
+    #[error("cannot aggregate: {0}")]
+    Aggregation(String),
     #[error("witness generation failed: {0}")]
     Witness(String),
 }

@@ -11,6 +11,7 @@ use ciro_model_compiler::ir::GraphStats;
 use ciro_model_compiler::onnx::{self, parse_range};
 use ciro_model_compiler::{compile, run_lenient, CompileOptions, CompiledModel, Limits};
 
+mod aggregate;
 mod bench;
 mod evm;
 mod proving;
@@ -143,12 +144,32 @@ enum Command {
         #[arg(long)]
         input: PathBuf,
     },
+    /// Fold plonky2 proof bundles, of one model or of many, into one aggregate proof (a tree
+    /// of recursive proofs; the aggregate's circuit is the same for any models and any count).
+    Aggregate {
+        /// plonky2 proof bundles, in the order the aggregate lists them.
+        #[arg(required = true)]
+        bundles: Vec<PathBuf>,
+        /// The key of each model the bundles prove (repeat for several models).
+        #[arg(long = "vk", required = true)]
+        vks: Vec<PathBuf>,
+        /// Where to write the aggregate.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// Verify a proof bundle against a verification key (never the weights). Prints the proven
-    /// outputs and a digest of the proven input.
+    /// outputs and a digest of the proven input. Given an aggregate, verifies it in one check
+    /// and prints the statements it covers (models confirmed by the keys given).
     Verify {
+        /// A proof bundle or an aggregate.
         bundle: PathBuf,
-        #[arg(long)]
-        vk: PathBuf,
+        /// The model's key; for an aggregate, any number of keys (repeat --vk).
+        #[arg(long = "vk")]
+        vks: Vec<PathBuf>,
+        /// With an aggregate: check that it covers this job's proof bundle (whose key is
+        /// among --vk).
+        #[arg(long, value_name = "BUNDLE")]
+        statement: Option<PathBuf>,
         /// Also check that the proof is about this input (an EZKL-style JSON file): without it,
         /// a valid proof shows only that *some* input gave these outputs.
         #[arg(long)]
@@ -333,8 +354,26 @@ fn dispatch(cli: &Cli) -> Result<()> {
             compiled,
             input,
         } => proving::cmd_hash_input(cli.json, vk, compiled, input),
-        Command::Verify { bundle, vk, input } => {
-            proving::cmd_verify(cli.json, bundle, vk, input.as_deref())
+        Command::Aggregate {
+            bundles,
+            vks,
+            output,
+        } => aggregate::cmd_aggregate(cli.json, bundles, vks, output),
+        Command::Verify {
+            bundle,
+            vks,
+            statement,
+            input,
+        } => {
+            if aggregate::is_aggregate(bundle)? {
+                if input.is_some() {
+                    bail!("--input goes with a proof bundle; for an aggregate use --statement");
+                }
+                aggregate::cmd_verify_aggregate(cli.json, bundle, vks, statement.as_deref())
+            } else {
+                let vk = aggregate::single_key(vks, statement.as_deref())?;
+                proving::cmd_verify(cli.json, bundle, vk, input.as_deref())
+            }
         }
         Command::GenVerifier {
             vk,

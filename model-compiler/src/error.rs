@@ -47,3 +47,11 @@ pub enum CompileError {
 }
 
 pub type Result<T, E = CompileError> = std::result::Result<T, E>;
+
+/// A caught panic's message (a library's assertion on malformed data), for an error value.
+pub fn panic_message(e: Box<dyn std::any::Any + Send>) -> String {
+    e.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into())
+}

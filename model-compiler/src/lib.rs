@@ -30,6 +30,6 @@ pub use compile::{
     compile, compile_model_dir, quantize_inputs, run, run_lenient, synthetic_inputs,
     CompileOptions, GraphCheck, RangeMode,
 };
-pub use error::CompileError;
+pub use error::{panic_message, CompileError};
 pub use ir::{Graph, Op, OpFamily, QuantConfig};
 pub use limits::{Limits, ModelCost};

@@ -36,14 +36,8 @@ pub(crate) fn dedupe_node_names(graph: &mut GraphProto) {
 /// Runs a call into tract, turning a panic inside it (tract indexes some malformed graphs
 /// without checking) into an error: a hostile file must never crash the caller.
 pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
-        let msg = p
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        format!("tract cannot read this graph ({msg})")
-    })
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .map_err(|p| format!("tract cannot read this graph ({})", crate::panic_message(p)))
 }
 
 /// Every graph output must name a tensor the graph defines (tract indexes it unchecked).

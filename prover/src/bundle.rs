@@ -105,38 +105,12 @@ pub struct ProofBundle {
 impl ProofBundle {
     pub fn to_bytes(&self) -> Vec<u8> {
         let header = serde_json::to_vec(&self.header).expect("bundle headers serialise");
-        let mut out = Vec::with_capacity(8 + 16 + header.len() + self.proof.len());
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&(header.len() as u64).to_le_bytes());
-        out.extend_from_slice(&header);
-        out.extend_from_slice(&(self.proof.len() as u64).to_le_bytes());
-        out.extend_from_slice(&self.proof);
-        out
+        container(MAGIC, &header, &self.proof)
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, BundleError> {
-        let mut rest = bytes;
-        let mut take = |n: usize, what: &str| -> Result<&[u8], BundleError> {
-            if rest.len() < n {
-                return Err(BundleError::Truncated(format!(
-                    "needs {n} more bytes for the {what}, {} left",
-                    rest.len()
-                )));
-            }
-            let (a, b) = rest.split_at(n);
-            rest = b;
-            Ok(a)
-        };
-        if take(8, "magic")? != MAGIC {
-            return Err(BundleError::NotABundle);
-        }
-        let len = u64::from_le_bytes(take(8, "header length")?.try_into().expect("8 bytes"));
-        if len > MAX_HEADER {
-            return Err(BundleError::Malformed(format!(
-                "header length {len} is absurd"
-            )));
-        }
-        let header: BundleHeader = serde_json::from_slice(take(len as usize, "header")?)
+        let (header, proof) = split_container(bytes, MAGIC)?;
+        let header: BundleHeader = serde_json::from_slice(header)
             .map_err(|e| BundleError::Malformed(format!("header: {e}")))?;
         if header.version != BUNDLE_VERSION {
             return Err(BundleError::Malformed(format!(
@@ -144,20 +118,10 @@ impl ProofBundle {
                 header.version
             )));
         }
-        let len = u64::from_le_bytes(take(8, "proof length")?.try_into().expect("8 bytes"));
-        if len > MAX_PROOF {
-            return Err(BundleError::Malformed(format!(
-                "proof length {len} is absurd"
-            )));
-        }
-        let proof = take(len as usize, "proof")?.to_vec();
-        if !rest.is_empty() {
-            return Err(BundleError::Malformed(format!(
-                "{} trailing bytes",
-                rest.len()
-            )));
-        }
-        Ok(ProofBundle { header, proof })
+        Ok(ProofBundle {
+            header,
+            proof: proof.to_vec(),
+        })
     }
 
     /// Writes atomically (temporary file, then rename).
@@ -170,6 +134,61 @@ impl ProofBundle {
             std::fs::read(path).map_err(|e| BundleError::Io(path.display().to_string(), e))?;
         Self::from_bytes(&bytes)
     }
+}
+
+/// The file layout of bundles and aggregates: `magic`, a `u64` header length, the header, a
+/// `u64` proof length, the proof.
+pub(crate) fn container(magic: &[u8; 8], header: &[u8], proof: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + 16 + header.len() + proof.len());
+    out.extend_from_slice(magic);
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(header);
+    out.extend_from_slice(&(proof.len() as u64).to_le_bytes());
+    out.extend_from_slice(proof);
+    out
+}
+
+/// The header and proof of a file of [`container`]'s layout, sizes checked before allocating.
+pub(crate) fn split_container<'a>(
+    bytes: &'a [u8],
+    magic: &[u8; 8],
+) -> Result<(&'a [u8], &'a [u8]), BundleError> {
+    let mut rest = bytes;
+    let mut take = |n: usize, what: &str| -> Result<&'a [u8], BundleError> {
+        if rest.len() < n {
+            return Err(BundleError::Truncated(format!(
+                "needs {n} more bytes for the {what}, {} left",
+                rest.len()
+            )));
+        }
+        let (a, b) = rest.split_at(n);
+        rest = b;
+        Ok(a)
+    };
+    if take(8, "magic")? != magic {
+        return Err(BundleError::NotABundle);
+    }
+    let len = u64::from_le_bytes(take(8, "header length")?.try_into().expect("8 bytes"));
+    if len > MAX_HEADER {
+        return Err(BundleError::Malformed(format!(
+            "header length {len} is absurd"
+        )));
+    }
+    let header = take(len as usize, "header")?;
+    let len = u64::from_le_bytes(take(8, "proof length")?.try_into().expect("8 bytes"));
+    if len > MAX_PROOF {
+        return Err(BundleError::Malformed(format!(
+            "proof length {len} is absurd"
+        )));
+    }
+    let proof = take(len as usize, "proof")?;
+    if !rest.is_empty() {
+        return Err(BundleError::Malformed(format!(
+            "{} trailing bytes",
+            rest.len()
+        )));
+    }
+    Ok((header, proof))
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, creating the folder.

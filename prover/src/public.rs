@@ -32,13 +32,7 @@ impl TensorInfo {
     }
 }
 
-/// A backend library's panic (stwo asserts on some malformed proofs) as a message.
-pub fn panic_message(e: Box<dyn std::any::Any + Send>) -> String {
-    e.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "unknown panic".into())
-}
+pub use ciro_model_compiler::panic_message;
 
 /// The prover's inputs, checked against the key's shapes, as one flat list.
 pub fn flatten_inputs(infos: &[TensorInfo], inputs: &[IntTensor]) -> Result<Vec<i64>, ProveError> {

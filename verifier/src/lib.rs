@@ -2,6 +2,7 @@
 //! registered backend's key works ([`ciro_prover::registry`]); this crate builds without any
 //! prover code.
 
+pub mod aggregate;
 pub mod evm;
 
 use std::path::Path;

@@ -30,6 +30,7 @@ mod div;
 pub mod input;
 mod lookup;
 mod mac;
+pub mod recursion;
 mod select;
 
 use std::collections::HashMap;

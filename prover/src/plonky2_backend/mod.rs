@@ -7,6 +7,7 @@
 //! data), with the public tensors' shapes and ranges. Verification ([`verify`]) builds without
 //! proving code; setup and proving sit in `prove` behind the `plonky2-prover` feature.
 
+pub mod aggregate;
 #[cfg(feature = "plonky2-prover")]
 mod prove;
 mod verify;
@@ -144,7 +145,7 @@ pub fn input_hash(vk: &Plonky2VerifyingKey, flat: &[i64]) -> Result<String, Prov
     Ok(hash_hex(ciro_circuits::plonky2::input::hash(flat)))
 }
 
-fn hash_hex(h: [u64; 4]) -> String {
+pub(crate) fn hash_hex(h: [u64; 4]) -> String {
     let mut s = String::from("0x");
     for e in h {
         s.push_str(&format!("{e:016x}"));

@@ -20,6 +20,27 @@ pub fn verify(
     bundle: &ProofBundle,
 ) -> Result<Vec<PublicTensor>, VerifyError> {
     let h = &bundle.header;
+    let public_inputs = public_inputs(vk, bundle)?;
+    let data = vk.circuit_data()?;
+    let proof = read_proof(&bundle.proof, &data.common)?;
+    catch_unwind(AssertUnwindSafe(|| {
+        data.verify(ProofWithPublicInputs {
+            proof,
+            public_inputs,
+        })
+    }))
+    .map_err(|e| VerifyError::Malformed(panic_message(e)))?
+    .map_err(|e| VerifyError::Plonky2(e.to_string()))?;
+    Ok(h.outputs.clone())
+}
+
+/// The public values a proof under `vk` must have for `bundle`'s header to be true (the
+/// header's model, backend and tensors checked against the key first).
+pub(crate) fn public_inputs(
+    vk: &Plonky2VerifyingKey,
+    bundle: &ProofBundle,
+) -> Result<Vec<F>, VerifyError> {
+    let h = &bundle.header;
     h.check_against(&vk.commitment(), BACKEND, &params_info())?;
     if h.weights_proof.is_some() {
         return Err(VerifyError::Mismatch {
@@ -39,14 +60,21 @@ pub fn verify(
         ShownInput::Nothing => Vec::new(),
     };
     let outputs = check_tensors("outputs", &h.outputs, &vk.outputs, false)?;
-    let public_inputs: Vec<F> = shown
+    Ok(shown
         .into_iter()
         .chain(outputs.into_iter().map(felt))
-        .collect();
-    let data = vk.circuit_data()?;
-    let result = catch_unwind(AssertUnwindSafe(|| -> Result<(), VerifyError> {
-        let mut buffer = Buffer::new(&bundle.proof);
-        let proof = buffer.read_proof::<F, C, D>(&data.common).map_err(|e| {
+        .collect())
+}
+
+/// Reads a plonky2 proof of `common`'s shape, all of `bytes` (a malformed proof is an error,
+/// never a panic).
+pub(crate) fn read_proof(
+    bytes: &[u8],
+    common: &plonky2::plonk::circuit_data::CommonCircuitData<F, D>,
+) -> Result<plonky2::plonk::proof::Proof<F, C, D>, VerifyError> {
+    let read = catch_unwind(AssertUnwindSafe(|| {
+        let mut buffer = Buffer::new(bytes);
+        let proof = buffer.read_proof::<F, C, D>(common).map_err(|e| {
             VerifyError::Malformed(format!("the plonky2 proof does not read: {e:?}"))
         })?;
         if !buffer.unread_bytes().is_empty() {
@@ -55,15 +83,7 @@ pub fn verify(
                 buffer.unread_bytes().len()
             )));
         }
-        data.verify(ProofWithPublicInputs {
-            proof,
-            public_inputs,
-        })
-        .map_err(|e| VerifyError::Plonky2(e.to_string()))
+        Ok(proof)
     }));
-    match result {
-        Ok(r) => r?,
-        Err(e) => return Err(VerifyError::Malformed(panic_message(e))),
-    }
-    Ok(h.outputs.clone())
+    read.map_err(|e| VerifyError::Malformed(panic_message(e)))?
 }

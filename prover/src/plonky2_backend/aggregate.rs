@@ -1,0 +1,434 @@
+//! Aggregates: one plonky2 proof that many plonky2 inference proofs verified (circuits in
+//! `ciro_circuits::plonky2::recursion`).
+//!
+//! The file (magic `CIROAG01`, then a JSON header and the proof, as a bundle) lists the
+//! statements it covers, in order: per proof, the model it claims, the hash of the wrapper
+//! circuit that verified the proof and the hash of the proof's public values. The proof's
+//! public inputs are not stored: the verifier rebuilds them from the list (its Merkle root) and
+//! the merge circuit's own verifier data, so a changed, reordered or shortened list fails.
+//! The claimed model of a statement is confirmed by rebuilding that model's wrapper from its
+//! key ([`statement_of`], [`check_models`]).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
+
+use ciro_circuits::plonky2::recursion::{self, Merge, Wrapper};
+use ciro_circuits::plonky2::F;
+use plonky2::field::types::{Field, PrimeField64};
+use plonky2::hash::hash_types::HashOut;
+use plonky2::plonk::proof::ProofWithPublicInputs;
+use serde::{Deserialize, Serialize};
+
+use super::verify::{public_inputs, read_proof};
+use super::{hash_hex, parse_hash, Plonky2VerifyingKey};
+use crate::bundle::{container, split_container, write_atomic, KeyFile, ProofBundle, ProofParams};
+use crate::error::{BundleError, VerifyError};
+use crate::public::panic_message;
+
+pub const AGGREGATE_MAGIC: &[u8; 8] = b"CIROAG01";
+pub const AGGREGATE_FORMAT: &str = "ciro-plonky2-aggregate";
+pub const AGGREGATE_VERSION: u32 = 1;
+/// The most statements one aggregate may list (a million: far above any batch, and the root
+/// of that many leaves is computed in about a second).
+pub const MAX_STATEMENTS: usize = 1 << 20;
+
+/// One proof an aggregate covers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Statement {
+    pub model_name: String,
+    /// The model's commitment (the hash of its key), as the aggregate claims it: true only if
+    /// `circuit` is that key's wrapper ([`check_models`]).
+    pub model_commitment: String,
+    /// The hash of the wrapper circuit that verified the proof (`0x`, four field elements).
+    pub circuit: String,
+    /// The hash of the proof's public values (shown input or its hash, then the outputs).
+    pub public_values: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AggregateHeader {
+    pub format: String,
+    pub version: u32,
+    pub params: ProofParams,
+    /// The hash of the merge circuit's verifier data: one circuit for any models and any
+    /// number of proofs.
+    pub aggregator: String,
+    pub statements: Vec<Statement>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Aggregate {
+    pub header: AggregateHeader,
+    pub proof: Vec<u8>,
+}
+
+/// The parameters of the aggregation circuits' proofs.
+pub fn aggregation_params() -> ProofParams {
+    let c = recursion::aggregation_config();
+    let fri = &c.fri_config;
+    ProofParams {
+        hash: "Poseidon over Goldilocks, FRI, recursive aggregation".into(),
+        log_blowup: fri.rate_bits as u32,
+        n_queries: fri.num_query_rounds as u32,
+        pow_bits: fri.proof_of_work_bits,
+        security_bits: c.security_bits as u32,
+    }
+}
+
+fn hex_of(h: HashOut<F>) -> String {
+    hash_hex(h.elements.map(|e| e.to_canonical_u64()))
+}
+
+fn hash_of(s: &str, what: &str) -> Result<HashOut<F>, VerifyError> {
+    let e = parse_hash(s).ok_or_else(|| {
+        VerifyError::Malformed(format!("{what} {s:?} is not four field elements"))
+    })?;
+    Ok(HashOut {
+        elements: e.map(F::from_canonical_u64),
+    })
+}
+
+/// The merge circuit's hash, as an aggregate names it.
+pub fn aggregator() -> String {
+    hex_of(recursion::circuit_hash(&Merge::get().data.verifier_only))
+}
+
+impl Aggregate {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let header = serde_json::to_vec(&self.header).expect("aggregate headers serialise");
+        container(AGGREGATE_MAGIC, &header, &self.proof)
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, BundleError> {
+        let (header, proof) = split_container(bytes, AGGREGATE_MAGIC).map_err(|e| match e {
+            BundleError::NotABundle => {
+                BundleError::Malformed("not a Ciro aggregate (bad magic bytes)".into())
+            }
+            e => e,
+        })?;
+        let header: AggregateHeader = serde_json::from_slice(header)
+            .map_err(|e| BundleError::Malformed(format!("aggregate header: {e}")))?;
+        if (header.format.as_str(), header.version) != (AGGREGATE_FORMAT, AGGREGATE_VERSION) {
+            return Err(BundleError::Malformed(format!(
+                "format {} v{} (this build reads {AGGREGATE_FORMAT} v{AGGREGATE_VERSION})",
+                header.format, header.version
+            )));
+        }
+        Ok(Aggregate {
+            header,
+            proof: proof.to_vec(),
+        })
+    }
+
+    /// Whether `bytes` start as an aggregate does.
+    pub fn is_aggregate(bytes: &[u8]) -> bool {
+        bytes.starts_with(AGGREGATE_MAGIC)
+    }
+
+    pub fn save(&self, path: &Path) -> Result<(), BundleError> {
+        write_atomic(path, &self.to_bytes())
+    }
+
+    pub fn load(path: &Path) -> Result<Self, BundleError> {
+        let bytes =
+            std::fs::read(path).map_err(|e| BundleError::Io(path.display().to_string(), e))?;
+        Self::from_bytes(&bytes)
+    }
+
+    /// The index of `s` in the list (a statement covered twice: the first).
+    pub fn position(&self, s: &Statement) -> Option<usize> {
+        self.header.statements.iter().position(|x| x == s)
+    }
+}
+
+/// The Merkle root of a statement list ([`recursion::root`]).
+pub fn statements_root(statements: &[Statement]) -> Result<HashOut<F>, VerifyError> {
+    let leaves = statements
+        .iter()
+        .map(|s| {
+            Ok(recursion::leaf(
+                hash_of(&s.circuit, "statement circuit")?,
+                hash_of(&s.public_values, "statement public values")?,
+            ))
+        })
+        .collect::<Result<Vec<_>, VerifyError>>()?;
+    recursion::root(&leaves)
+        .ok_or_else(|| VerifyError::Malformed("the aggregate lists no statement".into()))
+}
+
+/// Checks an aggregate in one plonky2 verification; returns the statements it covers. A
+/// statement's model is as claimed once [`check_models`] has seen that model's key.
+pub fn verify_aggregate(agg: &Aggregate) -> Result<&[Statement], VerifyError> {
+    let h = &agg.header;
+    if h.params != aggregation_params() {
+        return Err(VerifyError::Mismatch {
+            field: "parameters".into(),
+            detail: format!("{:?}", h.params),
+        });
+    }
+    let merge = Merge::get();
+    let ours = aggregator();
+    if h.aggregator != ours {
+        return Err(VerifyError::Mismatch {
+            field: "aggregator".into(),
+            detail: format!(
+                "made by merge circuit {}, this build's is {ours}",
+                h.aggregator
+            ),
+        });
+    }
+    if h.statements.len() > MAX_STATEMENTS {
+        return Err(VerifyError::Malformed(format!(
+            "{} statements, over the limit of {MAX_STATEMENTS}",
+            h.statements.len()
+        )));
+    }
+    let root = statements_root(&h.statements)?;
+    let mut public_inputs = root.elements.to_vec();
+    let own = &merge.data.verifier_only;
+    public_inputs.extend_from_slice(&own.circuit_digest.elements);
+    for c in &own.constants_sigmas_cap.0 {
+        public_inputs.extend_from_slice(&c.elements);
+    }
+    let proof = read_proof(&agg.proof, merge.shape())?;
+    let data = merge.verifier_data();
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        data.verify(ProofWithPublicInputs {
+            proof,
+            public_inputs,
+        })
+    }))
+    .map_err(|e| VerifyError::Malformed(panic_message(e)))?
+    .map_err(|e| VerifyError::Plonky2(format!("the aggregate: {e}")))?;
+    Ok(&h.statements)
+}
+
+/// The hash of a model's wrapper, built once per key per process.
+pub fn wrapper_hash(vk: &Plonky2VerifyingKey) -> Result<HashOut<F>, VerifyError> {
+    static CACHE: OnceLock<Mutex<HashMap<String, HashOut<F>>>> = OnceLock::new();
+    let commitment = vk.commitment();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(h) = cache.lock().expect("wrapper cache").get(&commitment) {
+        return Ok(*h);
+    }
+    let h = wrapper(vk)?.circuit_hash();
+    cache.lock().expect("wrapper cache").insert(commitment, h);
+    Ok(h)
+}
+
+pub(crate) fn wrapper(vk: &Plonky2VerifyingKey) -> Result<Wrapper, VerifyError> {
+    let data = vk.circuit_data()?;
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Wrapper::build(&data)))
+        .map_err(|e| VerifyError::Malformed(panic_message(e)))?
+        .map_err(|e| VerifyError::Malformed(e.to_string()))
+}
+
+/// The statement an aggregate lists for `bundle`, a proof under `vk` (its header checked
+/// against the key; its proof is not read: the aggregate's own proof is what shows it verified).
+pub fn statement_of(
+    vk: &Plonky2VerifyingKey,
+    bundle: &ProofBundle,
+) -> Result<Statement, VerifyError> {
+    let values = recursion::values_hash(&public_inputs(vk, bundle)?);
+    Ok(Statement {
+        model_name: vk.model_name.clone(),
+        model_commitment: vk.commitment(),
+        circuit: hex_of(wrapper_hash(vk)?),
+        public_values: hex_of(values),
+    })
+}
+
+/// Checks that every statement claiming one of `keys`' models was verified by that model's
+/// wrapper; returns, per statement, whether one of the keys confirmed it.
+pub fn check_models(
+    statements: &[Statement],
+    keys: &[&Plonky2VerifyingKey],
+) -> Result<Vec<bool>, VerifyError> {
+    let mut wrappers = HashMap::new();
+    for k in keys {
+        wrappers.insert(k.commitment(), hex_of(wrapper_hash(k)?));
+    }
+    statements
+        .iter()
+        .enumerate()
+        .map(|(i, s)| match wrappers.get(&s.model_commitment) {
+            None => Ok(false),
+            Some(w) if *w == s.circuit => Ok(true),
+            Some(_) => Err(VerifyError::Mismatch {
+                field: format!("statement {i}"),
+                detail: format!(
+                    "it claims model {} ({}), but its proof was verified by another circuit",
+                    s.model_name, s.model_commitment
+                ),
+            }),
+        })
+        .collect()
+}
+
+/// Checks that `agg` covers `bundle` (a proof under `vk`): the aggregate verifies and lists the
+/// bundle's statement. Returns its index.
+pub fn check_inclusion(
+    agg: &Aggregate,
+    vk: &Plonky2VerifyingKey,
+    bundle: &ProofBundle,
+) -> Result<usize, VerifyError> {
+    verify_aggregate(agg)?;
+    let s = statement_of(vk, bundle)?;
+    agg.position(&s).ok_or_else(|| VerifyError::Mismatch {
+        field: "statement".into(),
+        detail: format!(
+            "the aggregate does not cover this proof of {} (public values {})",
+            s.model_name, s.public_values
+        ),
+    })
+}
+
+#[cfg(feature = "plonky2-prover")]
+pub use prove::{aggregate, AggregateStats};
+
+#[cfg(feature = "plonky2-prover")]
+mod prove {
+    use std::time::Instant;
+
+    use ciro_circuits::plonky2::recursion::{Child, Merge, Wrapper};
+    use ciro_circuits::plonky2::{C, D, F};
+    use plonky2::plonk::proof::ProofWithPublicInputs;
+    use plonky2::util::serialization::Write;
+    use rayon::prelude::*;
+
+    use super::*;
+    use crate::error::ProveError;
+
+    type Proof = ProofWithPublicInputs<F, C, D>;
+
+    /// Where the time of an aggregation went.
+    #[derive(Clone, Debug, Default)]
+    pub struct AggregateStats {
+        /// Building the wrappers (one per model).
+        pub wrapper_setup_s: f64,
+        /// Wrapping every proof (in parallel).
+        pub wrap_s: f64,
+        /// Each level of merges: how many steps, and the wall time of the level.
+        pub levels: Vec<(usize, f64)>,
+    }
+
+    /// Folds plonky2 inference proofs (each with its model's key) into one aggregate: each
+    /// proof checked, wrapped, then merged in pairs, each level in parallel.
+    pub fn aggregate(
+        items: &[(&Plonky2VerifyingKey, &ProofBundle)],
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<(Aggregate, AggregateStats), ProveError> {
+        if items.is_empty() {
+            return Err(ProveError::Input("nothing to aggregate".into()));
+        }
+        if items.len() > MAX_STATEMENTS {
+            return Err(ProveError::Input(format!(
+                "{} proofs, over the limit of {MAX_STATEMENTS}",
+                items.len()
+            )));
+        }
+        let mut stats = AggregateStats::default();
+        let fail = |i: usize, e: VerifyError| {
+            ProveError::Input(format!("proof {i} ({}): {e}", items[i].0.model_name))
+        };
+        // Every proof must verify first: a clear message instead of a failed wrapping.
+        let inner: Vec<Proof> = items
+            .par_iter()
+            .enumerate()
+            .map(|(i, (vk, b))| {
+                super::super::verify(vk, b).map_err(|e| fail(i, e))?;
+                let data = vk.circuit_data().map_err(|e| fail(i, e))?;
+                Ok(ProofWithPublicInputs {
+                    proof: read_proof(&b.proof, &data.common).map_err(|e| fail(i, e))?,
+                    public_inputs: public_inputs(vk, b).map_err(|e| fail(i, e))?,
+                })
+            })
+            .collect::<Result<_, ProveError>>()?;
+        progress(&format!(
+            "{} proofs verified; building wrappers",
+            items.len()
+        ));
+        let t = Instant::now();
+        let merge = Merge::get();
+        let mut models: Vec<(String, usize)> = Vec::new();
+        for (i, (vk, _)) in items.iter().enumerate() {
+            let c = vk.commitment();
+            if !models.iter().any(|(m, _)| *m == c) {
+                models.push((c, i));
+            }
+        }
+        let wrappers: Vec<(String, Wrapper)> = models
+            .par_iter()
+            .map(|(c, i)| Ok((c.clone(), wrapper(items[*i].0).map_err(|e| fail(*i, e))?)))
+            .collect::<Result<_, ProveError>>()?;
+        stats.wrapper_setup_s = t.elapsed().as_secs_f64();
+        let wrapper_of = |i: usize| -> &Wrapper {
+            let c = items[i].0.commitment();
+            &wrappers.iter().find(|(m, _)| *m == c).expect("built").1
+        };
+        progress(&format!("wrapping {} proofs", items.len()));
+        let t = Instant::now();
+        let wrapped: Vec<Proof> = inner
+            .par_iter()
+            .enumerate()
+            .map(|(i, p)| wrapper_of(i).prove(p).map_err(ProveError::from))
+            .collect::<Result<_, _>>()?;
+        stats.wrap_s = t.elapsed().as_secs_f64();
+        let statements: Vec<Statement> = items
+            .iter()
+            .zip(&wrapped)
+            .enumerate()
+            .map(|(i, ((vk, _), w))| Statement {
+                model_name: vk.model_name.clone(),
+                model_commitment: vk.commitment(),
+                circuit: hex_of(wrapper_of(i).circuit_hash()),
+                public_values: hex_of(HashOut {
+                    elements: [
+                        w.public_inputs[0],
+                        w.public_inputs[1],
+                        w.public_inputs[2],
+                        w.public_inputs[3],
+                    ],
+                }),
+            })
+            .collect();
+        // The first level merges wrappers; every level above merges merge proofs.
+        let t = Instant::now();
+        let first: Vec<Proof> = wrapped
+            .par_chunks(2)
+            .enumerate()
+            .map(|(k, pair)| {
+                let leaf = |j: usize| Child::Leaf(&pair[j], wrapper_of(2 * k + j).verifier_data());
+                merge.prove(leaf(0), (pair.len() == 2).then(|| leaf(1)))
+            })
+            .collect::<Result<_, _>>()?;
+        stats.levels.push((first.len(), t.elapsed().as_secs_f64()));
+        let mut level = first;
+        while level.len() > 1 {
+            progress(&format!("merging {} proofs", level.len()));
+            let t = Instant::now();
+            level = level
+                .par_chunks(2)
+                .map(|pair| merge.prove(Child::Node(&pair[0]), pair.get(1).map(Child::Node)))
+                .collect::<Result<_, _>>()?;
+            stats.levels.push((level.len(), t.elapsed().as_secs_f64()));
+        }
+        let top = level.pop().expect("one proof left");
+        let mut proof = Vec::new();
+        proof
+            .write_proof(&top.proof)
+            .map_err(|e| ProveError::Backend(format!("plonky2 aggregate: {e:?}")))?;
+        let agg = Aggregate {
+            header: AggregateHeader {
+                format: AGGREGATE_FORMAT.into(),
+                version: AGGREGATE_VERSION,
+                params: aggregation_params(),
+                aggregator: aggregator(),
+                statements,
+            },
+            proof,
+        };
+        Ok((agg, stats))
+    }
+}
