@@ -115,8 +115,6 @@ pub fn cmd_verify_aggregate(
         }
     }
     let a = Aggregate::load(agg).with_context(|| agg.display().to_string())?;
-    // The merge circuit is built once per process (seconds); only the check itself is timed.
-    ciro_prover::plonky2_backend::aggregate::aggregator();
     let v = ciro_verifier::aggregate::verify(&a, &keys, bundle.as_ref())?;
     let ms = v.verify_ms;
     if json {
@@ -159,8 +157,9 @@ pub fn cmd_verify_aggregate(
             s.model_name, s.model_commitment, s.public_values
         );
     }
-    if let (Some(i), Some(p)) = (v.covers, statement) {
-        println!("COVERED: {} is statement #{i}", p.display());
+    if let Some(p) = statement {
+        let at: Vec<String> = v.covers.iter().map(|i| format!("#{i}")).collect();
+        println!("COVERED: {} is statement {}", p.display(), at.join(" and "));
     }
     Ok(())
 }

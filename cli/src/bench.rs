@@ -72,6 +72,10 @@ pub struct BenchArgs {
     accuracy_inputs: usize,
     #[arg(long, hide = true)]
     single: Option<PathBuf>,
+    /// plonky2 recursive aggregation instead: aggregate batches of these sizes of proofs of
+    /// the (first) named model, default mlp_small, e.g. `--aggregate 2,4,16,64`.
+    #[arg(long, value_delimiter = ',')]
+    aggregate: Vec<usize>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -107,13 +111,13 @@ pub struct EvmRow {
     verify_gas: u64,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
 }
 
 /// Peak resident set size of this process (Linux `VmHWM`), MiB.
-fn peak_rss_mib() -> f64 {
+pub(crate) fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -124,7 +128,7 @@ fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kib| kib / 1024.0)
 }
 
-fn sample_input(fixtures: &Path, m: &CompiledModel) -> Result<Vec<IntTensor>> {
+pub(crate) fn sample_input(fixtures: &Path, m: &CompiledModel) -> Result<Vec<IntTensor>> {
     let path = fixtures
         .join("models")
         .join(&m.graph.name)
@@ -203,7 +207,7 @@ fn evm_row(vk: &Halo2VerifyingKey, bundle: &ciro_prover::ProofBundle) -> Result<
     })
 }
 
-fn compile_fixture(
+pub(crate) fn compile_fixture(
     fixtures: &Path,
     name: &str,
     scale: Option<u32>,
@@ -262,6 +266,16 @@ fn accuracy(fixtures: &Path, m: &CompiledModel, n: usize) -> Result<(Option<f64>
 }
 
 pub fn run(json: bool, args: &BenchArgs) -> Result<()> {
+    if !args.aggregate.is_empty() {
+        let model = args.models.first().map_or("mlp_small", String::as_str);
+        return crate::bench_aggregate::run(
+            json,
+            &args.fixtures,
+            model,
+            &args.aggregate,
+            args.markdown,
+        );
+    }
     if let Some(compiled) = &args.single {
         let row = measure(compiled, &args.fixtures, args.runs, args.backend)?;
         println!("{}", serde_json::to_string(&row)?);

@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use ciro_prover::plonky2_backend::aggregate::Aggregate;
 use ciro_prover::ProofBundle;
 use ciro_scheduler::pricing::{format_amount, parse_amount};
 use sha2::{Digest, Sha256};
@@ -85,7 +86,7 @@ enum Command {
         /// CIRO or USDC.
         #[arg(long, default_value = "CIRO")]
         token: String,
-        /// stwo or halo2 [default: stwo on Starknet, halo2 on Ethereum and Polygon, whose
+        /// stwo, halo2 or plonky2 [default: stwo on Starknet, halo2 on Ethereum and Polygon, whose
         /// verifier contracts check halo2-KZG proofs].
         #[arg(long)]
         proof_system: Option<String>,
@@ -538,15 +539,14 @@ fn dispatch(cli: &Cli) -> Result<()> {
         } => {
             std::panic::set_hook(Box::new(|_| {}));
             let start = Instant::now();
-            let (v, checked) = match (job_id, bundle, vk) {
+            let (v, checked, batch) = match (job_id, bundle, vk) {
                 (Some(id), _, _) => {
                     client.need_key()?;
                     let pin = Pinned::load(cfg_path.as_deref(), &client.server, *id)?;
                     let bytes = client.bytes(&format!("/v1/jobs/{id}/proof"))?;
-                    (
-                        pin.check(&bytes)?,
-                        Some(format!("the input submitted as job {id}")),
-                    )
+                    let v = pin.check(&bytes)?;
+                    let batch = pin.check_batch(&client, &bytes)?;
+                    (v, Some(format!("the input submitted as job {id}")), batch)
                 }
                 (None, Some(b), Some(k)) => {
                     let key = ciro_verifier::load_key(k)?;
@@ -556,12 +556,12 @@ fn dispatch(cli: &Cli) -> Result<()> {
                         v.check_inputs(key.as_ref(), &floats)
                             .map_err(|e| anyhow::anyhow!("REJECTED for {}: {e}", path.display()))?;
                     }
-                    (v, input.as_ref().map(|p| p.display().to_string()))
+                    (v, input.as_ref().map(|p| p.display().to_string()), None)
                 }
                 _ => bail!("give --job-id, or --bundle and --vk"),
             };
             let ms = start.elapsed().as_secs_f64() * 1e3;
-            shared::print_verified(cli.json, &v, ms, checked.as_deref());
+            shared::print_verified(cli.json, &v, ms, checked.as_deref(), batch.as_ref());
             Ok(())
         }
     }
@@ -644,6 +644,40 @@ impl Pinned {
         v.check_inputs(key.as_ref(), &self.input)
             .map_err(|e| anyhow::anyhow!("REJECTED: job {}: {e}", self.job_id))?;
         Ok(v)
+    }
+}
+
+impl Pinned {
+    /// A plonky2 job the service has aggregated: its batch's aggregate, downloaded, must verify
+    /// and list this job's statement under the pinned key. `None` while the job is in no batch.
+    fn check_batch(&self, client: &Client, bundle: &[u8]) -> Result<Option<shared::BatchCheck>> {
+        let id = self.job_id;
+        let job = client.json("GET", &format!("/v1/jobs/{id}"), None)?;
+        let Some(batch) = job["batch"]["id"].as_i64() else {
+            return Ok(None);
+        };
+        let bytes = client.bytes(&format!("/v1/batches/{batch}/aggregate"))?;
+        let agg = Aggregate::from_bytes(&bytes)
+            .map_err(|e| anyhow::anyhow!("the service sent an unreadable aggregate: {e}"))?;
+        let key = ciro_prover::load_verifying_key(self.vk.as_bytes())
+            .map_err(|e| anyhow::anyhow!("the pinned key of job {id} is unusable: {e}"))?;
+        let bundle = ProofBundle::from_bytes(bundle)
+            .map_err(|e| anyhow::anyhow!("the service sent an unreadable proof: {e}"))?;
+        let v = ciro_verifier::aggregate::verify(&agg, &[key], Some(&bundle))
+            .map_err(|e| anyhow::anyhow!("REJECTED: batch {batch} and job {id}: {e}"))?;
+        // The service's index for this job, if the statement is there (equal statements of
+        // jobs on one input are listed once each); else the first place it is listed.
+        let claimed = job["batch"]["index"].as_u64().map(|i| i as usize);
+        let index = match claimed {
+            Some(i) if v.covers.contains(&i) => i,
+            _ => v.covers[0],
+        };
+        Ok(Some(shared::BatchCheck {
+            id: batch,
+            index,
+            proofs: v.statements.len(),
+            verify_ms: v.verify_ms,
+        }))
     }
 }
 
@@ -762,6 +796,12 @@ fn job_text(j: &Value) -> String {
     ));
     if let Some(e) = j["error"].as_str() {
         s.push_str(&format!("\nerror: {e}"));
+    }
+    if let Some(b) = j["batch"]["id"].as_i64() {
+        s.push_str(&format!(
+            "\naggregated: batch {b}, statement #{} (`ciro-cli verify --job-id {}` checks it)",
+            j["batch"]["index"], j["id"]
+        ));
     }
     if j["result"].is_object() {
         s.push('\n');

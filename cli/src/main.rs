@@ -13,6 +13,7 @@ use ciro_model_compiler::{compile, run_lenient, CompileOptions, CompiledModel, L
 
 mod aggregate;
 mod bench;
+mod bench_aggregate;
 mod evm;
 mod proving;
 mod shared;
@@ -230,6 +231,12 @@ enum Command {
         /// services: a hostile model can then exhaust the service's memory).
         #[arg(long)]
         no_upload_isolation: bool,
+        /// Aggregate verified plonky2 jobs into one proof per this many jobs (0: never).
+        #[arg(long, default_value_t = 16)]
+        batch_size: usize,
+        /// ...or fewer, once the oldest of them has waited this many seconds.
+        #[arg(long, default_value_t = 60)]
+        batch_wait_s: u64,
     },
     /// (Internal) Compile and set up an uploaded model for `ciro serve`, in a child process.
     #[command(hide = true)]
@@ -395,8 +402,12 @@ fn dispatch(cli: &Cli) -> Result<()> {
             max_halo2_k,
             upload_memory_mib,
             no_upload_isolation,
+            batch_size,
+            batch_wait_s,
         } => {
             let mut config = ciro_scheduler::Config::new(data_dir);
+            config.batch_size = *batch_size;
+            config.batch_wait = std::time::Duration::from_secs(*batch_wait_s);
             config.addr = *addr;
             config.workers = workers
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));

@@ -242,7 +242,7 @@ pub fn cmd_verify(json: bool, bundle: &Path, vk: &Path, input: Option<&Path>) ->
             .map_err(|e| anyhow::anyhow!("REJECTED for {}: {e}", path.display()))?;
     }
     let checked = input.map(|p| p.display().to_string());
-    shared::print_verified(json, &verified, ms, checked.as_deref());
+    shared::print_verified(json, &verified, ms, checked.as_deref(), None);
     Ok(())
 }
 

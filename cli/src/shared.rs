@@ -31,7 +31,21 @@ pub fn fmt_values(v: &[f64]) -> String {
 
 /// Prints a verified statement: model, the proven input (a digest, its hash, or hidden; and
 /// the file it was checked against), outputs, label and `OK` (or the same as JSON).
-pub fn print_verified(json: bool, v: &Verified, ms: f64, checked: Option<&str>) {
+/// A job checked through its batch: the aggregate verified and lists the job's statement.
+pub struct BatchCheck {
+    pub id: i64,
+    pub index: usize,
+    pub proofs: usize,
+    pub verify_ms: f64,
+}
+
+pub fn print_verified(
+    json: bool,
+    v: &Verified,
+    ms: f64,
+    checked: Option<&str>,
+    batch: Option<&BatchCheck>,
+) {
     let (input_kind, input_id) = match v.proven_input() {
         ProvenInput::Public { digest } => ("public", Some(digest)),
         ProvenInput::Hashed { hash } => ("hashed", Some(hash)),
@@ -51,6 +65,12 @@ pub fn print_verified(json: bool, v: &Verified, ms: f64, checked: Option<&str>) 
                 "input": input_kind,
                 "input_digest": input_id,
                 "input_checked": checked,
+                "batch": batch.map(|b| serde_json::json!({
+                    "id": b.id,
+                    "index": b.index,
+                    "proofs": b.proofs,
+                    "aggregate_verify_ms": b.verify_ms,
+                })),
             })
         );
         return;
@@ -78,4 +98,10 @@ pub fn print_verified(json: bool, v: &Verified, ms: f64, checked: Option<&str>) 
         "OK: proof verified in {ms:.1} ms ({} bits conjectured security)",
         v.security_bits
     );
+    if let Some(b) = batch {
+        println!(
+            "OK: batch {} covers it as statement #{} of {} (its aggregate verified in {:.1} ms)",
+            b.id, b.index, b.proofs, b.verify_ms
+        );
+    }
 }

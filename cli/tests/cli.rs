@@ -461,3 +461,113 @@ fn outputs_go_into_folders_that_do_not_exist_yet() {
     let o = ciro(&["verify", &s(&bundle), "--vk", &s(&vk)]);
     assert!(o.status.success(), "{}", text(&o));
 }
+
+/// `ciro aggregate` of two plonky2 proofs of one model (two inputs), then `ciro verify` of the
+/// aggregate: the statements, the model confirmed by its key, the inclusion of a job it covers
+/// and the refusal of one it does not.
+#[test]
+fn aggregate_plonky2_proofs_and_check_a_job_against_the_aggregate() {
+    let dir = fixtures().join("models/mlp_small");
+    let s = |p: &PathBuf| p.to_str().unwrap().to_string();
+    let compiled = tmp("p.ciro.json");
+    let o = ciro(&[
+        "compile",
+        &s(&dir.join("model.onnx")),
+        "--calibration",
+        &s(&dir.join("calibration")),
+        "-o",
+        &s(&compiled),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    // Three inputs: the sample, and two with the first value changed.
+    let sample: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("input.json")).unwrap()).unwrap();
+    let vk = tmp("p.vk");
+    let mut bundles = Vec::new();
+    for k in 0..3 {
+        let mut x = sample.clone();
+        let first = &mut x["input_data"][0][0];
+        *first = serde_json::json!(first.as_f64().unwrap() + 0.25 * k as f64);
+        let input = tmp(&format!("p{k}.json"));
+        std::fs::write(&input, x.to_string()).unwrap();
+        let bundle = tmp(&format!("p{k}.bundle"));
+        let o = ciro(&[
+            "prove",
+            &s(&compiled),
+            "--backend",
+            "plonky2",
+            "--input",
+            &s(&input),
+            "-o",
+            &s(&bundle),
+            "--vk-out",
+            &s(&vk),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        bundles.push(bundle);
+    }
+    let agg = tmp("p.agg");
+    let o = ciro(&[
+        "aggregate",
+        &s(&bundles[0]),
+        &s(&bundles[1]),
+        "--vk",
+        &s(&vk),
+        "-o",
+        &s(&agg),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("aggregated 2 proofs"), "{}", text(&o));
+    let o = ciro(&["--json", "verify", &s(&agg), "--vk", &s(&vk)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let statements = v["statements"].as_array().unwrap();
+    assert_eq!(statements.len(), 2);
+    assert!(
+        statements.iter().all(|s| s["model_confirmed"] == true),
+        "{v}"
+    );
+    assert_ne!(
+        statements[0]["public_values"],
+        statements[1]["public_values"]
+    );
+    let o = ciro(&[
+        "verify",
+        &s(&agg),
+        "--vk",
+        &s(&vk),
+        "--statement",
+        &s(&bundles[1]),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("is statement #1"), "{}", text(&o));
+    let o = ciro(&[
+        "verify",
+        &s(&agg),
+        "--vk",
+        &s(&vk),
+        "--statement",
+        &s(&bundles[2]),
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("does not cover"), "{}", text(&o));
+    // An aggregate with one byte of its proof changed is rejected.
+    let mut bytes = std::fs::read(&agg).unwrap();
+    let at = bytes.len() - 100;
+    bytes[at] ^= 1;
+    let bad = tmp("p-bad.agg");
+    std::fs::write(&bad, bytes).unwrap();
+    let o = ciro(&["verify", &s(&bad)]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("REJECTED"), "{}", text(&o));
+    // A file that is not a plonky2 key is refused.
+    let o = ciro(&[
+        "aggregate",
+        &s(&bundles[0]),
+        "--vk",
+        &s(&dir.join("model.onnx")),
+        "-o",
+        &s(&bad),
+    ]);
+    assert!(!o.status.success());
+}

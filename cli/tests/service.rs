@@ -25,6 +25,10 @@ struct Service {
 impl Service {
     /// Starts `ciro serve` on a free port and waits for its "listening on" line.
     fn start(data: &Path) -> Service {
+        Service::start_with(data, &[])
+    }
+
+    fn start_with(data: &Path, extra: &[&str]) -> Service {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ciro"))
             .args([
                 "serve",
@@ -34,6 +38,7 @@ impl Service {
                 "--data-dir",
             ])
             .arg(data)
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -465,4 +470,113 @@ fn a_service_killed_while_proving_finishes_the_job_after_restart_and_charges_onc
     );
     let list = json(cli(&svc, &home, &["--json", "list-jobs"]));
     assert_eq!(list["jobs"].as_array().unwrap().len(), 1, "{list}");
+}
+
+/// plonky2 jobs are aggregated in batches (here every two jobs, or one after 15 s):
+/// `ciro-cli verify --job-id` then also checks the job through its batch's aggregate, and the
+/// operator's `ciro verify` checks the downloaded aggregate against the job's bundle.
+#[test]
+fn plonky2_jobs_are_aggregated_in_batches_and_checked_through_them() {
+    let data = fresh_dir("svc-batches");
+    let home = fresh_dir("svc-batches-home");
+    let svc = Service::start_with(&data, &["--batch-size", "2", "--batch-wait-s", "15"]);
+    ok(cli(&svc, &home, &["signup", "--name", "batches", "--save"]));
+    ok(cli(
+        &svc,
+        &home,
+        &[
+            "faucet", "--chain", "polygon", "--token", "USDC", "--amount", "50",
+        ],
+    ));
+    let input = fixtures().join("models/mlp_small/input.json");
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let out = ok(cli(
+            &svc,
+            &home,
+            &[
+                "submit-job",
+                "--model",
+                "mlp_small",
+                "--input",
+                input.to_str().unwrap(),
+                "--pay-with",
+                "polygon",
+                "--token",
+                "USDC",
+                "--proof-system",
+                "plonky2",
+            ],
+        ));
+        ids.push(out.split_whitespace().nth(1).unwrap().to_string());
+    }
+    let mut batches = Vec::new();
+    for id in &ids {
+        wait_state(&svc, &home, id, &["verified"], Duration::from_secs(300));
+        let start = Instant::now();
+        let batch = loop {
+            let j = json(cli(&svc, &home, &["job-status", "--job-id", id, "--json"]));
+            if let Some(b) = j["batch"]["id"].as_i64() {
+                break (b, j["batch"]["index"].as_i64().unwrap());
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(300),
+                "job {id} never batched: {j}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        batches.push(batch);
+    }
+    // Two jobs fill a batch; the third waits its 15 s and goes alone.
+    assert_eq!(batches[0].0, batches[1].0, "{batches:?}");
+    assert_eq!((batches[0].1, batches[1].1), (0, 1));
+    assert_ne!(batches[2].0, batches[0].0);
+    assert_eq!(batches[2].1, 0);
+    for id in &ids {
+        let v = json(cli(&svc, &home, &["--json", "verify", "--job-id", id]));
+        assert_eq!(v["ok"], true, "{v}");
+        assert!(v["batch"]["index"].is_u64(), "{v}");
+    }
+    let v = ok(cli(&svc, &home, &["verify", "--job-id", &ids[1]]));
+    assert!(
+        v.contains(&format!(
+            "OK: batch {} covers it as statement #1 of 2",
+            batches[1].0
+        )),
+        "{v}"
+    );
+    // The operator's offline check of the downloaded files.
+    ok(cli(
+        &svc,
+        &home,
+        &["job-result", "--job-id", &ids[0], "-o", "r"],
+    ));
+    let agg_bytes = ureq_get(
+        &svc,
+        &home,
+        &format!("/v1/batches/{}/aggregate", batches[0].0),
+    );
+    std::fs::write(home.join("b.agg"), agg_bytes).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_ciro"))
+        .current_dir(&home)
+        .args(["verify", "b.agg", "--vk", "r/mlp_small.plonky2.vk.json"])
+        .args(["--statement", &format!("r/job-{}.bundle", ids[0])])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("is statement #0"), "{}", text(&o));
+}
+
+/// GET with the saved API key (what the web app or an SDK does).
+fn ureq_get(svc: &Service, home: &Path, path: &str) -> Vec<u8> {
+    let cfg: Value =
+        serde_json::from_slice(&std::fs::read(home.join("config.json")).unwrap()).unwrap();
+    let key = cfg["api_key"].as_str().unwrap();
+    let r = ureq::get(&format!("{}{path}", svc.url))
+        .set("Authorization", &format!("Bearer {key}"))
+        .call()
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut r.into_reader(), &mut out).unwrap();
+    out
 }

@@ -12,7 +12,8 @@ use ciro_circuits::plonky2::recursion::{self, Child, Merge, Wrapper};
 use ciro_circuits::plonky2::F;
 use ciro_model_compiler::eval::IntTensor;
 use ciro_prover::plonky2_backend::aggregate::{
-    aggregate, check_inclusion, check_models, statement_of, verify_aggregate, Aggregate, Statement,
+    aggregate, check_inclusion, check_models, hash_from_hex, hash_to_hex, statement_of,
+    verify_aggregate, Aggregate, Statement,
 };
 use ciro_prover::{
     KeyFile, Plonky2Backend, Plonky2VerifyingKey, ProofBundle, ProofSystem, VerifyError,
@@ -91,7 +92,10 @@ fn an_aggregate_of_two_models_verifies_and_covers_exactly_its_proofs() {
     assert_eq!(statements.len(), 3);
     let keys = [&b.mlp, &b.mlp, &b.act];
     for (i, (vk, bundle)) in keys.iter().zip(&b.bundles).enumerate() {
-        assert_eq!(check_inclusion(&b.agg, vk, bundle).expect("covered"), i);
+        assert_eq!(
+            check_inclusion(&b.agg, vk, bundle).expect("covered"),
+            vec![i]
+        );
         assert_eq!(statements[i], statement_of(vk, bundle).unwrap());
     }
     assert_eq!(
@@ -100,12 +104,13 @@ fn an_aggregate_of_two_models_verifies_and_covers_exactly_its_proofs() {
     );
     assert_ne!(statements[0].circuit, statements[2].circuit);
     assert_ne!(statements[0].public_values, statements[1].public_values);
+    assert_eq!(b.agg.header.models.len(), 2, "each model listed once");
     assert_eq!(
-        check_models(statements, &[&b.mlp, &b.act]).unwrap(),
+        check_models(&statements, &[&b.mlp, &b.act]).unwrap(),
         vec![true; 3]
     );
     assert_eq!(
-        check_models(statements, &[&b.act]).unwrap(),
+        check_models(&statements, &[&b.act]).unwrap(),
         vec![false, false, true]
     );
     // Through the file format.
@@ -121,35 +126,53 @@ fn an_aggregate_of_two_models_verifies_and_covers_exactly_its_proofs() {
     ));
 }
 
+/// The aggregate with its statement list changed by `edit` (through the full statements).
+fn edited(agg: &Aggregate, edit: impl FnOnce(&mut Vec<Statement>)) -> Aggregate {
+    let mut t = agg.clone();
+    let mut s = t.statements().unwrap();
+    edit(&mut s);
+    t.set_statements(&s);
+    t
+}
+
 #[test]
 fn changed_reordered_or_shortened_statement_lists_and_changed_proofs_are_rejected() {
     let b = batch();
-    let mut t = b.agg.clone();
-    t.header.statements.swap(0, 1);
-    rejected(&t, "two statements swapped");
-    let mut t = b.agg.clone();
-    t.header.statements.pop();
-    rejected(&t, "the last statement dropped");
-    let mut t = b.agg.clone();
-    t.header.statements.clear();
-    rejected(&t, "no statement");
-    let mut t = b.agg.clone();
+    rejected(&edited(&b.agg, |s| s.swap(0, 1)), "two statements swapped");
+    rejected(
+        &edited(&b.agg, |s| {
+            s.pop();
+        }),
+        "the last statement dropped",
+    );
+    rejected(&edited(&b.agg, Vec::clear), "no statement");
     let extra = statement_of(&b.mlp, &b.outsider).unwrap();
-    t.header.statements.push(extra.clone());
-    rejected(&t, "a statement it does not cover appended");
+    let e = extra.clone();
+    rejected(
+        &edited(&b.agg, |s| s.push(e)),
+        "a statement it does not cover appended",
+    );
+    let e = extra.clone();
+    rejected(
+        &edited(&b.agg, |s| s[1] = e),
+        "a statement it does not cover in place of one it does",
+    );
+    rejected(
+        &edited(&b.agg, |s| s[2].circuit = s[0].circuit.clone()),
+        "a statement's circuit changed",
+    );
     let mut t = b.agg.clone();
-    t.header.statements[1] = extra;
-    rejected(&t, "a statement it does not cover in place of one it does");
-    let mut t = b.agg.clone();
-    t.header.statements[2].circuit = t.header.statements[0].circuit.clone();
-    rejected(&t, "a statement's circuit changed");
+    t.header.statements[0].0 = 7;
+    assert!(matches!(
+        rejected(&t, "a statement naming no model"),
+        VerifyError::Malformed(_)
+    ));
     // The model a statement claims is not in the proof: only the keys confirm it.
-    let mut t = b.agg.clone();
-    t.header.statements[2].model_commitment = b.mlp.commitment();
+    let t = edited(&b.agg, |s| s[2].model_commitment = b.mlp.commitment());
     let s = verify_aggregate(&t).expect("the proof does not cover the claimed model");
-    assert!(check_models(s, &[&b.mlp]).is_err());
+    assert!(check_models(&s, &[&b.mlp]).is_err());
     let mut t = b.agg.clone();
-    t.header.aggregator = t.header.statements[0].circuit.clone();
+    t.header.aggregator = t.header.models[0].circuit.clone();
     assert!(matches!(
         rejected(&t, "another aggregator"),
         VerifyError::Mismatch { .. }
@@ -201,11 +224,7 @@ fn a_tampered_inner_proof_is_not_aggregated() {
 /// input: the four elements of the hash, then the outputs).
 fn public_values(vk: &Plonky2VerifyingKey, b: &ProofBundle) -> Vec<F> {
     let h = b.header.input_hash.as_ref().expect("hashed input");
-    let mut v: Vec<F> = (0..4)
-        .map(|i| {
-            F::from_canonical_u64(u64::from_str_radix(&h[2 + 16 * i..18 + 16 * i], 16).unwrap())
-        })
-        .collect();
+    let mut v = hash_from_hex(h, "input hash").unwrap().elements.to_vec();
     v.extend(
         b.header.outputs[0]
             .values
@@ -225,15 +244,11 @@ fn a_statement_proven_by_another_circuit_is_refused_for_the_model() {
     let honest = statement_of(&b.mlp, &b.bundles[0]).unwrap();
     let merge = Merge::get();
     let fake = dummy_circuit::<_, ciro_circuits::plonky2::C, 2>(merge.shape());
-    let values: Vec<u64> = honest.public_values[2..]
-        .as_bytes()
-        .chunks(16)
-        .map(|c| u64::from_str_radix(std::str::from_utf8(c).unwrap(), 16).unwrap())
-        .collect();
+    let values = hash_from_hex(&honest.public_values, "values").unwrap();
     // The fake circuit's public inputs are free: the honest values hash, then zeros.
     let mut pw = PartialWitness::new();
     for (i, &t) in fake.prover_only.public_inputs.iter().enumerate() {
-        let v = values.get(i).map_or(F::ZERO, |&v| F::from_canonical_u64(v));
+        let v = values.elements.get(i).copied().unwrap_or(F::ZERO);
         pw.set_target(t, v).unwrap();
     }
     let fake_proof = fake.prove(pw).expect("fake proof");
@@ -244,50 +259,15 @@ fn a_statement_proven_by_another_circuit_is_refused_for_the_model() {
     proof.write_proof(&top.proof).unwrap();
     let circuit = recursion::circuit_hash(&fake.verifier_only);
     let mut agg = b.agg.clone();
-    agg.header.statements = vec![Statement {
-        circuit: format!(
-            "0x{}",
-            circuit
-                .elements
-                .iter()
-                .map(|e| format!(
-                    "{:016x}",
-                    plonky2::field::types::PrimeField64::to_canonical_u64(e)
-                ))
-                .collect::<String>()
-        ),
+    agg.set_statements(&[Statement {
+        circuit: hash_to_hex(circuit),
         ..honest.clone()
-    }];
+    }]);
     agg.proof = proof;
     let s = verify_aggregate(&agg).expect("a valid proof of what it says");
     assert_eq!(s[0].public_values, honest.public_values);
-    let e = check_models(s, &[&b.mlp]).unwrap_err();
+    let e = check_models(&s, &[&b.mlp]).unwrap_err();
     assert!(e.to_string().contains("another circuit"), "{e}");
     let e = check_inclusion(&agg, &b.mlp, &b.bundles[0]).unwrap_err();
     assert!(e.to_string().contains("does not cover"), "{e}");
-}
-
-#[test]
-#[ignore]
-fn probe_wrappers() {
-    for name in [
-        "mlp_small",
-        "act_mix",
-        "relu",
-        "exp",
-        "softmax",
-        "cnn_lenet",
-    ] {
-        let (m, _) = common::compile_named(name);
-        let (_, vk) = Plonky2Backend::new().setup(&m).expect("setup");
-        let data = vk.circuit_data().unwrap();
-        let t = std::time::Instant::now();
-        let r = Wrapper::build(&data);
-        eprintln!(
-            "{name}: inner 2^{}: {:?} stages, in {:?}",
-            data.common.degree_bits(),
-            r.map(|w| w.stages()),
-            t.elapsed()
-        );
-    }
 }

@@ -28,6 +28,7 @@ use crate::pricing::{default_backend, Chain, Token};
 use crate::registry::{Model, RegistryError, MAX_MODEL_BYTES};
 use crate::store::{NewJob, StoreError};
 use crate::Shared;
+use ciro_prover::plonky2_backend::aggregate::Aggregate;
 use ciro_prover::BackendId;
 
 pub const OPENAPI: &str = include_str!("../openapi.json");
@@ -301,6 +302,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/jobs/{id}/result", get(job_result))
         .route("/v1/jobs/{id}/proof", get(job_proof))
         .route("/v1/jobs/{id}/cancel", post(cancel_job))
+        .route("/v1/batches/{id}", get(get_batch))
+        .route("/v1/batches/{id}/aggregate", get(batch_aggregate))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -754,4 +757,86 @@ async fn cancel_job(
 ) -> ApiResult<Json<Value>> {
     let id = parse_id(&path_param(id)?)?;
     blocking(move || Ok(Json(job_json(&s.store.cancel(account, id)?)))).await
+}
+
+fn no_batch(id: i64) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no batch {id}"))
+}
+
+/// A batch: its state, the statements its aggregate covers (hashes only, the same for every
+/// account) and where the caller's own jobs sit in it.
+async fn get_batch(
+    State(s): AppState,
+    Account(account): Account,
+    id: Result<Path<String>, PathRejection>,
+) -> ApiResult<Json<Value>> {
+    let id = parse_id(&path_param(id)?)?;
+    blocking(move || {
+        let b = s.store.batch(id)?.ok_or_else(|| no_batch(id))?;
+        let (aggregator, statements) = match s.store.batch_aggregate(id)? {
+            Some(bytes) => {
+                let agg = Aggregate::from_bytes(&bytes)
+                    .map_err(|e| internal(&format!("batch {id}: stored aggregate: {e}")))?;
+                let statements = agg
+                    .statements()
+                    .map_err(|e| internal(&format!("batch {id}: stored aggregate: {e}")))?;
+                (json!(agg.header.aggregator), json!(statements))
+            }
+            None => (Value::Null, json!([])),
+        };
+        let mine: Vec<Value> = b
+            .jobs
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, owner))| *owner == account)
+            .map(|(i, (job, _))| json!({ "job": job, "index": i }))
+            .collect();
+        Ok(Json(json!({
+            "id": b.id,
+            "state": if b.error.is_none() { "aggregated" } else { "failed" },
+            "error": b.error,
+            "created_at": b.created_at,
+            "proofs": b.proofs,
+            "aggregate_ms": b.aggregate_ms,
+            "aggregate_bytes": b.aggregate_bytes,
+            "aggregator": aggregator,
+            "statements": statements,
+            "your_jobs": mine,
+        })))
+    })
+    .await
+}
+
+/// The aggregate file (`ciro verify BATCH.agg --vk KEY --statement JOB.bundle`).
+async fn batch_aggregate(
+    State(s): AppState,
+    Account(_): Account,
+    id: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    let id = parse_id(&path_param(id)?)?;
+    blocking(move || {
+        let b = s.store.batch(id)?.ok_or_else(|| no_batch(id))?;
+        let bytes = s.store.batch_aggregate(id)?.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "not_ready",
+                format!(
+                    "batch {id} has no aggregate: {}",
+                    b.error.as_deref().unwrap_or("it failed")
+                ),
+            )
+        })?;
+        Ok((
+            [
+                (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"batch-{id}.agg\""),
+                ),
+            ],
+            bytes,
+        )
+            .into_response())
+    })
+    .await
 }

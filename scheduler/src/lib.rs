@@ -8,6 +8,7 @@
 //! charges nothing twice.
 
 pub mod api;
+pub mod batcher;
 pub mod http;
 pub mod isolate;
 pub mod pricing;
@@ -70,6 +71,10 @@ pub struct Config {
     /// After a stop is requested, how long workers may finish their jobs before the process
     /// exits anyway (the jobs are then picked up again at the next start).
     pub drain_deadline: Duration,
+    /// Verified plonky2 jobs are aggregated into one proof per this many jobs (0: never).
+    pub batch_size: usize,
+    /// ...or fewer, once the oldest of them has waited this long.
+    pub batch_wait: Duration,
     /// Fault injection for tests: called by a worker with each job it claims, before any other
     /// step (a panic or a sleep here stands for any step failing or hanging).
     #[doc(hidden)]
@@ -96,6 +101,8 @@ impl Config {
             sweep_interval: Duration::from_secs(30),
             job_time_limit: Duration::from_secs(2 * 3600),
             drain_deadline: Duration::from_secs(60),
+            batch_size: 16,
+            batch_wait: Duration::from_secs(60),
             fault_hook: None,
         }
     }
@@ -259,6 +266,13 @@ pub fn start(config: Config) -> Result<Running, ServiceError> {
                 }
             }
         });
+    }
+    if config.batch_size > 0 {
+        let s = shared.clone();
+        std::thread::Builder::new()
+            .name("ciro-batcher".into())
+            .spawn(move || batcher::run(s))
+            .map_err(ServiceError::Runtime)?;
     }
     {
         let s = shared.clone();

@@ -116,6 +116,30 @@ pub struct Job {
     pub proof_bytes: Option<i64>,
     #[serde(skip)]
     pub input: String,
+    /// plonky2 jobs: the batch whose aggregate covers this job, once aggregated.
+    pub batch: Option<BatchRef>,
+}
+
+/// Where a job sits in an aggregate: the batch, and its statement's index in the list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct BatchRef {
+    pub id: i64,
+    pub index: i64,
+}
+
+/// An aggregation batch: the aggregate of its jobs' plonky2 proofs, or why there is none.
+#[derive(Clone, Debug, Serialize)]
+pub struct Batch {
+    pub id: i64,
+    pub created_at: f64,
+    pub proofs: i64,
+    /// The aggregate file's size (`None`: the batch failed).
+    pub aggregate_bytes: Option<i64>,
+    pub error: Option<String>,
+    pub aggregate_ms: f64,
+    /// The jobs, in statement order, with their accounts (for the API to show only one's own).
+    #[serde(skip)]
+    pub jobs: Vec<(i64, i64)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -213,11 +237,26 @@ CREATE TABLE IF NOT EXISTS proofs (
     job INTEGER PRIMARY KEY REFERENCES jobs(id),
     bundle BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS batches (
+    id INTEGER PRIMARY KEY,
+    created_at REAL NOT NULL,
+    proofs INTEGER NOT NULL,
+    aggregate BLOB,
+    error TEXT,
+    aggregate_ms REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batch_members (
+    job INTEGER PRIMARY KEY REFERENCES jobs(id),
+    batch INTEGER NOT NULL REFERENCES batches(id),
+    idx INTEGER NOT NULL
+);
 "#;
 
 const JOB_COLUMNS: &str = "id, account, model, model_hash, state, error, chain, token, price, \
     proof_system, attempts, created_at, finished_at, queue_wait_ms, witness_ms, prove_ms, \
-    verify_ms, result, proof_bytes, input";
+    verify_ms, result, proof_bytes, input, \
+    (SELECT batch FROM batch_members WHERE job = jobs.id), \
+    (SELECT idx FROM batch_members WHERE job = jobs.id)";
 
 fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
     let parse_err = |i: usize, e: String| {
@@ -252,6 +291,10 @@ fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
         result: result.and_then(|s| serde_json::from_str(&s).ok()),
         proof_bytes: r.get(18)?,
         input: r.get(19)?,
+        batch: match (r.get(20)?, r.get(21)?) {
+            (Some(id), Some(index)) => Some(BatchRef { id, index }),
+            _ => None,
+        },
     })
 }
 
@@ -541,6 +584,95 @@ impl Store {
                     r.get(0)
                 })
                 .optional()?,
+            )
+        })
+    }
+
+    /// Verified plonky2 jobs in no batch yet, oldest first: `(id, finished_at)`.
+    pub fn unbatched(&self, proof_system: &str, limit: usize) -> Result<Vec<(i64, f64)>> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT id, COALESCE(finished_at, created_at) FROM jobs \
+                 WHERE state = 'verified' AND proof_system = ?1 \
+                   AND id NOT IN (SELECT job FROM batch_members) \
+                 ORDER BY id LIMIT ?2",
+            )?;
+            let rows = st.query_map(params![proof_system, limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    /// Records a batch and its members (in statement order) in one transaction: its aggregate,
+    /// or the error that left it without one.
+    pub fn record_batch(
+        &self,
+        jobs: &[i64],
+        aggregate: std::result::Result<&[u8], &str>,
+        aggregate_ms: f64,
+    ) -> Result<i64> {
+        self.tx(|tx| {
+            let (blob, error) = match aggregate {
+                Ok(b) => (Some(b), None),
+                Err(e) => (None, Some(e)),
+            };
+            tx.execute(
+                "INSERT INTO batches (created_at, proofs, aggregate, error, aggregate_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![now(), jobs.len() as i64, blob, error, aggregate_ms],
+            )?;
+            let batch = tx.last_insert_rowid();
+            for (i, job) in jobs.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO batch_members (job, batch, idx) VALUES (?1, ?2, ?3)",
+                    params![job, batch, i as i64],
+                )?;
+            }
+            Ok(batch)
+        })
+    }
+
+    pub fn batch(&self, id: i64) -> Result<Option<Batch>> {
+        self.with(|c| {
+            let b = c
+                .query_row(
+                    "SELECT id, created_at, proofs, length(aggregate), error, aggregate_ms \
+                     FROM batches WHERE id = ?1",
+                    [id],
+                    |r| {
+                        Ok(Batch {
+                            id: r.get(0)?,
+                            created_at: r.get(1)?,
+                            proofs: r.get(2)?,
+                            aggregate_bytes: r.get(3)?,
+                            error: r.get(4)?,
+                            aggregate_ms: r.get(5)?,
+                            jobs: Vec::new(),
+                        })
+                    },
+                )
+                .optional()?;
+            let Some(mut b) = b else { return Ok(None) };
+            let mut st = c.prepare(
+                "SELECT m.job, j.account FROM batch_members m JOIN jobs j ON j.id = m.job \
+                 WHERE m.batch = ?1 ORDER BY m.idx",
+            )?;
+            b.jobs = st
+                .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(Some(b))
+        })
+    }
+
+    pub fn batch_aggregate(&self, id: i64) -> Result<Option<Vec<u8>>> {
+        self.with(|c| {
+            Ok(
+                c.query_row("SELECT aggregate FROM batches WHERE id = ?1", [id], |r| {
+                    r.get::<_, Option<Vec<u8>>>(0)
+                })
+                .optional()?
+                .flatten(),
             )
         })
     }

@@ -609,3 +609,111 @@ fn bad_requests_get_clear_4xx_answers_and_the_service_keeps_serving() {
     );
     svc.stop();
 }
+
+/// Verified plonky2 jobs are aggregated two at a time: each job names its batch and index,
+/// `GET /v1/batches/{id}` lists the statements and the caller's own jobs, and the downloaded
+/// aggregate verifies and covers each job's downloaded proof under the published key.
+#[test]
+fn plonky2_jobs_are_aggregated_into_batches_that_cover_them() {
+    let spec = Spec::load();
+    let mut config = common::config("api-batches", 1);
+    config.batch_size = 2;
+    config.batch_wait = std::time::Duration::from_secs(600);
+    let svc = ciro_scheduler::start(config).expect("the service starts");
+    let api = Api::new(svc.url(), &spec);
+    let alice = api.funded_account("alice-batch", 10);
+    let bob = api.funded_account("bob-batch", 10);
+    let input = fixture_input("fixtures/models/mlp_small/input.json");
+    let submit = |key: &str| {
+        let r = api.call(
+            "POST",
+            "/v1/jobs",
+            Some(key),
+            Body::Json(json!({ "model": "mlp_small", "input": input, "chain": "starknet", "proof_system": "plonky2" })),
+        );
+        assert_eq!(r.status, 201, "{}", r.error());
+        r.json()["id"].as_i64().unwrap()
+    };
+    let jobs = [(alice.clone(), submit(&alice)), (bob.clone(), submit(&bob))];
+    let mut refs = Vec::new();
+    for (key, id) in &jobs {
+        assert_eq!(api.wait(key, *id)["state"], "verified");
+        let start = std::time::Instant::now();
+        loop {
+            let j = api
+                .call("GET", &format!("/v1/jobs/{id}"), Some(key), Body::None)
+                .json();
+            if !j["batch"].is_null() {
+                refs.push((
+                    j["batch"]["id"].as_i64().unwrap(),
+                    j["batch"]["index"].as_i64().unwrap(),
+                ));
+                break;
+            }
+            assert!(
+                start.elapsed().as_secs() < 300,
+                "job {id} never batched: {j}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    assert_eq!(refs[0].0, refs[1].0);
+    assert_eq!((refs[0].1, refs[1].1), (0, 1));
+    let batch = refs[0].0;
+    let b = api
+        .call(
+            "GET",
+            &format!("/v1/batches/{batch}"),
+            Some(&alice),
+            Body::None,
+        )
+        .json();
+    assert_eq!(b["state"], "aggregated", "{b}");
+    assert_eq!(b["proofs"], 2);
+    assert_eq!(b["statements"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        b["your_jobs"],
+        json!([{ "job": jobs[0].1, "index": 0 }]),
+        "only alice's own job"
+    );
+    let agg = api.call(
+        "GET",
+        &format!("/v1/batches/{batch}/aggregate"),
+        Some(&bob),
+        Body::None,
+    );
+    assert_eq!(agg.status, 200);
+    let agg = ciro_prover::plonky2_backend::aggregate::Aggregate::from_bytes(&agg.bytes).unwrap();
+    let vk_bytes = api
+        .call(
+            "GET",
+            "/v1/models/mlp_small/vk?proof_system=plonky2",
+            None,
+            Body::None,
+        )
+        .bytes;
+    let vk = ciro_prover::load_verifying_key(&vk_bytes).unwrap();
+    for (i, (key, id)) in jobs.iter().enumerate() {
+        let proof = api.call(
+            "GET",
+            &format!("/v1/jobs/{id}/proof"),
+            Some(key),
+            Body::None,
+        );
+        let bundle = ProofBundle::from_bytes(&proof.bytes).unwrap();
+        let v = ciro_verifier::aggregate::verify(&agg, std::slice::from_ref(&vk), Some(&bundle))
+            .expect("the aggregate covers the job");
+        assert!(v.covers.contains(&i), "{:?}", v.covers);
+        assert!(v.statements.iter().all(|(_, confirmed)| *confirmed));
+    }
+    assert_eq!(
+        api.call("GET", "/v1/batches/999", Some(&alice), Body::None)
+            .status,
+        404
+    );
+    assert_eq!(
+        api.call("GET", &format!("/v1/batches/{batch}"), None, Body::None)
+            .status,
+        401
+    );
+}

@@ -13,8 +13,9 @@ use crate::Error;
 pub struct VerifiedAggregate {
     /// The statements, in order, each with whether one of the given keys confirmed its model.
     pub statements: Vec<(Statement, bool)>,
-    /// The index of the bundle asked about, when one was.
-    pub covers: Option<usize>,
+    /// The indexes of the bundle's statement, when one was asked about (equal statements: one
+    /// model, one input, proved twice, are listed at each place).
+    pub covers: Vec<usize>,
     /// The time of the aggregate's proof check alone (not of rebuilding the keys' wrappers).
     pub verify_ms: f64,
 }
@@ -42,12 +43,14 @@ pub fn verify(
         .iter()
         .map(|k| plonky2_key(k.as_ref()))
         .collect::<Result<_, _>>()?;
+    // The merge circuit is built once per process (seconds); only the check itself is timed.
+    ciro_prover::plonky2_backend::aggregate::aggregator();
     let start = std::time::Instant::now();
     let statements = verify_aggregate(agg)?;
     let verify_ms = start.elapsed().as_secs_f64() * 1e3;
-    let confirmed = check_models(statements, &keys)?;
+    let confirmed = check_models(&statements, &keys)?;
     let covers = match statement {
-        None => None,
+        None => Vec::new(),
         Some(b) => {
             let vk = keys
                 .iter()
@@ -58,11 +61,11 @@ pub fn verify(
                         b.header.model_name, b.header.model_commitment
                     ))
                 })?;
-            Some(check_inclusion(agg, vk, b)?)
+            check_inclusion(agg, vk, b)?
         }
     };
     Ok(VerifiedAggregate {
-        statements: statements.iter().cloned().zip(confirmed).collect(),
+        statements: statements.into_iter().zip(confirmed).collect(),
         covers,
         verify_ms,
     })

@@ -2,8 +2,9 @@
 //! `ciro_circuits::plonky2::recursion`).
 //!
 //! The file (magic `CIROAG01`, then a JSON header and the proof, as a bundle) lists the
-//! statements it covers, in order: per proof, the model it claims, the hash of the wrapper
-//! circuit that verified the proof and the hash of the proof's public values. The proof's
+//! statements it covers, in order: per proof, the model it claims (name, commitment and the
+//! hash of its wrapper circuit, listed once per model) and the hash of the proof's public
+//! values. The proof's
 //! public inputs are not stored: the verifier rebuilds them from the list (its Merkle root) and
 //! the merge circuit's own verifier data, so a changed, reordered or shortened list fails.
 //! The claimed model of a statement is confirmed by rebuilding that model's wrapper from its
@@ -46,6 +47,15 @@ pub struct Statement {
     pub public_values: String,
 }
 
+/// A model an aggregate's statements claim, listed once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimedModel {
+    pub name: String,
+    pub commitment: String,
+    /// Its wrapper's hash.
+    pub circuit: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AggregateHeader {
     pub format: String,
@@ -54,7 +64,11 @@ pub struct AggregateHeader {
     /// The hash of the merge circuit's verifier data: one circuit for any models and any
     /// number of proofs.
     pub aggregator: String,
-    pub statements: Vec<Statement>,
+    /// The models the statements claim, each once.
+    pub models: Vec<ClaimedModel>,
+    /// Per proof, in order: the index of its model in `models` and the hash of its public
+    /// values.
+    pub statements: Vec<(usize, String)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,11 +90,13 @@ pub fn aggregation_params() -> ProofParams {
     }
 }
 
-fn hex_of(h: HashOut<F>) -> String {
+/// A hash as an aggregate writes it: `0x` and four 16-digit field elements.
+pub fn hash_to_hex(h: HashOut<F>) -> String {
     hash_hex(h.elements.map(|e| e.to_canonical_u64()))
 }
 
-fn hash_of(s: &str, what: &str) -> Result<HashOut<F>, VerifyError> {
+/// The hash [`hash_to_hex`] wrote; `what` names it in the error.
+pub fn hash_from_hex(s: &str, what: &str) -> Result<HashOut<F>, VerifyError> {
     let e = parse_hash(s).ok_or_else(|| {
         VerifyError::Malformed(format!("{what} {s:?} is not four field elements"))
     })?;
@@ -91,7 +107,7 @@ fn hash_of(s: &str, what: &str) -> Result<HashOut<F>, VerifyError> {
 
 /// The merge circuit's hash, as an aggregate names it.
 pub fn aggregator() -> String {
-    hex_of(recursion::circuit_hash(&Merge::get().data.verifier_only))
+    hash_to_hex(recursion::circuit_hash(&Merge::get().data.verifier_only))
 }
 
 impl Aggregate {
@@ -136,9 +152,55 @@ impl Aggregate {
         Self::from_bytes(&bytes)
     }
 
-    /// The index of `s` in the list (a statement covered twice: the first).
-    pub fn position(&self, s: &Statement) -> Option<usize> {
-        self.header.statements.iter().position(|x| x == s)
+    /// The statements in full, in order (each with its claimed model).
+    pub fn statements(&self) -> Result<Vec<Statement>, VerifyError> {
+        let h = &self.header;
+        if h.statements.len() > MAX_STATEMENTS {
+            return Err(VerifyError::Malformed(format!(
+                "{} statements, over the limit of {MAX_STATEMENTS}",
+                h.statements.len()
+            )));
+        }
+        h.statements
+            .iter()
+            .map(|(m, values)| {
+                let model = h.models.get(*m).ok_or_else(|| {
+                    VerifyError::Malformed(format!(
+                        "a statement names model {m} of {}",
+                        h.models.len()
+                    ))
+                })?;
+                Ok(Statement {
+                    model_name: model.name.clone(),
+                    model_commitment: model.commitment.clone(),
+                    circuit: model.circuit.clone(),
+                    public_values: values.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Lists `statements` in this aggregate's header, each model once.
+    pub fn set_statements(&mut self, statements: &[Statement]) {
+        let mut models: Vec<ClaimedModel> = Vec::new();
+        let mut list = Vec::new();
+        for s in statements {
+            let claimed = ClaimedModel {
+                name: s.model_name.clone(),
+                commitment: s.model_commitment.clone(),
+                circuit: s.circuit.clone(),
+            };
+            let m = models
+                .iter()
+                .position(|x| *x == claimed)
+                .unwrap_or_else(|| {
+                    models.push(claimed);
+                    models.len() - 1
+                });
+            list.push((m, s.public_values.clone()));
+        }
+        self.header.models = models;
+        self.header.statements = list;
     }
 }
 
@@ -148,8 +210,8 @@ pub fn statements_root(statements: &[Statement]) -> Result<HashOut<F>, VerifyErr
         .iter()
         .map(|s| {
             Ok(recursion::leaf(
-                hash_of(&s.circuit, "statement circuit")?,
-                hash_of(&s.public_values, "statement public values")?,
+                hash_from_hex(&s.circuit, "statement circuit")?,
+                hash_from_hex(&s.public_values, "statement public values")?,
             ))
         })
         .collect::<Result<Vec<_>, VerifyError>>()?;
@@ -159,7 +221,7 @@ pub fn statements_root(statements: &[Statement]) -> Result<HashOut<F>, VerifyErr
 
 /// Checks an aggregate in one plonky2 verification; returns the statements it covers. A
 /// statement's model is as claimed once [`check_models`] has seen that model's key.
-pub fn verify_aggregate(agg: &Aggregate) -> Result<&[Statement], VerifyError> {
+pub fn verify_aggregate(agg: &Aggregate) -> Result<Vec<Statement>, VerifyError> {
     let h = &agg.header;
     if h.params != aggregation_params() {
         return Err(VerifyError::Mismatch {
@@ -178,13 +240,8 @@ pub fn verify_aggregate(agg: &Aggregate) -> Result<&[Statement], VerifyError> {
             ),
         });
     }
-    if h.statements.len() > MAX_STATEMENTS {
-        return Err(VerifyError::Malformed(format!(
-            "{} statements, over the limit of {MAX_STATEMENTS}",
-            h.statements.len()
-        )));
-    }
-    let root = statements_root(&h.statements)?;
+    let statements = agg.statements()?;
+    let root = statements_root(&statements)?;
     let mut public_inputs = root.elements.to_vec();
     let own = &merge.data.verifier_only;
     public_inputs.extend_from_slice(&own.circuit_digest.elements);
@@ -201,7 +258,7 @@ pub fn verify_aggregate(agg: &Aggregate) -> Result<&[Statement], VerifyError> {
     }))
     .map_err(|e| VerifyError::Malformed(panic_message(e)))?
     .map_err(|e| VerifyError::Plonky2(format!("the aggregate: {e}")))?;
-    Ok(&h.statements)
+    Ok(statements)
 }
 
 /// The hash of a model's wrapper, built once per key per process.
@@ -234,8 +291,8 @@ pub fn statement_of(
     Ok(Statement {
         model_name: vk.model_name.clone(),
         model_commitment: vk.commitment(),
-        circuit: hex_of(wrapper_hash(vk)?),
-        public_values: hex_of(values),
+        circuit: hash_to_hex(wrapper_hash(vk)?),
+        public_values: hash_to_hex(values),
     })
 }
 
@@ -247,7 +304,7 @@ pub fn check_models(
 ) -> Result<Vec<bool>, VerifyError> {
     let mut wrappers = HashMap::new();
     for k in keys {
-        wrappers.insert(k.commitment(), hex_of(wrapper_hash(k)?));
+        wrappers.insert(k.commitment(), hash_to_hex(wrapper_hash(k)?));
     }
     statements
         .iter()
@@ -267,21 +324,28 @@ pub fn check_models(
 }
 
 /// Checks that `agg` covers `bundle` (a proof under `vk`): the aggregate verifies and lists the
-/// bundle's statement. Returns its index.
+/// bundle's statement. Returns every index it has (proofs of one model on one input make equal
+/// statements: the aggregate shows that such a proof verified, once per listing).
 pub fn check_inclusion(
     agg: &Aggregate,
     vk: &Plonky2VerifyingKey,
     bundle: &ProofBundle,
-) -> Result<usize, VerifyError> {
-    verify_aggregate(agg)?;
+) -> Result<Vec<usize>, VerifyError> {
+    let statements = verify_aggregate(agg)?;
     let s = statement_of(vk, bundle)?;
-    agg.position(&s).ok_or_else(|| VerifyError::Mismatch {
-        field: "statement".into(),
-        detail: format!(
-            "the aggregate does not cover this proof of {} (public values {})",
-            s.model_name, s.public_values
-        ),
-    })
+    let at: Vec<usize> = (0..statements.len())
+        .filter(|&i| statements[i] == s)
+        .collect();
+    if at.is_empty() {
+        return Err(VerifyError::Mismatch {
+            field: "statement".into(),
+            detail: format!(
+                "the aggregate does not cover this proof of {} (public values {})",
+                s.model_name, s.public_values
+            ),
+        });
+    }
+    Ok(at)
 }
 
 #[cfg(feature = "plonky2-prover")]
@@ -382,8 +446,8 @@ mod prove {
             .map(|(i, ((vk, _), w))| Statement {
                 model_name: vk.model_name.clone(),
                 model_commitment: vk.commitment(),
-                circuit: hex_of(wrapper_of(i).circuit_hash()),
-                public_values: hex_of(HashOut {
+                circuit: hash_to_hex(wrapper_of(i).circuit_hash()),
+                public_values: hash_to_hex(HashOut {
                     elements: [
                         w.public_inputs[0],
                         w.public_inputs[1],
@@ -419,16 +483,18 @@ mod prove {
         proof
             .write_proof(&top.proof)
             .map_err(|e| ProveError::Backend(format!("plonky2 aggregate: {e:?}")))?;
-        let agg = Aggregate {
+        let mut agg = Aggregate {
             header: AggregateHeader {
                 format: AGGREGATE_FORMAT.into(),
                 version: AGGREGATE_VERSION,
                 params: aggregation_params(),
                 aggregator: aggregator(),
-                statements,
+                models: Vec::new(),
+                statements: Vec::new(),
             },
             proof,
         };
+        agg.set_statements(&statements);
         Ok((agg, stats))
     }
 }
