@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use ciro_prover::plonky2_backend::aggregate::Aggregate;
 use ciro_prover::{load_verifying_key, ProofBundle};
 
 #[test]
@@ -11,9 +12,10 @@ fn bundles_and_keys_that_crashed_the_verifier_are_rejected() {
     let key = |name: &str| {
         load_verifying_key(&std::fs::read(root.join("seeds").join(name)).unwrap()).unwrap()
     };
-    let (stwo, halo2) = (
+    let (stwo, halo2, plonky2) = (
         key("mlp_small.stwo.vk.json"),
         key("mlp_small.halo2.vk.json"),
+        key("mlp_small.plonky2.vk.json"),
     );
     let mut files: Vec<_> = std::fs::read_dir(root.join("regressions/bundle_key"))
         .unwrap()
@@ -28,10 +30,21 @@ fn bundles_and_keys_that_crashed_the_verifier_are_rejected() {
             let _ = load_verifying_key(rest);
             continue;
         }
+        if mode == 4 {
+            if let Ok(agg) = Aggregate::from_bytes(rest) {
+                let r = ciro_prover::plonky2_backend::aggregate::verify_aggregate(&agg);
+                assert!(r.is_err(), "{}: a changed aggregate verified", f.display());
+            }
+            continue;
+        }
         let Ok(bundle) = ProofBundle::from_bytes(rest) else {
             continue;
         };
-        let vk = if mode == 1 { &stwo } else { &halo2 };
+        let vk = match mode {
+            1 => &stwo,
+            3 => &plonky2,
+            _ => &halo2,
+        };
         let r = ciro_verifier::verify(vk.as_ref(), &bundle);
         assert!(r.is_err(), "{}: a changed bundle verified", f.display());
     }

@@ -14,11 +14,13 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
-use ciro_circuits::plonky2::recursion::{self, Merge, Wrapper};
-use ciro_circuits::plonky2::F;
+use ciro_circuits::plonky2::recursion::{self, Wrapper};
+use ciro_circuits::plonky2::{C, D, F};
 use plonky2::field::types::{Field, PrimeField64};
 use plonky2::hash::hash_types::HashOut;
+use plonky2::plonk::circuit_data::VerifierCircuitData;
 use plonky2::plonk::proof::ProofWithPublicInputs;
+use plonky2::util::serialization::DefaultGateSerializer;
 use serde::{Deserialize, Serialize};
 
 use super::verify::{public_inputs, read_proof};
@@ -105,9 +107,23 @@ pub fn hash_from_hex(s: &str, what: &str) -> Result<HashOut<F>, VerifyError> {
     })
 }
 
+/// The merge circuit's verifier data as this build ships them (`aggregation.key`, plonky2's
+/// serialization): verifying an aggregate needs no circuit to be built. A test checks that they
+/// are the merge circuit's ([`Merge::get`]).
+pub const AGGREGATION_KEY: &[u8] = include_bytes!("aggregation.key");
+
+/// The aggregates' verification key: the merge circuit's verifier data.
+pub fn aggregation_key() -> &'static VerifierCircuitData<F, C, D> {
+    static KEY: OnceLock<VerifierCircuitData<F, C, D>> = OnceLock::new();
+    KEY.get_or_init(|| {
+        VerifierCircuitData::from_bytes(AGGREGATION_KEY.to_vec(), &DefaultGateSerializer)
+            .expect("the shipped aggregation key loads")
+    })
+}
+
 /// The merge circuit's hash, as an aggregate names it.
 pub fn aggregator() -> String {
-    hash_to_hex(recursion::circuit_hash(&Merge::get().data.verifier_only))
+    hash_to_hex(recursion::circuit_hash(&aggregation_key().verifier_only))
 }
 
 impl Aggregate {
@@ -229,7 +245,7 @@ pub fn verify_aggregate(agg: &Aggregate) -> Result<Vec<Statement>, VerifyError> 
             detail: format!("{:?}", h.params),
         });
     }
-    let merge = Merge::get();
+    let key = aggregation_key();
     let ours = aggregator();
     if h.aggregator != ours {
         return Err(VerifyError::Mismatch {
@@ -243,15 +259,14 @@ pub fn verify_aggregate(agg: &Aggregate) -> Result<Vec<Statement>, VerifyError> 
     let statements = agg.statements()?;
     let root = statements_root(&statements)?;
     let mut public_inputs = root.elements.to_vec();
-    let own = &merge.data.verifier_only;
+    let own = &key.verifier_only;
     public_inputs.extend_from_slice(&own.circuit_digest.elements);
     for c in &own.constants_sigmas_cap.0 {
         public_inputs.extend_from_slice(&c.elements);
     }
-    let proof = read_proof(&agg.proof, merge.shape())?;
-    let data = merge.verifier_data();
+    let proof = read_proof(&agg.proof, &key.common)?;
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        data.verify(ProofWithPublicInputs {
+        key.verify(ProofWithPublicInputs {
             proof,
             public_inputs,
         })
@@ -356,7 +371,6 @@ mod prove {
     use std::time::Instant;
 
     use ciro_circuits::plonky2::recursion::{Child, Merge, Wrapper};
-    use ciro_circuits::plonky2::{C, D, F};
     use plonky2::plonk::proof::ProofWithPublicInputs;
     use plonky2::util::serialization::Write;
     use rayon::prelude::*;
@@ -391,6 +405,11 @@ mod prove {
                 "{} proofs, over the limit of {MAX_STATEMENTS}",
                 items.len()
             )));
+        }
+        if Merge::get().data.verifier_only != aggregation_key().verifier_only {
+            return Err(ProveError::Backend(
+                "this build's merge circuit is not the one its aggregation key describes".into(),
+            ));
         }
         let mut stats = AggregateStats::default();
         let fail = |i: usize, e: VerifyError| {
@@ -496,5 +515,34 @@ mod prove {
         };
         agg.set_statements(&statements);
         Ok((agg, stats))
+    }
+}
+
+#[cfg(all(test, feature = "plonky2-prover"))]
+mod tests {
+    use ciro_circuits::plonky2::recursion::Merge;
+    use plonky2::util::serialization::DefaultGateSerializer;
+
+    use super::AGGREGATION_KEY;
+
+    /// The shipped aggregation key is the merge circuit's verifier data, byte for byte. After a
+    /// change to the circuit, `CIRO_WRITE_AGGREGATION_KEY=1` rewrites the file (then rebuild).
+    #[test]
+    fn the_shipped_aggregation_key_is_the_merge_circuits() {
+        let built = Merge::get()
+            .verifier_data()
+            .to_bytes(&DefaultGateSerializer)
+            .expect("the merge circuit's verifier data serialise");
+        if std::env::var_os("CIRO_WRITE_AGGREGATION_KEY").is_some() {
+            let path = concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/src/plonky2_backend/aggregation.key"
+            );
+            std::fs::write(path, &built).expect("writes the key");
+        }
+        assert!(
+            built == AGGREGATION_KEY,
+            "the merge circuit changed: rerun with CIRO_WRITE_AGGREGATION_KEY=1 and rebuild"
+        );
     }
 }
