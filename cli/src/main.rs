@@ -106,9 +106,9 @@ enum Command {
         /// What proofs show of the input (hashed and private need a zero-knowledge backend).
         #[arg(long, value_enum, default_value = "public")]
         input_visibility: proving::Inputs,
-        /// halo2: keep the weights private. The key then holds only a hiding commitment to them,
-        /// made with the secret opening in this file (created when it does not exist; keep it:
-        /// every proof under the key needs it).
+        /// halo2 or plonky2: keep the weights private. The key then holds only a hiding
+        /// commitment to them, made with the secret opening in this file (created when it does
+        /// not exist; keep it: every proof under the key needs it).
         #[arg(long, value_name = "OPENING")]
         private_weights: Option<PathBuf>,
     },
@@ -129,8 +129,8 @@ enum Command {
         /// What the proof shows of the input (hashed and private need a zero-knowledge backend).
         #[arg(long, value_enum, default_value = "public")]
         input_visibility: proving::Inputs,
-        /// halo2: keep the weights private, committed with the opening in this file (created
-        /// when it does not exist; the same file gives the same key).
+        /// halo2 or plonky2: keep the weights private, committed with the opening in this file
+        /// (created when it does not exist; the same file gives the same key).
         #[arg(long, value_name = "OPENING")]
         private_weights: Option<PathBuf>,
     },

@@ -21,10 +21,18 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// A file in this test process's own folder, emptied at first use: a folder left by an
+/// earlier process with the same id must not supply files (an existing weight opening is
+/// reused instead of written).
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ciro-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = std::env::temp_dir().join(format!("ciro-cli-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    })
+    .join(name)
 }
 
 #[test]

@@ -287,3 +287,87 @@ fn private_inputs_leave_no_trace_in_the_bundle() {
         }
     }
 }
+
+/// Private weights: the key holds a hiding Poseidon commitment to the MAC and Arith
+/// coefficients instead of the weights; proofs give the same outputs as with fixed weights; the
+/// opening reproduces the key, a fresh opening commits differently under the same circuit; a
+/// proof made with one weight changed (the same blinding) or checked against another commitment
+/// to the same weights is rejected; and such proofs aggregate like any other.
+#[test]
+fn private_weights_prove_the_same_outputs_and_bind_the_committed_weights() {
+    use ciro_prover::plonky2_backend::aggregate::{aggregate, check_inclusion};
+
+    let (_, fixed) = honest("mlp_small");
+    let (model, input) = common::compile_named("mlp_small");
+    let be = Plonky2Backend::new().with_private_weights(None);
+    let (pk, vk) = be.setup(&model).expect("setup");
+    let wc = vk.weights_commitment.clone().expect("a weights commitment");
+    let b = be.prove(&pk, &input, &mut |_| {}).expect("proof");
+    be.verify(&vk, &b).expect("the honest proof verifies");
+    assert_eq!(b.header.outputs, fixed.header.outputs);
+    assert_eq!(
+        vk.n_public(),
+        fixed.header.outputs[0].values.len() + k_inputs(&vk) + 4
+    );
+
+    let opening = pk.weight_opening().expect("an opening").clone();
+    let (_, again) = Plonky2Backend::new()
+        .with_private_weights(Some(opening.clone()))
+        .setup(&model)
+        .expect("setup with the opening");
+    assert_eq!(again.commitment(), vk.commitment());
+    let (_, fresh) = Plonky2Backend::new()
+        .with_private_weights(None)
+        .setup(&model)
+        .expect("setup with a new opening");
+    assert_ne!(fresh.weights_commitment, Some(wc.clone()));
+    assert_eq!(
+        fresh.key, vk.key,
+        "the circuit holds no weight: only the commitment differs"
+    );
+
+    // Another commitment to the same weights (relabelled so the model check passes).
+    let mut t = b.clone();
+    t.header.model_commitment = fresh.commitment();
+    rejects(&fresh, &t, "another commitment to the same weights");
+
+    // One weight changed, proved with the same blinding: its commitment differs.
+    let changed = common::with_changed_weight(&model);
+    let bc = Plonky2Backend::new().with_private_weights(Some(opening.clone()));
+    let (cpk, cvk) = bc.setup(&changed).expect("setup of the changed model");
+    assert_ne!(cvk.weights_commitment, vk.weights_commitment);
+    let mut t = bc
+        .prove(&cpk, &input, &mut |_| {})
+        .expect("proof with a changed weight");
+    t.header.model_commitment = vk.commitment();
+    t.header.outputs = b.header.outputs.clone();
+    rejects(&vk, &t, "a proof with one weight changed");
+
+    // An opening of another model, or of another backend, is refused at setup.
+    let (other, _) = common::compile_named("relu");
+    let e = Plonky2Backend::new()
+        .with_private_weights(Some(opening.clone()))
+        .setup(&other)
+        .err()
+        .expect("an opening of another model is refused");
+    assert!(e.to_string().contains("another model"), "{e}");
+    let mut halo2ish = opening.clone();
+    halo2ish.format = "ciro-halo2-weight-opening".into();
+    assert!(Plonky2Backend::new()
+        .with_private_weights(Some(halo2ish))
+        .setup(&model)
+        .is_err());
+
+    // Aggregates cover private-weights proofs (the commitment is among the public values).
+    let (agg, _) = aggregate(&[(&vk, &b)], &mut |_| {}).expect("aggregate");
+    assert_eq!(check_inclusion(&agg, &vk, &b).unwrap(), vec![0]);
+}
+
+/// How many public values a key's input contributes.
+fn k_inputs(vk: &Plonky2VerifyingKey) -> usize {
+    match vk.input_visibility {
+        InputVisibility::Public => vk.inputs.iter().map(|t| t.len()).sum(),
+        InputVisibility::Hashed => 4,
+        InputVisibility::Private => 0,
+    }
+}

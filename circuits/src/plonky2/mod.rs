@@ -15,6 +15,11 @@
 //! - `lookup`: plonky2 lookup tables of 16-bit limbs of the function's values.
 //! - `input`: public inputs, their Poseidon hash, or private inputs range-checked.
 //!
+//! With private weights, the MAC and Arith coefficients are prover-set targets instead of
+//! constants (every one, zeros included, so the circuit shows nothing of them), and the circuit
+//! shows a Poseidon commitment to them with four secret blinding elements
+//! ([`weights_commitment`]), which the key records.
+//!
 //! Range checks are plonky2's bit decomposition (`range_check`, one row per check of up to 63
 //! bits); the gates' high-limb bounds give the width, at most `2^30` under
 //! [`FieldBudget::GOLDILOCKS`](crate::FieldBudget::GOLDILOCKS).
@@ -37,6 +42,7 @@ use std::collections::HashMap;
 
 use plonky2::field::goldilocks_field::GoldilocksField;
 use plonky2::field::types::{Field, Field64, PrimeField64};
+use plonky2::hash::poseidon::PoseidonHash;
 use plonky2::iop::target::Target;
 use plonky2::iop::witness::{PartialWitness, WitnessWrite};
 use plonky2::plonk::circuit_builder::CircuitBuilder;
@@ -91,6 +97,10 @@ pub enum Aux {
         d: Operand,
         q: Cell,
     },
+    /// Private weights: the `i`th coefficient, in the order the gates use them.
+    Weight(u32),
+    /// Private weights: the `j`th blinding element of their commitment.
+    Blind(u8),
 }
 
 /// A circuit built for plonky2: its data (keys), and where the prover's values go.
@@ -100,6 +110,19 @@ pub struct Plonky2Circuit {
     pub cells: Vec<Target>,
     /// The targets the prover sets.
     pub aux: Vec<(Target, Aux)>,
+    /// Private weights: the MAC and Arith coefficients in the order the circuit commits to
+    /// them (`None`: they are constants of the circuit).
+    pub private_weights: Option<Vec<i64>>,
+}
+
+/// The commitment a private-weights circuit shows: Poseidon over the coefficients, then the
+/// four secret blinding elements (which make it hiding).
+pub fn weights_commitment(weights: &[i64], blinds: [F; 4]) -> [u64; 4] {
+    use plonky2::plonk::config::Hasher;
+    let felts: Vec<F> = weights.iter().map(|&w| felt(w)).chain(blinds).collect();
+    plonky2::hash::poseidon::PoseidonHash::hash_no_pad(&felts)
+        .elements
+        .map(|e| e.to_canonical_u64())
 }
 
 /// The builder's state while the gates are placed.
@@ -110,6 +133,8 @@ pub(crate) struct Builder<'c> {
     pub aux: Vec<(Target, Aux)>,
     /// Each lowering table's plonky2 lookup tables (one per 16-bit limb of its values).
     pub luts: HashMap<u32, lookup::Limbs>,
+    /// Private weights: each coefficient's target and value, in order.
+    pub weights: Option<Vec<(Target, i64)>>,
 }
 
 impl Builder<'_> {
@@ -143,6 +168,15 @@ impl Builder<'_> {
         }
         *slot = Some(t);
         Ok(())
+    }
+
+    /// A MAC or Arith coefficient: a prover-set target bound by the weight commitment when
+    /// the weights are private, else `None` (the caller uses a constant).
+    pub fn private_weight(&mut self, v: i64) -> Option<Target> {
+        let n = self.weights.as_ref()?.len() as u32;
+        let t = self.prover_value(Aux::Weight(n));
+        self.weights.as_mut()?.push((t, v));
+        Some(t)
     }
 
     /// A target the prover sets to `aux`'s value.
@@ -194,15 +228,21 @@ pub fn bits_for(n: i128) -> usize {
 
 impl Plonky2Circuit {
     /// Builds the plonky2 circuit of `circuit`, with proofs that show the input as `inputs`
-    /// says. Public values, in order: the inputs (or the four elements of their Poseidon hash,
-    /// or nothing), then the outputs.
-    pub fn build(circuit: &Circuit, inputs: InputVisibility) -> Result<Self, CircuitError> {
+    /// says, and the weights as constants or (`private_weights`) as prover values bound by a
+    /// commitment. Public values, in order: the inputs (or the four elements of their Poseidon
+    /// hash, or nothing), the outputs, then the weight commitment's four elements.
+    pub fn build(
+        circuit: &Circuit,
+        inputs: InputVisibility,
+        private_weights: bool,
+    ) -> Result<Self, CircuitError> {
         let mut s = Builder {
             b: CircuitBuilder::new(config()),
             circuit,
             cells: vec![None; circuit.n_cells as usize],
             aux: Vec::new(),
             luts: HashMap::new(),
+            weights: private_weights.then(Vec::new),
         };
         input::build(&mut s, inputs)?;
         for g in &circuit.gates {
@@ -254,6 +294,18 @@ impl Plonky2Circuit {
             let t = s.cell(o)?;
             s.b.register_public_input(t);
         }
+        let private_weights = match s.weights.take() {
+            None => None,
+            Some(w) => {
+                let mut preimage: Vec<Target> = w.iter().map(|&(t, _)| t).collect();
+                for j in 0..4 {
+                    preimage.push(s.prover_value(Aux::Blind(j)));
+                }
+                let h = s.b.hash_n_to_hash_no_pad::<PoseidonHash>(preimage);
+                s.b.register_public_inputs(&h.elements);
+                Some(w.into_iter().map(|(_, v)| v).collect())
+            }
+        };
         let cells = s
             .cells
             .iter()
@@ -267,11 +319,17 @@ impl Plonky2Circuit {
             data,
             cells,
             aux: s.aux,
+            private_weights,
         })
     }
 
-    /// The prover's values for every cell `values` holds (from [`Circuit::assign`]).
-    pub fn witness(&self, values: &[i64]) -> Result<PartialWitness<F>, CircuitError> {
+    /// The prover's values for every cell `values` holds (from [`Circuit::assign`]), and with
+    /// private weights the blinding of their commitment.
+    pub fn witness(
+        &self,
+        values: &[i64],
+        blinds: Option<[F; 4]>,
+    ) -> Result<PartialWitness<F>, CircuitError> {
         let mut pw = PartialWitness::new();
         let op = |o: Operand| match o {
             Operand::Cell(c) => values[c as usize],
@@ -292,6 +350,15 @@ impl Plonky2Circuit {
                         CircuitError::Witness(format!("a division's remainder {r} leaves i64"))
                     })?)
                 }
+                Aux::Weight(i) => felt(
+                    self.private_weights
+                        .as_ref()
+                        .and_then(|w| w.get(i as usize).copied())
+                        .ok_or_else(|| CircuitError::Witness("no private weights".into()))?,
+                ),
+                Aux::Blind(j) => blinds.ok_or_else(|| {
+                    CircuitError::Witness("private weights need their blinding".into())
+                })?[j as usize],
             };
             pw.set_target(t, v)
                 .map_err(|e| CircuitError::Witness(e.to_string()))?;
@@ -332,9 +399,9 @@ mod tests {
             reads: vec![1, 1],
             origins: vec![],
         };
-        let built = Plonky2Circuit::build(&circuit, InputVisibility::Private).unwrap();
+        let built = Plonky2Circuit::build(&circuit, InputVisibility::Private, false).unwrap();
         let verifies = |x: i64| {
-            let pw = built.witness(&[x, 10]).unwrap();
+            let pw = built.witness(&[x, 10], None).unwrap();
             let proof =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| built.data.prove(pw)));
             match proof {

@@ -67,6 +67,11 @@ pub struct Plonky2VerifyingKey {
     pub input_visibility: InputVisibility,
     pub outputs: Vec<TensorInfo>,
     pub labels: Option<Vec<String>>,
+    /// Private weights: the commitment every proof shows (`0x`, four elements: Poseidon over
+    /// the MAC and Arith coefficients and four secret blinding elements). `None`: the weights
+    /// are constants of the circuit, which `key` commits to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_commitment: Option<String>,
 }
 
 impl KeyFile for Plonky2VerifyingKey {
@@ -128,7 +133,13 @@ impl Plonky2VerifyingKey {
             InputVisibility::Hashed => 4,
             InputVisibility::Private => 0,
         };
-        inputs + size(&self.outputs)
+        inputs
+            + size(&self.outputs)
+            + if self.weights_commitment.is_some() {
+                4
+            } else {
+                0
+            }
     }
 }
 
@@ -144,6 +155,10 @@ pub fn input_hash(vk: &Plonky2VerifyingKey, flat: &[i64]) -> Result<String, Prov
     }
     Ok(hash_hex(ciro_circuits::plonky2::input::hash(flat)))
 }
+
+/// The format of a plonky2 weight opening (a [`crate::halo2_weights::WeightOpening`] whose one
+/// column holds the commitment's four blinding elements).
+pub const OPENING_FORMAT: &str = "ciro-plonky2-weight-opening";
 
 pub(crate) fn hash_hex(h: [u64; 4]) -> String {
     let mut s = String::from("0x");

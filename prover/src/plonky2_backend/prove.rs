@@ -7,14 +7,17 @@ use ciro_circuits::plonky2::{Plonky2Circuit, C, D, F};
 use ciro_circuits::Circuit;
 use ciro_model_compiler::eval::IntTensor;
 use ciro_model_compiler::CompiledModel;
+use plonky2::field::types::Field;
 use plonky2::plonk::proof::ProofWithPublicInputs;
 use plonky2::util::serialization::{DefaultGateSerializer, Write};
 
 use super::{
-    hash_hex, params_info, InputVisibility, Plonky2VerifyingKey, BACKEND, VK_FORMAT, VK_VERSION,
+    hash_hex, params_info, InputVisibility, Plonky2VerifyingKey, BACKEND, OPENING_FORMAT,
+    VK_FORMAT, VK_VERSION,
 };
 use crate::bundle::{BundleHeader, KeyFile, ProofBundle, PublicTensor, BUNDLE_VERSION};
 use crate::error::{ProveError, VerifyError};
+use crate::halo2_weights::WeightOpening;
 use crate::public::{flatten_inputs, panic_message, public_tensors, tensors};
 use crate::registry::{BackendId, DynProvingKey, DynVerifyingKey, TypedBackend};
 use crate::{ProofSystem, Stage};
@@ -24,6 +27,8 @@ pub struct Plonky2ProvingKey {
     pub built: Plonky2Circuit,
     pub vk: Plonky2VerifyingKey,
     commitment: String,
+    /// Private weights: the opening (the commitment's blinding) and its four elements.
+    opening: Option<(WeightOpening, [F; 4])>,
 }
 
 /// The plonky2 proof system.
@@ -31,6 +36,63 @@ pub struct Plonky2ProvingKey {
 pub struct Plonky2Backend {
     /// What keys made by `setup` show of the input.
     inputs: InputVisibility,
+    /// Private weights: `Some(None)` makes a new opening at setup, `Some(Some(o))` uses `o`.
+    weights: Option<Option<WeightOpening>>,
+}
+
+/// Four uniform field elements for a new opening.
+fn new_opening(model_hash: &str) -> WeightOpening {
+    use plonky2::field::types::Field64;
+    use rand::RngCore;
+    let mut rng = rand::rngs::OsRng;
+    let mut element = || loop {
+        let v = rng.next_u64();
+        if v < F::ORDER {
+            return format!("{v:016x}");
+        }
+    };
+    WeightOpening {
+        format: OPENING_FORMAT.into(),
+        version: 1,
+        model_hash: model_hash.into(),
+        blinds: vec![(0..4).map(|_| element()).collect()],
+    }
+}
+
+/// The blinding elements of a plonky2 opening for `model_hash`.
+fn opening_blinds(o: &WeightOpening, model_hash: &str) -> Result<[F; 4], ProveError> {
+    if o.format != OPENING_FORMAT || o.version != 1 {
+        return Err(ProveError::Backend(format!(
+            "not a plonky2 weight opening ({} version {})",
+            o.format, o.version
+        )));
+    }
+    if o.model_hash != model_hash {
+        return Err(ProveError::Backend(format!(
+            "the weight opening belongs to another model ({}, not {model_hash})",
+            o.model_hash
+        )));
+    }
+    let hex = match o.blinds.as_slice() {
+        [one] if one.len() == 4 => one,
+        _ => {
+            return Err(ProveError::Backend(
+                "a plonky2 weight opening holds one list of four blinding elements".into(),
+            ))
+        }
+    };
+    let mut out = [F::ZERO; 4];
+    for (o, h) in out.iter_mut().zip(hex) {
+        use plonky2::field::types::Field64;
+        let v = u64::from_str_radix(h, 16)
+            .ok()
+            .filter(|&v| h.len() == 16 && v < F::ORDER)
+            .ok_or_else(|| {
+                ProveError::Backend(format!("blinding element {h:?} is not a field element"))
+            })?;
+        *o = F::from_canonical_u64(v);
+    }
+    Ok(out)
 }
 
 fn backend_error(what: &str) -> impl Fn(String) -> ProveError + '_ {
@@ -45,6 +107,13 @@ impl Plonky2Backend {
     /// The same backend, making keys whose proofs show the input as `inputs` says.
     pub fn with_inputs(mut self, inputs: InputVisibility) -> Self {
         self.inputs = inputs;
+        self
+    }
+
+    /// The same backend, making keys with private weights: the key holds a hiding commitment
+    /// to them, opened by `opening` (a new one if `None`; [`Plonky2ProvingKey::weight_opening`]).
+    pub fn with_private_weights(mut self, opening: Option<WeightOpening>) -> Self {
+        self.weights = Some(opening);
         self
     }
 
@@ -63,7 +132,7 @@ impl Plonky2Backend {
         use plonky2::plonk::prover::prove_with_partition_witness;
         use plonky2::util::timing::TimingTree;
         let (flat, values) = pk.assign(inputs)?;
-        let pw = pk.built.witness(&values)?;
+        let pw = pk.built.witness(&values, pk.blinds())?;
         let data = &pk.built.data;
         let mut witness = generate_partial_witness::<F, C, D>(pw, &data.prover_only, &data.common)
             .map_err(|e| backend_error("witness")(e.to_string()))?;
@@ -88,6 +157,15 @@ impl Plonky2Backend {
 impl Plonky2ProvingKey {
     pub fn commitment(&self) -> &str {
         &self.commitment
+    }
+
+    /// Private weights: the secret opening of the key's weight commitment.
+    pub fn weight_opening(&self) -> Option<&WeightOpening> {
+        self.opening.as_ref().map(|(o, _)| o)
+    }
+
+    fn blinds(&self) -> Option<[F; 4]> {
+        self.opening.as_ref().map(|(_, b)| *b)
     }
 
     /// The inputs flattened and every cell computed.
@@ -151,10 +229,24 @@ impl ProofSystem for Plonky2Backend {
         model: &CompiledModel,
     ) -> Result<(Plonky2ProvingKey, Plonky2VerifyingKey), ProveError> {
         let circuit = crate::registry::backend(BackendId::Plonky2).lower(&model.graph)?;
+        let opening = match &self.weights {
+            None => None,
+            Some(o) => {
+                let o = o.clone().unwrap_or_else(|| new_opening(&model.hash));
+                let blinds = opening_blinds(&o, &model.hash)?;
+                Some((o, blinds))
+            }
+        };
         let built = catch_unwind(AssertUnwindSafe(|| {
-            Plonky2Circuit::build(&circuit, self.inputs)
+            Plonky2Circuit::build(&circuit, self.inputs, opening.is_some())
         }))
         .map_err(|e| backend_error("circuit")(panic_message(e)))??;
+        let weights_commitment = match (&opening, &built.private_weights) {
+            (Some((_, blinds)), Some(w)) => Some(hash_hex(
+                ciro_circuits::plonky2::weights_commitment(w, *blinds),
+            )),
+            _ => None,
+        };
         let key = built
             .data
             .verifier_data()
@@ -172,6 +264,7 @@ impl ProofSystem for Plonky2Backend {
             input_visibility: self.inputs,
             outputs,
             labels: model.graph.labels.clone(),
+            weights_commitment,
         };
         let commitment = KeyFile::commitment(&vk);
         Ok((
@@ -180,6 +273,7 @@ impl ProofSystem for Plonky2Backend {
                 built,
                 vk: vk.clone(),
                 commitment,
+                opening,
             },
             vk,
         ))
@@ -193,7 +287,7 @@ impl ProofSystem for Plonky2Backend {
     ) -> Result<ProofBundle, ProveError> {
         progress(Stage::Witness);
         let (flat, values) = pk.assign(inputs)?;
-        let pw = pk.built.witness(&values)?;
+        let pw = pk.built.witness(&values, pk.blinds())?;
         progress(Stage::Commit);
         let proof = catch_unwind(AssertUnwindSafe(|| pk.built.data.prove(pw)))
             .map_err(|e| backend_error("prover")(panic_message(e)))?
@@ -219,6 +313,9 @@ impl DynProvingKey for Plonky2ProvingKey {
     fn circuit(&self) -> &Circuit {
         &self.circuit
     }
+    fn weight_opening(&self) -> Option<&WeightOpening> {
+        Plonky2ProvingKey::weight_opening(self)
+    }
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
@@ -233,10 +330,9 @@ impl TypedBackend for Plonky2Backend {
 pub(crate) fn prover(
     settings: &crate::registry::ProverSettings,
 ) -> Result<Box<dyn crate::registry::DynProver>, ProveError> {
-    if settings.private_weights.is_some() {
-        return Err(ProveError::Unsupported(
-            "private weights are not available on plonky2 yet: its keys fix the weights".into(),
-        ));
+    let mut be = Plonky2Backend::new().with_inputs(settings.inputs);
+    if let Some(opening) = &settings.private_weights {
+        be = be.with_private_weights(opening.clone());
     }
-    Ok(Box::new(Plonky2Backend::new().with_inputs(settings.inputs)))
+    Ok(Box::new(be))
 }

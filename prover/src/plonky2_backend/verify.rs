@@ -60,9 +60,22 @@ pub(crate) fn public_inputs(
         ShownInput::Nothing => Vec::new(),
     };
     let outputs = check_tensors("outputs", &h.outputs, &vk.outputs, false)?;
+    let weights = match &vk.weights_commitment {
+        None => Vec::new(),
+        Some(c) => parse_hash(c)
+            .ok_or_else(|| {
+                VerifyError::Malformed(format!(
+                    "weights commitment {c:?} is not four field elements"
+                ))
+            })?
+            .into_iter()
+            .map(F::from_canonical_u64)
+            .collect(),
+    };
     Ok(shown
         .into_iter()
         .chain(outputs.into_iter().map(felt))
+        .chain(weights)
         .collect())
 }
 

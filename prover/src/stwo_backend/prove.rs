@@ -341,7 +341,7 @@ pub(crate) fn prover(
     }
     if settings.private_weights.is_some() {
         return Err(ProveError::Unsupported(
-            "stwo proofs are not zero-knowledge, so the key fixes the weights: private weights need halo2 (`--backend halo2`)".into(),
+            "stwo proofs are not zero-knowledge, so the key fixes the weights: private weights need halo2 or plonky2 (`--backend halo2|plonky2`)".into(),
         ));
     }
     Ok(Box::new(StwoBackend::default()))
