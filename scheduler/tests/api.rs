@@ -378,6 +378,10 @@ fn job_lifecycle_accounts_and_ledger_follow_the_openapi_document() {
         .status,
         409
     );
+    // Batches (aggregated plonky2 jobs; the batch test makes real ones): none here.
+    for path in ["/v1/batches/1", "/v1/batches/1/aggregate"] {
+        assert_eq!(api.call("GET", path, Some(&carol), Body::None).status, 404);
+    }
     idle.stop();
 
     let missing: Vec<_> = spec
