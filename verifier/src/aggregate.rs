@@ -2,7 +2,7 @@
 //! (confirmed by those models' keys) and whether it covers a given job's bundle.
 
 use ciro_prover::plonky2_backend::aggregate::{
-    check_inclusion, check_models, verify_aggregate, Aggregate, Statement,
+    check_models, positions, verify_aggregate, Aggregate, Statement,
 };
 use ciro_prover::{DynVerifyingKey, Plonky2VerifyingKey, ProofBundle};
 
@@ -61,7 +61,7 @@ pub fn verify(
                         b.header.model_name, b.header.model_commitment
                     ))
                 })?;
-            check_inclusion(agg, vk, b)?
+            positions(&statements, vk, b)?
         }
     };
     Ok(VerifiedAggregate {

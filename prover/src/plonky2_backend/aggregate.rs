@@ -23,8 +23,8 @@ use plonky2::plonk::proof::ProofWithPublicInputs;
 use plonky2::util::serialization::DefaultGateSerializer;
 use serde::{Deserialize, Serialize};
 
-use super::verify::{public_inputs, read_proof};
-use super::{hash_hex, parse_hash, Plonky2VerifyingKey};
+use super::verify::{public_inputs, read_proof, verify_proof};
+use super::{hash_hex, parse_hash, proof_params, Plonky2VerifyingKey};
 use crate::bundle::{container, split_container, write_atomic, KeyFile, ProofBundle, ProofParams};
 use crate::error::{BundleError, VerifyError};
 use crate::public::panic_message;
@@ -81,15 +81,10 @@ pub struct Aggregate {
 
 /// The parameters of the aggregation circuits' proofs.
 pub fn aggregation_params() -> ProofParams {
-    let c = recursion::aggregation_config();
-    let fri = &c.fri_config;
-    ProofParams {
-        hash: "Poseidon over Goldilocks, FRI, recursive aggregation".into(),
-        log_blowup: fri.rate_bits as u32,
-        n_queries: fri.num_query_rounds as u32,
-        pow_bits: fri.proof_of_work_bits,
-        security_bits: c.security_bits as u32,
-    }
+    proof_params(
+        &recursion::aggregation_config(),
+        "Poseidon over Goldilocks, FRI, recursive aggregation",
+    )
 }
 
 /// A hash as an aggregate writes it: `0x` and four 16-digit field elements.
@@ -265,14 +260,17 @@ pub fn verify_aggregate(agg: &Aggregate) -> Result<Vec<Statement>, VerifyError> 
         public_inputs.extend_from_slice(&c.elements);
     }
     let proof = read_proof(&agg.proof, &key.common)?;
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        key.verify(ProofWithPublicInputs {
+    let checked = verify_proof(
+        key,
+        ProofWithPublicInputs {
             proof,
             public_inputs,
-        })
-    }))
-    .map_err(|e| VerifyError::Malformed(panic_message(e)))?
-    .map_err(|e| VerifyError::Plonky2(format!("the aggregate: {e}")))?;
+        },
+    );
+    checked.map_err(|e| match e {
+        VerifyError::Plonky2(m) => VerifyError::Plonky2(format!("the aggregate: {m}")),
+        e => e,
+    })?;
     Ok(statements)
 }
 
@@ -284,14 +282,14 @@ pub fn wrapper_hash(vk: &Plonky2VerifyingKey) -> Result<HashOut<F>, VerifyError>
     if let Some(h) = cache.lock().expect("wrapper cache").get(&commitment) {
         return Ok(*h);
     }
-    let h = wrapper(vk)?.circuit_hash();
+    let h = wrapper(&vk.circuit_data()?)?.circuit_hash();
     cache.lock().expect("wrapper cache").insert(commitment, h);
     Ok(h)
 }
 
-pub(crate) fn wrapper(vk: &Plonky2VerifyingKey) -> Result<Wrapper, VerifyError> {
-    let data = vk.circuit_data()?;
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Wrapper::build(&data)))
+/// The wrapper of the model whose verifier data are `data`.
+fn wrapper(data: &VerifierCircuitData<F, C, D>) -> Result<Wrapper, VerifyError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Wrapper::build(data)))
         .map_err(|e| VerifyError::Malformed(panic_message(e)))?
         .map_err(|e| VerifyError::Malformed(e.to_string()))
 }
@@ -346,7 +344,16 @@ pub fn check_inclusion(
     vk: &Plonky2VerifyingKey,
     bundle: &ProofBundle,
 ) -> Result<Vec<usize>, VerifyError> {
-    let statements = verify_aggregate(agg)?;
+    positions(&verify_aggregate(agg)?, vk, bundle)
+}
+
+/// Where `statements` (of an aggregate already verified) list `bundle`'s statement: every
+/// index, or an error if none.
+pub fn positions(
+    statements: &[Statement],
+    vk: &Plonky2VerifyingKey,
+    bundle: &ProofBundle,
+) -> Result<Vec<usize>, VerifyError> {
     let s = statement_of(vk, bundle)?;
     let at: Vec<usize> = (0..statements.len())
         .filter(|&i| statements[i] == s)
@@ -415,17 +422,33 @@ mod prove {
         let fail = |i: usize, e: VerifyError| {
             ProveError::Input(format!("proof {i} ({}): {e}", items[i].0.model_name))
         };
+        // Each model once: its commitment, verifier data and first proof; `model_of[i]` is
+        // proof i's.
+        let mut models: Vec<(String, VerifierCircuitData<F, C, D>, usize)> = Vec::new();
+        let mut model_of = Vec::with_capacity(items.len());
+        for (i, (vk, _)) in items.iter().enumerate() {
+            let c = vk.commitment();
+            let m = match models.iter().position(|(m, _, _)| *m == c) {
+                Some(m) => m,
+                None => {
+                    models.push((c, vk.circuit_data().map_err(|e| fail(i, e))?, i));
+                    models.len() - 1
+                }
+            };
+            model_of.push(m);
+        }
         // Every proof must verify first: a clear message instead of a failed wrapping.
         let inner: Vec<Proof> = items
             .par_iter()
             .enumerate()
             .map(|(i, (vk, b))| {
-                super::super::verify(vk, b).map_err(|e| fail(i, e))?;
-                let data = vk.circuit_data().map_err(|e| fail(i, e))?;
-                Ok(ProofWithPublicInputs {
+                let data = &models[model_of[i]].1;
+                let p = ProofWithPublicInputs {
                     proof: read_proof(&b.proof, &data.common).map_err(|e| fail(i, e))?,
                     public_inputs: public_inputs(vk, b).map_err(|e| fail(i, e))?,
-                })
+                };
+                verify_proof(data, p.clone()).map_err(|e| fail(i, e))?;
+                Ok(p)
             })
             .collect::<Result<_, ProveError>>()?;
         progress(&format!(
@@ -434,22 +457,12 @@ mod prove {
         ));
         let t = Instant::now();
         let merge = Merge::get();
-        let mut models: Vec<(String, usize)> = Vec::new();
-        for (i, (vk, _)) in items.iter().enumerate() {
-            let c = vk.commitment();
-            if !models.iter().any(|(m, _)| *m == c) {
-                models.push((c, i));
-            }
-        }
-        let wrappers: Vec<(String, Wrapper)> = models
+        let wrappers: Vec<Wrapper> = models
             .par_iter()
-            .map(|(c, i)| Ok((c.clone(), wrapper(items[*i].0).map_err(|e| fail(*i, e))?)))
-            .collect::<Result<_, ProveError>>()?;
+            .map(|(_, data, first)| wrapper(data).map_err(|e| fail(*first, e)))
+            .collect::<Result<_, _>>()?;
         stats.wrapper_setup_s = t.elapsed().as_secs_f64();
-        let wrapper_of = |i: usize| -> &Wrapper {
-            let c = items[i].0.commitment();
-            &wrappers.iter().find(|(m, _)| *m == c).expect("built").1
-        };
+        let wrapper_of = |i: usize| &wrappers[model_of[i]];
         progress(&format!("wrapping {} proofs", items.len()));
         let t = Instant::now();
         let wrapped: Vec<Proof> = inner
@@ -464,7 +477,7 @@ mod prove {
             .enumerate()
             .map(|(i, ((vk, _), w))| Statement {
                 model_name: vk.model_name.clone(),
-                model_commitment: vk.commitment(),
+                model_commitment: models[model_of[i]].0.clone(),
                 circuit: hash_to_hex(wrapper_of(i).circuit_hash()),
                 public_values: hash_to_hex(HashOut {
                     elements: [

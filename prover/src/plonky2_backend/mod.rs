@@ -40,10 +40,17 @@ const MAX_KEY_BYTES: usize = 64 << 20;
 
 /// The parameters every plonky2 proof of Ciro uses (plonky2's standard configuration).
 pub(crate) fn params_info() -> ProofParams {
-    let c = config();
+    proof_params(&config(), "Poseidon over Goldilocks, FRI, zero-knowledge")
+}
+
+/// What a bundle records of a plonky2 configuration.
+pub(crate) fn proof_params(
+    c: &plonky2::plonk::circuit_data::CircuitConfig,
+    hash: &str,
+) -> ProofParams {
     let fri = &c.fri_config;
     ProofParams {
-        hash: "Poseidon over Goldilocks, FRI, zero-knowledge".into(),
+        hash: hash.into(),
         log_blowup: fri.rate_bits as u32,
         n_queries: fri.num_query_rounds as u32,
         pow_bits: fri.proof_of_work_bits,

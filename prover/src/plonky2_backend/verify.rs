@@ -6,6 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use ciro_circuits::plonky2::{felt, C, D, F};
 use plonky2::field::types::Field;
+use plonky2::plonk::circuit_data::VerifierCircuitData;
 use plonky2::plonk::proof::ProofWithPublicInputs;
 use plonky2::util::serialization::{Buffer, Read};
 
@@ -23,15 +24,24 @@ pub fn verify(
     let public_inputs = public_inputs(vk, bundle)?;
     let data = vk.circuit_data()?;
     let proof = read_proof(&bundle.proof, &data.common)?;
-    catch_unwind(AssertUnwindSafe(|| {
-        data.verify(ProofWithPublicInputs {
+    verify_proof(
+        &data,
+        ProofWithPublicInputs {
             proof,
             public_inputs,
-        })
-    }))
-    .map_err(|e| VerifyError::Malformed(panic_message(e)))?
-    .map_err(|e| VerifyError::Plonky2(e.to_string()))?;
+        },
+    )?;
     Ok(h.outputs.clone())
+}
+
+/// plonky2's verifier, with a panic on a malformed proof as an error.
+pub(crate) fn verify_proof(
+    data: &VerifierCircuitData<F, C, D>,
+    proof: ProofWithPublicInputs<F, C, D>,
+) -> Result<(), VerifyError> {
+    catch_unwind(AssertUnwindSafe(|| data.verify(proof)))
+        .map_err(|e| VerifyError::Malformed(panic_message(e)))?
+        .map_err(|e| VerifyError::Plonky2(e.to_string()))
 }
 
 /// The public values a proof under `vk` must have for `bundle`'s header to be true (the
