@@ -735,19 +735,24 @@ async fn job_proof(
             return Err(not_ready(&job));
         }
         let bytes = s.store.proof(id)?.ok_or_else(|| not_ready(&job))?;
-        Ok((
-            [
-                (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-                (
-                    header::CONTENT_DISPOSITION,
-                    format!("attachment; filename=\"job-{id}.bundle\""),
-                ),
-            ],
-            bytes,
-        )
-            .into_response())
+        Ok(attachment(format!("job-{id}.bundle"), bytes))
     })
     .await
+}
+
+/// A file download: raw bytes, offered under `name`.
+fn attachment(name: String, bytes: Vec<u8>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response()
 }
 
 async fn cancel_job(
@@ -826,17 +831,7 @@ async fn batch_aggregate(
                 ),
             )
         })?;
-        Ok((
-            [
-                (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-                (
-                    header::CONTENT_DISPOSITION,
-                    format!("attachment; filename=\"batch-{id}.agg\""),
-                ),
-            ],
-            bytes,
-        )
-            .into_response())
+        Ok(attachment(format!("batch-{id}.agg"), bytes))
     })
     .await
 }

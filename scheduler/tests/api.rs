@@ -115,15 +115,7 @@ fn an_ethereum_job_is_proved_with_halo2_and_its_calldata_passes_the_evm_verifier
         Some(&alice),
         Body::None,
     );
-    let vk_bytes = api
-        .call(
-            "GET",
-            "/v1/models/mlp_small/vk?proof_system=plonky2",
-            None,
-            Body::None,
-        )
-        .bytes;
-    let vk = ciro_prover::load_verifying_key(&vk_bytes).unwrap();
+    let vk = api.published_key("mlp_small", "plonky2");
     assert_eq!(vk.backend(), ciro_prover::BackendId::Plonky2);
     let bundle = ProofBundle::from_bytes(&proof.bytes).unwrap();
     ciro_verifier::verify(vk.as_ref(), &bundle).expect("the plonky2 proof verifies");
@@ -688,15 +680,7 @@ fn plonky2_jobs_are_aggregated_into_batches_that_cover_them() {
     );
     assert_eq!(agg.status, 200);
     let agg = ciro_prover::plonky2_backend::aggregate::Aggregate::from_bytes(&agg.bytes).unwrap();
-    let vk_bytes = api
-        .call(
-            "GET",
-            "/v1/models/mlp_small/vk?proof_system=plonky2",
-            None,
-            Body::None,
-        )
-        .bytes;
-    let vk = ciro_prover::load_verifying_key(&vk_bytes).unwrap();
+    let vk = api.published_key("mlp_small", "plonky2");
     for (i, (key, id)) in jobs.iter().enumerate() {
         let proof = api.call(
             "GET",

@@ -277,6 +277,18 @@ impl<'s> Api<'s> {
         key
     }
 
+    /// The verification key the service publishes for `model` under `proof_system`.
+    pub fn published_key(
+        &self,
+        model: &str,
+        proof_system: &str,
+    ) -> Box<dyn ciro_prover::DynVerifyingKey> {
+        let path = format!("/v1/models/{model}/vk?proof_system={proof_system}");
+        let r = self.call("GET", &path, None, Body::None);
+        assert_eq!(r.status, 200, "{}", r.error());
+        ciro_prover::load_verifying_key(&r.bytes).expect("the published key loads")
+    }
+
     /// Polls a job until it is final.
     pub fn wait(&self, key: &str, id: i64) -> Value {
         let start = Instant::now();
