@@ -382,6 +382,11 @@ fn print_table(rows: &[Row], markdown: bool) {
             c
         })
         .collect();
+    render_table(&head, cells, markdown);
+}
+
+/// Prints a table with right-aligned columns, as markdown or plain text.
+pub(crate) fn render_table(head: &[&str], cells: Vec<Vec<String>>, markdown: bool) {
     let widths: Vec<usize> = (0..head.len())
         .map(|i| {
             cells

@@ -10,7 +10,7 @@ use ciro_prover::plonky2_backend::aggregate::{aggregate, verify_aggregate};
 use ciro_prover::{Plonky2Backend, Plonky2VerifyingKey, ProofBundle, ProofSystem};
 use serde::Serialize;
 
-use super::bench::{compile_fixture, median, peak_rss_mib, sample_input};
+use super::bench::{compile_fixture, median, peak_rss_mib, render_table, sample_input};
 
 #[derive(Debug, Serialize)]
 struct AggRow {
@@ -135,17 +135,6 @@ pub fn run(
         })
         .collect();
     println!("model: {model} (plonky2, public input)");
-    if markdown {
-        println!("| {} |", head.join(" | "));
-        println!("|{}", "---:|".repeat(head.len()));
-        for c in &cells {
-            println!("| {} |", c.join(" | "));
-        }
-    } else {
-        println!("{}", head.join("\t"));
-        for c in &cells {
-            println!("{}", c.join("\t"));
-        }
-    }
+    render_table(&head, cells, markdown);
     Ok(())
 }

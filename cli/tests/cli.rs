@@ -35,20 +35,25 @@ fn tmp(name: &str) -> PathBuf {
     .join(name)
 }
 
-#[test]
-fn compile_inspect_run_the_digit_model_on_an_image() {
-    let model = fixtures().join("models/image_recognition_v1/model.onnx");
-    let cal = fixtures().join("models/image_recognition_v1/calibration");
-    let out = tmp("digits.ciro.json");
+/// `ciro compile` of fixture model `name` with its calibration inputs into `out`; must succeed.
+fn compile_fixture(name: &str, out: &Path) -> Output {
+    let dir = fixtures().join("models").join(name);
     let o = ciro(&[
         "compile",
-        model.to_str().unwrap(),
+        dir.join("model.onnx").to_str().unwrap(),
         "--calibration",
-        cal.to_str().unwrap(),
+        dir.join("calibration").to_str().unwrap(),
         "-o",
         out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", text(&o));
+    o
+}
+
+#[test]
+fn compile_inspect_run_the_digit_model_on_an_image() {
+    let out = tmp("digits.ciro.json");
+    let o = compile_fixture("image_recognition_v1", &out);
     let t = text(&o);
     for want in [
         "MACs",
@@ -139,16 +144,7 @@ fn errors_are_clear_and_exit_nonzero() {
 
     // Compile mlp_small, then feed it a wrong-shaped input and an unreadable image.
     let out = tmp("small.json");
-    let dir = fixtures().join("models/mlp_small");
-    let o = ciro(&[
-        "compile",
-        dir.join("model.onnx").to_str().unwrap(),
-        "--calibration",
-        dir.join("calibration").to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    compile_fixture("mlp_small", &out);
     let bad = tmp("bad.json");
     std::fs::write(&bad, r#"{"input_data": [[1, 2, 3]]}"#).unwrap();
     let o = ciro(&[
@@ -191,20 +187,10 @@ fn errors_are_clear_and_exit_nonzero() {
 /// refused with a reason and a non-zero exit.
 #[test]
 fn prove_and_verify_the_digit_classifier_on_an_image() {
-    let model = fixtures().join("models/image_recognition_v1/model.onnx");
-    let cal = fixtures().join("models/image_recognition_v1/calibration");
     let image = fixtures().join("images/my-image.jpg");
     let (compiled, bundle, vk) = (tmp("d.ciro.json"), tmp("d.bundle"), tmp("d.vk"));
     let s = |p: &PathBuf| p.to_str().unwrap().to_string();
-    let o = ciro(&[
-        "compile",
-        &s(&model),
-        "--calibration",
-        &s(&cal),
-        "-o",
-        &s(&compiled),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    compile_fixture("image_recognition_v1", &compiled);
     let o = ciro(&[
         "prove",
         &s(&compiled),
@@ -249,17 +235,8 @@ fn prove_and_verify_the_digit_classifier_on_an_image() {
     assert!(text(&o).contains("truncated"), "{}", text(&o));
 
     // Another model's key.
-    let small = fixtures().join("models/mlp_small");
     let (c2, vk2) = (tmp("s.ciro.json"), tmp("s.vk"));
-    let o = ciro(&[
-        "compile",
-        &s(&small.join("model.onnx")),
-        "--calibration",
-        &s(&small.join("calibration")),
-        "-o",
-        &s(&c2),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    compile_fixture("mlp_small", &c2);
     let o = ciro(&["setup", &s(&c2), "-o", &s(&vk2)]);
     assert!(o.status.success(), "{}", text(&o));
     let o = ciro(&["verify", &s(&bundle), "--vk", &s(&vk2)]);
@@ -283,15 +260,7 @@ fn prove_and_verify_with_halo2() {
             .output()
             .expect("ciro runs")
     };
-    let o = run(&[
-        "compile",
-        &s(&dir.join("model.onnx")),
-        "--calibration",
-        &s(&dir.join("calibration")),
-        "-o",
-        &s(&compiled),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    compile_fixture("mlp_small", &compiled);
     // `ciro prove --backend halo2 [extra] --input <the sample> -o OUT --vk-out VK`.
     let prove_halo2 = |extra: &[&str], out: &PathBuf, vk_out: &PathBuf| {
         let (c, i, o, v) = (s(&compiled), s(&dir.join("input.json")), s(out), s(vk_out));
@@ -446,15 +415,7 @@ fn outputs_go_into_folders_that_do_not_exist_yet() {
         base.join("c/m.vk"),
     );
     let s = |p: &PathBuf| p.to_str().unwrap().to_string();
-    let o = ciro(&[
-        "compile",
-        &s(&dir.join("model.onnx")),
-        "--calibration",
-        &s(&dir.join("calibration")),
-        "-o",
-        &s(&compiled),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    compile_fixture("mlp_small", &compiled);
     let o = ciro(&[
         "prove",
         &s(&compiled),
@@ -478,15 +439,7 @@ fn aggregate_plonky2_proofs_and_check_a_job_against_the_aggregate() {
     let dir = fixtures().join("models/mlp_small");
     let s = |p: &PathBuf| p.to_str().unwrap().to_string();
     let compiled = tmp("p.ciro.json");
-    let o = ciro(&[
-        "compile",
-        &s(&dir.join("model.onnx")),
-        "--calibration",
-        &s(&dir.join("calibration")),
-        "-o",
-        &s(&compiled),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    compile_fixture("mlp_small", &compiled);
     // Three inputs: the sample, and two with the first value changed.
     let sample: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("input.json")).unwrap()).unwrap();
