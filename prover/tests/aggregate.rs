@@ -8,6 +8,7 @@ mod common;
 use std::sync::OnceLock;
 
 use ciro_circuits::halo2::InputVisibility;
+use ciro_circuits::plonky2::fri;
 use ciro_circuits::plonky2::recursion::{self, Child, Merge, Wrapper};
 use ciro_circuits::plonky2::F;
 use ciro_model_compiler::eval::IntTensor;
@@ -198,6 +199,13 @@ fn a_tampered_inner_proof_is_not_aggregated() {
     let b = batch();
     let data = b.mlp.circuit_data().unwrap();
     let wrapper = Wrapper::build(&data).expect("wrapper");
+    // mlp_small is small enough to fold by 2; the merge circuit carries the gates verifying
+    // such a proof takes, so one recursive step wraps it.
+    assert_eq!(
+        data.common.config.fri_config.reduction_strategy,
+        fri::BY_TWO
+    );
+    assert_eq!(wrapper.stages(), 1);
     let mut t = b.bundles[0].clone();
     t.header.outputs[0].values[0] += 1;
     let items = [(&b.mlp, &t)];

@@ -22,7 +22,18 @@ fn settings() -> ProverSettings {
 
 /// Proves `model` on `input` with `backend` and checks everything the suite promises.
 fn conforms(backend: BackendId, what: &str, model: &CompiledModel, input: &[IntTensor]) {
-    let prover = ciro_prover::prover(backend, &settings()).expect("prover");
+    conforms_with(backend, &settings(), what, model, input)
+}
+
+/// [`conforms`] with other settings (what proofs show of the input, private weights).
+fn conforms_with(
+    backend: BackendId,
+    settings: &ProverSettings,
+    what: &str,
+    model: &CompiledModel,
+    input: &[IntTensor],
+) {
+    let prover = ciro_prover::prover(backend, settings).expect("prover");
     let pk = prover
         .setup(model, &mut |_| {})
         .unwrap_or_else(|e| panic!("{backend} {what}: setup: {e}"));
@@ -104,10 +115,11 @@ fn transformer_fixtures_agree_with_float_and_prove() {
 
 conformance!(stwo, BackendId::Stwo);
 conformance!(halo2, BackendId::Halo2);
-// plonky2's zero-knowledge blinding makes every circuit at least 2^14 rows (3-4 s a proof
-// here), so CI proves one op fixture per gate kind and a few op families, and three of the five
-// models; `plonky2_all` (ignored, about 15 min) proves every fixture:
-// `cargo test --workspace --test conformance -- --ignored`.
+// plonky2 takes 0.5-1.5 s a small circuit here (its zero-knowledge blinding alone is about
+// 2,300 rows), so CI proves one op fixture per gate kind and a few op families, and three of the
+// five models; `plonky2_all` (ignored) proves every fixture, with the input public, then hashed,
+// then private, then with private weights:
+// `cargo test --release --workspace --test conformance -- --ignored`.
 const PLONKY2_CI_OPS: &[&str] = &[
     "relu",
     "div_tensor",
@@ -126,20 +138,58 @@ conformance!(
 );
 
 mod plonky2_all {
+    use ciro_circuits::halo2::InputVisibility;
+
     use super::*;
 
-    #[test]
-    #[ignore = "about 15 minutes: every fixture on plonky2"]
-    fn every_fixture() {
+    fn every_fixture_with(settings: &ProverSettings, how: &str) {
         for name in support::op_fixtures() {
             let (model, input) = support::compile_op(&name);
-            conforms(BackendId::Plonky2, &format!("op {name}"), &model, &input);
+            let what = format!("op {name}, {how}");
+            conforms_with(BackendId::Plonky2, settings, &what, &model, &input);
         }
         for name in support::MODELS {
             let model = support::compile_fixture(name);
             let input = support::sample_input(&model, name);
-            conforms(BackendId::Plonky2, &format!("model {name}"), &model, &input);
+            let what = format!("model {name}, {how}");
+            conforms_with(BackendId::Plonky2, settings, &what, &model, &input);
         }
+    }
+
+    #[test]
+    #[ignore = "minutes: every fixture on plonky2"]
+    fn every_fixture() {
+        every_fixture_with(&settings(), "input public");
+    }
+
+    #[test]
+    #[ignore = "minutes: every fixture on plonky2, input hashed"]
+    fn every_fixture_input_hashed() {
+        let s = ProverSettings {
+            inputs: InputVisibility::Hashed,
+            ..settings()
+        };
+        every_fixture_with(&s, "input hashed");
+    }
+
+    #[test]
+    #[ignore = "minutes: every fixture on plonky2, input private"]
+    fn every_fixture_input_private() {
+        let s = ProverSettings {
+            inputs: InputVisibility::Private,
+            ..settings()
+        };
+        every_fixture_with(&s, "input private");
+    }
+
+    #[test]
+    #[ignore = "minutes: every fixture on plonky2, weights private"]
+    fn every_fixture_weights_private() {
+        let s = ProverSettings {
+            private_weights: Some(None),
+            ..settings()
+        };
+        every_fixture_with(&s, "weights private");
     }
 }
 

@@ -37,13 +37,17 @@ pub(super) fn build(s: &mut Builder<'_>, g: Division) -> Result<(), CircuitError
     s.b.connect(lhs, rhs);
     s.range_check(r, g.r_hi_bound)?;
     // 2d - 1 - r
-    let t = s.b.arithmetic(F::TWO, -F::ONE, td, one, r);
-    let r_rest = s.b.add_const(t, -F::ONE);
+    let r_rest = match g.d {
+        Operand::Const(d) => s.affine(-1, r, 2 * d - 1),
+        Operand::Cell(_) => {
+            let t = s.b.arithmetic(F::TWO, -F::ONE, td, one, r);
+            s.b.add_const(t, -F::ONE)
+        }
+    };
     s.range_check(r_rest, g.r_hi_bound)?;
-    let above = s.b.add_const(q, -felt(g.q_lo));
+    let above = s.affine(1, q, -g.q_lo);
     s.range_check(above, g.q_hi_bound)?;
-    let t = s.b.mul_const(-F::ONE, q);
-    let below = s.b.add_const(t, felt(g.q_hi));
+    let below = s.affine(-1, q, g.q_hi);
     s.range_check(below, g.q_hi_bound)?;
     s.write(g.out, q)
 }

@@ -29,10 +29,9 @@ pub(super) fn build(s: &mut Builder<'_>, shown: InputVisibility) -> Result<(), C
                 "a hashed or private input needs a range of at most 2^{MAX_RANGE_BITS} values; this model's is [{lo}, {hi}]"
             )));
         }
-        let above = s.b.add_const(t, -felt(lo));
+        let above = s.affine(1, t, -lo);
         s.range_check_bits(above, bits)?;
-        let neg = s.b.neg(t);
-        let below = s.b.add_const(neg, felt(hi));
+        let below = s.affine(-1, t, hi);
         s.range_check_bits(below, bits)?;
     }
     if shown == InputVisibility::Hashed {

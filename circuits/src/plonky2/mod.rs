@@ -20,9 +20,11 @@
 //! shows a Poseidon commitment to them with four secret blinding elements
 //! ([`weights_commitment`]), which the key records.
 //!
-//! Range checks are plonky2's bit decomposition (`range_check`, one row per check of up to 63
-//! bits); the gates' high-limb bounds give the width, at most `2^30` under
-//! [`FieldBudget::GOLDILOCKS`](crate::FieldBudget::GOLDILOCKS).
+//! Range checks are collected and placed together at the end (`range`): as limbs looked up in
+//! one shared table where that saves rows (40 lookups a row), else plonky2's bit decomposition
+//! (one row per check); the gates' high-limb bounds give the width, at most `2^30` under
+//! [`FieldBudget::GOLDILOCKS`](crate::FieldBudget::GOLDILOCKS). The FRI folding is chosen per
+//! circuit to keep the zero-knowledge blinding small (`fri`).
 //!
 //! Why nothing wraps: every cell's honest value is an integer of magnitude at most `2^62`
 //! (the budget), below `p/2 ≈ 2^63`, so a field element names exactly one such integer. A wrong
@@ -32,9 +34,11 @@
 
 mod arith;
 mod div;
+pub mod fri;
 pub mod input;
 mod lookup;
 mod mac;
+mod range;
 pub mod recursion;
 mod select;
 
@@ -59,7 +63,8 @@ pub const D: usize = 2;
 pub type C = PoseidonGoldilocksConfig;
 
 /// plonky2's standard configuration (100 conjectured bits: blowup 8, 28 queries, 16 bits of
-/// proof of work) with zero-knowledge on: wires and permutation products are blinded.
+/// proof of work) with zero-knowledge on: wires and permutation products are blinded. Each
+/// circuit replaces the FRI folding with its own ([`fri::folding`]).
 pub fn config() -> CircuitConfig {
     CircuitConfig::standard_recursion_zk_config()
 }
@@ -135,6 +140,8 @@ pub(crate) struct Builder<'c> {
     pub luts: HashMap<u32, lookup::Limbs>,
     /// Private weights: each coefficient's target and value, in order.
     pub weights: Option<Vec<(Target, i64)>>,
+    /// Every range check (a target and its width in bits), placed together at the end.
+    ranges: Vec<(Target, usize)>,
 }
 
 impl Builder<'_> {
@@ -186,6 +193,13 @@ impl Builder<'_> {
         t
     }
 
+    /// `k·x + c` in one operation of plonky2's arithmetic gate (`k·x·1 + c·1`; operations
+    /// share a row when they share `k` and `c`).
+    pub fn affine(&mut self, k: i64, x: Target, c: i64) -> Target {
+        let one = self.b.one();
+        self.b.arithmetic(felt(k), felt(c), x, one, one)
+    }
+
     /// `Σ k·t + c`.
     pub fn linear(&mut self, terms: &[(i64, Target)], c: i64) -> Target {
         let one = self.b.one();
@@ -212,9 +226,28 @@ impl Builder<'_> {
                 "a range of 2^{bits} values is wider than the 2^{MAX_RANGE_BITS} plonky2's range check proves here"
             )));
         }
-        self.b.range_check(x, bits);
+        self.ranges.push((x, bits));
         Ok(())
     }
+}
+
+/// The rows a circuit will have before blinding: its gates, the lookup rows plonky2 places
+/// when it builds (each table, then 40 lookups a row), the public values' hash and gate, and
+/// a margin for the constants plonky2 places then (two a row).
+fn rows(b: &CircuitBuilder<F, D>) -> usize {
+    let config = &b.config;
+    let lookups: usize = (0..b.num_luts())
+        .map(|i| {
+            b.get_lut(i)
+                .len()
+                .div_ceil(range::table_entries_per_row(config))
+                + b.get_lut_lookups(i)
+                    .len()
+                    .div_ceil(range::lookups_per_row(config))
+        })
+        .sum();
+    let gates = b.num_gates();
+    gates + lookups + b.num_public_inputs().div_ceil(8) + 1 + gates / 64 + 16
 }
 
 /// The widest range check: the wrong side of a comparison (at most `2^63` below `p`) must
@@ -243,6 +276,7 @@ impl Plonky2Circuit {
             aux: Vec::new(),
             luts: HashMap::new(),
             weights: private_weights.then(Vec::new),
+            ranges: Vec::new(),
         };
         input::build(&mut s, inputs)?;
         for g in &circuit.gates {
@@ -314,6 +348,11 @@ impl Plonky2Circuit {
                 t.ok_or_else(|| CircuitError::Malformed(format!("cell {i} is never written")))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let config = config();
+        let widths: Vec<usize> = s.ranges.iter().map(|&(_, bits)| bits).collect();
+        let plan = range::plan(&config, rows(&s.b), &widths, s.b.num_luts() > 0);
+        range::place(&mut s.b, &s.ranges, plan);
+        s.b.config.fri_config.reduction_strategy = fri::folding(&config, rows(&s.b));
         let data = s.b.build::<C>();
         Ok(Plonky2Circuit {
             data,

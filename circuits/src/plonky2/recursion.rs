@@ -25,7 +25,10 @@
 use std::sync::OnceLock;
 
 use plonky2::field::types::Field;
+use plonky2::gates::coset_interpolation::CosetInterpolationGate;
+use plonky2::gates::gate::GateRef;
 use plonky2::gates::noop::NoopGate;
+use plonky2::gates::random_access::RandomAccessGate;
 use plonky2::hash::hash_types::{HashOut, HashOutTarget};
 use plonky2::hash::hashing::hash_n_to_hash_no_pad;
 use plonky2::hash::poseidon::{PoseidonHash, PoseidonPermutation};
@@ -38,6 +41,7 @@ use plonky2::plonk::circuit_data::{
 };
 use plonky2::plonk::proof::{ProofWithPublicInputs, ProofWithPublicInputsTarget};
 
+use super::fri::NARROW;
 use super::{C, D, F};
 use crate::error::CircuitError;
 
@@ -300,6 +304,12 @@ impl Merge {
         for g in &shape.gates {
             b.add_gate_to_gate_set(g.clone());
         }
+        // Inference proofs fold by 2 or by 16 (`fri.rs`): verifying the former takes these
+        // gates, which every wrapper, in the merge circuit's shape, must find in its gate set.
+        b.add_gate_to_gate_set(GateRef::new(CosetInterpolationGate::new(NARROW)));
+        b.add_gate_to_gate_set(GateRef::new(RandomAccessGate::new_from_config(
+            &config, NARROW,
+        )));
         pad(&mut b, shape.degree_bits().max(MIN_MERGE_DEGREE_BITS));
         let data = b.build::<C>();
         let [s0, s1]: [Side; 2] = sides.try_into().ok().expect("two sides");

@@ -15,7 +15,7 @@ mod verify;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 pub use ciro_circuits::halo2::InputVisibility;
-use ciro_circuits::plonky2::{config, C, D, F};
+use ciro_circuits::plonky2::{config, fri, C, D, F};
 use plonky2::field::types::Field64;
 use plonky2::plonk::circuit_data::VerifierCircuitData;
 use plonky2::util::serialization::DefaultGateSerializer;
@@ -105,13 +105,17 @@ impl Plonky2VerifyingKey {
         }))
         .map_err(|e| VerifyError::Malformed(panic_message(e)))?
         .map_err(|e| VerifyError::Malformed(format!("the plonky2 key does not load: {e:?}")))?;
-        let c = config();
-        // The FRI parameters the verifier uses are the key's own copy: they must be the ones
-        // the configuration gives at this size.
-        if data.common.config != c
-            || data.common.fri_params
-                != c.fri_config
-                    .fri_params(data.common.fri_params.degree_bits, c.zero_knowledge)
+        // The configuration is Ciro's but for the FRI folding, which each circuit chooses
+        // among the foldings Ciro makes (`ciro_circuits::plonky2::fri`); the FRI parameters the
+        // verifier uses are the key's own copy: they must be the ones that configuration gives
+        // at this size.
+        let mut c = config();
+        c.fri_config.reduction_strategy = data.common.config.fri_config.reduction_strategy.clone();
+        let degree_bits = data.common.fri_params.degree_bits;
+        let admissible = fri::admissible(&c.fri_config.reduction_strategy);
+        if !admissible
+            || data.common.config != c
+            || data.common.fri_params != c.fri_config.fri_params(degree_bits, c.zero_knowledge)
         {
             return Err(VerifyError::Malformed(
                 "the plonky2 key is not of Ciro's configuration (security, zero-knowledge)".into(),
