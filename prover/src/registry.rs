@@ -189,11 +189,11 @@ static BACKENDS: [BackendInfo; 3] = [
         id: BackendId::Plonky2,
         name: "plonky2",
         bundle_name: crate::plonky2_backend::BACKEND,
-        summary: "PLONK with FRI over Goldilocks: transparent, zero-knowledge, ~130 KB proofs",
+        summary: "PLONK with FRI over Goldilocks: transparent, zero-knowledge, 150-210 KB proofs, aggregatable",
         key_format: crate::plonky2_backend::VK_FORMAT,
-        // Measured 2026-11-30: 3.2-3.7 s for the small fixtures (0.12-0.14 s with stwo), 13.5 s
-        // for the LeNet (0.19 s): its zero-knowledge blinding sets a floor of 2^14 rows.
-        relative_cost: 30,
+        // Measured 2026-11-30: 1.1-1.3 s for the small fixtures (0.13-0.14 s with stwo), 4.6 s
+        // for the LeNet (0.19 s) and 5.1 s for the MNIST MLP (0.12 s): about 10x at the median.
+        relative_cost: 10,
         evm: false,
         budget: FieldBudget::GOLDILOCKS,
         load_key: load_typed::<Plonky2VerifyingKey>,

@@ -17,6 +17,7 @@ use ciro_prover::{
     VerifyError,
 };
 use plonky2::field::types::PrimeField64;
+use plonky2::fri::reduction_strategies::FriReductionStrategy;
 
 struct Keys {
     pk: Plonky2ProvingKey,
@@ -121,12 +122,22 @@ fn tampered_statements_and_proofs_are_rejected() {
     // the edit is in its configuration or in its FRI parameters' own copy of it.
     type Edit =
         fn(&mut plonky2::plonk::circuit_data::CommonCircuitData<ciro_circuits::plonky2::F, 2>);
-    let edits: [(&str, Edit); 2] = [
+    let edits: [(&str, Edit); 4] = [
         ("a key with 1 FRI query", |c| {
             c.config.fri_config.num_query_rounds = 1
         }),
         ("a key whose FRI parameters ask 1 query", |c| {
             c.fri_params.config.num_query_rounds = 1
+        }),
+        // A folding Ciro does not make (the key's strategy and its arities agree).
+        ("a key folding by 4", |c| {
+            let s = FriReductionStrategy::ConstantArityBits(2, 0);
+            c.fri_params.reduction_arity_bits = s.reduction_arity_bits(c.degree_bits(), 3, 4, 28);
+            c.config.fri_config.reduction_strategy = s.clone();
+            c.fri_params.config.reduction_strategy = s;
+        }),
+        ("a key whose FRI parameters fold once less", |c| {
+            c.fri_params.reduction_arity_bits.pop();
         }),
     ];
     for (case, edit) in edits {
