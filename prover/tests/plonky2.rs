@@ -122,7 +122,7 @@ fn tampered_statements_and_proofs_are_rejected() {
     // the edit is in its configuration or in its FRI parameters' own copy of it.
     type Edit =
         fn(&mut plonky2::plonk::circuit_data::CommonCircuitData<ciro_circuits::plonky2::F, 2>);
-    let edits: [(&str, Edit); 4] = [
+    let edits: [(&str, Edit); 5] = [
         ("a key with 1 FRI query", |c| {
             c.config.fri_config.num_query_rounds = 1
         }),
@@ -139,6 +139,8 @@ fn tampered_statements_and_proofs_are_rejected() {
         ("a key whose FRI parameters fold once less", |c| {
             c.fri_params.reduction_arity_bits.pop();
         }),
+        // Answered at once, not by folding 2^60 rows.
+        ("a key of 2^60 rows", |c| c.fri_params.degree_bits = 60),
     ];
     for (case, edit) in edits {
         let mut weak = k.vk.clone();
@@ -239,8 +241,10 @@ fn hashed_and_private_inputs_prove_the_same_outputs_and_bind_the_input() {
         let mut t = b.clone();
         t.header.inputs = public.header.inputs.clone();
         reject(&t, "a bundle carrying the input");
-        // The input one past its declared range in the witness (the hash, if any, follows it):
-        // the in-circuit range check refuses it.
+        // The input one past its declared range in the witness (copies of the cell move with
+        // it, values computed from it do not, so the arithmetic that feeds its range check
+        // refuses it first; `a_private_input_of_a_one_value_range_is_pinned` in the circuits
+        // crate has the honest prover face an out-of-range input).
         let past = vk.inputs[0].hi + 1 - flat[0];
         let t = be
             .prove_tampered(&pk, &input, 0, past)

@@ -2,6 +2,10 @@
 //! index `x - x_lo` is looked up in one table per 16-bit limb of `table[i] - min`, and `out`
 //! is the limbs recombined. The lookup argument puts `(x - x_lo, limb)` in each limb's table,
 //! so `x` is inside the domain and every limb, hence `out`, is the function's value.
+//!
+//! Zero-knowledge caveat: plonky2 1.1 does not blind its lookup polynomials, which are opened at
+//! `ζ` and at the FRI query points, so with a hashed or private input the openings carry linear
+//! combinations of the looked-up values (range checks avoid tables then, `range.rs`).
 
 use std::sync::Arc;
 

@@ -212,13 +212,15 @@ impl Builder<'_> {
         acc
     }
 
-    /// Proves `0 <= x < hi_bound · 2^16` (a gate's high-limb bound, as the lowering gives it).
+    /// Proves `0 <= x < 2^b` for a `b` from the width of `hi_bound · 2^16` (a gate's high-limb
+    /// bound, as the lowering gives it) up to [`MAX_RANGE_BITS`]: limbs round the width up
+    /// (`range`), so a caller may rely on non-negativity below `2^62`, not on the tight bound.
     pub fn range_check(&mut self, x: Target, hi_bound: i64) -> Result<(), CircuitError> {
         self.range_check_bits(x, bits_for(hi_bound as i128) + LIMB_BITS as usize)
     }
 
-    /// Proves `0 <= x < 2^bits` (`2^1` for `bits` 0: plonky2's zero-bit decomposition would
-    /// not constrain `x` at all, and callers check both sides of a range).
+    /// Proves `0 <= x < 2^b` for a `b` from `bits` (at least 1: plonky2's zero-bit decomposition
+    /// would not constrain `x` at all) up to [`MAX_RANGE_BITS`], as [`Builder::range_check`].
     pub fn range_check_bits(&mut self, x: Target, bits: usize) -> Result<(), CircuitError> {
         let bits = bits.max(1);
         if bits > MAX_RANGE_BITS {
@@ -350,7 +352,8 @@ impl Plonky2Circuit {
             .collect::<Result<Vec<_>, _>>()?;
         let config = config();
         let widths: Vec<usize> = s.ranges.iter().map(|&(_, bits)| bits).collect();
-        let plan = range::plan(&config, rows(&s.b), &widths, s.b.num_luts() > 0);
+        let secret = inputs != InputVisibility::Public || private_weights.is_some();
+        let plan = range::plan(&config, rows(&s.b), &widths, s.b.num_luts() > 0, secret);
         range::place(&mut s.b, &s.ranges, plan);
         s.b.config.fri_config.reduction_strategy = fri::folding(&config, rows(&s.b));
         let data = s.b.build::<C>();

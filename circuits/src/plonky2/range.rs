@@ -69,7 +69,21 @@ pub fn rows(config: &CircuitConfig, checks: &[usize], plan: Plan) -> usize {
 /// The plan that gives the smallest circuit, for `checks` after `rows_before` rows of gates:
 /// the fewest padded rows, then no new table (a circuit without lookups has no lookup
 /// argument to prove), then the fewest rows.
-pub fn plan(config: &CircuitConfig, rows_before: usize, checks: &[usize], has_luts: bool) -> Plan {
+///
+/// A circuit whose witness is secret (a hashed or private input, private weights) gets no
+/// table: plonky2 1.1 does not blind its lookup polynomials (they are opened at `ζ` and at every
+/// FRI query point like the blinded ones), so a table would expose combinations of the limbs
+/// of secret values.
+pub fn plan(
+    config: &CircuitConfig,
+    rows_before: usize,
+    checks: &[usize],
+    has_luts: bool,
+    secret_witness: bool,
+) -> Plan {
+    if secret_witness {
+        return None;
+    }
     let candidates = std::iter::once(None).chain((1..=MAX_LIMB_BITS).map(Some));
     candidates
         .min_by_key(|&p| {
@@ -84,12 +98,13 @@ pub fn plan(config: &CircuitConfig, rows_before: usize, checks: &[usize], has_lu
 }
 
 /// Places `checks` (a target and its width in bits) under `plan`; returns the limbs each check
-/// was split into (none where `x` itself is looked up or decomposed in bits).
+/// was split into, each with its lookup's output (none where `x` itself is looked up or
+/// decomposed in bits).
 pub fn place(
     b: &mut CircuitBuilder<F, D>,
     checks: &[(Target, usize)],
     plan: Plan,
-) -> Vec<Vec<Target>> {
+) -> Vec<Vec<[Target; 2]>> {
     let Some(w) = plan else {
         for &(x, bits) in checks {
             b.range_check(x, bits);
@@ -118,14 +133,16 @@ pub fn place(
             limbs: limbs.clone(),
             w,
         });
+        let looked: Vec<[Target; 2]> = limbs
+            .iter()
+            .map(|&l| [l, b.add_lookup_from_index(l, lut)])
+            .collect();
         let mut acc = limbs[0];
-        b.add_lookup_from_index(limbs[0], lut);
         for (j, &l) in limbs.iter().enumerate().skip(1) {
-            b.add_lookup_from_index(l, lut);
             acc = b.arithmetic(F::from_canonical_u64(1 << (w * j)), F::ONE, l, one, acc);
         }
         b.connect(x, acc);
-        split.push(limbs);
+        split.push(looked);
     }
     split
 }
@@ -190,7 +207,7 @@ mod tests {
     /// `x` checked below 2^20 with two 10-bit limbs; the witness after plonky2 generated it,
     /// changed by `edit`, proved: `None` if plonky2's prover refuses it, else whether the
     /// verifier accepts the proof.
-    fn verifies(x: u64, edit: impl Fn(&mut PartitionWitness<F>, &[Target])) -> Option<bool> {
+    fn verifies(x: u64, edit: impl Fn(&mut PartitionWitness<F>, &[[Target; 2]])) -> Option<bool> {
         let mut b = CircuitBuilder::<F, D>::new(config());
         let t = b.add_virtual_target();
         b.register_public_input(t);
@@ -230,26 +247,46 @@ mod tests {
     /// cannot even count it among the table's entries (the lookup argument's multiplicities).
     #[test]
     fn a_limb_outside_the_table_cannot_be_proven() {
-        let wide_low_limb = |w: &mut PartitionWitness<F>, l: &[Target]| {
-            set(w, l[0], 5 + (1 << 10));
-            set(w, l[1], 2);
+        let wide_low_limb = |w: &mut PartitionWitness<F>, l: &[[Target; 2]]| {
+            for (limb, v) in l.iter().zip([5 + (1 << 10), 2]) {
+                set(w, limb[0], v);
+                set(w, limb[1], v);
+            }
         };
         assert_eq!(verifies(5 + (3 << 10), wide_low_limb), None);
     }
 
-    /// One limb changed to another entry of the table: the limbs no longer add up to `x`.
+    /// One limb changed to another entry of the table, its lookup with it (so the lookup
+    /// holds): only the recombination can refuse it, low limb or high.
     #[test]
     fn limbs_that_do_not_add_up_are_rejected_by_the_verifier() {
-        assert_eq!(verifies(5 + (3 << 10), |w, l| set(w, l[1], 4)), Some(false));
+        for (j, v) in [(0, 6), (1, 4)] {
+            let other_entry = |w: &mut PartitionWitness<F>, l: &[[Target; 2]]| {
+                set(w, l[j][0], v);
+                set(w, l[j][1], v);
+            };
+            assert_eq!(
+                verifies(5 + (3 << 10), other_entry),
+                Some(false),
+                "limb {j}"
+            );
+        }
+    }
+
+    /// Secret witnesses get no table (plonky2 does not blind lookup polynomials).
+    #[test]
+    fn a_secret_witness_gets_no_table() {
+        let many = vec![30; 20_000];
+        assert_eq!(plan(&config(), 10_000, &many, false, true), None);
     }
 
     #[test]
     fn a_table_is_used_only_where_it_saves_rows() {
         let c = config();
         // A few checks: bit decomposition; thousands: limbs of a table.
-        assert_eq!(plan(&c, 1000, &[30; 10], false), None);
+        assert_eq!(plan(&c, 1000, &[30; 10], false, false), None);
         let many = vec![30; 20_000];
-        let p = plan(&c, 10_000, &many, false).expect("a table");
+        let p = plan(&c, 10_000, &many, false, false).expect("a table");
         assert!(rows(&c, &many, Some(p)) < many.len() / 4, "{p}");
     }
 }

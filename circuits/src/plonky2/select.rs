@@ -1,7 +1,7 @@
 //! `out = s·(p·(a,b,1)) + (1-s)·(q·(a,b,1))` with `s = [a >= b]`: `s` is a prover value pinned
 //! boolean, and the comparison `s·(a-b) + (1-s)·(b-a-1)` is range-checked below the gate's
 //! width. For the wrong `s` that value is negative, a field element within `2^63` of `p`,
-//! which no range check of at most 30 bits admits.
+//! which no range check of at most 62 bits admits.
 
 use plonky2::field::types::Field;
 use plonky2::iop::target::BoolTarget;

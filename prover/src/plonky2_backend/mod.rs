@@ -112,6 +112,13 @@ impl Plonky2VerifyingKey {
         let mut c = config();
         c.fri_config.reduction_strategy = data.common.config.fri_config.reduction_strategy.clone();
         let degree_bits = data.common.fri_params.degree_bits;
+        // Goldilocks has subgroups of at most 2^32 points for the blown-up domain; a larger
+        // size is malformed (and plonky2 would fold it for ever below).
+        if degree_bits + c.fri_config.rate_bits > 32 {
+            return Err(VerifyError::Malformed(format!(
+                "the plonky2 key claims 2^{degree_bits} rows"
+            )));
+        }
         let admissible = fri::admissible(&c.fri_config.reduction_strategy);
         if !admissible
             || data.common.config != c
