@@ -73,9 +73,10 @@ pub fn folding(config: &CircuitConfig, rows: usize) -> FriReductionStrategy {
     }
 }
 
-/// log2 of the rows of a circuit of `rows` rows under the folding [`folding`] chooses.
+/// log2 of the rows of a circuit of `rows` rows under the folding [`folding`] chooses (the
+/// smaller of the two).
 pub fn smallest_degree_bits(config: &CircuitConfig, rows: usize) -> usize {
-    degree_bits(config, rows, &folding(config, rows))
+    degree_bits(config, rows, &BY_TWO).min(degree_bits(config, rows, &STANDARD))
 }
 
 #[cfg(test)]
