@@ -738,28 +738,59 @@ impl Output {
 }
 
 /// Polls a job until it reaches a final state, showing each change on stderr.
+/// Follows a job through its live event stream (`GET /v1/jobs/{id}/events`) until it is
+/// final, printing each state as it is reached; reconnects if the stream ends early.
 fn follow(client: &Client, id: i64, quiet: bool, timeout_s: u64) -> Result<Value> {
+    use std::io::BufRead;
     let start = Instant::now();
-    let mut last = String::new();
+    let limit = Duration::from_secs(timeout_s);
+    let mut last = String::from("queued");
+    let mut shown = String::new();
     loop {
-        if start.elapsed() > Duration::from_secs(timeout_s) {
+        let Some(left) = limit.checked_sub(start.elapsed()).filter(|d| !d.is_zero()) else {
             bail!(
                 "job {id} is still {last} after {timeout_s} s; it goes on: check it with `ciro-cli job-status --job-id {id}`"
             );
+        };
+        let req = client
+            .request("GET", &format!("/v1/jobs/{id}/events"))
+            .timeout(left);
+        let stream = std::io::BufReader::new(client.send(req, None)?.into_reader());
+        let (mut event, mut data) = (String::new(), String::new());
+        for line in stream.lines() {
+            // A read error is the time limit or a dropped connection: the loop decides.
+            let Ok(line) = line else { break };
+            if let Some(e) = line.strip_prefix("event:") {
+                event = e.trim().to_string();
+            } else if let Some(d) = line.strip_prefix("data:") {
+                data.push_str(d.strip_prefix(' ').unwrap_or(d));
+            } else if line.is_empty() && !data.is_empty() {
+                let v: Value =
+                    serde_json::from_str(&data).context("the service sent an invalid event")?;
+                if event == "error" {
+                    bail!(
+                        "{}",
+                        v["error"].as_str().unwrap_or("the event stream failed")
+                    );
+                }
+                last = v["state"].as_str().unwrap_or("?").to_string();
+                if last != shown && !quiet {
+                    eprintln!(
+                        "[{:>7.2} s] job {id}: {last}",
+                        start.elapsed().as_secs_f64()
+                    );
+                }
+                shown = last.clone();
+                if matches!(last.as_str(), "verified" | "failed" | "cancelled") {
+                    return Ok(v);
+                }
+                event.clear();
+                data.clear();
+            }
         }
-        let v = client.json("GET", &format!("/v1/jobs/{id}"), None)?;
-        let state = v["state"].as_str().unwrap_or("?").to_string();
-        if state != last && !quiet {
-            eprintln!(
-                "[{:>7.2} s] job {id}: {state}",
-                start.elapsed().as_secs_f64()
-            );
-        }
-        if matches!(state.as_str(), "verified" | "failed" | "cancelled") {
-            return Ok(v);
-        }
-        last = state;
-        std::thread::sleep(Duration::from_millis(100));
+        // The stream ended before the final state (the service restarted, or the stream's
+        // lifetime ran out): reconnect.
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

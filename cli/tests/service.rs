@@ -1,14 +1,13 @@
 //! The service as users run it: `ciro serve` as a real process, `ciro-cli` commands exactly as
 //! the docs show them, and a SIGKILL while a job is proving.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use ciro_test_support::fixtures;
+use ciro_test_support::{fixtures, Service};
 
 fn fresh_dir(name: &str) -> PathBuf {
     let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
@@ -17,56 +16,12 @@ fn fresh_dir(name: &str) -> PathBuf {
     d
 }
 
-struct Service {
-    child: Child,
-    url: String,
+fn start(data: &Path) -> Service {
+    start_with(data, &[])
 }
 
-impl Service {
-    /// Starts `ciro serve` on a free port and waits for its "listening on" line.
-    fn start(data: &Path) -> Service {
-        Service::start_with(data, &[])
-    }
-
-    fn start_with(data: &Path, extra: &[&str]) -> Service {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ciro"))
-            .args([
-                "serve",
-                "--dev-faucet",
-                "--addr",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(data)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ciro serve starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no URL in {line:?}"))
-            .to_string();
-        Service { child, url }
-    }
-
-    fn kill(&mut self) {
-        // std's kill is SIGKILL on Unix: no chance to clean up.
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn start_with(data: &Path, extra: &[&str]) -> Service {
+    Service::start(Path::new(env!("CARGO_BIN_EXE_ciro")), data, extra)
 }
 
 /// Runs `ciro-cli` in `cwd` with the service's URL and a config file in the environment.
@@ -140,7 +95,7 @@ fn the_documented_commands_work_verbatim() {
         home.join("my-image.jpg"),
     )
     .unwrap();
-    let svc = Service::start(&data);
+    let svc = start(&data);
 
     ok(cli(&svc, &home, &["signup", "--name", "docs", "--save"]));
     #[cfg(unix)]
@@ -414,7 +369,7 @@ fn a_service_killed_while_proving_finishes_the_job_after_restart_and_charges_onc
     let data = fresh_dir("svc-crash");
     let home = fresh_dir("svc-crash-home");
     let input = fixtures().join("models/cnn_lenet/input.json");
-    let mut svc = Service::start(&data);
+    let mut svc = start(&data);
     ok(cli(&svc, &home, &["signup", "--save"]));
     ok(cli(
         &svc,
@@ -445,7 +400,7 @@ fn a_service_killed_while_proving_finishes_the_job_after_restart_and_charges_onc
     wait_state(&svc, &home, &id, &["proving"], Duration::from_secs(300));
     svc.kill();
 
-    let svc = Service::start(&data);
+    let svc = start(&data);
     let done = wait_state(
         &svc,
         &home,
@@ -479,7 +434,7 @@ fn a_service_killed_while_proving_finishes_the_job_after_restart_and_charges_onc
 fn plonky2_jobs_are_aggregated_in_batches_and_checked_through_them() {
     let data = fresh_dir("svc-batches");
     let home = fresh_dir("svc-batches-home");
-    let svc = Service::start_with(&data, &["--batch-size", "2", "--batch-wait-s", "15"]);
+    let svc = start_with(&data, &["--batch-size", "2", "--batch-wait-s", "15"]);
     ok(cli(&svc, &home, &["signup", "--name", "batches", "--save"]));
     ok(cli(
         &svc,

@@ -43,7 +43,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -56,13 +56,16 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The error document every endpoint answers with.
+    pub(crate) fn body(&self) -> Value {
+        json!({ "error": self.message, "code": self.code })
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({ "error": self.message, "code": self.code })),
-        )
-            .into_response()
+        (self.status, Json(self.body())).into_response()
     }
 }
 
@@ -174,7 +177,7 @@ impl From<RegistryError> for ApiError {
 }
 
 /// A 500 that keeps the detail (paths, database errors) in the service's log.
-fn internal(detail: &str) -> ApiError {
+pub(crate) fn internal(detail: &str) -> ApiError {
     crate::worker::log(detail);
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -183,8 +186,8 @@ fn internal(detail: &str) -> ApiError {
     )
 }
 
-type ApiResult<T> = Result<T, ApiError>;
-type AppState = State<Arc<Shared>>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type AppState = State<Arc<Shared>>;
 
 /// The caller's account, from `Authorization: Bearer KEY` (or `X-Api-Key: KEY`).
 pub struct Account(pub i64);
@@ -237,7 +240,7 @@ fn json_body<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection>
 }
 
 /// Runs blocking work (compilation, SQLite, image decoding) off the async runtime.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> ApiResult<T> + Send + 'static,
 ) -> ApiResult<T> {
     tokio::task::spawn_blocking(f)
@@ -245,7 +248,7 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| internal(&format!("request task failed: {e}")))?
 }
 
-fn path_param(p: Result<Path<String>, PathRejection>) -> ApiResult<String> {
+pub(crate) fn path_param(p: Result<Path<String>, PathRejection>) -> ApiResult<String> {
     p.map(|Path(v)| v)
         .map_err(|e| ApiError::bad("bad_path", e.body_text()))
 }
@@ -279,6 +282,9 @@ async fn guard(State(s): AppState, req: Request, next: Next) -> Response {
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
+        .route("/", get(crate::web::index))
+        .route("/app.js", get(crate::web::script))
+        .route("/app.css", get(crate::web::style))
         .route("/healthz", get(health))
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/accounts", post(create_account))
@@ -302,6 +308,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/jobs/{id}/result", get(job_result))
         .route("/v1/jobs/{id}/proof", get(job_proof))
         .route("/v1/jobs/{id}/cancel", post(cancel_job))
+        .route("/v1/jobs/{id}/events", get(crate::events::job_events))
         .route("/v1/batches/{id}", get(get_batch))
         .route("/v1/batches/{id}/aggregate", get(batch_aggregate))
         .fallback(|| async {
@@ -662,7 +669,7 @@ async fn list_jobs(
     .await
 }
 
-fn parse_id(id: &str) -> ApiResult<i64> {
+pub(crate) fn parse_id(id: &str) -> ApiResult<i64> {
     id.parse::<i64>().map_err(|_| {
         ApiError::new(
             StatusCode::NOT_FOUND,

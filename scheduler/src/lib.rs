@@ -9,11 +9,13 @@
 
 pub mod api;
 pub mod batcher;
+pub mod events;
 pub mod http;
 pub mod isolate;
 pub mod pricing;
 pub mod registry;
 pub mod store;
+pub mod web;
 pub mod worker;
 
 use std::net::SocketAddr;
@@ -135,6 +137,8 @@ pub struct Shared {
     pub in_flight: Mutex<Vec<i64>>,
     /// Requests that decode images, compile models or make keys, running now.
     pub expensive: Arc<tokio::sync::Semaphore>,
+    /// Open live-event streams (each holds a connection and a task).
+    pub event_streams: Arc<tokio::sync::Semaphore>,
     pub rates: api::RateLimits,
 }
 
@@ -236,6 +240,7 @@ pub fn start(config: Config) -> Result<Running, ServiceError> {
         expensive: Arc::new(tokio::sync::Semaphore::new(
             config.http.max_expensive.max(1),
         )),
+        event_streams: Arc::new(tokio::sync::Semaphore::new(events::MAX_STREAMS)),
         rates: api::RateLimits::new(config.rate_per_minute),
         config: config.clone(),
     });

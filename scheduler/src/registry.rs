@@ -159,6 +159,8 @@ pub struct ModelInfo {
     pub price_micro: i64,
     /// The price with halo2-KZG (the default on Ethereum and Polygon).
     pub price_halo2_micro: i64,
+    /// The price with each proof system, by name (what a client quotes before submitting).
+    pub prices_micro: std::collections::BTreeMap<String, i64>,
     pub proof_systems: Vec<String>,
 }
 
@@ -222,6 +224,10 @@ impl Model {
             trace_rows: self.trace_rows,
             price_micro: self.price(BackendId::Stwo),
             price_halo2_micro: self.price(BackendId::Halo2),
+            prices_micro: ciro_prover::backends()
+                .iter()
+                .map(|b| (b.name.to_string(), self.price(b.id)))
+                .collect(),
             proof_systems: ciro_prover::backends()
                 .iter()
                 .map(|b| b.name.to_string())

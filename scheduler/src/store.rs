@@ -302,6 +302,8 @@ fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
 /// operation here is a short transaction.
 pub struct Store {
     conn: Mutex<Connection>,
+    /// Counts committed writes: live job events wait on it instead of polling the database.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl Store {
@@ -313,17 +315,26 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Store {
-            conn: Mutex::new(conn),
-        })
+        Ok(Store::with_connection(conn))
     }
 
     pub fn open_in_memory() -> Result<Store> {
         let conn = Connection::open_in_memory()?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Store {
+        Ok(Store::with_connection(conn))
+    }
+
+    fn with_connection(conn: Connection) -> Store {
+        Store {
             conn: Mutex::new(conn),
-        })
+            changes: tokio::sync::watch::Sender::new(0),
+        }
+    }
+
+    /// A receiver that sees a new value after every committed write (job states, timings,
+    /// batches, balances).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
@@ -338,6 +349,7 @@ impl Store {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let out = f(&tx)?;
             tx.commit()?;
+            self.changes.send_modify(|n| *n = n.wrapping_add(1));
             Ok(out)
         })
     }

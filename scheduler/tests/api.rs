@@ -5,7 +5,7 @@ mod common;
 use base64::Engine;
 use ciro_prover::{KeyFile, ProofBundle, StwoVerifyingKey};
 use common::{fixture_input, repo, start, Api, Body, Spec};
-use serde_json::json;
+use serde_json::{json, Value};
 
 fn job_body(model: &str, input: serde_json::Value) -> Body<'static> {
     Body::Json(json!({ "model": model, "input": input, "chain": "starknet", "token": "CIRO" }))
@@ -48,7 +48,28 @@ fn an_ethereum_job_is_proved_with_halo2_and_its_calldata_passes_the_evm_verifier
     assert_eq!(job["proof_system"], "halo2");
     assert_eq!(job["price_micro"].as_i64().unwrap(), halo2_price);
     let id = job["id"].as_i64().unwrap();
-    let done = api.wait(&alice, id);
+    // Follow it live: the event stream shows each change once, in lifecycle order, and ends
+    // with the final state.
+    let events = api.call(
+        "GET",
+        &format!("/v1/jobs/{id}/events"),
+        Some(&alice),
+        Body::None,
+    );
+    assert_eq!(events.status, 200, "{}", events.error());
+    let jobs = sse_jobs(&events.bytes);
+    let states: Vec<&str> = jobs.iter().map(|j| j["state"].as_str().unwrap()).collect();
+    let order = ["queued", "proving", "proved", "verified"];
+    let rank = |s: &str| order.iter().position(|o| *o == s).unwrap();
+    assert!(
+        states.windows(2).all(|w| rank(w[0]) <= rank(w[1])),
+        "{states:?}"
+    );
+    assert_eq!(states.last(), Some(&"verified"), "{states:?}");
+    let done = api
+        .call("GET", &format!("/v1/jobs/{id}"), Some(&alice), Body::None)
+        .json();
+    assert_eq!(jobs.last().unwrap(), &done);
     assert_eq!(done["state"], "verified", "{done}");
     let result = api
         .call(
@@ -138,6 +159,21 @@ fn an_ethereum_job_is_proved_with_halo2_and_its_calldata_passes_the_evm_verifier
         Body::None,
     );
     assert_eq!(r.status, 400, "{}", r.error());
+}
+
+/// The `job` events of a server-sent event stream, each event's data parsed as JSON.
+fn sse_jobs(bytes: &[u8]) -> Vec<Value> {
+    let text = std::str::from_utf8(bytes).expect("the event stream is UTF-8");
+    text.split("\n\n")
+        .filter(|block| block.lines().any(|l| l == "event: job"))
+        .map(|block| {
+            let data: String = block
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .collect();
+            serde_json::from_str(&data).expect("an event's data is a job document")
+        })
+        .collect()
 }
 
 #[test]
@@ -254,6 +290,7 @@ fn job_lifecycle_accounts_and_ledger_follow_the_openapi_document() {
         format!("/v1/jobs/{id}"),
         format!("/v1/jobs/{id}/result"),
         format!("/v1/jobs/{id}/proof"),
+        format!("/v1/jobs/{id}/events"),
     ] {
         let r = api.call("GET", &path, Some(&bob), Body::None);
         assert_eq!(r.status, 404, "{path}: {}", r.error());

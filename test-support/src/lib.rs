@@ -171,3 +171,54 @@ mod tests {
         }
     }
 }
+
+/// A `ciro serve` process on a free port, killed (SIGKILL) when dropped.
+pub struct Service {
+    pub child: std::process::Child,
+    pub url: String,
+}
+
+impl Service {
+    /// Starts `bin serve --dev-faucet` on a free port with `data` as its data directory and
+    /// waits for its "listening on" line.
+    pub fn start(bin: &std::path::Path, data: &std::path::Path, extra: &[&str]) -> Service {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(bin)
+            .args([
+                "serve",
+                "--dev-faucet",
+                "--addr",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(data)
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("ciro serve starts");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("piped stdout"))
+            .read_line(&mut line)
+            .expect("ciro serve prints its address");
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL in {line:?}"))
+            .to_string();
+        Service { child, url }
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("kill ciro serve");
+        self.child.wait().expect("reap ciro serve");
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

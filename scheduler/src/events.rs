@@ -1,0 +1,116 @@
+//! Live job events: `GET /v1/jobs/{id}/events`, a server-sent event stream of the job as it
+//! changes (queued → proving → proved → verified, or failed or cancelled), ending after the
+//! final state. The stream wakes on the store's commits rather than polling the database, and
+//! is bounded in number ([`MAX_STREAMS`]) and in life ([`MAX_LIFETIME`]; the client reconnects).
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream;
+
+use crate::api::{blocking, parse_id, path_param, Account, ApiError, ApiResult, AppState};
+use crate::Shared;
+
+/// Open event streams at most (each holds a connection and a small task).
+pub const MAX_STREAMS: usize = 256;
+/// A stream closes after this long; a client that still wants events reconnects.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
+/// How often an idle stream checks whether the service is stopping.
+const TICK: Duration = Duration::from_secs(1);
+
+struct Follow {
+    shared: Arc<Shared>,
+    account: i64,
+    id: i64,
+    changes: tokio::sync::watch::Receiver<u64>,
+    last: Option<String>,
+    sent: u64,
+    started: Instant,
+    done: bool,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Follow {
+    /// The next event: the job once it differs from the last one sent; `None` once the final
+    /// state went out, the service stops, or the stream has lived [`MAX_LIFETIME`].
+    async fn next(mut self) -> Option<(Result<Event, Infallible>, Follow)> {
+        loop {
+            if self.done
+                || self.shared.stopping.load(Ordering::SeqCst)
+                || self.started.elapsed() > MAX_LIFETIME
+            {
+                return None;
+            }
+            // Mark the current version seen before reading, so a commit during the read wakes
+            // the next wait.
+            self.changes.borrow_and_update();
+            let (s, account, id) = (self.shared.clone(), self.account, self.id);
+            let job = blocking(move || Ok(s.store.job_of(account, id)?)).await;
+            let job = match job {
+                Ok(job) => job,
+                Err(e) => {
+                    self.done = true;
+                    let event = Event::default()
+                        .event("error")
+                        .data(serde_json::to_string(&e.body()).unwrap_or_default());
+                    return Some((Ok(event), self));
+                }
+            };
+            let text = serde_json::to_string(&job).unwrap_or_default();
+            if self.last.as_deref() != Some(text.as_str()) {
+                self.done = job.state.is_final();
+                self.sent += 1;
+                let event = Event::default()
+                    .event("job")
+                    .id(self.sent.to_string())
+                    .data(&text);
+                self.last = Some(text);
+                return Some((Ok(event), self));
+            }
+            // Nothing new: wait for the store's next commit (or a tick to notice a stop).
+            let _ = tokio::time::timeout(TICK, self.changes.changed()).await;
+        }
+    }
+}
+
+pub async fn job_events(
+    axum::extract::State(s): AppState,
+    Account(account): Account,
+    id: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    let id = parse_id(&path_param(id)?)?;
+    // A job of another account is "not found", as for GET /v1/jobs/{id}.
+    let store = s.clone();
+    blocking(move || Ok(store.store.job_of(account, id)?)).await?;
+    let permit = s.event_streams.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            format!(
+                "{MAX_STREAMS} event streams are open; poll GET /v1/jobs/{id} or try again shortly"
+            ),
+        )
+    })?;
+    let follow = Follow {
+        changes: s.store.changes(),
+        shared: s,
+        account,
+        id,
+        last: None,
+        sent: 0,
+        started: Instant::now(),
+        done: false,
+        _permit: permit,
+    };
+    let events = stream::unfold(follow, Follow::next);
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
+}
