@@ -145,33 +145,6 @@ pub fn label_agreement(model: &CompiledModel, name: &str, n: usize) -> f64 {
     agree as f64 / n as f64
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lists_exist_on_disk() {
-        for m in MODELS {
-            assert!(
-                fixtures()
-                    .join("models")
-                    .join(m)
-                    .join("model.onnx")
-                    .is_file(),
-                "{m}"
-            );
-        }
-        let ops = op_fixtures();
-        assert!(ops.iter().all(|o| !REFUSED_OPS.contains(&o.as_str())));
-        for o in &ops {
-            assert!(
-                fixtures().join("ops").join(format!("{o}.json")).is_file(),
-                "{o}"
-            );
-        }
-    }
-}
-
 /// A `ciro serve` process on a free port, killed (SIGKILL) when dropped.
 pub struct Service {
     pub child: std::process::Child,
@@ -220,5 +193,32 @@ impl Drop for Service {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_exist_on_disk() {
+        for m in MODELS {
+            assert!(
+                fixtures()
+                    .join("models")
+                    .join(m)
+                    .join("model.onnx")
+                    .is_file(),
+                "{m}"
+            );
+        }
+        let ops = op_fixtures();
+        assert!(ops.iter().all(|o| !REFUSED_OPS.contains(&o.as_str())));
+        for o in &ops {
+            assert!(
+                fixtures().join("ops").join(format!("{o}.json")).is_file(),
+                "{o}"
+            );
+        }
     }
 }
