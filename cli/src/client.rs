@@ -4,7 +4,6 @@
 //! `CIRO_API_KEY`), then the config file (`--config`, `CIRO_CONFIG`, or
 //! `~/.config/ciro/config.json`, which `ciro-cli signup --save` writes).
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -14,9 +13,12 @@ use clap::{Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use ciro_client::types::{
+    format_amount, parse_amount, Account, Job, JobRequest, JobState, ModelEntry, ModelList,
+};
+use ciro_client::ClientError;
 use ciro_prover::plonky2_backend::aggregate::Aggregate;
 use ciro_prover::ProofBundle;
-use ciro_scheduler::pricing::{format_amount, parse_amount};
 use sha2::{Digest, Sha256};
 
 mod shared;
@@ -179,55 +181,18 @@ fn read_config(path: Option<&Path>) -> Result<ConfigFile> {
     }
 }
 
+/// The library client, plus the check that a command needing a key has one.
 struct Client {
+    api: ciro_client::Client,
     server: String,
-    api_key: Option<String>,
-    agent: ureq::Agent,
 }
 
 impl Client {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.server.trim_end_matches('/'))
-    }
-
-    fn request(&self, method: &str, path: &str) -> ureq::Request {
-        let r = self.agent.request(method, &self.url(path));
-        match &self.api_key {
-            Some(k) => r.set("Authorization", &format!("Bearer {k}")),
-            None => r,
-        }
-    }
-
     fn need_key(&self) -> Result<()> {
-        if self.api_key.is_none() {
+        if self.api.api_key().is_none() {
             bail!("no API key: pass --api-key, set CIRO_API_KEY, or run `ciro-cli signup --save`");
         }
         Ok(())
-    }
-
-    /// Sends a request and returns the response, turning transport and HTTP errors into
-    /// messages a user can act on.
-    fn send(&self, req: ureq::Request, body: Option<&Value>) -> Result<ureq::Response> {
-        let res = match body {
-            Some(b) => req.send_json(b),
-            None => req.call(),
-        };
-        res.or_else(|e| self.send_error(e))
-    }
-
-    fn json(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
-        let r = self.send(self.request(method, path), body)?;
-        r.into_json().context("the service sent invalid JSON")
-    }
-
-    fn bytes(&self, path: &str) -> Result<Vec<u8>> {
-        let r = self.send(self.request("GET", path), None)?;
-        let mut out = Vec::new();
-        r.into_reader()
-            .take(1 << 30)
-            .read_to_end(&mut out)
-            .context("reading the download")?;
-        Ok(out)
     }
 }
 
@@ -239,27 +204,25 @@ pub fn main() {
 fn dispatch(cli: &Cli) -> Result<()> {
     let cfg_path = config_path(cli);
     let cfg = read_config(cfg_path.as_deref())?;
-    let client = Client {
-        server: cli
-            .server
-            .clone()
-            .or_else(|| std::env::var("CIRO_SERVER").ok())
-            .or(cfg.server)
-            .unwrap_or_else(|| DEFAULT_SERVER.into()),
-        api_key: cli
-            .api_key
-            .clone()
-            .or_else(|| std::env::var("CIRO_API_KEY").ok())
-            .or(cfg.api_key),
-        agent: ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(5))
-            .timeout(Duration::from_secs(300))
-            .build(),
+    let server = cli
+        .server
+        .clone()
+        .or_else(|| std::env::var("CIRO_SERVER").ok())
+        .or(cfg.server)
+        .unwrap_or_else(|| DEFAULT_SERVER.into());
+    let api_key = cli
+        .api_key
+        .clone()
+        .or_else(|| std::env::var("CIRO_API_KEY").ok())
+        .or(cfg.api_key);
+    let mut client = Client {
+        api: ciro_client::Client::new(&server, api_key),
+        server,
     };
     let out = Output { json: cli.json };
     match &cli.command {
         Command::Signup { name, save } => {
-            let v = client.json("POST", "/v1/accounts", Some(&json!({ "name": name })))?;
+            let v = client.api.signup(name.as_deref())?;
             if *save {
                 let path = cfg_path.context("no config path: pass --config")?;
                 if let Some(dir) = path.parent() {
@@ -268,7 +231,7 @@ fn dispatch(cli: &Cli) -> Result<()> {
                 }
                 let file = ConfigFile {
                     server: Some(client.server.clone()),
-                    api_key: v["api_key"].as_str().map(str::to_string),
+                    api_key: Some(v.api_key.clone()),
                 };
                 write_private(&path, &serde_json::to_vec_pretty(&file)?)?;
                 if !cli.json {
@@ -278,9 +241,7 @@ fn dispatch(cli: &Cli) -> Result<()> {
             out.show(&v, || {
                 format!(
                     "account {} ({})\napi key: {}",
-                    v["account_id"],
-                    v["name"].as_str().unwrap_or(""),
-                    v["api_key"].as_str().unwrap_or("")
+                    v.account_id, v.name, v.api_key
                 )
             })
         }
@@ -291,36 +252,28 @@ fn dispatch(cli: &Cli) -> Result<()> {
         } => {
             client.need_key()?;
             let micro = parse_amount(amount).map_err(anyhow::Error::msg)?;
-            let v = client.json(
-                "POST",
-                "/v1/faucet",
-                Some(&json!({ "chain": chain, "token": token, "amount_micro": micro })),
-            )?;
+            let v = client.api.faucet(chain, token, micro)?;
             out.show(&v, || balances_text(&v))
         }
         Command::Balance => {
             client.need_key()?;
-            let v = client.json("GET", "/v1/account", None)?;
+            let v = client.api.account()?;
             out.show(&v, || balances_text(&v))
         }
         Command::ListModels => {
-            let v = client.json("GET", "/v1/models", None)?;
+            let v = client.api.models()?;
             out.show(&v, || models_text(&v))
         }
         Command::UploadModel { model } => {
             client.need_key()?;
             let bytes =
                 std::fs::read(model).with_context(|| format!("cannot read {}", model.display()))?;
-            let r = client
-                .request("POST", "/v1/models")
-                .set("Content-Type", "application/octet-stream");
-            let res = r.send_bytes(&bytes).or_else(|e| client.send_error(e))?;
-            let v: Value = res.into_json().context("the service sent invalid JSON")?;
+            let v = client.api.upload_model(&bytes)?;
             out.show(&v, || {
                 format!(
                     "model {} registered\n{}",
-                    v["name"].as_str().unwrap_or(""),
-                    model_line(&v)
+                    v.name,
+                    model_line(&ModelEntry::Model(Box::new(v.clone())))
                 )
             })
         }
@@ -343,24 +296,34 @@ fn dispatch(cli: &Cli) -> Result<()> {
                     .name()
                     .to_string(),
             };
-            let body_base = json!({ "model": model, "chain": pay_with, "token": token, "proof_system": system });
-            let mut body = body_base;
+            let mut body = JobRequest {
+                model: model.clone(),
+                chain: pay_with.clone(),
+                token: Some(token.clone()),
+                proof_system: Some(system.clone()),
+                ..Default::default()
+            };
             let bytes =
                 std::fs::read(input).with_context(|| format!("cannot read {}", input.display()))?;
             // Pin what the proof must be about now, before the service is involved: the model's
             // key as served at submission and the input as this machine reads it.
-            let info = client.json("GET", &format!("/v1/models/{model}"), None)?;
-            let vk_bytes = client.bytes(&format!("/v1/models/{model}/vk?proof_system={system}"))?;
+            let info = client.api.model(model)?;
+            let vk_bytes = client.api.verifying_key(model, &system)?;
             let vk = ciro_prover::load_verifying_key(&vk_bytes).map_err(|e| {
                 anyhow::anyhow!("the service sent an unusable key for {model}: {e}")
             })?;
             let floats: Vec<Vec<f32>> = if is_image(input) {
-                let spec: ciro_model_compiler::ir::ImageSpec =
-                    serde_json::from_value(info["image"].clone()).with_context(|| {
-                        format!("model {model} takes no images; give a JSON input")
-                    })?;
-                body["image_base64"] =
-                    json!(base64::engine::general_purpose::STANDARD.encode(&bytes));
+                let image = info
+                    .image
+                    .as_ref()
+                    .with_context(|| format!("model {model} takes no images; give a JSON input"))?;
+                let spec = ciro_model_compiler::ir::ImageSpec {
+                    height: image.height,
+                    width: image.width,
+                    channels: image.channels,
+                    range: image.range,
+                };
+                body.image_base64 = Some(base64::engine::general_purpose::STANDARD.encode(&bytes));
                 vec![ciro_model_compiler::input::decode_image(
                     &bytes,
                     &input.display().to_string(),
@@ -375,10 +338,10 @@ fn dispatch(cli: &Cli) -> Result<()> {
                 })?;
                 let floats = ciro_model_compiler::input::parse_json(&v.to_string())
                     .map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
-                body["input"] = v;
+                body.input = Some(v);
                 floats
             };
-            let size = body.to_string().len();
+            let size = serde_json::to_vec(&body)?.len();
             if size > ciro_scheduler::api::MAX_JOB_BYTES {
                 bail!(
                     "the request would be {size} bytes; the service accepts up to {} (use a smaller image)",
@@ -391,25 +354,19 @@ fn dispatch(cli: &Cli) -> Result<()> {
             // A lost answer (a dropped connection, a time-out) is retried with the same key:
             // the service returns the job the first attempt made instead of holding twice.
             let mut attempt = 0;
-            let resp = loop {
+            let job = loop {
                 attempt += 1;
-                let req = client
-                    .request("POST", "/v1/jobs")
-                    .set("Idempotency-Key", &key);
-                match req.send_json(&body) {
-                    Err(ureq::Error::Transport(t)) if attempt < 3 => {
+                match client.api.submit_job(&body, Some(&key)) {
+                    Err(ClientError::Transport { detail, .. }) if attempt < 3 => {
                         eprintln!(
-                            "submission not answered ({t}); retrying with the same idempotency key"
+                            "submission not answered ({detail}); retrying with the same idempotency key"
                         );
                         std::thread::sleep(Duration::from_secs(attempt));
                     }
-                    other => break other.or_else(|e| client.send_error(e))?,
+                    other => break other?,
                 }
             };
-            let job: Value = resp.into_json().context("the service sent invalid JSON")?;
-            let id = job["id"]
-                .as_i64()
-                .context("the service returned no job id")?;
+            let id = job.id;
             let pin = Pinned {
                 server: client.server.clone(),
                 job_id: id,
@@ -423,11 +380,11 @@ fn dispatch(cli: &Cli) -> Result<()> {
             if !cli.json {
                 println!(
                     "job {} submitted: {} on {}, price {} {} (held; charged only once the proof verifies)",
-                    job["id"],
-                    job["model"].as_str().unwrap_or(""),
-                    job["chain"].as_str().unwrap_or(""),
-                    format_amount(job["price_micro"].as_i64().unwrap_or(0)),
-                    job["token"].as_str().unwrap_or("")
+                    job.id,
+                    job.model,
+                    job.chain,
+                    format_amount(job.price_micro),
+                    job.token
                 );
             }
             if *wait {
@@ -448,15 +405,15 @@ fn dispatch(cli: &Cli) -> Result<()> {
             let v = if *wait {
                 follow(&client, *job_id, cli.json, *timeout)?
             } else {
-                client.json("GET", &format!("/v1/jobs/{job_id}"), None)?
+                client.api.job(*job_id)?
             };
             out.show(&v, || job_text(&v))
         }
         Command::JobResult { job_id, output } => {
             client.need_key()?;
             let pin = Pinned::load(cfg_path.as_deref(), &client.server, *job_id)?;
-            let result = client.json("GET", &format!("/v1/jobs/{job_id}/result"), None)?;
-            let bundle = client.bytes(&format!("/v1/jobs/{job_id}/proof"))?;
+            let result = client.api.result(*job_id)?;
+            let bundle = client.api.proof(*job_id)?;
             // Nothing is saved unless the proof is about the pinned model and input.
             pin.check(&bundle)?;
             let model = safe_file_name(&pin.model);
@@ -478,7 +435,7 @@ fn dispatch(cli: &Cli) -> Result<()> {
                     vk,
                 ),
             ];
-            if let Some(hex_data) = result["evm_calldata"].as_str() {
+            if let Some(hex_data) = result.evm_calldata.as_deref() {
                 let data = hex::decode(hex_data.trim_start_matches("0x"))
                     .context("the service sent calldata that is not hex")?;
                 paths.push((output.join(format!("job-{job_id}.calldata")), data));
@@ -491,7 +448,11 @@ fn dispatch(cli: &Cli) -> Result<()> {
                 "files": paths.iter().map(|(p, _)| p.display().to_string()).collect::<Vec<_>>(),
             });
             out.show(&v, || {
-                let mut s = result_text(&result);
+                let mut s = result_text(
+                    &result.outputs,
+                    result.label.as_deref(),
+                    Some(&result.model_commitment),
+                );
                 for (p, _) in &paths {
                     s.push_str(&format!("\nwrote {}", p.display()));
                 }
@@ -500,25 +461,25 @@ fn dispatch(cli: &Cli) -> Result<()> {
         }
         Command::ListJobs { limit } => {
             client.need_key()?;
-            let v = client.json("GET", &format!("/v1/jobs?limit={limit}"), None)?;
+            let v = client.api.jobs(Some(*limit))?;
             out.show(&v, || {
-                let jobs = v["jobs"].as_array().cloned().unwrap_or_default();
-                if jobs.is_empty() {
+                if v.jobs.is_empty() {
                     return "no jobs".into();
                 }
                 let mut s = format!(
                     "{:>6}  {:<22} {:<10} {:<9} {:>10}  {}",
                     "id", "model", "state", "chain", "price", "label"
                 );
-                for j in jobs {
+                for j in &v.jobs {
+                    let label = j.result.as_ref().and_then(|r| r["label"].as_str());
                     s.push_str(&format!(
                         "\n{:>6}  {:<22} {:<10} {:<9} {:>10}  {}",
-                        j["id"],
-                        j["model"].as_str().unwrap_or(""),
-                        j["state"].as_str().unwrap_or(""),
-                        j["chain"].as_str().unwrap_or(""),
-                        format_amount(j["price_micro"].as_i64().unwrap_or(0)),
-                        j["result"]["label"].as_str().unwrap_or("")
+                        j.id,
+                        j.model,
+                        j.state,
+                        j.chain,
+                        format_amount(j.price_micro),
+                        label.unwrap_or("")
                     ));
                 }
                 s
@@ -526,7 +487,7 @@ fn dispatch(cli: &Cli) -> Result<()> {
         }
         Command::CancelJob { job_id } => {
             client.need_key()?;
-            let v = client.json("POST", &format!("/v1/jobs/{job_id}/cancel"), None)?;
+            let v = client.api.cancel(*job_id)?;
             out.show(&v, || {
                 format!("job {job_id} cancelled; its hold is released")
             })
@@ -543,7 +504,7 @@ fn dispatch(cli: &Cli) -> Result<()> {
                 (Some(id), _, _) => {
                     client.need_key()?;
                     let pin = Pinned::load(cfg_path.as_deref(), &client.server, *id)?;
-                    let bytes = client.bytes(&format!("/v1/jobs/{id}/proof"))?;
+                    let bytes = client.api.proof(*id)?;
                     let v = pin.check(&bytes)?;
                     let batch = pin.check_batch(&client, &bytes)?;
                     (v, Some(format!("the input submitted as job {id}")), batch)
@@ -563,25 +524,6 @@ fn dispatch(cli: &Cli) -> Result<()> {
             let ms = start.elapsed().as_secs_f64() * 1e3;
             shared::print_verified(cli.json, &v, ms, checked.as_deref(), batch.as_ref());
             Ok(())
-        }
-    }
-}
-
-impl Client {
-    fn send_error(&self, e: ureq::Error) -> Result<ureq::Response> {
-        match e {
-            ureq::Error::Status(code, r) => {
-                let text = r.into_string().unwrap_or_default();
-                let msg = serde_json::from_str::<Value>(&text)
-                    .ok()
-                    .and_then(|v| v["error"].as_str().map(str::to_string))
-                    .unwrap_or(text);
-                bail!("{msg} (HTTP {code})")
-            }
-            ureq::Error::Transport(t) => bail!(
-                "cannot reach the Ciro service at {}: {t}; is it running (`ciro serve`)?",
-                self.server
-            ),
         }
     }
 }
@@ -652,11 +594,12 @@ impl Pinned {
     /// and list this job's statement under the pinned key. `None` while the job is in no batch.
     fn check_batch(&self, client: &Client, bundle: &[u8]) -> Result<Option<shared::BatchCheck>> {
         let id = self.job_id;
-        let job = client.json("GET", &format!("/v1/jobs/{id}"), None)?;
-        let Some(batch) = job["batch"]["id"].as_i64() else {
+        let job = client.api.job(id)?;
+        let Some(batch_ref) = job.batch else {
             return Ok(None);
         };
-        let bytes = client.bytes(&format!("/v1/batches/{batch}/aggregate"))?;
+        let batch = batch_ref.id;
+        let bytes = client.api.batch_aggregate(batch)?;
         let agg = Aggregate::from_bytes(&bytes)
             .map_err(|e| anyhow::anyhow!("the service sent an unreadable aggregate: {e}"))?;
         let key = ciro_prover::load_verifying_key(self.vk.as_bytes())
@@ -667,7 +610,7 @@ impl Pinned {
             .map_err(|e| anyhow::anyhow!("REJECTED: batch {batch} and job {id}: {e}"))?;
         // The service's index for this job, if the statement is there (equal statements of
         // jobs on one input are listed once each); else the first place it is listed.
-        let claimed = job["batch"]["index"].as_u64().map(|i| i as usize);
+        let claimed = usize::try_from(batch_ref.index).ok();
         let index = match claimed {
             Some(i) if v.covers.contains(&i) => i,
             _ => v.covers[0],
@@ -727,7 +670,7 @@ struct Output {
 }
 
 impl Output {
-    fn show(&self, v: &Value, text: impl FnOnce() -> String) -> Result<()> {
+    fn show(&self, v: &impl Serialize, text: impl FnOnce() -> String) -> Result<()> {
         if self.json {
             println!("{}", serde_json::to_string_pretty(v)?);
         } else {
@@ -737,136 +680,100 @@ impl Output {
     }
 }
 
-/// Polls a job until it reaches a final state, showing each change on stderr.
-/// Follows a job through its live event stream (`GET /v1/jobs/{id}/events`) until it is
-/// final, printing each state as it is reached; reconnects if the stream ends early.
-fn follow(client: &Client, id: i64, quiet: bool, timeout_s: u64) -> Result<Value> {
-    use std::io::BufRead;
+/// Follows a job through its live events until it is final, showing each state on stderr.
+fn follow(client: &Client, id: i64, quiet: bool, timeout_s: u64) -> Result<Job> {
     let start = Instant::now();
-    let limit = Duration::from_secs(timeout_s);
-    let mut last = String::from("queued");
-    let mut shown = String::new();
-    loop {
-        let Some(left) = limit.checked_sub(start.elapsed()).filter(|d| !d.is_zero()) else {
-            bail!(
-                "job {id} is still {last} after {timeout_s} s; it goes on: check it with `ciro-cli job-status --job-id {id}`"
-            );
-        };
-        let req = client
-            .request("GET", &format!("/v1/jobs/{id}/events"))
-            .timeout(left);
-        let stream = std::io::BufReader::new(client.send(req, None)?.into_reader());
-        let (mut event, mut data) = (String::new(), String::new());
-        for line in stream.lines() {
-            // A read error is the time limit or a dropped connection: the loop decides.
-            let Ok(line) = line else { break };
-            if let Some(e) = line.strip_prefix("event:") {
-                event = e.trim().to_string();
-            } else if let Some(d) = line.strip_prefix("data:") {
-                data.push_str(d.strip_prefix(' ').unwrap_or(d));
-            } else if line.is_empty() && !data.is_empty() {
-                let v: Value =
-                    serde_json::from_str(&data).context("the service sent an invalid event")?;
-                if event == "error" {
-                    bail!(
-                        "{}",
-                        v["error"].as_str().unwrap_or("the event stream failed")
-                    );
-                }
-                last = v["state"].as_str().unwrap_or("?").to_string();
-                if last != shown && !quiet {
-                    eprintln!(
-                        "[{:>7.2} s] job {id}: {last}",
-                        start.elapsed().as_secs_f64()
-                    );
-                }
-                shown = last.clone();
-                if matches!(last.as_str(), "verified" | "failed" | "cancelled") {
-                    return Ok(v);
-                }
-                event.clear();
-                data.clear();
+    let done = client
+        .api
+        .follow(id, Duration::from_secs(timeout_s), |j| {
+            if !quiet {
+                eprintln!(
+                    "[{:>7.2} s] job {id}: {}",
+                    start.elapsed().as_secs_f64(),
+                    j.state
+                );
             }
-        }
-        // The stream ended before the final state (the service restarted, or the stream's
-        // lifetime ran out): reconnect.
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        })
+        .map_err(|e| match e {
+            ClientError::Timeout { state, .. } => anyhow::anyhow!(
+                "job {id} is still {state} after {timeout_s} s; it goes on: check it with `ciro-cli job-status --job-id {id}`"
+            ),
+            e => e.into(),
+        })?;
+    Ok(done)
 }
 
-fn ms(v: &Value) -> String {
-    v.as_f64()
-        .map(|x| format!("{x:.1} ms"))
+fn ms(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.1} ms"))
         .unwrap_or_else(|| "-".into())
 }
 
-fn job_text(j: &Value) -> String {
-    let t = &j["timings"];
+fn job_text(j: &Job) -> String {
+    let t = &j.timings;
     let mut s = format!(
         "job {}: {}\nmodel: {} ({})\npaid with: {} {} on {} ({})",
-        j["id"],
-        j["state"].as_str().unwrap_or("?"),
-        j["model"].as_str().unwrap_or(""),
-        j["proof_system"].as_str().unwrap_or(""),
-        format_amount(j["price_micro"].as_i64().unwrap_or(0)),
-        j["token"].as_str().unwrap_or(""),
-        j["chain"].as_str().unwrap_or(""),
-        match j["state"].as_str() {
-            Some("verified") => "charged",
-            Some("failed") | Some("cancelled") => "released, not charged",
+        j.id,
+        j.state,
+        j.model,
+        j.proof_system,
+        format_amount(j.price_micro),
+        j.token,
+        j.chain,
+        match j.state {
+            JobState::Verified => "charged",
+            JobState::Failed | JobState::Cancelled => "released, not charged",
             _ => "held",
         }
     );
     s.push_str(&format!(
         "\ntimings: queue {}, witness {}, prove {}, verify {}, total {}",
-        ms(&t["queue_wait_ms"]),
-        ms(&t["witness_ms"]),
-        ms(&t["prove_ms"]),
-        ms(&t["verify_ms"]),
-        ms(&t["total_ms"])
+        ms(t.queue_wait_ms),
+        ms(t.witness_ms),
+        ms(t.prove_ms),
+        ms(t.verify_ms),
+        ms(t.total_ms)
     ));
-    if let Some(e) = j["error"].as_str() {
+    if let Some(e) = &j.error {
         s.push_str(&format!("\nerror: {e}"));
     }
-    if let Some(b) = j["batch"]["id"].as_i64() {
+    if let Some(b) = j.batch {
         s.push_str(&format!(
-            "\naggregated: batch {b}, statement #{} (`ciro-cli verify --job-id {}` checks it)",
-            j["batch"]["index"], j["id"]
+            "\naggregated: batch {}, statement #{} (`ciro-cli verify --job-id {}` checks it)",
+            b.id, b.index, j.id
         ));
     }
-    if j["result"].is_object() {
+    if let Some(r) = j.result.as_ref().filter(|r| r.is_object()) {
+        let outputs: Vec<Vec<f64>> =
+            serde_json::from_value(r["outputs"].clone()).unwrap_or_default();
         s.push('\n');
-        s.push_str(&result_text(&j["result"]));
+        s.push_str(&result_text(
+            &outputs,
+            r["label"].as_str(),
+            r["model_commitment"].as_str(),
+        ));
     }
     s
 }
 
-fn result_text(r: &Value) -> String {
+fn result_text(outputs: &[Vec<f64>], label: Option<&str>, commitment: Option<&str>) -> String {
     let mut s = String::new();
-    for (i, o) in r["outputs"].as_array().into_iter().flatten().enumerate() {
-        let vals: Vec<f64> = o
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_f64)
-            .collect();
+    for (i, vals) in outputs.iter().enumerate() {
         if i > 0 {
             s.push('\n');
         }
-        s.push_str(&format!("output {i}: {}", fmt_values(&vals)));
+        s.push_str(&format!("output {i}: {}", fmt_values(vals)));
     }
-    if let Some(l) = r["label"].as_str() {
+    if let Some(l) = label {
         s.push_str(&format!("\nlabel: {l}"));
     }
-    if let Some(c) = r["model_commitment"].as_str() {
+    if let Some(c) = commitment {
         s.push_str(&format!("\nmodel commitment: {c}"));
     }
     s
 }
 
-fn balances_text(v: &Value) -> String {
-    let b = v["balances"].as_array().cloned().unwrap_or_default();
-    if b.is_empty() {
+fn balances_text(v: &Account) -> String {
+    if v.balances.is_empty() {
         return "no balances yet: credit test tokens with `ciro-cli faucet --chain starknet`"
             .into();
     }
@@ -874,36 +781,38 @@ fn balances_text(v: &Value) -> String {
         "{:<9} {:<5} {:>16} {:>14} {:>14}",
         "chain", "token", "available", "held", "spent"
     );
-    for x in b {
+    for x in &v.balances {
         s.push_str(&format!(
             "\n{:<9} {:<5} {:>16} {:>14} {:>14}",
-            x["chain"].as_str().unwrap_or(""),
-            x["token"].as_str().unwrap_or(""),
-            format_amount(x["available_micro"].as_i64().unwrap_or(0)),
-            format_amount(x["held_micro"].as_i64().unwrap_or(0)),
-            format_amount(x["spent_micro"].as_i64().unwrap_or(0)),
+            x.chain,
+            x.token,
+            format_amount(x.available_micro),
+            format_amount(x.held_micro),
+            format_amount(x.spent_micro),
         ));
     }
     s
 }
 
-fn model_line(m: &Value) -> String {
-    if let Some(e) = m["error"].as_str() {
-        return format!("{:<22} unavailable: {e}", m["name"].as_str().unwrap_or(""));
-    }
-    let shapes: Vec<String> = m["inputs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|i| i["shape"].to_string())
+fn model_line(m: &ModelEntry) -> String {
+    let m = match m {
+        ModelEntry::Unavailable { name, error } => {
+            return format!("{name:<22} unavailable: {error}")
+        }
+        ModelEntry::Model(m) => m,
+    };
+    let shapes: Vec<String> = m
+        .inputs
+        .iter()
+        .map(|i| format!("{:?}", i.shape).replace(' ', ""))
         .collect();
     format!(
         "{:<22} input {:<16} {:>8} rows  price {}{}",
-        m["name"].as_str().unwrap_or(""),
+        m.name,
         shapes.join(" "),
-        m["trace_rows"],
-        format_amount(m["price_micro"].as_i64().unwrap_or(0)),
-        if m["accepts_images"].as_bool() == Some(true) {
+        m.trace_rows,
+        format_amount(m.price_micro),
+        if m.accepts_images {
             "  (accepts images)"
         } else {
             ""
@@ -911,11 +820,9 @@ fn model_line(m: &Value) -> String {
     )
 }
 
-fn models_text(v: &Value) -> String {
-    v["models"]
-        .as_array()
-        .into_iter()
-        .flatten()
+fn models_text(v: &ModelList) -> String {
+    v.models
+        .iter()
         .map(model_line)
         .collect::<Vec<_>>()
         .join("\n")

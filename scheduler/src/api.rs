@@ -28,6 +28,7 @@ use crate::pricing::{default_backend, Chain, Token};
 use crate::registry::{Model, RegistryError, MAX_MODEL_BYTES};
 use crate::store::{NewJob, StoreError};
 use crate::Shared;
+use ciro_client::types;
 use ciro_prover::plonky2_backend::aggregate::Aggregate;
 use ciro_prover::BackendId;
 
@@ -330,13 +331,13 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-async fn health(State(s): AppState) -> ApiResult<Json<Value>> {
+async fn health(State(s): AppState) -> ApiResult<Json<types::Health>> {
     blocking(move || {
-        Ok(Json(json!({
-            "ok": true,
-            "queued": s.store.count_in_state(crate::store::JobState::Queued)?,
-            "proving": s.store.count_in_state(crate::store::JobState::Proving)?,
-        })))
+        Ok(Json(types::Health {
+            ok: true,
+            queued: s.store.count_in_state(crate::store::JobState::Queued)?,
+            proving: s.store.count_in_state(crate::store::JobState::Proving)?,
+        }))
     })
     .await
 }
@@ -345,19 +346,13 @@ async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewAccount {
-    name: Option<String>,
-}
-
 async fn create_account(
     State(s): AppState,
     ClientIp(ip): ClientIp,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<types::AccountCreated>)> {
     s.rates.address(ip)?;
-    let req: NewAccount = json_body(body)?;
+    let req: types::NewAccount = json_body(body)?;
     let name = req.name.unwrap_or_else(|| "anonymous".into());
     if name.is_empty() || name.len() > 100 {
         return Err(ApiError::bad(
@@ -373,36 +368,30 @@ async fn create_account(
     };
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "account_id": id, "name": name, "api_key": key })),
+        Json(types::AccountCreated {
+            account_id: id,
+            name,
+            api_key: key,
+        }),
     ))
 }
 
-fn balances_json(s: &Shared, account: i64) -> ApiResult<Value> {
-    Ok(json!(s.store.balances(account)?))
-}
-
-async fn account(State(s): AppState, Account(id): Account) -> ApiResult<Json<Value>> {
-    blocking(move || {
-        Ok(Json(
-            json!({ "account_id": id, "balances": balances_json(&s, id)? }),
-        ))
+fn account_doc(s: &Shared, account: i64) -> ApiResult<types::Account> {
+    Ok(types::Account {
+        account_id: account,
+        balances: s.store.balances(account)?,
     })
-    .await
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FaucetRequest {
-    chain: String,
-    token: String,
-    amount_micro: i64,
+async fn account(State(s): AppState, Account(id): Account) -> ApiResult<Json<types::Account>> {
+    blocking(move || Ok(Json(account_doc(&s, id)?))).await
 }
 
 async fn faucet(
     State(s): AppState,
     Account(id): Account,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<types::Account>> {
     if !s.config.dev_faucet {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -411,7 +400,7 @@ async fn faucet(
         ));
     }
     s.rates.account(id, "faucet requests")?;
-    let req: FaucetRequest = json_body(body)?;
+    let req: types::FaucetRequest = json_body(body)?;
     let chain: Chain = req
         .chain
         .parse()
@@ -428,9 +417,7 @@ async fn faucet(
             req.amount_micro,
             s.config.faucet_cap_micro,
         )?;
-        Ok(Json(
-            json!({ "account_id": id, "balances": balances_json(&s, id)? }),
-        ))
+        Ok(Json(account_doc(&s, id)?))
     })
     .await
 }
@@ -440,18 +427,21 @@ async fn get_model(s: &Arc<Shared>, name: String) -> ApiResult<Arc<Model>> {
     blocking(move || Ok(s.registry.get(&name)?)).await
 }
 
-async fn list_models(State(s): AppState) -> ApiResult<Json<Value>> {
+async fn list_models(State(s): AppState) -> ApiResult<Json<types::ModelList>> {
     let mut models = Vec::new();
     for name in s.registry.names() {
         // A model that no longer compiles is listed with its error rather than hiding the rest.
         let shared = s.clone();
         let n = name.clone();
         match blocking(move || Ok(shared.registry.info(&n)?)).await {
-            Ok(info) => models.push(json!(info)),
-            Err(e) => models.push(json!({ "name": name, "error": e.message })),
+            Ok(info) => models.push(types::ModelEntry::Model(Box::new(info))),
+            Err(e) => models.push(types::ModelEntry::Unavailable {
+                name,
+                error: e.message,
+            }),
         }
     }
-    Ok(Json(json!({ "models": models })))
+    Ok(Json(types::ModelList { models }))
 }
 
 async fn model_info(
@@ -522,21 +512,8 @@ async fn upload_model(
     Ok((StatusCode::CREATED, Json(json!(m.info()))))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct JobRequest {
-    model: String,
-    /// EZKL-style tensor input: `{"input_data": [[...], ...]}`.
-    input: Option<Value>,
-    /// A PNG or JPEG, base64-encoded, for models that declare image preprocessing.
-    image_base64: Option<String>,
-    chain: String,
-    token: Option<String>,
-    proof_system: Option<String>,
-}
-
 fn job_json(job: &crate::store::Job) -> Value {
-    json!(job)
+    json!(job.to_api())
 }
 
 async fn create_job(
@@ -546,7 +523,7 @@ async fn create_job(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     s.rates.account(account, "job submissions")?;
-    let req: JobRequest = json_body(body)?;
+    let req: types::JobRequest = json_body(body)?;
     let chain: Chain = req
         .chain
         .parse()
@@ -704,26 +681,38 @@ async fn job_result(
     State(s): AppState,
     Account(account): Account,
     id: Result<Path<String>, PathRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<types::JobResult>> {
     let id = parse_id(&path_param(id)?)?;
     blocking(move || {
         let job = s.store.job_of(account, id)?;
         match (&job.state, &job.result) {
-            (crate::store::JobState::Verified, Some(r)) => Ok(Json(json!({
-                "job_id": job.id,
-                "model": job.model,
-                "model_hash": job.model_hash,
-                "proof_system": job.proof_system,
-                "verified": true,
-                "outputs": r["outputs"],
-                "label": r["label"],
-                "model_commitment": r["model_commitment"],
-                "security_bits": r["security_bits"],
-                "evm_calldata": r.get("evm_calldata").cloned().unwrap_or(Value::Null),
-                "price_micro": job.price_micro,
-                "chain": job.chain,
-                "token": job.token,
-            }))),
+            (crate::store::JobState::Verified, Some(r)) => {
+                let field = |name: &str| r.get(name).cloned().unwrap_or(Value::Null);
+                let parse = |name: &str| {
+                    internal(&format!(
+                        "job {id}: the stored result's {name} is malformed"
+                    ))
+                };
+                Ok(Json(types::JobResult {
+                    job_id: job.id,
+                    model: job.model.clone(),
+                    model_hash: job.model_hash.clone(),
+                    proof_system: job.proof_system.clone(),
+                    verified: true,
+                    outputs: serde_json::from_value(field("outputs"))
+                        .map_err(|_| parse("outputs"))?,
+                    label: serde_json::from_value(field("label")).map_err(|_| parse("label"))?,
+                    model_commitment: serde_json::from_value(field("model_commitment"))
+                        .map_err(|_| parse("model_commitment"))?,
+                    security_bits: serde_json::from_value(field("security_bits"))
+                        .map_err(|_| parse("security_bits"))?,
+                    evm_calldata: serde_json::from_value(field("evm_calldata"))
+                        .map_err(|_| parse("evm_calldata"))?,
+                    price_micro: job.price_micro,
+                    chain: job.chain,
+                    token: job.token,
+                }))
+            }
             _ => Err(not_ready(&job)),
         }
     })
@@ -781,7 +770,7 @@ async fn get_batch(
     State(s): AppState,
     Account(account): Account,
     id: Result<Path<String>, PathRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<types::Batch>> {
     let id = parse_id(&path_param(id)?)?;
     blocking(move || {
         let b = s.store.batch(id)?.ok_or_else(|| no_batch(id))?;
@@ -792,29 +781,46 @@ async fn get_batch(
                 let statements = agg
                     .statements()
                     .map_err(|e| internal(&format!("batch {id}: stored aggregate: {e}")))?;
-                (json!(agg.header.aggregator), json!(statements))
+                let statements = statements
+                    .into_iter()
+                    .map(|st| types::Statement {
+                        model_name: st.model_name,
+                        model_commitment: st.model_commitment,
+                        circuit: st.circuit,
+                        public_values: st.public_values,
+                    })
+                    .collect();
+                (Some(agg.header.aggregator), statements)
             }
-            None => (Value::Null, json!([])),
+            None => (None, Vec::new()),
         };
-        let mine: Vec<Value> = b
+        let your_jobs = b
             .jobs
             .iter()
             .enumerate()
             .filter(|(_, (_, owner))| *owner == account)
-            .map(|(i, (job, _))| json!({ "job": job, "index": i }))
+            .map(|(i, (job, _))| types::BatchMember {
+                job: *job,
+                index: i as i64,
+            })
             .collect();
-        Ok(Json(json!({
-            "id": b.id,
-            "state": if b.error.is_none() { "aggregated" } else { "failed" },
-            "error": b.error,
-            "created_at": b.created_at,
-            "proofs": b.proofs,
-            "aggregate_ms": b.aggregate_ms,
-            "aggregate_bytes": b.aggregate_bytes,
-            "aggregator": aggregator,
-            "statements": statements,
-            "your_jobs": mine,
-        })))
+        Ok(Json(types::Batch {
+            id: b.id,
+            state: if b.error.is_none() {
+                "aggregated"
+            } else {
+                "failed"
+            }
+            .into(),
+            error: b.error,
+            created_at: b.created_at,
+            proofs: b.proofs,
+            aggregate_ms: b.aggregate_ms,
+            aggregate_bytes: b.aggregate_bytes,
+            aggregator,
+            statements,
+            your_jobs,
+        }))
     })
     .await
 }

@@ -63,7 +63,7 @@ impl Follow {
                     return Some((Ok(event), self));
                 }
             };
-            let text = serde_json::to_string(&job).unwrap_or_default();
+            let text = serde_json::to_string(&job.to_api()).unwrap_or_default();
             if self.last.as_deref() != Some(text.as_str()) {
                 self.done = job.state.is_final();
                 self.sent += 1;

@@ -141,34 +141,7 @@ type KeySlot = OnceLock<Result<Arc<Keys>, String>>;
 /// The backend whose keys every model gets on load: its circuit size prices every backend.
 const PRICING_BACKEND: BackendId = BackendId::Stwo;
 
-/// What the API shows of a model.
-#[derive(Clone, Debug, Serialize, serde::Deserialize)]
-pub struct ModelInfo {
-    pub name: String,
-    pub uploaded: bool,
-    pub model_hash: String,
-    pub commitment: String,
-    pub inputs: Vec<InputInfo>,
-    pub outputs: Vec<Vec<usize>>,
-    pub accepts_images: bool,
-    /// How an image becomes the input (clients decode it the same way to check the proof).
-    pub image: Option<ciro_model_compiler::ir::ImageSpec>,
-    pub labels: Option<Vec<String>>,
-    pub trace_rows: u64,
-    /// The price with stwo.
-    pub price_micro: i64,
-    /// The price with halo2-KZG (the default on Ethereum and Polygon).
-    pub price_halo2_micro: i64,
-    /// The price with each proof system, by name (what a client quotes before submitting).
-    pub prices_micro: std::collections::BTreeMap<String, i64>,
-    pub proof_systems: Vec<String>,
-}
-
-#[derive(Clone, Debug, Serialize, serde::Deserialize)]
-pub struct InputInfo {
-    pub shape: Vec<usize>,
-    pub range: [f64; 2],
-}
+pub use ciro_client::types::{ImageInfo, InputInfo, ModelInfo};
 
 impl Model {
     pub fn price(&self, backend: BackendId) -> i64 {
@@ -219,7 +192,12 @@ impl Model {
                 .map(|o| g.nodes[o.node].shape.clone())
                 .collect(),
             accepts_images: g.image.is_some(),
-            image: g.image.clone(),
+            image: g.image.as_ref().map(|i| ImageInfo {
+                height: i.height,
+                width: i.width,
+                channels: i.channels,
+                range: i.range,
+            }),
             labels: g.labels.clone(),
             trace_rows: self.trace_rows,
             price_micro: self.price(BackendId::Stwo),

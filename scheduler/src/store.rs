@@ -8,9 +8,11 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
+
+pub use ciro_client::types::{Balance, BatchRef, JobState, Timings};
 
 use crate::pricing::{Chain, Token, MICRO};
 
@@ -39,65 +41,10 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// A job's lifecycle. `Verified` is the only successful end; `Failed` and `Cancelled` release
-/// the hold. (A request that fails validation never becomes a job.)
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JobState {
-    Queued,
-    Proving,
-    Proved,
-    Verified,
-    Failed,
-    Cancelled,
-}
-
-impl JobState {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            JobState::Queued => "queued",
-            JobState::Proving => "proving",
-            JobState::Proved => "proved",
-            JobState::Verified => "verified",
-            JobState::Failed => "failed",
-            JobState::Cancelled => "cancelled",
-        }
-    }
-
-    fn parse(s: &str) -> JobState {
-        match s {
-            "queued" => JobState::Queued,
-            "proving" => JobState::Proving,
-            "proved" => JobState::Proved,
-            "verified" => JobState::Verified,
-            "cancelled" => JobState::Cancelled,
-            _ => JobState::Failed,
-        }
-    }
-
-    pub fn is_final(&self) -> bool {
-        matches!(
-            self,
-            JobState::Verified | JobState::Failed | JobState::Cancelled
-        )
-    }
-}
-
-/// Milliseconds spent in each phase of a job.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Timings {
-    pub queue_wait_ms: Option<f64>,
-    pub witness_ms: Option<f64>,
-    pub prove_ms: Option<f64>,
-    pub verify_ms: Option<f64>,
-    /// From submission to the final state.
-    pub total_ms: Option<f64>,
-}
-
-#[derive(Clone, Debug, Serialize)]
+/// A job as the store keeps it: the API's document ([`Job::to_api`]) plus its owner and input.
+#[derive(Clone, Debug)]
 pub struct Job {
     pub id: i64,
-    #[serde(skip)]
     pub account: i64,
     pub model: String,
     pub model_hash: String,
@@ -114,17 +61,33 @@ pub struct Job {
     /// Outputs and label once proved (JSON).
     pub result: Option<serde_json::Value>,
     pub proof_bytes: Option<i64>,
-    #[serde(skip)]
     pub input: String,
     /// plonky2 jobs: the batch whose aggregate covers this job, once aggregated.
     pub batch: Option<BatchRef>,
 }
 
-/// Where a job sits in an aggregate: the batch, and its statement's index in the list.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct BatchRef {
-    pub id: i64,
-    pub index: i64,
+impl Job {
+    /// What the API shows of the job (not its owner or input).
+    pub fn to_api(&self) -> ciro_client::types::Job {
+        ciro_client::types::Job {
+            id: self.id,
+            model: self.model.clone(),
+            model_hash: self.model_hash.clone(),
+            state: self.state,
+            error: self.error.clone(),
+            chain: self.chain,
+            token: self.token,
+            price_micro: self.price_micro,
+            proof_system: self.proof_system.clone(),
+            attempts: self.attempts,
+            created_at: self.created_at,
+            finished_at: self.finished_at,
+            timings: self.timings.clone(),
+            result: self.result.clone(),
+            proof_bytes: self.proof_bytes,
+            batch: self.batch,
+        }
+    }
 }
 
 /// An aggregation batch: the aggregate of its jobs' plonky2 proofs, or why there is none.
@@ -140,16 +103,6 @@ pub struct Batch {
     /// The jobs, in statement order, with their accounts (for the API to show only one's own).
     #[serde(skip)]
     pub jobs: Vec<(i64, i64)>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Balance {
-    pub chain: Chain,
-    pub token: Token,
-    pub available_micro: i64,
-    pub held_micro: i64,
-    pub spent_micro: i64,
-    pub credited_micro: i64,
 }
 
 /// What a new job needs; validated by the caller.
@@ -272,7 +225,7 @@ fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
         account: r.get(1)?,
         model: r.get(2)?,
         model_hash: r.get(3)?,
-        state: JobState::parse(&r.get::<_, String>(4)?),
+        state: JobState::from_db(&r.get::<_, String>(4)?),
         error: r.get(5)?,
         chain: chain.parse().map_err(|e| parse_err(6, e))?,
         token: token.parse().map_err(|e| parse_err(7, e))?,
@@ -775,7 +728,7 @@ impl Store {
             let Some(state) = state else {
                 return Err(StoreError::NoSuchJob(id));
             };
-            if JobState::parse(&state).is_final() {
+            if JobState::from_db(&state).is_final() {
                 return Ok(());
             }
             release(tx, id, &state)?;
