@@ -742,3 +742,123 @@ fn plonky2_jobs_are_aggregated_into_batches_that_cover_them() {
         401
     );
 }
+
+/// The Rust client library reads every document the service writes (one definition for both
+/// sides): a typed job flow, live events, downloads, and errors carrying the API's codes.
+#[test]
+fn the_rust_client_library_runs_a_job_with_typed_documents() {
+    use ciro_client::types::{JobRequest, JobState, ModelEntry};
+    use ciro_client::{Client, ClientError};
+
+    let svc = start("api-client-lib", 1);
+    let mut client = Client::new(&svc.url(), None);
+    assert!(matches!(client.account(), Err(ClientError::NoKey)));
+    let created = client.signup(Some("typed")).unwrap();
+    assert_eq!(client.api_key(), Some(created.api_key.as_str()));
+
+    // No balance: the API's code and status come through.
+    let input = fixture_input("fixtures/models/mlp_small/input.json");
+    let req = JobRequest {
+        model: "mlp_small".into(),
+        input: Some(input),
+        chain: "starknet".into(),
+        ..Default::default()
+    };
+    let e = client.submit_job(&req, None).unwrap_err();
+    assert_eq!(e.code(), Some("insufficient_balance"), "{e}");
+    assert_eq!(e.status(), Some(402));
+
+    let account = client.faucet("starknet", "CIRO", 5_000_000).unwrap();
+    assert_eq!(account.balances[0].available_micro, 5_000_000);
+    let models = client.models().unwrap();
+    let Some(ModelEntry::Model(info)) = models.models.iter().find(|m| m.name() == "mlp_small")
+    else {
+        panic!("mlp_small is listed: {models:?}");
+    };
+    assert_eq!(info.prices_micro["stwo"], info.price_micro);
+
+    let job = client.submit_job(&req, Some("typed-1")).unwrap();
+    assert_eq!(job.price_micro, info.price_micro);
+    let again = client.submit_job(&req, Some("typed-1")).unwrap();
+    assert_eq!(
+        again.id, job.id,
+        "the idempotency key returns the first job"
+    );
+    let mut states = Vec::new();
+    let done = client
+        .follow(job.id, std::time::Duration::from_secs(300), |j| {
+            states.push(j.state)
+        })
+        .unwrap();
+    assert_eq!(done.state, JobState::Verified, "{done:?}");
+    assert_eq!(states.last(), Some(&JobState::Verified));
+    assert_eq!(client.job(job.id).unwrap(), done);
+
+    let result = client.result(job.id).unwrap();
+    assert!(result.verified);
+    assert_eq!(result.model_commitment, info.commitment);
+    let bundle = ProofBundle::from_bytes(&client.proof(job.id).unwrap()).unwrap();
+    let key = ciro_prover::load_verifying_key(&client.verifying_key("mlp_small", "stwo").unwrap())
+        .unwrap();
+    let verified = ciro_verifier::verify(key.as_ref(), &bundle).unwrap();
+    let outputs: Vec<Vec<f64>> = verified.outputs.iter().map(|t| t.real()).collect();
+    assert_eq!(outputs, result.outputs);
+    assert_eq!(client.jobs(Some(10)).unwrap().jobs[0].id, job.id);
+
+    let e = client.result(i64::MAX).unwrap_err();
+    assert_eq!(e.code(), Some("not_found"), "{e}");
+    let e = client.cancel(job.id).unwrap_err();
+    assert_eq!(e.code(), Some("not_cancellable"), "{e}");
+}
+
+/// An event stream on a job that is not moving (no workers) shows its state at once, stays
+/// open, and ends promptly when the service stops, so a shutdown never waits on a follower.
+#[test]
+fn an_open_event_stream_ends_when_the_service_stops() {
+    use std::io::BufRead;
+    use std::time::{Duration, Instant};
+
+    let spec = Spec::load();
+    let svc = start("api-events-stop", 0);
+    let api = Api::new(svc.url(), &spec);
+    let alice = api.funded_account("follower", 10);
+    let input = fixture_input("fixtures/models/mlp_small/input.json");
+    let r = api.call(
+        "POST",
+        "/v1/jobs",
+        Some(&alice),
+        job_body("mlp_small", input),
+    );
+    assert_eq!(r.status, 201, "{}", r.error());
+    let id = r.json()["id"].as_i64().unwrap();
+
+    let resp = ureq::get(&format!("{}/v1/jobs/{id}/events", svc.url()))
+        .set("Authorization", &format!("Bearer {alice}"))
+        .call()
+        .unwrap();
+    assert_eq!(resp.content_type(), "text/event-stream");
+    let mut lines = std::io::BufReader::new(resp.into_reader()).lines();
+    let first: Vec<String> = lines
+        .by_ref()
+        .map(|l| l.unwrap())
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert!(first.contains(&"event: job".to_string()), "{first:?}");
+    assert!(
+        first.iter().any(|l| l.contains("\"state\":\"queued\"")),
+        "{first:?}"
+    );
+
+    let reader = std::thread::spawn(move || lines.map_while(Result::ok).count());
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    svc.stop();
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "stop took {:?}",
+        t.elapsed()
+    );
+    reader
+        .join()
+        .expect("the stream ends once the service stops");
+}
