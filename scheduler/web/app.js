@@ -243,7 +243,7 @@ async function submitJob() {
   }
   const job = await api("POST", "/v1/jobs", req);
   await refreshAccount();
-  await follow(job.id);
+  await follow(job.id, job);
 }
 
 function step(text) {
@@ -255,8 +255,9 @@ function step(text) {
 function ms(v) { return v == null ? "–" : `${(v / 1000).toFixed(2)} s`; }
 
 // Follows a job through the server-sent event stream (fetch, so that the API key travels in
-// a header), reconnecting if the stream ends before the job's final state.
-async function follow(id) {
+// a header), reconnecting if the stream ends before the job's final state. `submitted` is the
+// job as its submission returned it (shown as the first step).
+async function follow(id, submitted) {
   if (following) following.abort();
   const ctl = new AbortController();
   following = ctl;
@@ -267,6 +268,10 @@ async function follow(id) {
   $("job-result").hidden = true;
   $("job-error").hidden = true;
   let last = null;
+  if (submitted) {
+    step(`${submitted.state} (submitted; ${amount(submitted.price_micro)} ${submitted.token} held)`);
+    last = submitted;
+  }
   while (!ctl.signal.aborted) {
     let res;
     try {

@@ -60,7 +60,7 @@ test("the web app runs a job end to end and explains refusals", { timeout: 600_0
     await page.locator("#job-result").waitFor();
     assert.equal((await page.locator("#job-label").textContent()).trim(), "7");
     const steps = await page.locator("#job-steps li").allTextContents();
-    assert.ok(steps.length >= 2 && /^verified/.test(steps.at(-1)), steps.join(" | "));
+    assert.ok(/^queued \(submitted/.test(steps[0]) && /^verified/.test(steps.at(-1)), steps.join(" | "));
     assert.equal(await page.locator("#chart .bar").count(), 10);
     await page.screenshot({ path: join(shots, "job-verified.png"), fullPage: true });
 
