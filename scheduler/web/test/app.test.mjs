@@ -6,7 +6,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 
@@ -75,6 +75,31 @@ test("the web app runs a job end to end and explains refusals", { timeout: 600_0
     assert.match(command, /^ciro verify job-\d+\.bundle --vk image_recognition_v1\.stwo\.vk$/);
     const out = execFileSync(ciro, ["verify", bundle, "--vk", vk], { encoding: "utf8" });
     assert.match(out, /OK: proof verified/);
+
+    // A JSON tensor paid on Ethereum: proved with halo2 (the chain's default), with EVM
+    // calldata to download, and its bundle verified by `ciro verify` too.
+    await page.locator("#faucet-chain").selectOption("ethereum");
+    await page.getByRole("button", { name: "Get test tokens" }).click();
+    await message.filter({ hasText: "credited" }).waitFor();
+    await page.getByLabel("Model", { exact: true }).selectOption("mlp_small");
+    await page.locator("#job-input").fill(readFileSync(join(repo, "fixtures/models/mlp_small/input.json"), "utf8"));
+    await page.locator("#job-chain").selectOption("ethereum");
+    assert.match(await page.locator("#quote").textContent(), /on ethereum with halo2/);
+    await page.getByRole("button", { name: "Pay and prove" }).click();
+    await page.locator("#job-state", { hasText: "verified" }).waitFor({ timeout: 300_000 });
+    await page.locator("#job-result").waitFor();
+    assert.match(await page.locator("#verify-command").textContent(), /--vk mlp_small\.halo2\.vk$/);
+    const calldata = join(work, "job.calldata.hex");
+    const [dl] = await Promise.all([page.waitForEvent("download"), page.click("#dl-calldata")]);
+    await dl.saveAs(calldata);
+    assert.match(readFileSync(calldata, "utf8"), /^0x[0-9a-f]{64,}$/);
+    const halo2Bundle = join(work, "halo2.bundle");
+    const halo2Key = join(work, "halo2.vk");
+    for (const [button, path] of [["#dl-bundle", halo2Bundle], ["#dl-key", halo2Key]]) {
+      const [download] = await Promise.all([page.waitForEvent("download"), page.click(button)]);
+      await download.saveAs(path);
+    }
+    assert.match(execFileSync(ciro, ["verify", halo2Bundle, "--vk", halo2Key], { encoding: "utf8" }), /OK: proof verified/);
 
     // A bad ONNX upload: refused, with the reason on the page.
     await page.locator("#upload-file").setInputFiles({ name: "bad.onnx", mimeType: "application/octet-stream", buffer: Buffer.from("this is not an ONNX model") });
