@@ -535,3 +535,50 @@ fn ureq_get(svc: &Service, home: &Path, path: &str) -> Vec<u8> {
     std::io::Read::read_to_end(&mut r.into_reader(), &mut out).unwrap();
     out
 }
+
+/// SIGTERM while a user follows a job that is not moving: the service stops within seconds
+/// (the event stream ends on the stop, not after its 30-minute life), and the follower is told
+/// the service is gone.
+#[test]
+fn sigterm_with_an_open_event_stream_stops_promptly() {
+    let home = fresh_dir("sigterm-events");
+    let mut svc = start_with(&home.join("data"), &["--workers", "0"]);
+    ok(cli(&svc, &home, &["signup", "--save"]));
+    ok(cli(
+        &svc,
+        &home,
+        &["faucet", "--chain", "starknet", "--amount", "5"],
+    ));
+    let input = fixtures().join("models/mlp_small/input.json");
+    ok(submit(
+        &svc,
+        &home,
+        "mlp_small",
+        input.to_str().unwrap(),
+        "starknet",
+    ));
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(home.join("config.json")).unwrap()).unwrap();
+    let key = config["api_key"].as_str().unwrap().to_string();
+    let client = ciro_client::Client::new(&svc.url, Some(key));
+    let follower = std::thread::spawn(move || client.follow(1, Duration::from_secs(120), |_| {}));
+    std::thread::sleep(Duration::from_millis(500));
+    let t = Instant::now();
+    let term = Command::new("kill")
+        .args(["-TERM", &svc.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = svc.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "the service took {:?} to stop",
+        t.elapsed()
+    );
+    let err = follower.join().unwrap().unwrap_err();
+    assert!(
+        matches!(err, ciro_client::ClientError::Transport { .. }),
+        "{err}"
+    );
+}

@@ -304,7 +304,27 @@ impl Client {
             let req = self
                 .keyed("GET", &format!("/v1/jobs/{id}/events"))?
                 .timeout(left);
-            let stream = std::io::BufReader::new(self.send(req, None::<&()>)?.into_reader());
+            let resp = match self.send(req, None::<&()>) {
+                Ok(r) => r,
+                // Too many streams open (503), or a service without events (404): poll.
+                Err(ClientError::Api {
+                    status: 503 | 404, ..
+                }) => {
+                    let job = self.job(id)?;
+                    state = job.state.as_str().to_string();
+                    if shown != Some(job.state) {
+                        on_change(&job);
+                        shown = Some(job.state);
+                    }
+                    if job.state.is_final() {
+                        return Ok(job);
+                    }
+                    std::thread::sleep(Duration::from_millis(500));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let stream = std::io::BufReader::new(resp.into_reader());
             let (mut event, mut data) = (String::new(), String::new());
             for line in stream.lines() {
                 // A read error is the time limit or a dropped connection: the loop decides.
@@ -312,8 +332,13 @@ impl Client {
                 if let Some(e) = line.strip_prefix("event:") {
                     event = e.trim().to_string();
                 } else if let Some(d) = line.strip_prefix("data:") {
+                    if !data.is_empty() {
+                        data.push('\n');
+                    }
                     data.push_str(d.strip_prefix(' ').unwrap_or(d));
-                } else if line.is_empty() && !data.is_empty() {
+                } else if line.is_empty() && data.is_empty() {
+                    event.clear();
+                } else if line.is_empty() {
                     if event == "error" {
                         let b: ErrorBody = serde_json::from_str(&data)
                             .map_err(|e| ClientError::Decode(e.to_string()))?;

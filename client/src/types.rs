@@ -266,6 +266,7 @@ pub struct ModelInfo {
     /// The price with halo2-KZG (the default on Ethereum and Polygon).
     pub price_halo2_micro: i64,
     /// The price with each proof system, by name (what a client quotes before submitting).
+    #[serde(default)]
     pub prices_micro: BTreeMap<String, i64>,
     pub proof_systems: Vec<String>,
 }

@@ -1,7 +1,8 @@
 //! Live job events: `GET /v1/jobs/{id}/events`, a server-sent event stream of the job as it
 //! changes (queued → proving → proved → verified, or failed or cancelled), ending after the
 //! final state. The stream wakes on the store's commits rather than polling the database, and
-//! is bounded in number ([`MAX_STREAMS`]) and in life ([`MAX_LIFETIME`]; the client reconnects).
+//! is bounded in number ([`MAX_STREAMS`], [`MAX_STREAMS_PER_ACCOUNT`]) and in life
+//! ([`MAX_LIFETIME`]; the client reconnects). Clients fall back to polling when refused.
 
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
@@ -20,6 +21,8 @@ use crate::Shared;
 
 /// Open event streams at most (each holds a connection and a small task).
 pub const MAX_STREAMS: usize = 256;
+/// Open event streams per account at most, so that a few accounts cannot hold every stream.
+pub const MAX_STREAMS_PER_ACCOUNT: usize = 8;
 /// A stream closes after this long; a client that still wants events reconnects.
 pub const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
 /// How often an idle stream checks whether the service is stopping.
@@ -35,6 +38,47 @@ struct Follow {
     started: Instant,
     done: bool,
     _permit: tokio::sync::OwnedSemaphorePermit,
+    _account_slot: AccountSlot,
+}
+
+/// One of an account's stream slots, given back when the stream ends.
+struct AccountSlot {
+    shared: Arc<Shared>,
+    account: i64,
+}
+
+impl AccountSlot {
+    fn take(shared: &Arc<Shared>, account: i64) -> Option<AccountSlot> {
+        let mut open = shared
+            .event_streams_by_account
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(account).or_insert(0);
+        if *n >= MAX_STREAMS_PER_ACCOUNT {
+            return None;
+        }
+        *n += 1;
+        Some(AccountSlot {
+            shared: shared.clone(),
+            account,
+        })
+    }
+}
+
+impl Drop for AccountSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .shared
+            .event_streams_by_account
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.account) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.account);
+            }
+        }
+    }
 }
 
 impl Follow {
@@ -74,8 +118,21 @@ impl Follow {
                 self.last = Some(text);
                 return Some((Ok(event), self));
             }
-            // Nothing new: wait for the store's next commit (or a tick to notice a stop).
-            let _ = tokio::time::timeout(TICK, self.changes.changed()).await;
+            // Nothing new: wait for the store's next commit, checking each tick whether the
+            // service is stopping or the stream has lived its time (no database read then).
+            loop {
+                match tokio::time::timeout(TICK, self.changes.changed()).await {
+                    Ok(Ok(())) => break,
+                    Ok(Err(_)) => return None, // the store is gone
+                    Err(_)
+                        if self.shared.stopping.load(Ordering::SeqCst)
+                            || self.started.elapsed() > MAX_LIFETIME =>
+                    {
+                        return None
+                    }
+                    Err(_) => {}
+                }
+            }
         }
     }
 }
@@ -89,15 +146,23 @@ pub async fn job_events(
     // A job of another account is "not found", as for GET /v1/jobs/{id}.
     let store = s.clone();
     blocking(move || Ok(store.store.job_of(account, id)?)).await?;
-    let permit = s.event_streams.clone().try_acquire_owned().map_err(|_| {
+    let busy = |why: String| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "busy",
-            format!(
-                "{MAX_STREAMS} event streams are open; poll GET /v1/jobs/{id} or try again shortly"
-            ),
+            format!("{why}; poll GET /v1/jobs/{id} instead, or try again shortly"),
         )
+    };
+    let account_slot = AccountSlot::take(&s, account).ok_or_else(|| {
+        busy(format!(
+            "this account has {MAX_STREAMS_PER_ACCOUNT} event streams open"
+        ))
     })?;
+    let permit = s
+        .event_streams
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| busy(format!("{MAX_STREAMS} event streams are open")))?;
     let follow = Follow {
         changes: s.store.changes(),
         shared: s,
@@ -108,6 +173,7 @@ pub async fn job_events(
         started: Instant::now(),
         done: false,
         _permit: permit,
+        _account_slot: account_slot,
     };
     let events = stream::unfold(follow, Follow::next);
     Ok(Sse::new(events)

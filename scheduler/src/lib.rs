@@ -139,6 +139,8 @@ pub struct Shared {
     pub expensive: Arc<tokio::sync::Semaphore>,
     /// Open live-event streams (each holds a connection and a task).
     pub event_streams: Arc<tokio::sync::Semaphore>,
+    /// Open live-event streams per account.
+    pub event_streams_by_account: Mutex<std::collections::HashMap<i64, usize>>,
     pub rates: api::RateLimits,
 }
 
@@ -241,6 +243,7 @@ pub fn start(config: Config) -> Result<Running, ServiceError> {
             config.http.max_expensive.max(1),
         )),
         event_streams: Arc::new(tokio::sync::Semaphore::new(events::MAX_STREAMS)),
+        event_streams_by_account: Mutex::new(Default::default()),
         rates: api::RateLimits::new(config.rate_per_minute),
         config: config.clone(),
     });
@@ -305,6 +308,7 @@ pub fn start(config: Config) -> Result<Running, ServiceError> {
     let app = api::router(shared.clone());
     let handle_signals = config.handle_signals;
     let http_limits = config.http.clone();
+    let stopping = shared.clone();
     let server = std::thread::Builder::new()
         .name("ciro-http".into())
         .spawn(move || {
@@ -321,6 +325,10 @@ pub fn start(config: Config) -> Result<Running, ServiceError> {
                         _ = rx => {}
                         _ = terminate(), if handle_signals => {}
                     }
+                    // Before open requests are drained: live event streams end on this flag,
+                    // and workers take no new job.
+                    stopping.stopping.store(true, Ordering::SeqCst);
+                    stopping.wake.notify();
                 };
                 http::serve(listener, app, http_limits, shutdown).await;
             })

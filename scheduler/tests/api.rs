@@ -813,6 +813,7 @@ fn the_rust_client_library_runs_a_job_with_typed_documents() {
 
 /// An event stream on a job that is not moving (no workers) shows its state at once, stays
 /// open, and ends promptly when the service stops, so a shutdown never waits on a follower.
+/// Streams per account are capped; a refused follower polls.
 #[test]
 fn an_open_event_stream_ends_when_the_service_stops() {
     use std::io::BufRead;
@@ -850,6 +851,44 @@ fn an_open_event_stream_ends_when_the_service_stops() {
     );
 
     let reader = std::thread::spawn(move || lines.map_while(Result::ok).count());
+
+    // An account holds at most 8 streams: the 9th is refused with `busy`, and a follower then
+    // polls instead (the Rust client's `follow` sees the job cancelled all the same).
+    let held: Vec<_> = (0..7)
+        .map(|_| {
+            ureq::get(&format!("{}/v1/jobs/{id}/events", svc.url()))
+                .set("Authorization", &format!("Bearer {alice}"))
+                .call()
+                .unwrap()
+        })
+        .collect();
+    let refused = api.call(
+        "GET",
+        &format!("/v1/jobs/{id}/events"),
+        Some(&alice),
+        Body::None,
+    );
+    assert_eq!(refused.status, 503, "{}", refused.error());
+    assert!(refused.error().contains("poll"), "{}", refused.error());
+    let follower = {
+        let client = ciro_client::Client::new(&svc.url(), Some(alice.clone()));
+        std::thread::spawn(move || client.follow(id, Duration::from_secs(60), |_| {}))
+    };
+    std::thread::sleep(Duration::from_millis(700));
+    let r = api.call(
+        "POST",
+        &format!("/v1/jobs/{id}/cancel"),
+        Some(&alice),
+        Body::None,
+    );
+    assert_eq!(r.status, 200, "{}", r.error());
+    let done = follower
+        .join()
+        .unwrap()
+        .expect("the follower polls to the end");
+    assert_eq!(done.state, ciro_client::types::JobState::Cancelled);
+    drop(held);
+
     std::thread::sleep(Duration::from_millis(300));
     let t = Instant::now();
     svc.stop();

@@ -118,15 +118,22 @@ async function refreshAccount() {
 // ---- models ----
 
 async function refreshModels() {
-  models = (await api("GET", "/v1/models")).models;
+  const all = (await api("GET", "/v1/models")).models;
+  models = all.filter((m) => !m.error);
   const body = $("model-table").querySelector("tbody");
   body.replaceChildren();
   const select = $("job-model");
   const chosen = select.value;
   select.replaceChildren();
-  for (const m of models) {
+  for (const m of all) {
     const tr = document.createElement("tr");
     cell(tr, m.name);
+    if (m.error) {
+      // A model the service can no longer load: listed with why, not offered for jobs.
+      cell(tr, `unavailable: ${m.error}`).colSpan = 4;
+      body.appendChild(tr);
+      continue;
+    }
     cell(tr, m.accepts_images ? `image ${m.image.height}×${m.image.width}×${m.image.channels}` : m.inputs.map((i) => `[${i.shape.join("×")}]`).join(", "));
     cell(tr, m.inputs.map((i) => `${i.range[0]} … ${i.range[1]}`).join(", "));
     const p = m.prices_micro || {};
@@ -241,7 +248,17 @@ async function submitJob() {
   } else {
     throw new ApiError(m.accepts_images ? "Choose an image or paste a JSON tensor." : "Paste a JSON tensor for this model.");
   }
+  // Pin the model's key before the service proves anything: the proof is later checked against
+  // this key, so a key swapped afterwards is noticed.
+  const system = chosenSystem();
+  const keyRes = await fetch(`/v1/models/${encodeURIComponent(m.name)}/vk?proof_system=${system}`);
+  if (!keyRes.ok) throw new ApiError(`Cannot fetch the model's ${system} key (${keyRes.status}).`);
+  const pinnedKey = await keyRes.text();
   const job = await api("POST", "/v1/jobs", req);
+  try {
+    localStorage.setItem(`ciro.key.${job.id}`, pinnedKey);
+    if (req.input) localStorage.setItem(`ciro.input.${job.id}`, JSON.stringify(req.input));
+  } catch (_) { /* storage full: the key is fetched again at download */ }
   await refreshAccount();
   await follow(job.id, job);
 }
@@ -280,6 +297,20 @@ async function follow(id, submitted) {
       if (ctl.signal.aborted) return;
       throw new ApiError("Lost the connection to the service while following the job.");
     }
+    if (res.status === 503 || res.status === 404) {
+      // Too many live streams (or none on this service): poll the job instead.
+      const doc = await api("GET", `/v1/jobs/${id}`);
+      if (!last || last.state !== doc.state) step(`${doc.state}`);
+      last = doc;
+      $("job-state").textContent = doc.state;
+      if (FINAL.includes(doc.state)) {
+        following = null;
+        await finished(doc);
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+      continue;
+    }
     if (!res.ok) {
       const doc = await res.json().catch(() => null);
       throw new ApiError((doc && doc.error) || `The service answered ${res.status}.`, doc && doc.code, res.status);
@@ -300,7 +331,7 @@ async function follow(id, submitted) {
         let data = "";
         for (const line of block.split("\n")) {
           if (line.startsWith("event:")) event = line.slice(6).trim();
-          else if (line.startsWith("data:")) data += line.slice(5).replace(/^ /, "");
+          else if (line.startsWith("data:")) data += (data ? "\n" : "") + line.slice(5).replace(/^ /, "");
         }
         if (!data) continue;
         const doc = JSON.parse(data);
@@ -337,11 +368,23 @@ async function finished(job) {
   drawChart(r.outputs);
   const system = r.proof_system;
   const keyName = `${r.model}.${system}.vk`;
+  const pinned = localStorage.getItem(`ciro.key.${job.id}`);
+  const input = localStorage.getItem(`ciro.input.${job.id}`);
   $("dl-bundle").onclick = action(() => download(`/v1/jobs/${job.id}/proof`, `job-${job.id}.bundle`));
-  $("dl-key").onclick = action(() => download(`/v1/models/${encodeURIComponent(r.model)}/vk?proof_system=${system}`, keyName));
+  $("dl-key").onclick = action(async () => {
+    if (!pinned) return download(`/v1/models/${encodeURIComponent(r.model)}/vk?proof_system=${system}`, keyName);
+    const served = await (await fetch(`/v1/models/${encodeURIComponent(r.model)}/vk?proof_system=${system}`)).text();
+    if (served !== pinned) show("The service now serves another key for this model than when you submitted; the downloaded key is the one pinned at submission.");
+    save(new Blob([pinned]), keyName);
+  });
+  $("dl-input").hidden = !input;
+  $("dl-input").onclick = () => save(new Blob([input]), `job-${job.id}.input.json`);
   $("dl-calldata").hidden = !r.evm_calldata;
   $("dl-calldata").onclick = () => save(new Blob([r.evm_calldata]), `job-${job.id}.calldata.hex`);
-  $("verify-command").textContent = `ciro verify job-${job.id}.bundle --vk ${keyName}`;
+  $("verify-command").textContent = `ciro verify job-${job.id}.bundle --vk ${keyName}` + (input ? ` --input job-${job.id}.input.json` : "");
+  $("key-note").textContent = pinned
+    ? "The key was fetched when you submitted, before the service proved anything."
+    : "This job was not submitted from this browser: the key is the one the service serves now.";
   $("job-result").hidden = false;
 }
 

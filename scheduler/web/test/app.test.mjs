@@ -6,7 +6,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 
@@ -71,6 +71,7 @@ test("the web app runs a job end to end and explains refusals", { timeout: 600_0
       const [download] = await Promise.all([page.waitForEvent("download"), page.click(button)]);
       await download.saveAs(path);
     }
+    assert.match(await page.locator("#key-note").textContent(), /fetched when you submitted/);
     const command = await page.locator("#verify-command").textContent();
     assert.match(command, /^ciro verify job-\d+\.bundle --vk image_recognition_v1\.stwo\.vk$/);
     const out = execFileSync(ciro, ["verify", bundle, "--vk", vk], { encoding: "utf8" });
@@ -86,20 +87,27 @@ test("the web app runs a job end to end and explains refusals", { timeout: 600_0
     await page.locator("#job-chain").selectOption("ethereum");
     assert.match(await page.locator("#quote").textContent(), /on ethereum with halo2/);
     await page.getByRole("button", { name: "Pay and prove" }).click();
+    await page.locator("#job-id", { hasText: "#2" }).waitFor();
     await page.locator("#job-state", { hasText: "verified" }).waitFor({ timeout: 300_000 });
     await page.locator("#job-result").waitFor();
-    assert.match(await page.locator("#verify-command").textContent(), /--vk mlp_small\.halo2\.vk$/);
+    assert.match(await page.locator("#verify-command").textContent(), /--vk mlp_small\.halo2\.vk --input job-\d+\.input\.json$/);
     const calldata = join(work, "job.calldata.hex");
     const [dl] = await Promise.all([page.waitForEvent("download"), page.click("#dl-calldata")]);
     await dl.saveAs(calldata);
     assert.match(readFileSync(calldata, "utf8"), /^0x[0-9a-f]{64,}$/);
     const halo2Bundle = join(work, "halo2.bundle");
     const halo2Key = join(work, "halo2.vk");
-    for (const [button, path] of [["#dl-bundle", halo2Bundle], ["#dl-key", halo2Key]]) {
+    const halo2Input = join(work, "halo2.input.json");
+    for (const [button, path] of [["#dl-bundle", halo2Bundle], ["#dl-key", halo2Key], ["#dl-input", halo2Input]]) {
       const [download] = await Promise.all([page.waitForEvent("download"), page.click(button)]);
       await download.saveAs(path);
     }
-    assert.match(execFileSync(ciro, ["verify", halo2Bundle, "--vk", halo2Key], { encoding: "utf8" }), /OK: proof verified/);
+    assert.match(execFileSync(ciro, ["verify", halo2Bundle, "--vk", halo2Key, "--input", halo2Input], { encoding: "utf8" }), /OK: proof verified/);
+    // Another input is refused by the same check.
+    const other = JSON.parse(readFileSync(halo2Input, "utf8"));
+    other.input_data[0][0] = other.input_data[0][0] === 0 ? 0.5 : 0;
+    writeFileSync(halo2Input, JSON.stringify(other));
+    assert.throws(() => execFileSync(ciro, ["verify", halo2Bundle, "--vk", halo2Key, "--input", halo2Input], { stdio: "pipe" }));
 
     // A bad ONNX upload: refused, with the reason on the page.
     await page.locator("#upload-file").setInputFiles({ name: "bad.onnx", mimeType: "application/octet-stream", buffer: Buffer.from("this is not an ONNX model") });

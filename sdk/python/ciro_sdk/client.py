@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import numbers
 import os
 import shutil
 import subprocess
@@ -17,6 +18,8 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Union
 
 Json = Dict[str, Any]
 FINAL_STATES = ("verified", "failed", "cancelled")
+# The proof system a job gets when it names none (the service's rule: EVM chains get halo2).
+DEFAULT_SYSTEM = {"starknet": "stwo", "ethereum": "halo2", "polygon": "halo2"}
 MICRO = 1_000_000
 
 
@@ -52,6 +55,9 @@ class Client:
         self.server = server.rstrip("/")
         self.api_key = api_key
         self.timeout = timeout
+        # Per job submitted through this client: the model's key fetched before submitting,
+        # and the tensor input (None for an image).
+        self._pinned: Dict[int, tuple] = {}
 
     # ---- transport ----
 
@@ -152,8 +158,14 @@ class Client:
         if proof_system:
             body["proof_system"] = proof_system
         body.update(_encode_input(input))
+        # Pin the key before the service proves anything; download() hands this one out.
+        system = proof_system or DEFAULT_SYSTEM.get(chain.lower(), "stwo")
+        key = self.verifying_key(model, system)
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        return self._json("POST", "/v1/jobs", body, headers=headers)
+        job = self._json("POST", "/v1/jobs", body, headers=headers)
+        if job.get("proof_system") == system:
+            self._pinned[int(job["id"])] = (key, body.get("input"))
+        return job
 
     def job(self, job_id: int) -> Json:
         self._need_key()
@@ -169,34 +181,52 @@ class Client:
 
     def events(self, job_id: int, timeout: float = 600.0) -> Iterator[Json]:
         """The job as it changes (the service's live event stream), ending with its final
-        state. Reconnects if the stream ends early; raises ``CiroError`` code ``timeout`` after
-        ``timeout`` seconds."""
+        state. Reconnects if the stream drops (up to 5 failed attempts in a row), polls the job
+        if the service refuses a stream (503 ``busy``); raises ``CiroError`` code ``timeout``
+        after ``timeout`` seconds."""
         self._need_key()
         deadline = time.monotonic() + timeout
         state = None
+        failures = 0
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise CiroError(f"job {job_id} is still {state} after {timeout:g} s; it goes on", "timeout")
             try:
                 with self._request("GET", f"/v1/jobs/{int(job_id)}/events", timeout=min(left, 60.0)) as resp:
+                    failures = 0
                     for event, data in _sse(resp):
+                        try:
+                            doc = json.loads(data)
+                        except ValueError:
+                            raise CiroError(f"the service sent an invalid event: {data[:200]!r}", "bad_response") from None
                         if event == "error":
-                            err = json.loads(data)
-                            raise CiroError(err.get("error", "event stream failed"), err.get("code", "error"))
+                            raise CiroError(doc.get("error", "event stream failed"), doc.get("code", "error"))
                         if event != "job":
                             continue
-                        job = json.loads(data)
-                        state = job["state"]
-                        yield job
+                        state = doc["state"]
+                        yield doc
                         if state in FINAL_STATES:
                             return
             except CiroError as e:
+                if e.status in (503, 404):
+                    # Too many streams open (or none on this service): poll instead.
+                    doc = self.job(job_id)
+                    if doc["state"] != state:
+                        state = doc["state"]
+                        yield doc
+                    if state in FINAL_STATES:
+                        return
+                    time.sleep(1.0)
+                    continue
                 if e.code != "network":
                     raise
+                failures += 1
             except OSError:
-                pass  # a read timed out or the connection dropped: reconnect
-            time.sleep(0.2)
+                failures += 1  # a read timed out or the connection dropped: reconnect
+            if failures >= 5:
+                raise CiroError(f"lost the service at {self.server} while following job {job_id}", "network")
+            time.sleep(0.2 * (1 + failures))
 
     def wait(
         self,
@@ -231,7 +261,9 @@ class Client:
 
     def download(self, job_id: int, directory: Union[str, os.PathLike]) -> Dict[str, Path]:
         """Saves the job's result, proof bundle and the model's verifying key into
-        ``directory``; returns their paths (``result``, ``bundle``, ``key``)."""
+        ``directory``; returns their paths (``result``, ``bundle``, ``key``, and ``input`` for
+        a tensor job). For a job submitted through this client the key is the one fetched
+        before submitting, and the input is the one submitted: pass both to :meth:`verify`."""
         result = self.result(job_id)
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
@@ -242,7 +274,13 @@ class Client:
         }
         paths["result"].write_text(json.dumps(result, indent=2))
         paths["bundle"].write_bytes(self.proof(job_id))
-        paths["key"].write_bytes(self.verifying_key(result["model"], result["proof_system"]))
+        key, tensor = self._pinned.get(int(job_id), (None, None))
+        if key is None:
+            key = self.verifying_key(result["model"], result["proof_system"])
+        paths["key"].write_bytes(key)
+        if tensor is not None:
+            paths["input"] = out / f"job-{int(job_id)}.input.json"
+            paths["input"].write_text(json.dumps(tensor))
         return paths
 
     @staticmethod
@@ -250,16 +288,21 @@ class Client:
         bundle: Union[str, os.PathLike],
         key: Union[str, os.PathLike],
         ciro: Optional[str] = None,
+        input: Optional[Union[str, os.PathLike]] = None,
     ) -> str:
         """Verifies a bundle against a verifying key with the ``ciro`` binary (``ciro``, the
         ``CIRO_BIN`` environment variable or ``ciro`` on the PATH), offline and without
-        trusting the service. Returns what it printed; raises ``CiroError`` code
+        trusting the service; with ``input`` (a JSON tensor file) it also checks that the proof
+        is about that input. Returns what it printed; raises ``CiroError`` code
         ``verify_failed`` if the proof does not verify."""
         exe = ciro or os.environ.get("CIRO_BIN") or shutil.which("ciro")
         if not exe:
             raise CiroError("the ciro binary is not found: pass ciro= or set CIRO_BIN", "bad_argument")
+        args = [exe, "verify", os.fspath(bundle), "--vk", os.fspath(key)]
+        if input is not None:
+            args += ["--input", os.fspath(input)]
         run = subprocess.run(
-            [exe, "verify", os.fspath(bundle), "--vk", os.fspath(key)],
+            args,
             capture_output=True,
             text=True,
             timeout=600,
@@ -305,7 +348,9 @@ def _tensor(x: Any) -> List[float]:
         if isinstance(v, (list, tuple)):
             for item in v:
                 yield from flat(item)
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+        elif hasattr(v, "tolist") and hasattr(v, "shape"):  # a NumPy array inside a list
+            yield from flat(v.tolist())
+        elif isinstance(v, numbers.Real) and not isinstance(v, bool):
             yield float(v)
         else:
             raise CiroError(f"an input value must be a number, not {type(v).__name__}", "bad_argument")
@@ -328,7 +373,7 @@ def _encode_input(input: Any) -> Json:
         return {"image_base64": base64.b64encode(buf.getvalue()).decode()}
     if isinstance(input, Mapping):
         return {"input": dict(input)}
-    if isinstance(input, (list, tuple)) and len(input) > 1 and all(hasattr(t, "shape") for t in input):
+    if isinstance(input, (list, tuple)) and len(input) > 1 and all(getattr(t, "ndim", 0) >= 1 for t in input):
         # Several NumPy arrays: one per model input.
         return {"input": {"input_data": [_tensor(t) for t in input]}}
     return {"input": {"input_data": [_tensor(input)]}}

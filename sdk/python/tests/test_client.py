@@ -60,6 +60,29 @@ def test_pil_images_and_numpy_arrays_are_inputs(server):
     x = np.zeros((1, 64), dtype=np.float32)
     job = client.submit_job("mlp_small", x)
     assert client.wait(job["id"], timeout=300)["state"] == "verified"
+    # One array in a list, and NumPy scalars in a list, are one tensor too.
+    for one in ([x], [np.float32(0.25)] * 64):
+        job = client.submit_job("mlp_small", one)
+        assert job["state"] == "queued"
+
+
+def test_a_tensor_job_verifies_against_its_pinned_key_and_input(server, ciro_bin, tmp_path):
+    client = Client(server)
+    client.signup("sdk-pinned")
+    client.faucet()
+    x = np.full((1, 64), 0.5)
+    job = client.submit_job("mlp_small", x)
+    assert client.wait(job["id"], timeout=300)["state"] == "verified"
+    files = client.download(job["id"], tmp_path)
+    out = Client.verify(files["bundle"], files["key"], ciro=ciro_bin, input=files["input"])
+    assert "OK: proof verified" in out
+    # The same proof is refused for another input.
+    other = json.loads(files["input"].read_text())
+    other["input_data"][0][0] = -0.5
+    files["input"].write_text(json.dumps(other))
+    with pytest.raises(CiroError) as e:
+        Client.verify(files["bundle"], files["key"], ciro=ciro_bin, input=files["input"])
+    assert e.value.code == "verify_failed"
 
 
 def test_no_balance_is_an_error_with_its_code(server):
