@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use types::{
     Account, AccountCreated, Batch, ErrorBody, FaucetRequest, Job, JobList, JobRequest, JobResult,
-    ModelInfo, ModelList, NewAccount,
+    JobState, ModelInfo, ModelList, NewAccount,
 };
 
 /// Largest download (a proof bundle, a key, an aggregate) the client reads.
@@ -291,13 +291,20 @@ impl Client {
     /// the stream ends early. Returns the final job, or [`ClientError::Timeout`] after `limit`.
     pub fn follow(&self, id: i64, limit: Duration, mut on_change: impl FnMut(&Job)) -> Result<Job> {
         let start = Instant::now();
-        let mut state = String::from("queued");
-        let mut shown = None;
+        // The last state shown; each new one goes to `on_change`, and a final one ends it.
+        let mut shown: Option<JobState> = None;
+        let mut see = |job: Job| -> Option<Job> {
+            if shown != Some(job.state) {
+                on_change(&job);
+                shown = Some(job.state);
+            }
+            job.state.is_final().then_some(job)
+        };
         loop {
             let Some(left) = limit.checked_sub(start.elapsed()).filter(|d| !d.is_zero()) else {
                 return Err(ClientError::Timeout {
                     id,
-                    state,
+                    state: shown.map_or("queued", |s| s.as_str()).to_string(),
                     seconds: limit.as_secs(),
                 });
             };
@@ -310,14 +317,8 @@ impl Client {
                 Err(ClientError::Api {
                     status: 503 | 404, ..
                 }) => {
-                    let job = self.job(id)?;
-                    state = job.state.as_str().to_string();
-                    if shown != Some(job.state) {
-                        on_change(&job);
-                        shown = Some(job.state);
-                    }
-                    if job.state.is_final() {
-                        return Ok(job);
+                    if let Some(done) = see(self.job(id)?) {
+                        return Ok(done);
                     }
                     std::thread::sleep(Duration::from_millis(500));
                     continue;
@@ -351,13 +352,8 @@ impl Client {
                     if event == "job" {
                         let job: Job = serde_json::from_str(&data)
                             .map_err(|e| ClientError::Decode(e.to_string()))?;
-                        state = job.state.as_str().to_string();
-                        if shown != Some(job.state) {
-                            on_change(&job);
-                            shown = Some(job.state);
-                        }
-                        if job.state.is_final() {
-                            return Ok(job);
+                        if let Some(done) = see(job) {
+                            return Ok(done);
                         }
                     }
                     event.clear();

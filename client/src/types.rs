@@ -412,3 +412,32 @@ pub struct ErrorBody {
     pub error: String,
     pub code: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_formats() {
+        assert_eq!("StarkNet".parse::<Chain>().unwrap(), Chain::Starknet);
+        assert_eq!("usdc".parse::<Token>().unwrap(), Token::Usdc);
+        assert!("solana".parse::<Chain>().unwrap_err().contains("starknet"));
+        assert!("ETH".parse::<Token>().unwrap_err().contains("CIRO"));
+        assert_eq!(format_amount(20_100), "0.020100");
+        assert_eq!(format_amount(-3 * MICRO - 5), "-3.000005");
+        assert_eq!(parse_amount("100"), Ok(100 * MICRO));
+        assert_eq!(parse_amount("0.25"), Ok(250_000));
+        assert_eq!(parse_amount(".000001"), Ok(1));
+        for bad in [
+            "",
+            ".",
+            "-1",
+            "1e3",
+            "0.0000001",
+            "abc",
+            "99999999999999999",
+        ] {
+            assert!(parse_amount(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -513,7 +513,7 @@ async fn upload_model(
 }
 
 fn job_json(job: &crate::store::Job) -> Value {
-    json!(job.to_api())
+    json!(job.doc)
 }
 
 async fn create_job(
@@ -666,12 +666,12 @@ async fn get_job(
 }
 
 fn not_ready(job: &crate::store::Job) -> ApiError {
-    let msg = match &job.error {
-        Some(reason) => format!("job {} is {}: {reason}", job.id, job.state.as_str()),
+    let msg = match &job.doc.error {
+        Some(reason) => format!("job {} is {}: {reason}", job.doc.id, job.doc.state.as_str()),
         None => format!(
             "job {} is {}; its result is ready once it is verified",
-            job.id,
-            job.state.as_str()
+            job.doc.id,
+            job.doc.state.as_str()
         ),
     };
     ApiError::new(StatusCode::CONFLICT, "not_ready", msg)
@@ -685,7 +685,7 @@ async fn job_result(
     let id = parse_id(&path_param(id)?)?;
     blocking(move || {
         let job = s.store.job_of(account, id)?;
-        match (&job.state, &job.result) {
+        match (&job.doc.state, &job.doc.result) {
             (crate::store::JobState::Verified, Some(r)) => {
                 let field = |name: &str| r.get(name).cloned().unwrap_or(Value::Null);
                 let parse = |name: &str| {
@@ -694,10 +694,10 @@ async fn job_result(
                     ))
                 };
                 Ok(Json(types::JobResult {
-                    job_id: job.id,
-                    model: job.model.clone(),
-                    model_hash: job.model_hash.clone(),
-                    proof_system: job.proof_system.clone(),
+                    job_id: job.doc.id,
+                    model: job.doc.model.clone(),
+                    model_hash: job.doc.model_hash.clone(),
+                    proof_system: job.doc.proof_system.clone(),
                     verified: true,
                     outputs: serde_json::from_value(field("outputs"))
                         .map_err(|_| parse("outputs"))?,
@@ -708,9 +708,9 @@ async fn job_result(
                         .map_err(|_| parse("security_bits"))?,
                     evm_calldata: serde_json::from_value(field("evm_calldata"))
                         .map_err(|_| parse("evm_calldata"))?,
-                    price_micro: job.price_micro,
-                    chain: job.chain,
-                    token: job.token,
+                    price_micro: job.doc.price_micro,
+                    chain: job.doc.chain,
+                    token: job.doc.token,
                 }))
             }
             _ => Err(not_ready(&job)),
@@ -727,7 +727,7 @@ async fn job_proof(
     let id = parse_id(&path_param(id)?)?;
     blocking(move || {
         let job = s.store.job_of(account, id)?;
-        if job.state != crate::store::JobState::Verified {
+        if job.doc.state != crate::store::JobState::Verified {
             return Err(not_ready(&job));
         }
         let bytes = s.store.proof(id)?.ok_or_else(|| not_ready(&job))?;

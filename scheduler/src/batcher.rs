@@ -84,17 +84,17 @@ fn aggregate_jobs(shared: &Shared, ids: &[i64]) -> Result<Vec<u8>, String> {
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("job {id} has no proof stored"))?;
         bundles.push(ProofBundle::from_bytes(&bytes).map_err(|e| format!("job {id}: {e}"))?);
-        let k = match keys.iter().position(|(m, _)| *m == job.model) {
+        let k = match keys.iter().position(|(m, _)| *m == job.doc.model) {
             Some(k) => k,
             None => {
                 let model = shared
                     .registry
-                    .get(&job.model)
+                    .get(&job.doc.model)
                     .map_err(|e| format!("job {id}: {e}"))?;
                 let made = model
                     .keys(BackendId::Plonky2, &shared.registry.provers)
                     .map_err(|e| format!("job {id}: {e}"))?;
-                keys.push((job.model.clone(), made));
+                keys.push((job.doc.model.clone(), made));
                 keys.len() - 1
             }
         };

@@ -86,11 +86,18 @@ impl Follow {
     /// state went out, the service stops, or the stream has lived [`MAX_LIFETIME`].
     async fn next(mut self) -> Option<(Result<Event, Infallible>, Follow)> {
         loop {
-            if self.done
-                || self.shared.stopping.load(Ordering::SeqCst)
-                || self.started.elapsed() > MAX_LIFETIME
-            {
+            if self.done || self.ending() {
                 return None;
+            }
+            // After the first event, read again only once the store has committed since the
+            // last read: wait for that, checking each tick whether the stream should end.
+            while self.last.is_some() {
+                match tokio::time::timeout(TICK, self.changes.changed()).await {
+                    Ok(Ok(())) => break,
+                    Ok(Err(_)) => return None, // the store is gone
+                    Err(_) if self.ending() => return None,
+                    Err(_) => {}
+                }
             }
             // Mark the current version seen before reading, so a commit during the read wakes
             // the next wait.
@@ -107,9 +114,9 @@ impl Follow {
                     return Some((Ok(event), self));
                 }
             };
-            let text = serde_json::to_string(&job.to_api()).unwrap_or_default();
+            let text = serde_json::to_string(&job.doc).unwrap_or_default();
             if self.last.as_deref() != Some(text.as_str()) {
-                self.done = job.state.is_final();
+                self.done = job.doc.state.is_final();
                 self.sent += 1;
                 let event = Event::default()
                     .event("job")
@@ -118,22 +125,12 @@ impl Follow {
                 self.last = Some(text);
                 return Some((Ok(event), self));
             }
-            // Nothing new: wait for the store's next commit, checking each tick whether the
-            // service is stopping or the stream has lived its time (no database read then).
-            loop {
-                match tokio::time::timeout(TICK, self.changes.changed()).await {
-                    Ok(Ok(())) => break,
-                    Ok(Err(_)) => return None, // the store is gone
-                    Err(_)
-                        if self.shared.stopping.load(Ordering::SeqCst)
-                            || self.started.elapsed() > MAX_LIFETIME =>
-                    {
-                        return None
-                    }
-                    Err(_) => {}
-                }
-            }
         }
+    }
+
+    /// The service is stopping, or the stream has lived its time.
+    fn ending(&self) -> bool {
+        self.shared.stopping.load(Ordering::SeqCst) || self.started.elapsed() > MAX_LIFETIME
     }
 }
 

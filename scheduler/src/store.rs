@@ -41,53 +41,13 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// A job as the store keeps it: the API's document ([`Job::to_api`]) plus its owner and input.
+/// A job as the store keeps it: the API's document plus what the API never shows, its owner
+/// and its input.
 #[derive(Clone, Debug)]
 pub struct Job {
-    pub id: i64,
+    pub doc: ciro_client::types::Job,
     pub account: i64,
-    pub model: String,
-    pub model_hash: String,
-    pub state: JobState,
-    pub error: Option<String>,
-    pub chain: Chain,
-    pub token: Token,
-    pub price_micro: i64,
-    pub proof_system: String,
-    pub attempts: i64,
-    pub created_at: f64,
-    pub finished_at: Option<f64>,
-    pub timings: Timings,
-    /// Outputs and label once proved (JSON).
-    pub result: Option<serde_json::Value>,
-    pub proof_bytes: Option<i64>,
     pub input: String,
-    /// plonky2 jobs: the batch whose aggregate covers this job, once aggregated.
-    pub batch: Option<BatchRef>,
-}
-
-impl Job {
-    /// What the API shows of the job (not its owner or input).
-    pub fn to_api(&self) -> ciro_client::types::Job {
-        ciro_client::types::Job {
-            id: self.id,
-            model: self.model.clone(),
-            model_hash: self.model_hash.clone(),
-            state: self.state,
-            error: self.error.clone(),
-            chain: self.chain,
-            token: self.token,
-            price_micro: self.price_micro,
-            proof_system: self.proof_system.clone(),
-            attempts: self.attempts,
-            created_at: self.created_at,
-            finished_at: self.finished_at,
-            timings: self.timings.clone(),
-            result: self.result.clone(),
-            proof_bytes: self.proof_bytes,
-            batch: self.batch,
-        }
-    }
 }
 
 /// An aggregation batch: the aggregate of its jobs' plonky2 proofs, or why there is none.
@@ -221,33 +181,35 @@ fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
     let created_at: f64 = r.get(11)?;
     let finished_at: Option<f64> = r.get(12)?;
     Ok(Job {
-        id: r.get(0)?,
+        doc: ciro_client::types::Job {
+            id: r.get(0)?,
+            model: r.get(2)?,
+            model_hash: r.get(3)?,
+            state: JobState::from_db(&r.get::<_, String>(4)?),
+            error: r.get(5)?,
+            chain: chain.parse().map_err(|e| parse_err(6, e))?,
+            token: token.parse().map_err(|e| parse_err(7, e))?,
+            price_micro: r.get(8)?,
+            proof_system: r.get(9)?,
+            attempts: r.get(10)?,
+            created_at,
+            finished_at,
+            timings: Timings {
+                queue_wait_ms: r.get(13)?,
+                witness_ms: r.get(14)?,
+                prove_ms: r.get(15)?,
+                verify_ms: r.get(16)?,
+                total_ms: finished_at.map(|f| (f - created_at) * 1e3),
+            },
+            result: result.and_then(|s| serde_json::from_str(&s).ok()),
+            proof_bytes: r.get(18)?,
+            batch: match (r.get(20)?, r.get(21)?) {
+                (Some(id), Some(index)) => Some(BatchRef { id, index }),
+                _ => None,
+            },
+        },
         account: r.get(1)?,
-        model: r.get(2)?,
-        model_hash: r.get(3)?,
-        state: JobState::from_db(&r.get::<_, String>(4)?),
-        error: r.get(5)?,
-        chain: chain.parse().map_err(|e| parse_err(6, e))?,
-        token: token.parse().map_err(|e| parse_err(7, e))?,
-        price_micro: r.get(8)?,
-        proof_system: r.get(9)?,
-        attempts: r.get(10)?,
-        created_at,
-        finished_at,
-        timings: Timings {
-            queue_wait_ms: r.get(13)?,
-            witness_ms: r.get(14)?,
-            prove_ms: r.get(15)?,
-            verify_ms: r.get(16)?,
-            total_ms: finished_at.map(|f| (f - created_at) * 1e3),
-        },
-        result: result.and_then(|s| serde_json::from_str(&s).ok()),
-        proof_bytes: r.get(18)?,
         input: r.get(19)?,
-        batch: match (r.get(20)?, r.get(21)?) {
-            (Some(id), Some(index)) => Some(BatchRef { id, index }),
-            _ => None,
-        },
     })
 }
 

@@ -44,7 +44,7 @@ pub fn run(shared: Arc<Shared>, index: usize) {
         let seen = shared.wake.current();
         match shared.store.claim_next() {
             Ok(Some(job)) => {
-                let id = job.id;
+                let id = job.doc.id;
                 shared
                     .in_flight
                     .lock()
@@ -144,18 +144,18 @@ fn prove_job(shared: &Shared, job: Job) -> Result<(), String> {
     }
     let model = shared
         .registry
-        .get(&job.model)
-        .map_err(|e| format!("model {}: {e}", job.model))?;
-    if model.compiled.hash != job.model_hash {
+        .get(&job.doc.model)
+        .map_err(|e| format!("model {}: {e}", job.doc.model))?;
+    if model.compiled.hash != job.doc.model_hash {
         return Err(format!(
             "model {} changed since the job was submitted (compiled hash {} now, {} then); submit it again",
-            job.model, model.compiled.hash, job.model_hash
+            job.doc.model, model.compiled.hash, job.doc.model_hash
         ));
     }
     let floats: Vec<Vec<f32>> = serde_json::from_str(&job.input)
         .map_err(|e| format!("the stored input is unreadable: {e}"))?;
     let inputs = quantize_inputs(&model.compiled.graph, &floats).map_err(|e| e.to_string())?;
-    let system: BackendId = job.proof_system.parse()?;
+    let system: BackendId = job.doc.proof_system.parse()?;
     let provers = &shared.registry.provers;
     let keys = model.keys(system, provers)?;
     let start = Instant::now();
@@ -194,7 +194,7 @@ fn prove_job(shared: &Shared, job: Job) -> Result<(), String> {
     shared
         .store
         .record_proof(
-            job.id,
+            job.doc.id,
             &bytes,
             &result,
             witness.as_secs_f64() * 1e3,
@@ -205,6 +205,6 @@ fn prove_job(shared: &Shared, job: Job) -> Result<(), String> {
     // job on restart and charges it once.
     shared
         .store
-        .record_verified(job.id, verify_ms)
+        .record_verified(job.doc.id, verify_ms)
         .map_err(|e| e.to_string())
 }

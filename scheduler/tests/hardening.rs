@@ -437,7 +437,7 @@ fn a_job_left_in_flight_by_a_lost_worker_is_swept_back_without_a_restart() {
     let id = submit_small_job(&api, &key);
     // A worker claims it and is lost before recording anything (a full disk, a crash).
     let claimed = svc.shared.store.claim_next().unwrap().unwrap();
-    assert_eq!(claimed.id, id);
+    assert_eq!(claimed.doc.id, id);
     let start_t = Instant::now();
     loop {
         let j = api

@@ -74,16 +74,16 @@ fn check(store: &Store, accounts: &[i64]) {
             );
             let mine = jobs
                 .iter()
-                .filter(|j| j.chain == b.chain && j.token == b.token);
+                .filter(|j| j.doc.chain == b.chain && j.doc.token == b.token);
             let held: i64 = mine
                 .clone()
-                .filter(|j| !j.state.is_final())
-                .map(|j| j.price_micro)
+                .filter(|j| !j.doc.state.is_final())
+                .map(|j| j.doc.price_micro)
                 .sum();
             let spent: i64 = mine
                 .clone()
-                .filter(|j| j.state == JobState::Verified)
-                .map(|j| j.price_micro)
+                .filter(|j| j.doc.state == JobState::Verified)
+                .map(|j| j.doc.price_micro)
                 .sum();
             assert_eq!(b.held_micro, held, "holds do not match the open jobs");
             assert_eq!(
@@ -132,7 +132,7 @@ proptest! {
                     });
                     // Refusals (no balance, a reused key with another request) change nothing.
                     if let Ok((job, true)) = r {
-                        jobs.push(job.id);
+                        jobs.push(job.doc.id);
                     }
                 }
                 Step::Claim => {
@@ -140,7 +140,7 @@ proptest! {
                 }
                 Step::Prove => {
                     if let Some(j) = store.claim_next().unwrap() {
-                        store.record_proof(j.id, b"proof", &serde_json::json!({}), 1.0, 1.0).unwrap();
+                        store.record_proof(j.doc.id, b"proof", &serde_json::json!({}), 1.0, 1.0).unwrap();
                     }
                 }
                 Step::Verify { job } => {
@@ -191,24 +191,24 @@ fn a_job_is_charged_once_even_if_verified_again_after_a_crash() {
     assert!(created);
     let (same, created) = store.create_job(&new).unwrap();
     assert!(!created);
-    assert_eq!(same.id, job.id);
+    assert_eq!(same.doc.id, job.doc.id);
     // Crash while proving: back to the queue, then proved and verified.
     store.claim_next().unwrap().unwrap();
     assert_eq!(store.recover(3).unwrap(), (1, 0));
     let j = store.claim_next().unwrap().unwrap();
-    assert_eq!(j.attempts, 2);
+    assert_eq!(j.doc.attempts, 2);
     store
-        .record_proof(j.id, b"p", &serde_json::json!({}), 1.0, 1.0)
+        .record_proof(j.doc.id, b"p", &serde_json::json!({}), 1.0, 1.0)
         .unwrap();
-    store.record_verified(j.id, 1.0).unwrap();
-    store.record_verified(j.id, 1.0).unwrap();
-    store.record_failure(j.id, "late").unwrap();
+    store.record_verified(j.doc.id, 1.0).unwrap();
+    store.record_verified(j.doc.id, 1.0).unwrap();
+    store.record_failure(j.doc.id, "late").unwrap();
     let b = &store.balances(a).unwrap()[0];
     assert_eq!(
         (b.available_micro, b.held_micro, b.spent_micro),
         (600, 0, 400)
     );
-    assert_eq!(store.job(j.id).unwrap().state, JobState::Verified);
+    assert_eq!(store.job(j.doc.id).unwrap().doc.state, JobState::Verified);
     // A job that keeps killing the service fails after max_attempts, and is released.
     let (k, _) = store
         .create_job(&NewJob {
@@ -220,9 +220,9 @@ fn a_job_is_charged_once_even_if_verified_again_after_a_crash() {
         store.claim_next().unwrap().unwrap();
         store.recover(3).unwrap();
     }
-    let k = store.job(k.id).unwrap();
-    assert_eq!(k.state, JobState::Failed);
-    assert!(k.error.unwrap().contains("3 times"));
+    let k = store.job(k.doc.id).unwrap();
+    assert_eq!(k.doc.state, JobState::Failed);
+    assert!(k.doc.error.unwrap().contains("3 times"));
     let b = &store.balances(a).unwrap()[0];
     assert_eq!(
         (b.available_micro, b.held_micro, b.spent_micro),
@@ -270,6 +270,7 @@ fn one_account_backlog_does_not_starve_another() {
             })
             .unwrap()
             .0
+            .doc
             .id
     };
     let a_jobs: Vec<i64> = (0..3).map(|_| submit(a)).collect();
@@ -277,7 +278,7 @@ fn one_account_backlog_does_not_starve_another() {
     let order: Vec<i64> = (0..4)
         .map(|_| {
             std::thread::sleep(std::time::Duration::from_millis(5));
-            store.claim_next().unwrap().unwrap().id
+            store.claim_next().unwrap().unwrap().doc.id
         })
         .collect();
     assert_eq!(order, vec![a_jobs[0], b_job, a_jobs[1], a_jobs[2]]);

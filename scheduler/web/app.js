@@ -289,6 +289,20 @@ async function follow(id, submitted) {
     step(`${submitted.state} (submitted; ${amount(submitted.price_micro)} ${submitted.token} held)`);
     last = submitted;
   }
+  // Shows the job (a step for each new state); true once it is final.
+  const see = (doc) => {
+    if (!last || last.state !== doc.state) {
+      const t = doc.timings || {};
+      const since = doc.finished_at ? doc.finished_at - doc.created_at : Date.now() / 1000 - doc.created_at;
+      step(`${doc.state} (${since.toFixed(2)} s after submission)` +
+        (doc.state === "verified" ? ` — queue ${ms(t.queue_wait_ms)}, witness ${ms(t.witness_ms)}, prove ${ms(t.prove_ms)}, verify ${ms(t.verify_ms)}` : ""));
+    }
+    last = doc;
+    $("job-state").textContent = doc.state;
+    if (!FINAL.includes(doc.state)) return false;
+    following = null;
+    return true;
+  };
   while (!ctl.signal.aborted) {
     let res;
     try {
@@ -300,14 +314,7 @@ async function follow(id, submitted) {
     if (res.status === 503 || res.status === 404) {
       // Too many live streams (or none on this service): poll the job instead.
       const doc = await api("GET", `/v1/jobs/${id}`);
-      if (!last || last.state !== doc.state) step(`${doc.state}`);
-      last = doc;
-      $("job-state").textContent = doc.state;
-      if (FINAL.includes(doc.state)) {
-        following = null;
-        await finished(doc);
-        return;
-      }
+      if (see(doc)) return finished(doc);
       await new Promise((r) => setTimeout(r, 1000));
       continue;
     }
@@ -337,19 +344,7 @@ async function follow(id, submitted) {
         const doc = JSON.parse(data);
         if (event === "error") throw new ApiError(doc.error, doc.code);
         if (event !== "job") continue;
-        if (!last || last.state !== doc.state) {
-          const t = doc.timings || {};
-          const since = doc.finished_at ? doc.finished_at - doc.created_at : Date.now() / 1000 - doc.created_at;
-          step(`${doc.state} (${since.toFixed(2)} s after submission)` +
-            (doc.state === "verified" ? ` — queue ${ms(t.queue_wait_ms)}, witness ${ms(t.witness_ms)}, prove ${ms(t.prove_ms)}, verify ${ms(t.verify_ms)}` : ""));
-        }
-        last = doc;
-        $("job-state").textContent = doc.state;
-        if (FINAL.includes(doc.state)) {
-          following = null;
-          await finished(doc);
-          return;
-        }
+        if (see(doc)) return finished(doc);
       }
     }
     await new Promise((r) => setTimeout(r, 300));
