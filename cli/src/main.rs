@@ -204,6 +204,30 @@ enum Command {
     },
     /// Benchmark fixture models: compile, set up, prove and verify; print a table.
     Bench(bench::BenchArgs),
+    /// Prove jobs from the shared PostgreSQL store, without the HTTP API, until Ctrl-C or
+    /// SIGTERM (then it finishes its jobs, or hands them back after --drain-s).
+    Worker {
+        /// The models folder every node shares (uploads and compiled models are read from
+        /// `DIR/models`).
+        #[arg(long, default_value = "ciro-data")]
+        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Prove only these proof systems (comma-separated) [default: all].
+        #[arg(long, value_delimiter = ',')]
+        backends: Vec<String>,
+        /// Jobs proved at once [default: the number of CPUs].
+        #[arg(long)]
+        concurrency: Option<usize>,
+        #[command(flatten)]
+        limits: LimitArgs,
+        /// Refuse halo2 circuits of more than 2^K rows (key generation grows with 2^K).
+        #[arg(long, default_value_t = 22)]
+        max_halo2_k: u32,
+        /// After SIGTERM, how long jobs in hand may take before they are handed back.
+        #[arg(long, default_value_t = 60)]
+        drain_s: u64,
+    },
     /// Run the Ciro service (HTTP API, job store, proving workers) until Ctrl-C or SIGTERM.
     Serve {
         /// Where jobs, accounts, the ledger, proofs and compiled models are kept.
@@ -213,8 +237,13 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: std::net::SocketAddr,
         /// Proving workers, one job each at a time [default: the number of CPUs].
-        #[arg(long)]
+        #[arg(long, conflicts_with = "no_workers")]
         workers: Option<usize>,
+        /// Run the API alone: `ciro worker` processes prove the jobs (needs --database).
+        #[arg(long)]
+        no_workers: bool,
+        #[command(flatten)]
+        store: StoreArgs,
         /// Serve the faucet that credits test tokens to anyone (development only).
         #[arg(long)]
         dev_faucet: bool,
@@ -244,6 +273,35 @@ enum Command {
         #[arg(num_args = 0.., trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+}
+
+/// Where the service keeps its jobs (`ciro serve`, `ciro worker`).
+#[derive(clap::Args, Clone, Debug)]
+pub struct StoreArgs {
+    /// The PostgreSQL store every node shares (`postgres://user@host:port/db`) instead of SQLite
+    /// in the data directory; or set CIRO_DATABASE_URL (keeps a password off the command line).
+    #[arg(long)]
+    database: Option<String>,
+    /// A claimed job goes back to the queue this many seconds after its worker last renewed
+    /// its lease (it renews every third of it).
+    #[arg(long, default_value_t = 30)]
+    lease_s: u64,
+}
+
+impl StoreArgs {
+    fn apply(&self, config: &mut ciro_scheduler::Config) -> Result<()> {
+        config.database = match &self.database {
+            Some(url) => Some(url.clone()),
+            None => std::env::var("CIRO_DATABASE_URL")
+                .ok()
+                .filter(|u| !u.is_empty()),
+        };
+        if self.lease_s == 0 {
+            bail!("--lease-s must be at least 1");
+        }
+        config.lease = std::time::Duration::from_secs(self.lease_s);
+        Ok(())
+    }
 }
 
 /// The size caps a model is checked against before it is compiled (`ciro compile`, `ciro serve`).
@@ -393,10 +451,48 @@ fn dispatch(cli: &Cli) -> Result<()> {
         }
         Command::VerifyEvm { bundle, vk } => evm::cmd_verify_evm(cli.json, bundle, vk),
         Command::Bench(args) => bench::run(cli.json, args),
+        Command::Worker {
+            data_dir,
+            store,
+            backends,
+            concurrency,
+            limits,
+            max_halo2_k,
+            drain_s,
+        } => {
+            let mut config = ciro_scheduler::Config::new(data_dir);
+            store.apply(&mut config)?;
+            if config.database.is_none() {
+                bail!("a worker needs the shared store: --database postgres://... (or CIRO_DATABASE_URL)");
+            }
+            config.proof_systems = backends.clone();
+            config.workers = concurrency
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            if config.workers == 0 {
+                bail!("--concurrency must be at least 1");
+            }
+            config.limits = limits.limits();
+            config.max_halo2_k = *max_halo2_k;
+            config.drain_deadline = std::time::Duration::from_secs(*drain_s);
+            config.handle_signals = true;
+            let running = ciro_scheduler::start_workers(config)?;
+            let id = running.shared.worker_id.clone();
+            if cli.json {
+                println!("{}", serde_json::json!({ "worker": id }));
+            } else {
+                println!("worker {id} proving jobs");
+            }
+            use std::io::Write;
+            std::io::stdout().flush()?;
+            running.wait();
+            Ok(())
+        }
         Command::Serve {
             data_dir,
             addr,
             workers,
+            no_workers,
+            store,
             dev_faucet,
             limits,
             max_halo2_k,
@@ -409,8 +505,16 @@ fn dispatch(cli: &Cli) -> Result<()> {
             config.batch_size = *batch_size;
             config.batch_wait = std::time::Duration::from_secs(*batch_wait_s);
             config.addr = *addr;
-            config.workers = workers
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            store.apply(&mut config)?;
+            config.workers = if *no_workers {
+                if config.database.is_none() {
+                    bail!("--no-workers needs --database: with the embedded store nothing else can prove the jobs");
+                }
+                0
+            } else {
+                workers
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            };
             config.dev_faucet = *dev_faucet;
             config.limits = limits.limits();
             config.max_halo2_k = *max_halo2_k;

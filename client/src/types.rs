@@ -404,6 +404,28 @@ pub struct Health {
     pub ok: bool,
     pub queued: i64,
     pub proving: i64,
+    /// The job store: `sqlite` (the embedded default) or `postgres` (shared by many nodes).
+    #[serde(default)]
+    pub store: String,
+    /// Proving workers heard from in the last minute (this process's and other machines').
+    #[serde(default)]
+    pub workers: Vec<WorkerInfo>,
+}
+
+/// A proving worker process as it last reported itself.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct WorkerInfo {
+    pub id: String,
+    pub host: String,
+    /// The proof systems it proves.
+    pub backends: Vec<String>,
+    /// How many jobs it proves at once.
+    pub concurrency: i64,
+    /// The jobs it is proving now.
+    pub current_jobs: Vec<i64>,
+    pub started_at: f64,
+    /// When it last reported (seconds since the epoch); it reports every few seconds.
+    pub heartbeat_at: f64,
 }
 
 /// Every error answer: a message for people and a stable code for programs.

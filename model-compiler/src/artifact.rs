@@ -93,8 +93,12 @@ impl CompiledModel {
 
     pub fn save(&self, path: &Path) -> Result<()> {
         let bytes = serde_json::to_vec(self).expect("compiled models serialise");
-        // Write then rename, so a crash never leaves a half-written model behind.
-        let tmp = path.with_extension("tmp");
+        // Write then rename, so a crash never leaves a half-written model behind. The temporary
+        // name is this process's and this call's own: nodes sharing a models folder may save
+        // the same model at once.
+        static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = path.with_extension(format!("tmp-{}-{n}", std::process::id()));
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
         dir.map_or(Ok(()), std::fs::create_dir_all)
             .and_then(|_| std::fs::write(&tmp, bytes))

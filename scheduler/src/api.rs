@@ -159,7 +159,7 @@ impl From<StoreError> for ApiError {
             ),
             StoreError::Invalid(_) => ApiError::bad("invalid", msg),
             StoreError::CreditCap { .. } => ApiError::new(StatusCode::FORBIDDEN, "faucet_cap", msg),
-            StoreError::Db(_) => internal(&msg),
+            StoreError::Db(_) | StoreError::Conflict(_) => internal(&msg),
         }
     }
 }
@@ -287,6 +287,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/app.js", get(crate::web::script))
         .route("/app.css", get(crate::web::style))
         .route("/healthz", get(health))
+        .route("/v1/health", get(health))
+        .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/accounts", post(create_account))
         .route("/v1/account", get(account))
@@ -337,7 +339,28 @@ async fn health(State(s): AppState) -> ApiResult<Json<types::Health>> {
             ok: true,
             queued: s.store.count_in_state(crate::store::JobState::Queued)?,
             proving: s.store.count_in_state(crate::store::JobState::Proving)?,
+            store: match s.store.dialect() {
+                crate::store::db::Dialect::Sqlite => "sqlite",
+                crate::store::db::Dialect::Postgres => "postgres",
+            }
+            .into(),
+            workers: s.store.workers_seen(crate::store::now() - 60.0)?,
         }))
+    })
+    .await
+}
+
+async fn metrics(State(s): AppState) -> ApiResult<Response> {
+    blocking(move || {
+        let text = crate::metrics::render(&s.store)?;
+        Ok((
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response())
     })
     .await
 }

@@ -1,17 +1,20 @@
-//! `ciro-scheduler`: the Ciro service. One process: an HTTP API (axum on tokio), a SQLite job
-//! store in a data directory, a model registry, and in-process proving workers. Users submit a
-//! job, the service holds its price, proves the inference, verifies its own proof, then
-//! captures the payment; a failed or cancelled job releases the hold.
+//! `ciro-scheduler`: the Ciro service. By default one process: an HTTP API (axum on tokio), a
+//! SQLite job store in a data directory, a model registry, and in-process proving workers.
+//! Scaled out, the store is PostgreSQL and [`start_workers`] runs proving workers as their own
+//! processes on any number of machines. Users submit a job, the service holds its price,
+//! proves the inference, verifies its own proof, then captures the payment; a failed or
+//! cancelled job releases the hold.
 //!
-//! Crash safety: every state change is a SQLite transaction (WAL, `synchronous = FULL`). On
-//! start, jobs that were proving go back to the queue, so a killed service loses nothing and
-//! charges nothing twice.
+//! Crash safety: every state change is a transaction. A job in flight is leased to its worker,
+//! which renews the lease while it proves; a job whose lease runs out goes back to the queue,
+//! so a killed worker or service loses nothing and charges nothing twice.
 
 pub mod api;
 pub mod batcher;
 pub mod events;
 pub mod http;
 pub mod isolate;
+pub mod metrics;
 pub mod pricing;
 pub mod registry;
 pub mod store;
@@ -35,8 +38,15 @@ use crate::worker::Wake;
 
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Holds `ciro.db` (jobs, accounts, ledger, proofs) and `models/` (uploads, compiled cache).
+    /// Holds `ciro.db` (jobs, accounts, ledger, proofs; unless `database` is set) and
+    /// `models/` (uploads, compiled cache). With `database`, every node mounts the same one.
     pub data_dir: PathBuf,
+    /// A PostgreSQL URL: the job store shared by every node (`None`: SQLite in `data_dir`).
+    pub database: Option<String>,
+    /// How long a claimed job stays a worker's without a renewal (renewed every third of it).
+    pub lease: Duration,
+    /// The proof systems this process's workers prove (empty: all).
+    pub proof_systems: Vec<String>,
     /// Address to listen on; port 0 picks a free port.
     pub addr: SocketAddr,
     /// Proving workers (each proves one job at a time). 0 runs the API alone: jobs queue up.
@@ -87,6 +97,9 @@ impl Config {
     pub fn new(data_dir: impl Into<PathBuf>) -> Config {
         Config {
             data_dir: data_dir.into(),
+            database: None,
+            lease: Duration::from_secs(30),
+            proof_systems: Vec::new(),
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             workers: 1,
             max_attempts: 3,
@@ -124,6 +137,8 @@ pub enum ServiceError {
     Runtime(std::io::Error),
     #[error("data directory {0} is in use by another running service")]
     Locked(String),
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// What the API handlers and the workers share.
@@ -132,9 +147,14 @@ pub struct Shared {
     pub registry: Registry,
     pub wake: Wake,
     pub stopping: AtomicBool,
+    /// Set once a stop has drained (or given up on) the workers: the heartbeat ends then.
+    pub drained: AtomicBool,
     pub config: Config,
-    /// Jobs a worker of this process is on (the sweep leaves them alone).
+    /// Jobs a worker of this process is on (their leases are renewed).
     pub in_flight: Mutex<Vec<i64>>,
+    /// This process's name as a worker: `host-pid-random`.
+    pub worker_id: String,
+    pub started_at: f64,
     /// Requests that decode images, compile models or make keys, running now.
     pub expensive: Arc<tokio::sync::Semaphore>,
     /// Open live-event streams (each holds a connection and a task).
@@ -150,7 +170,7 @@ pub struct Running {
     pub shared: Arc<Shared>,
     /// Held for the life of the service: a second service on the same data directory is
     /// refused instead of running the same jobs.
-    _lock: std::fs::File,
+    _lock: Option<std::fs::File>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
@@ -176,19 +196,33 @@ impl Running {
             let _ = h.join();
         }
         // Workers finish the job in hand, up to the drain deadline; a job cut off there is
-        // picked up again at the next start (the store's recovery), and charged once.
+        // handed back to the queue (another worker, or this service's next start, proves it,
+        // and it is charged once).
         let deadline = std::time::Instant::now() + self.shared.config.drain_deadline;
         while self.workers.iter().any(|h| !h.is_finished()) && std::time::Instant::now() < deadline
         {
             std::thread::sleep(Duration::from_millis(20));
         }
+        let left = self
+            .shared
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if !left.is_empty() {
+            match self.shared.store.hand_back(&self.shared.worker_id, &left) {
+                Ok(n) => worker::log(&format!(
+                    "drain deadline passed: {n} job(s) in flight handed back to the queue"
+                )),
+                Err(e) => worker::log(&format!(
+                    "drain deadline passed; cannot hand jobs back ({e}): they return when their lease runs out"
+                )),
+            }
+        }
+        self.shared.drained.store(true, Ordering::SeqCst);
         for h in self.workers.drain(..) {
             if h.is_finished() {
                 let _ = h.join();
-            } else {
-                worker::log(
-                    "drain deadline passed with a job in flight; it resumes at the next start",
-                );
             }
         }
     }
@@ -208,45 +242,10 @@ impl Drop for Running {
     }
 }
 
-/// Opens the data directory, recovers interrupted jobs, starts the workers and the HTTP server.
+/// Opens the store, recovers interrupted jobs, starts the workers and the HTTP server.
 /// Returns once the server is listening.
 pub fn start(config: Config) -> Result<Running, ServiceError> {
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| ServiceError::DataDir(config.data_dir.display().to_string(), e))?;
-    let lock = lock_data_dir(&config.data_dir)?;
-    let store = Store::open(&config.data_dir.join("ciro.db"))?;
-    let (requeued, failed) = store.recover(config.max_attempts)?;
-    if requeued + failed > 0 {
-        worker::log(&format!(
-            "recovered after a stop: {requeued} job(s) back in the queue, {failed} failed after too many attempts"
-        ));
-    }
-    let registry = Registry::open(
-        &config.data_dir.join("models"),
-        &ciro_prover::ProverSettings {
-            srs_dir: config.srs_dir.clone(),
-            ..Default::default()
-        },
-        registry::RegistryOptions {
-            limits: config.limits,
-            max_halo2_k: config.max_halo2_k,
-            isolation: config.isolation.clone(),
-        },
-    )?;
-    let shared = Arc::new(Shared {
-        store,
-        registry,
-        wake: Wake::default(),
-        stopping: AtomicBool::new(false),
-        in_flight: Mutex::new(Vec::new()),
-        expensive: Arc::new(tokio::sync::Semaphore::new(
-            config.http.max_expensive.max(1),
-        )),
-        event_streams: Arc::new(tokio::sync::Semaphore::new(events::MAX_STREAMS)),
-        event_streams_by_account: Mutex::new(Default::default()),
-        rates: api::RateLimits::new(config.rate_per_minute),
-        config: config.clone(),
-    });
+    let (shared, lock) = open(&config)?;
     let listener =
         std::net::TcpListener::bind(config.addr).map_err(|e| ServiceError::Bind(config.addr, e))?;
     let addr = listener
@@ -282,22 +281,7 @@ pub fn start(config: Config) -> Result<Running, ServiceError> {
             .spawn(move || batcher::run(s))
             .map_err(ServiceError::Runtime)?;
     }
-    {
-        let s = shared.clone();
-        std::thread::Builder::new()
-            .name("ciro-sweep".into())
-            .spawn(move || worker::sweep(s))
-            .map_err(ServiceError::Runtime)?;
-    }
-    let workers = (0..config.workers)
-        .map(|i| {
-            let s = shared.clone();
-            std::thread::Builder::new()
-                .name(format!("ciro-worker-{i}"))
-                .spawn(move || worker::run(s, i))
-                .map_err(ServiceError::Runtime)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let workers = spawn_workers(&shared)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -342,6 +326,165 @@ pub fn start(config: Config) -> Result<Running, ServiceError> {
         server: Some(server),
         workers,
     })
+}
+
+/// A worker process (`ciro worker`): proving workers on the shared PostgreSQL store, without
+/// the HTTP API. Returns once they run; [`Running::wait`] blocks until a stop is asked for.
+pub fn start_workers(config: Config) -> Result<Running, ServiceError> {
+    if config.database.is_none() {
+        return Err(ServiceError::Usage(
+            "a worker process needs the shared PostgreSQL store (--database postgres://...)".into(),
+        ));
+    }
+    let (shared, lock) = open(&config)?;
+    let workers = spawn_workers(&shared)?;
+    let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(ServiceError::Runtime)?;
+    let handle_signals = config.handle_signals;
+    let stopping = shared.clone();
+    // Stands where the HTTP server stands in `start`: it ends when a stop is asked for.
+    let server = std::thread::Builder::new()
+        .name("ciro-signals".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                tokio::select! {
+                    _ = &mut rx => {}
+                    _ = terminate(), if handle_signals => {}
+                }
+                stopping.stopping.store(true, Ordering::SeqCst);
+                stopping.wake.notify();
+            })
+        })
+        .map_err(ServiceError::Runtime)?;
+    Ok(Running {
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        shared,
+        _lock: lock,
+        shutdown: Some(tx),
+        server: Some(server),
+        workers,
+    })
+}
+
+/// The store and the registry, with interrupted jobs recovered, and the threads every process
+/// runs: the sweep, and on PostgreSQL the listener for other processes' changes.
+fn open(config: &Config) -> Result<(Arc<Shared>, Option<std::fs::File>), ServiceError> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| ServiceError::DataDir(config.data_dir.display().to_string(), e))?;
+    let mut config = config.clone();
+    // The names jobs carry (`halo2`, not `halo2-kzg`).
+    config.proof_systems = config
+        .proof_systems
+        .iter()
+        .map(|name| {
+            name.parse::<ciro_prover::BackendId>()
+                .map(|b| b.name().to_string())
+                .map_err(|e| ServiceError::Usage(format!("--backends: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    let (store, lock) = match &config.database {
+        // Many processes share one PostgreSQL store (and the data directory's models); leases,
+        // not a lock file, keep them from proving the same job.
+        Some(url) => (
+            Store::connect(url, (config.workers as u32 + 4).min(32))?,
+            None,
+        ),
+        None => {
+            let lock = lock_data_dir(&config.data_dir)?;
+            let store = Store::open(&config.data_dir.join("ciro.db"))?;
+            // The only process on this store: whatever was in flight was ours.
+            let (requeued, failed) = store.recover(config.max_attempts)?;
+            if requeued + failed > 0 {
+                worker::log(&format!(
+                    "recovered after a stop: {requeued} job(s) back in the queue, {failed} failed after too many attempts"
+                ));
+            }
+            (store, Some(lock))
+        }
+    };
+    let registry = Registry::open(
+        &config.data_dir.join("models"),
+        &ciro_prover::ProverSettings {
+            srs_dir: config.srs_dir.clone(),
+            ..Default::default()
+        },
+        registry::RegistryOptions {
+            limits: config.limits,
+            max_halo2_k: config.max_halo2_k,
+            isolation: config.isolation.clone(),
+        },
+    )?;
+    let shared = Arc::new(Shared {
+        store,
+        registry,
+        wake: Wake::default(),
+        stopping: AtomicBool::new(false),
+        drained: AtomicBool::new(false),
+        in_flight: Mutex::new(Vec::new()),
+        worker_id: worker::process_id(),
+        started_at: store::now(),
+        expensive: Arc::new(tokio::sync::Semaphore::new(
+            config.http.max_expensive.max(1),
+        )),
+        event_streams: Arc::new(tokio::sync::Semaphore::new(events::MAX_STREAMS)),
+        event_streams_by_account: Mutex::new(Default::default()),
+        rates: api::RateLimits::new(config.rate_per_minute),
+        config: config.clone(),
+    });
+    {
+        let s = shared.clone();
+        std::thread::Builder::new()
+            .name("ciro-sweep".into())
+            .spawn(move || worker::sweep(s))
+            .map_err(ServiceError::Runtime)?;
+    }
+    if let Some(url) = config.database.clone() {
+        let s = shared.clone();
+        std::thread::Builder::new()
+            .name("ciro-listen".into())
+            .spawn(move || {
+                store::postgres::listen(
+                    &url,
+                    &[store::db::QUEUED, store::db::CHANGES],
+                    &s.stopping,
+                    |channel| {
+                        if channel == store::db::QUEUED {
+                            s.wake.notify();
+                        }
+                        s.store.changed_elsewhere();
+                    },
+                )
+            })
+            .map_err(ServiceError::Runtime)?;
+    }
+    Ok((shared, lock))
+}
+
+/// The proving workers, and the heartbeat that renews their leases, when there are any.
+fn spawn_workers(shared: &Arc<Shared>) -> Result<Vec<JoinHandle<()>>, ServiceError> {
+    let n = shared.config.workers;
+    let mut handles = (0..n)
+        .map(|i| {
+            let s = shared.clone();
+            std::thread::Builder::new()
+                .name(format!("ciro-worker-{i}"))
+                .spawn(move || worker::run(s, i))
+                .map_err(ServiceError::Runtime)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if n > 0 {
+        let s = shared.clone();
+        handles.push(
+            std::thread::Builder::new()
+                .name("ciro-heartbeat".into())
+                .spawn(move || worker::heartbeat(s))
+                .map_err(ServiceError::Runtime)?,
+        );
+    }
+    Ok(handles)
 }
 
 /// Ctrl-C or SIGTERM.

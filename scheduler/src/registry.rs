@@ -450,16 +450,27 @@ impl Registry {
         parts.extend(f.calibration.iter().map(|c| c.as_bytes()));
         let key = sha256_hex(&parts);
         self.cached(&key, || {
-            // The compiler reads files: lay the fixture out as a model folder once.
-            let dir = self.dir.join("fixtures").join(f.name);
+            // The compiler reads files: lay the fixture out as a model folder of this call's
+            // own (nodes sharing the models folder may compile the same fixture at once).
+            let dir = self.dir.join("fixtures").join(format!(
+                ".tmp-{}-{}",
+                f.name,
+                hex::encode(rand::random::<[u8; 6]>())
+            ));
             let cal = dir.join("calibration");
-            std::fs::create_dir_all(&cal).map_err(|e| e.to_string())?;
-            std::fs::write(dir.join("model.onnx"), f.onnx).map_err(|e| e.to_string())?;
-            for (i, c) in f.calibration.iter().enumerate() {
-                std::fs::write(cal.join(format!("cal_{i:02}.json")), c)
-                    .map_err(|e| e.to_string())?;
-            }
-            compile_model_dir(&dir, &self.compile_options()).map_err(|e| e.to_string())
+            let compiled = std::fs::create_dir_all(&cal)
+                .and_then(|()| std::fs::write(dir.join("model.onnx"), f.onnx))
+                .and_then(|()| {
+                    f.calibration.iter().enumerate().try_for_each(|(i, c)| {
+                        std::fs::write(cal.join(format!("cal_{i:02}.json")), c)
+                    })
+                })
+                .map_err(|e| e.to_string())
+                .and_then(|()| {
+                    compile_model_dir(&dir, &self.compile_options()).map_err(|e| e.to_string())
+                });
+            let _ = std::fs::remove_dir_all(&dir);
+            compiled
         })
     }
 
@@ -578,14 +589,24 @@ fn write_json(path: &Path, value: &impl Serialize) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// Removes what an upload interrupted by a crash left behind (its staging folder).
+/// Removes what an upload or a fixture compilation interrupted by a crash left behind (its
+/// staging folder), once it is an hour old: another node sharing the folder may be using a
+/// fresh one.
 fn sweep_temporaries(dir: &Path) {
-    let Ok(rd) = std::fs::read_dir(dir.join("uploads")) else {
-        return;
-    };
-    for e in rd.filter_map(|e| e.ok()) {
-        if e.file_name().to_string_lossy().starts_with(".tmp-") {
-            let _ = std::fs::remove_dir_all(e.path());
+    for sub in ["uploads", "fixtures"] {
+        let Ok(rd) = std::fs::read_dir(dir.join(sub)) else {
+            continue;
+        };
+        for e in rd.filter_map(|e| e.ok()) {
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > std::time::Duration::from_secs(3600));
+            if old && e.file_name().to_string_lossy().starts_with(".tmp-") {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
         }
     }
 }

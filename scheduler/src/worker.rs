@@ -39,10 +39,36 @@ impl Wake {
     }
 }
 
+/// This process's name as a worker: host, process id and a random suffix (a restarted process
+/// with a recycled pid is still another worker).
+pub fn process_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!(
+        "{host}-{}-{}",
+        std::process::id(),
+        hex::encode(rand::random::<[u8; 3]>())
+    )
+}
+
 pub fn run(shared: Arc<Shared>, index: usize) {
+    let systems: Vec<&str> = shared
+        .config
+        .proof_systems
+        .iter()
+        .map(String::as_str)
+        .collect();
+    let claim = crate::store::Claim {
+        worker: &shared.worker_id,
+        lease: shared.config.lease,
+        proof_systems: &systems,
+    };
     while !shared.stopping.load(Ordering::SeqCst) {
         let seen = shared.wake.current();
-        match shared.store.claim_next() {
+        match shared.store.claim_next(&claim) {
             Ok(Some(job)) => {
                 let id = job.doc.id;
                 shared
@@ -76,7 +102,9 @@ pub fn run(shared: Arc<Shared>, index: usize) {
                 }
             }
             Ok(None) => {
-                shared.wake.wait(seen, Duration::from_millis(250));
+                // New jobs wake the workers (in this process directly, in others by NOTIFY);
+                // the timeout only covers a wake-up lost with a dropped connection.
+                shared.wake.wait(seen, Duration::from_secs(2));
             }
             Err(e) => {
                 log(&format!("worker {index}: the job store failed: {e}"));
@@ -86,9 +114,77 @@ pub fn run(shared: Arc<Shared>, index: usize) {
     }
 }
 
-/// Every `sweep_interval`: jobs marked in flight that no worker of this process holds go back
-/// to the queue (or fail after too many attempts, releasing their hold). A worker that could
-/// not record a job's end (a full disk) leaves such a job; this frees it without a restart.
+/// Every third of the lease: renews the leases of the jobs this process's workers are on, and
+/// reports the workers in the store (the health report lists them). After a stop, reports them
+/// gone.
+pub fn heartbeat(shared: Arc<Shared>) {
+    let every = (shared.config.lease / 3).max(Duration::from_millis(100));
+    let backends = if shared.config.proof_systems.is_empty() {
+        ciro_prover::backends()
+            .iter()
+            .map(|b| b.name.to_string())
+            .collect()
+    } else {
+        shared.config.proof_systems.clone()
+    };
+    let mut last: Option<Instant> = None;
+    // While stopping, leases are still renewed until the jobs in hand are finished (or handed
+    // back at the drain deadline).
+    let busy = || {
+        !shared
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    };
+    while !shared.stopping.load(Ordering::SeqCst)
+        || (busy() && !shared.drained.load(Ordering::SeqCst))
+    {
+        if last.is_some_and(|t| t.elapsed() < every) {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
+        last = Some(Instant::now());
+        let jobs = shared
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match shared
+            .store
+            .renew_leases(&shared.worker_id, &jobs, shared.config.lease)
+        {
+            Ok(lost) if !lost.is_empty() => log(&format!(
+                "lost the lease of job(s) {lost:?}: they ended or went back to the queue; a result for them will not be recorded"
+            )),
+            Ok(_) => {}
+            Err(e) => log(&format!("cannot renew leases: {e}")),
+        }
+        let me = crate::store::WorkerInfo {
+            id: shared.worker_id.clone(),
+            host: shared
+                .worker_id
+                .rsplitn(3, '-')
+                .nth(2)
+                .unwrap_or_default()
+                .to_string(),
+            backends: backends.clone(),
+            concurrency: shared.config.workers as i64,
+            current_jobs: jobs,
+            started_at: shared.started_at,
+            heartbeat_at: crate::store::now(),
+        };
+        if let Err(e) = shared.store.heartbeat(&me) {
+            log(&format!("cannot report to the store: {e}"));
+        }
+    }
+    let _ = shared.store.worker_gone(&shared.worker_id);
+}
+
+/// Every `sweep_interval`: jobs past the time limit fail, and jobs whose lease ran out (their
+/// worker was killed, its machine is gone, or it could not record the job's end) go back to the
+/// queue, or fail after too many attempts, releasing their hold. Every process sweeps; the
+/// store's state guards make that safe.
 pub fn sweep(shared: Arc<Shared>) {
     let mut last = Instant::now();
     while !shared.stopping.load(Ordering::SeqCst) {
@@ -110,20 +206,11 @@ pub fn sweep(shared: Arc<Shared>) {
             Ok(n) => log(&format!("sweep: {n} job(s) failed past the time limit")),
             Err(e) => log(&format!("sweep: the job store failed: {e}")),
         }
-        let held = shared
-            .in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        match shared.store.recover_except(
-            shared.config.max_attempts,
-            &held,
-            crate::store::now() - shared.config.sweep_interval.as_secs_f64(),
-        ) {
+        match shared.store.requeue_expired(shared.config.max_attempts) {
             Ok((0, 0)) => {}
             Ok((requeued, failed)) => {
                 log(&format!(
-                    "sweep: {requeued} job(s) back in the queue, {failed} failed after too many attempts"
+                    "sweep: {requeued} job(s) whose worker was lost back in the queue, {failed} failed after too many attempts"
                 ));
                 shared.wake.notify();
             }
@@ -191,20 +278,28 @@ fn prove_job(shared: &Shared, job: Job) -> Result<(), String> {
         let calldata = ciro_verifier::evm::calldata(&proved).map_err(|e| e.to_string())?;
         result["evm_calldata"] = format!("0x{}", hex::encode(calldata)).into();
     }
-    shared
+    let stored = shared
         .store
         .record_proof(
             job.doc.id,
+            &shared.worker_id,
             &bytes,
             &result,
             witness.as_secs_f64() * 1e3,
             (total - witness).as_secs_f64() * 1e3,
         )
         .map_err(|e| e.to_string())?;
+    if !stored {
+        log(&format!(
+            "job {}: proved, but its lease was lost meanwhile; another worker has it",
+            job.doc.id
+        ));
+        return Ok(());
+    }
     // The proof is stored before the payment is captured: a crash in between re-proves the
     // job on restart and charges it once.
     shared
         .store
-        .record_verified(job.doc.id, verify_ms)
+        .record_verified(job.doc.id, &shared.worker_id, verify_ms)
         .map_err(|e| e.to_string())
 }

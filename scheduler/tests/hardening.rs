@@ -155,10 +155,17 @@ fn an_upload_that_kills_its_checker_is_quarantined_and_never_loaded_again() {
     svc.stop();
 
     // A restart neither loads nor lists it, and the staging folders an interrupted upload
-    // leaves are swept.
+    // leaves are swept once they are an hour old (a fresh one may be another node's).
     let stale = dir.join("models/uploads/.tmp-deadbeef");
-    std::fs::create_dir_all(&stale).unwrap();
-    std::fs::write(stale.join("m-0000000000000000.onnx"), b"junk").unwrap();
+    let fresh = dir.join("models/uploads/.tmp-0123abcd");
+    for d in [&stale, &fresh] {
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::write(d.join("m-0000000000000000.onnx"), b"junk").unwrap();
+    }
+    std::fs::File::open(&stale)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(7200))
+        .unwrap();
     c.warm_models = true;
     let svc = start(c);
     let api = Api::new(svc.url(), &spec);
@@ -171,6 +178,7 @@ fn an_upload_that_kills_its_checker_is_quarantined_and_never_loaded_again() {
         !stale.exists(),
         "the stale staging folder is swept at start"
     );
+    assert!(fresh.exists(), "a fresh staging folder is left alone");
     assert_up_and_balanced(&api, &key);
 }
 
@@ -435,8 +443,18 @@ fn a_job_left_in_flight_by_a_lost_worker_is_swept_back_without_a_restart() {
     let api = Api::new(svc.url(), &spec);
     let key = api.funded_account("patient", 10);
     let id = submit_small_job(&api, &key);
-    // A worker claims it and is lost before recording anything (a full disk, a crash).
-    let claimed = svc.shared.store.claim_next().unwrap().unwrap();
+    // A worker claims it and is lost before recording anything (a full disk, a crash): its
+    // lease is not renewed and runs out.
+    let claimed = svc
+        .shared
+        .store
+        .claim_next(&ciro_scheduler::store::Claim {
+            worker: "lost",
+            lease: Duration::from_millis(500),
+            proof_systems: &[],
+        })
+        .unwrap()
+        .unwrap();
     assert_eq!(claimed.doc.id, id);
     let start_t = Instant::now();
     loop {
@@ -494,9 +512,16 @@ fn a_job_past_the_time_limit_fails_and_releases_its_hold_even_if_its_worker_hang
     let key = api.funded_account("stuck", 10);
     let before = api.balance(&key);
     let id = submit_small_job(&api, &key);
-    // A worker takes it and hangs: it stays in flight, so only the time limit can free it.
-    svc.shared.store.claim_next().unwrap().unwrap();
-    svc.shared.in_flight.lock().unwrap().push(id);
+    // A worker takes it and hangs, renewing its lease: only the time limit can free it.
+    svc.shared
+        .store
+        .claim_next(&ciro_scheduler::store::Claim {
+            worker: "hung",
+            lease: Duration::from_secs(3600),
+            proof_systems: &[],
+        })
+        .unwrap()
+        .unwrap();
     let start_t = Instant::now();
     let j = loop {
         let j = api
@@ -518,11 +543,12 @@ fn a_job_past_the_time_limit_fails_and_releases_its_hold_even_if_its_worker_hang
         "the hold is released, nothing charged"
     );
     // A proof the hung worker stores afterwards changes nothing.
-    svc.shared
+    assert!(!svc
+        .shared
         .store
-        .record_proof(id, b"late", &json!({}), 1.0, 1.0)
-        .unwrap();
-    svc.shared.store.record_verified(id, 1.0).unwrap();
+        .record_proof(id, "hung", b"late", &json!({}), 1.0, 1.0)
+        .unwrap());
+    svc.shared.store.record_verified(id, "hung", 1.0).unwrap();
     assert_eq!(api.balance(&key), before);
     assert_up_and_balanced(&api, &key);
 }

@@ -196,6 +196,180 @@ impl Drop for Service {
     }
 }
 
+/// A throwaway PostgreSQL server for tests: `initdb` into a temporary folder, listening on
+/// 127.0.0.1 on a free port (and a socket in that folder), stopped and removed when dropped.
+/// Runs the server as the `postgres` user when the tests run as root (PostgreSQL refuses root).
+pub struct Postgres {
+    dir: PathBuf,
+    bin: PathBuf,
+    pub port: u16,
+    databases: std::sync::atomic::AtomicUsize,
+}
+
+impl Postgres {
+    /// Starts one. Panics, naming what is missing, if the server binaries are not installed:
+    /// CI installs them (`.ci/run`), so a missing server is a failure, never a skip.
+    pub fn start() -> Postgres {
+        let bin = Self::find_bin().unwrap_or_else(|| {
+            panic!(
+                "PostgreSQL's server binaries (initdb, pg_ctl) are not installed: \
+                 apt-get install postgresql (the README's test command and .ci/run do)"
+            )
+        });
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "ciro-pg-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temporary folder for PostgreSQL");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let pg = Postgres {
+            dir,
+            bin,
+            port,
+            databases: Default::default(),
+        };
+        if Self::as_root() {
+            pg.run("chown", &["-R", "postgres:", &pg.dir.display().to_string()]);
+        }
+        pg.pg(
+            "initdb",
+            &[
+                "-D",
+                &pg.data(),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "--no-sync",
+            ],
+        );
+        pg.up();
+        pg
+    }
+
+    fn find_bin() -> Option<PathBuf> {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .collect();
+        dirs.sort();
+        dirs.reverse();
+        dirs.push(PathBuf::from("/usr/local/bin"));
+        dirs.push(PathBuf::from("/usr/bin"));
+        dirs.into_iter()
+            .find(|d| d.join("initdb").is_file() && d.join("pg_ctl").is_file())
+    }
+
+    fn as_root() -> bool {
+        std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+    }
+
+    fn data(&self) -> String {
+        self.dir.join("data").display().to_string()
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let out = std::process::Command::new(program)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Runs a PostgreSQL program (as `postgres` when we are root).
+    fn pg(&self, program: &str, args: &[&str]) {
+        let path = self.bin.join(program).display().to_string();
+        if Self::as_root() {
+            let mut all = vec!["-u", "postgres", "--", path.as_str()];
+            all.extend_from_slice(args);
+            self.run("runuser", &all);
+        } else {
+            self.run(&path, args);
+        }
+    }
+
+    /// Starts the server (again, after [`Postgres::down`]) on the same port and data.
+    pub fn up(&self) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("server.log").display().to_string();
+        self.pg(
+            "pg_ctl",
+            &["-D", &self.data(), "-l", &log, "-o", &opts, "-w", "start"],
+        );
+    }
+
+    /// Stops the server at once (connections are cut, as when its machine goes away).
+    pub fn down(&self) {
+        self.pg(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        );
+    }
+
+    /// The URL of database `db`.
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Creates a new, empty database; returns its URL.
+    pub fn fresh_database(&self) -> String {
+        let name = format!(
+            "ciro_{}",
+            self.databases
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        self.pg(
+            "createdb",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                &name,
+            ],
+        );
+        self.url(&name)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let pg_ctl = self.bin.join("pg_ctl");
+        let mut cmd = if Self::as_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(pg_ctl);
+            c
+        } else {
+            std::process::Command::new(pg_ctl)
+        };
+        let _ = cmd
+            .args(["-D", &self.data(), "-m", "immediate", "stop"])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,219 @@
+//! The shared store: PostgreSQL, for an API node and worker processes on any number of
+//! machines. Connections come from a small pool; broken ones are replaced on checkout, so a
+//! process that loses the database comes back by itself once it is reachable again.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use fallible_iterator::FallibleIterator;
+use postgres::error::SqlState;
+use postgres::types::{IsNull, ToSql, Type};
+use postgres::{Client, NoTls};
+use r2d2_postgres::PostgresConnectionManager;
+
+use super::db::{Conn, Database, Dialect, Row, Val};
+use super::{migrations, Result, StoreError};
+
+/// A transaction that lost a race is run again at most this many times.
+const ATTEMPTS: usize = 8;
+
+pub struct PostgresDb {
+    pool: r2d2::Pool<PostgresConnectionManager<NoTls>>,
+}
+
+impl PostgresDb {
+    /// Connects to `url` (`postgres://user@host:port/db` or `host=… user=…`) and brings the
+    /// schema up to date.
+    pub fn connect(url: &str, max_connections: u32) -> Result<PostgresDb> {
+        let config: postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Db(format!("database URL: {e}")))?;
+        let pool = r2d2::Pool::builder()
+            .max_size(max_connections.max(1))
+            .connection_timeout(Duration::from_secs(5))
+            .build(PostgresConnectionManager::new(config, NoTls))
+            .map_err(|e| StoreError::Db(format!("cannot connect to the database: {e}")))?;
+        let db = PostgresDb { pool };
+        migrations::apply(&db, migrations::POSTGRES)?;
+        Ok(db)
+    }
+}
+
+/// A failure worth running the transaction again for.
+fn is_conflict(e: &postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(&SqlState::T_R_SERIALIZATION_FAILURE)
+            | Some(&SqlState::T_R_DEADLOCK_DETECTED)
+            | Some(&SqlState::UNIQUE_VIOLATION)
+    )
+}
+
+fn db_err(e: postgres::Error) -> StoreError {
+    if is_conflict(&e) {
+        StoreError::Conflict(e.to_string())
+    } else {
+        StoreError::Db(e.to_string())
+    }
+}
+
+impl Database for PostgresDb {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn transaction(&self, f: &mut dyn FnMut(&mut dyn Conn) -> Result<()>) -> Result<()> {
+        let mut client = self
+            .pool
+            .get()
+            .map_err(|e| StoreError::Db(format!("no database connection: {e}")))?;
+        let mut last = String::new();
+        for attempt in 0..ATTEMPTS {
+            let mut tx = client.transaction().map_err(db_err)?;
+            let outcome = f(&mut PgConn(&mut tx)).and_then(|()| tx.commit().map_err(db_err));
+            match outcome {
+                Err(StoreError::Conflict(e)) => {
+                    last = e;
+                    std::thread::sleep(Duration::from_millis(2 << attempt.min(6)));
+                }
+                other => return other,
+            }
+        }
+        Err(StoreError::Db(format!(
+            "a transaction kept conflicting with others: {last}"
+        )))
+    }
+}
+
+struct PgConn<'a, 'b>(&'a mut postgres::Transaction<'b>);
+
+impl ToSql for Val {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Val::Null => Ok(IsNull::Yes),
+            Val::Int(v) if *ty == Type::INT4 => i32::try_from(*v)?.to_sql(ty, out),
+            Val::Int(v) if *ty == Type::FLOAT8 => (*v as f64).to_sql(ty, out),
+            Val::Int(v) => v.to_sql(ty, out),
+            Val::Real(v) => v.to_sql(ty, out),
+            Val::Text(v) => v.to_sql(ty, out),
+            Val::Blob(v) => v.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
+fn params(p: &[Val]) -> Vec<&(dyn ToSql + Sync)> {
+    p.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
+}
+
+fn value(r: &postgres::Row, i: usize) -> std::result::Result<Val, postgres::Error> {
+    let ty = r.columns()[i].type_();
+    Ok(if *ty == Type::INT8 {
+        r.try_get::<_, Option<i64>>(i)?.map_or(Val::Null, Val::Int)
+    } else if *ty == Type::INT4 {
+        r.try_get::<_, Option<i32>>(i)?
+            .map_or(Val::Null, |v| Val::Int(v.into()))
+    } else if *ty == Type::INT2 {
+        r.try_get::<_, Option<i16>>(i)?
+            .map_or(Val::Null, |v| Val::Int(v.into()))
+    } else if *ty == Type::FLOAT8 {
+        r.try_get::<_, Option<f64>>(i)?.map_or(Val::Null, Val::Real)
+    } else if *ty == Type::BYTEA {
+        r.try_get::<_, Option<Vec<u8>>>(i)?
+            .map_or(Val::Null, Val::Blob)
+    } else {
+        r.try_get::<_, Option<String>>(i)?
+            .map_or(Val::Null, Val::Text)
+    })
+}
+
+impl Conn for PgConn<'_, '_> {
+    fn exec(&mut self, sql: &str, p: &[Val]) -> Result<u64> {
+        self.0.execute(sql, &params(p)).map_err(db_err)
+    }
+
+    fn rows(&mut self, sql: &str, p: &[Val]) -> Result<Vec<Row>> {
+        let rows = self.0.query(sql, &params(p)).map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| value(r, i))
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map(Row)
+                    .map_err(db_err)
+            })
+            .collect()
+    }
+
+    fn notify(&mut self, channel: &str) -> Result<()> {
+        self.0
+            .execute("SELECT pg_notify($1, '')", &[&channel])
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<()> {
+        self.0.batch_execute(sql).map_err(db_err)
+    }
+}
+
+/// Listens on `channels` until `stopping`, calling `on` with each notification's channel.
+/// Reconnects after a lost connection (and calls `on` for every channel then, since a
+/// notification may have been missed meanwhile).
+pub fn listen(url: &str, channels: &[&str], stopping: &AtomicBool, mut on: impl FnMut(&str)) {
+    let mut logged = false;
+    while !stopping.load(Ordering::SeqCst) {
+        let mut client = match Client::connect(url, NoTls) {
+            Ok(c) => c,
+            Err(e) => {
+                if !logged {
+                    crate::worker::log(&format!("cannot listen for job events: {e}"));
+                    logged = true;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let listen: String = channels.iter().map(|c| format!("LISTEN {c};")).collect();
+        if client.batch_execute(&listen).is_err() {
+            continue;
+        }
+        if logged {
+            crate::worker::log("listening for job events again");
+            logged = false;
+        }
+        channels.iter().for_each(|c| on(c));
+        let mut idle = 0u32;
+        'connected: while !stopping.load(Ordering::SeqCst) {
+            // A connection cut without a word (a machine gone) is only noticed by using it.
+            idle += 1;
+            if idle % 20 == 0 && client.batch_execute("").is_err() {
+                break;
+            }
+            {
+                let mut n = client.notifications();
+                let mut it = n.timeout_iter(Duration::from_millis(250));
+                loop {
+                    match it.next() {
+                        Ok(Some(note)) => on(note.channel()),
+                        Ok(None) => break,
+                        Err(_) => break 'connected,
+                    }
+                }
+            }
+            if client.is_closed() {
+                break;
+            }
+        }
+    }
+}
