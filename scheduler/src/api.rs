@@ -210,7 +210,8 @@ impl FromRequestParts<Arc<Shared>> for Account {
                     "missing API key: send `Authorization: Bearer <key>` (create one with POST /v1/accounts)",
                 )
             })?;
-        match shared.store.account_for_key(key.trim())? {
+        let (s, key) = (shared.clone(), key.trim().to_string());
+        match blocking(move || Ok(s.store.account_for_key(&key)?)).await? {
             Some((id, _)) => Ok(Account(id)),
             None => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -240,7 +241,7 @@ fn json_body<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection>
         .map_err(|e| ApiError::bad("bad_json", format!("invalid JSON body: {e}")))
 }
 
-/// Runs blocking work (compilation, SQLite, image decoding) off the async runtime.
+/// Runs blocking work (compilation, the job store, image decoding) off the async runtime.
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> ApiResult<T> + Send + 'static,
 ) -> ApiResult<T> {

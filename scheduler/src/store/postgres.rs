@@ -64,6 +64,19 @@ impl Database for PostgresDb {
     }
 
     fn transaction(&self, f: &mut dyn FnMut(&mut dyn Conn) -> Result<()>) -> Result<()> {
+        // The client blocks on a runtime of its own, which tokio forbids on a thread that
+        // drives async tasks: there, the thread is handed over to blocking work first.
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| self.run(f))
+            }
+            _ => self.run(f),
+        }
+    }
+}
+
+impl PostgresDb {
+    fn run(&self, f: &mut dyn FnMut(&mut dyn Conn) -> Result<()>) -> Result<()> {
         let mut client = self
             .pool
             .get()
