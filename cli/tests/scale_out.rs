@@ -162,6 +162,26 @@ fn metrics(svc: &Service) -> String {
         .unwrap()
 }
 
+/// The states a job's live event stream shows, to its end (a minute at most).
+fn follow_events(svc: &Service, c: &Client, id: i64) -> Vec<String> {
+    let r = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .get(&format!("{}/v1/jobs/{id}/events", svc.url))
+        .set("Authorization", &format!("Bearer {}", c.api_key().unwrap()))
+        .call()
+        .unwrap();
+    let mut states = Vec::new();
+    for line in std::io::BufReader::new(r.into_reader()).lines() {
+        let line = line.expect("the stream ends after the final state, within a minute");
+        if let Some(data) = line.strip_prefix("data:") {
+            let j: serde_json::Value = serde_json::from_str(data.trim()).unwrap();
+            states.push(j["state"].as_str().unwrap().to_string());
+        }
+    }
+    states
+}
+
 /// The worker proving `job`, as the workers report in the health document.
 fn holder(svc: &Service, job: i64, limit: Duration) -> String {
     let start = Instant::now();
@@ -219,6 +239,16 @@ fn three_worker_processes_prove_the_apis_jobs_and_ride_out_a_database_restart() 
     started.sort();
     assert_eq!(ids, started, "the health report lists the three workers");
 
+    // Live events cross processes: the API node's stream hears the workers' commits.
+    let first = submit(&clients[0], "mlp_small", "starknet", "stwo").id;
+    let states = follow_events(&svc, &clients[0], first);
+    assert_eq!(
+        states.last().map(String::as_str),
+        Some("verified"),
+        "{states:?}"
+    );
+    assert!(states.iter().any(|s| s == "proving"), "{states:?}");
+
     let jobs: Vec<(usize, i64)> = (0..9)
         .map(|i| {
             (
@@ -227,8 +257,8 @@ fn three_worker_processes_prove_the_apis_jobs_and_ride_out_a_database_restart() 
             )
         })
         .collect();
-    let done: Vec<(usize, Job)> = jobs
-        .iter()
+    let done: Vec<(usize, Job)> = std::iter::once(&(0, first))
+        .chain(&jobs)
         .map(|&(c, id)| (c, wait_final(&clients[c], id, Duration::from_secs(300))))
         .collect();
     for (_, j) in &done {
@@ -245,10 +275,10 @@ fn three_worker_processes_prove_the_apis_jobs_and_ride_out_a_database_restart() 
     }
     let m = metrics(&svc);
     for line in [
-        "ciro_jobs{state=\"verified\"} 9",
+        "ciro_jobs{state=\"verified\"} 10",
         "ciro_workers 3",
         "ciro_queue_depth 0",
-        "ciro_prove_seconds_count{model=\"mlp_small\",proof_system=\"stwo\"} 9",
+        "ciro_prove_seconds_count{model=\"mlp_small\",proof_system=\"stwo\"} 10",
     ] {
         assert!(m.contains(line), "{line} not in\n{m}");
     }

@@ -32,7 +32,7 @@ struct Follow {
     shared: Arc<Shared>,
     account: i64,
     id: i64,
-    changes: tokio::sync::watch::Receiver<u64>,
+    changes: tokio::sync::broadcast::Receiver<i64>,
     last: Option<String>,
     sent: u64,
     started: Instant,
@@ -89,19 +89,20 @@ impl Follow {
             if self.done || self.ending() {
                 return None;
             }
-            // After the first event, read again only once the store has committed since the
-            // last read: wait for that, checking each tick whether the stream should end.
+            // After the first event, read again only once this job changed (or any job may
+            // have: a missed notification, a lagging receiver): wait for that, checking each
+            // tick whether the stream should end. Changes made during a read queue up here.
             while self.last.is_some() {
-                match tokio::time::timeout(TICK, self.changes.changed()).await {
-                    Ok(Ok(())) => break,
-                    Ok(Err(_)) => return None, // the store is gone
+                use tokio::sync::broadcast::error::RecvError;
+                match tokio::time::timeout(TICK, self.changes.recv()).await {
+                    Ok(Ok(id)) if id == self.id || id == crate::store::ANY_JOB => break,
+                    Ok(Ok(_)) => {}
+                    Ok(Err(RecvError::Lagged(_))) => break,
+                    Ok(Err(RecvError::Closed)) => return None, // the store is gone
                     Err(_) if self.ending() => return None,
                     Err(_) => {}
                 }
             }
-            // Mark the current version seen before reading, so a commit during the read wakes
-            // the next wait.
-            self.changes.borrow_and_update();
             let (s, account, id) = (self.shared.clone(), self.account, self.id);
             let job = blocking(move || Ok(s.store.job_of(account, id)?)).await;
             let job = match job {

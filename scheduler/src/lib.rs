@@ -389,7 +389,9 @@ fn open(config: &Config) -> Result<(Arc<Shared>, Option<std::fs::File>), Service
         // Many processes share one PostgreSQL store (and the data directory's models); leases,
         // not a lock file, keep them from proving the same job.
         Some(url) => (
-            Store::connect(url, (config.workers as u32 + 4).min(32))?,
+            // A connection per worker thread, and enough for the API's blocking requests (a
+            // request holds one only for its few statements).
+            Store::connect(url, (config.workers as u32 + 12).min(48))?,
             None,
         ),
         None => {
@@ -450,11 +452,12 @@ fn open(config: &Config) -> Result<(Arc<Shared>, Option<std::fs::File>), Service
                     &url,
                     &[store::db::QUEUED, store::db::CHANGES],
                     &s.stopping,
-                    |channel| {
+                    |channel, payload| {
                         if channel == store::db::QUEUED {
                             s.wake.notify();
+                        } else {
+                            s.store.announce(payload.parse().unwrap_or(store::ANY_JOB));
                         }
-                        s.store.changed_elsewhere();
                     },
                 )
             })

@@ -184,6 +184,22 @@ fn job_lifecycle_accounts_and_ledger_follow_the_openapi_document() {
 
     let health = api.call("GET", "/healthz", None, Body::None);
     assert_eq!(health.status, 200);
+    // The embedded store, and this service's worker reporting itself.
+    let start_t = std::time::Instant::now();
+    let health = loop {
+        let h = api.call("GET", "/v1/health", None, Body::None).json();
+        if h["workers"].as_array().is_some_and(|w| !w.is_empty()) {
+            break h;
+        }
+        assert!(
+            start_t.elapsed() < std::time::Duration::from_secs(30),
+            "{h}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(health["store"], "sqlite", "{health}");
+    assert_eq!(health["workers"][0]["id"], svc.shared.worker_id.as_str());
+    assert_eq!(health["workers"][0]["concurrency"], 1, "{health}");
     assert_eq!(
         api.call("GET", "/v1/openapi.json", None, Body::None).status,
         200
@@ -278,6 +294,20 @@ fn job_lifecycle_accounts_and_ledger_follow_the_openapi_document() {
     let verified = ciro_verifier::verify(&vk, &bundle).expect("the downloaded proof verifies");
     let outputs: Vec<Vec<f64>> = verified.outputs.iter().map(|t| t.real()).collect();
     assert_eq!(json!(outputs), result["outputs"]);
+
+    // The metrics count it: the job by state, its prove time in the histogram, the worker.
+    let metrics = api.call("GET", "/metrics", None, Body::None);
+    assert_eq!(metrics.status, 200);
+    let text = String::from_utf8_lossy(&metrics.bytes);
+    for line in [
+        "ciro_jobs{state=\"verified\"} 1",
+        "ciro_queue_depth 0",
+        "ciro_workers 1",
+        "ciro_prove_seconds_count{model=\"mlp_small\",proof_system=\"stwo\"} 1",
+        "ciro_prove_seconds_bucket{le=\"+Inf\",model=\"mlp_small\",proof_system=\"stwo\"} 1",
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
 
     // Charged exactly once, after verification.
     let b = api.balance(&alice);

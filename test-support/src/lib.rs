@@ -325,6 +325,47 @@ impl Postgres {
         );
     }
 
+    /// CPU time the server has used so far, in seconds: the postmaster and its children (live
+    /// ones, and those that ended and were reaped). Linux only; 0 elsewhere.
+    pub fn cpu_seconds(&self) -> f64 {
+        let ticks = |pid: &str| -> Option<(u64, Vec<u64>)> {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let f: Vec<u64> = rest
+                .split_whitespace()
+                .map(|x| x.parse().unwrap_or(0))
+                .collect();
+            // After the name: state, ppid (1), ..., utime (11), stime (12), cutime (13), cstime (14).
+            Some((f.get(1).copied()?, f.get(11..15)?.to_vec()))
+        };
+        let Some(master) = std::fs::read_to_string(self.dir.join("data/postmaster.pid"))
+            .ok()
+            .and_then(|s| s.lines().next().map(str::to_string))
+        else {
+            return 0.0;
+        };
+        let Some((_, own)) = ticks(&master) else {
+            return 0.0;
+        };
+        let master_pid: u64 = master.parse().unwrap_or(0);
+        let mut total: u64 = own.iter().sum();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if let Some((ppid, t)) = name
+                .chars()
+                .all(|c| c.is_ascii_digit())
+                .then(|| ticks(&name))
+                .flatten()
+            {
+                if ppid == master_pid {
+                    total += t[0] + t[1];
+                }
+            }
+        }
+        // Linux's USER_HZ is 100 on every platform Ciro runs on.
+        total as f64 / 100.0
+    }
+
     /// The URL of database `db`.
     pub fn url(&self, db: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)

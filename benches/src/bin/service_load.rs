@@ -1,9 +1,15 @@
-//! Load run of the Ciro service on loopback: an in-process service (or `--url` of a running
-//! one), many concurrent clients each submitting jobs and following them to the end, every proof
+//! Load run of the Ciro service on loopback: an in-process service, many concurrent clients
+//! each submitting jobs and following them to the end (live events), every proof
 //! downloaded and verified offline, and the ledger checked. Then a sequential run that measures
 //! the service's own overhead per job (everything but witness, prove and verify).
 //!
 //! `cargo run --release -p ciro-benches --bin service_load -- --clients 20 --jobs 200`
+//!
+//! With `--worker-processes N` the service is scaled out as an operator deploys it: a throwaway
+//! PostgreSQL store, the API alone in this process, and N `ciro worker` processes (one job at
+//! a time each; `--ciro PATH`, default the `ciro` binary beside this one):
+//! `cargo build --release -p ciro-cli -p ciro-benches &&
+//!  target/release/service_load --clients 20 --jobs 500 --worker-processes 2`
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,6 +22,8 @@ struct Args {
     clients: usize,
     jobs: usize,
     workers: usize,
+    worker_processes: usize,
+    ciro: Option<std::path::PathBuf>,
     model: String,
     sequential: usize,
 }
@@ -25,6 +33,8 @@ fn parse_args() -> Result<Args> {
         clients: 20,
         jobs: 200,
         workers: 1,
+        worker_processes: 0,
+        ciro: None,
         model: "mlp_small".into(),
         sequential: 30,
     };
@@ -35,10 +45,12 @@ fn parse_args() -> Result<Args> {
             "--clients" => a.clients = val()?.parse()?,
             "--jobs" => a.jobs = val()?.parse()?,
             "--workers" => a.workers = val()?.parse()?,
+            "--worker-processes" => a.worker_processes = val()?.parse()?,
+            "--ciro" => a.ciro = Some(val()?.into()),
             "--model" => a.model = val()?,
             "--sequential" => a.sequential = val()?.parse()?,
             other => bail!(
-                "unknown flag {other}; flags: --clients --jobs --workers --model --sequential"
+                "unknown flag {other}; flags: --clients --jobs --workers --worker-processes --ciro --model --sequential"
             ),
         }
     }
@@ -88,7 +100,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
-/// Submits one job and follows it; returns (latency, final job).
+/// Submits one job and follows it through its live events (as the clients do; polling if the
+/// service refuses a stream); returns (latency, final job).
 fn run_job(http: &Http, key: &str, model: &str, input: &Value) -> Result<(Duration, Value)> {
     let start = Instant::now();
     let job = http.json(
@@ -98,15 +111,29 @@ fn run_job(http: &Http, key: &str, model: &str, input: &Value) -> Result<(Durati
         Some(&json!({ "model": model, "input": input, "chain": "starknet" })),
     )?;
     let id = job["id"].as_i64().context("no job id")?;
-    loop {
-        let j = http.json("GET", &format!("/v1/jobs/{id}"), Some(key), None)?;
-        if matches!(
+    let done = |j: &Value| {
+        matches!(
             j["state"].as_str(),
             Some("verified" | "failed" | "cancelled")
-        ) {
+        )
+    };
+    if let Ok(r) = http.call("GET", &format!("/v1/jobs/{id}/events"), Some(key), None) {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(r.into_reader()).lines() {
+            if let Some(data) = line?.strip_prefix("data:") {
+                let j: Value = serde_json::from_str(data.trim())?;
+                if done(&j) {
+                    return Ok((start.elapsed(), j));
+                }
+            }
+        }
+    }
+    loop {
+        let j = http.json("GET", &format!("/v1/jobs/{id}"), Some(key), None)?;
+        if done(&j) {
             return Ok((start.elapsed(), j));
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -117,6 +144,39 @@ fn main() -> Result<()> {
     let mut config = ciro_scheduler::Config::new(&data);
     config.addr = "127.0.0.1:0".parse()?;
     config.workers = args.workers;
+    // Scaled out: PostgreSQL, the API here, the workers in their own processes.
+    let pg = (args.worker_processes > 0).then(ciro_test_support::Postgres::start);
+    let mut worker_processes = Vec::new();
+    if let Some(pg) = &pg {
+        let url = pg.fresh_database();
+        config.database = Some(url.clone());
+        config.workers = 0;
+        let ciro = match &args.ciro {
+            Some(p) => p.clone(),
+            None => std::env::current_exe()?
+                .parent()
+                .context("no folder")?
+                .join("ciro"),
+        };
+        for _ in 0..args.worker_processes {
+            worker_processes.push(WorkerProcess(
+                std::process::Command::new(&ciro)
+                    .args([
+                        "worker",
+                        "--concurrency",
+                        "1",
+                        "--database",
+                        &url,
+                        "--data-dir",
+                    ])
+                    .arg(&data)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .with_context(|| format!("cannot start {} worker", ciro.display()))?,
+            ));
+        }
+    }
     config.warm_models = false;
     config.dev_faucet = true;
     // The load generator is one client submitting as fast as it can.
@@ -148,6 +208,11 @@ fn main() -> Result<()> {
         let [lo, hi]: [f64; 2] = serde_json::from_value(info["inputs"][0]["range"].clone())?;
         json!({ "input_data": [(0..n).map(|i| lo + (hi - lo) * ((i * 37 % 101) as f64 / 100.0)).collect::<Vec<_>>()] })
     };
+
+    let db_cpu_before = pg.as_ref().map_or(0.0, |p| p.cpu_seconds());
+    let workers_cpu =
+        |w: &[WorkerProcess]| -> f64 { w.iter().map(|p| process_cpu_seconds(p.0.id())).sum() };
+    let workers_cpu_before = workers_cpu(&worker_processes);
 
     // Concurrent clients, one account each.
     let per_client = args.jobs.div_ceil(args.clients);
@@ -214,6 +279,8 @@ fn main() -> Result<()> {
         let _ = h.join();
     }
     let wall = t0.elapsed().as_secs_f64();
+    let db_cpu = pg.as_ref().map_or(0.0, |p| p.cpu_seconds()) - db_cpu_before;
+    let worker_cpu = workers_cpu(&worker_processes) - workers_cpu_before;
     let mut lat = latencies.lock().unwrap().clone();
     lat.sort_by(f64::total_cmp);
     let errors = errors.lock().unwrap().clone();
@@ -221,6 +288,7 @@ fn main() -> Result<()> {
     // Ledger: every account paid exactly its verified jobs.
     let mut ledger_ok = true;
     let mut verified_total = 0;
+    let mut reproved = 0;
     for key in &keys {
         let jobs = http.json("GET", "/v1/jobs?limit=1000", Some(key), None)?;
         let verified = jobs["jobs"]
@@ -228,6 +296,11 @@ fn main() -> Result<()> {
             .map_or(0, |j| j.iter().filter(|j| j["state"] == "verified").count())
             as i64;
         verified_total += verified;
+        reproved += jobs["jobs"].as_array().map_or(0, |j| {
+            j.iter()
+                .filter(|j| j["attempts"].as_i64() > Some(1))
+                .count()
+        });
         let acct = http.json("GET", "/v1/account", Some(key), None)?;
         let b = &acct["balances"][0];
         let (avail, held, spent, credited) = (
@@ -264,7 +337,18 @@ fn main() -> Result<()> {
         per_client,
         lat.len() + errors.len()
     );
-    println!("| proving workers | {} |", args.workers);
+    if pg.is_some() {
+        println!(
+            "| proving workers | {} `ciro worker` processes, PostgreSQL store |",
+            args.worker_processes
+        );
+    } else {
+        println!(
+            "| proving workers | {} (in-process, SQLite store) |",
+            args.workers
+        );
+    }
+    println!("| jobs proved more than once | {reproved} |");
     println!(
         "| jobs verified | {} / {} (proofs re-verified by the clients: {}) |",
         lat.len(),
@@ -284,6 +368,17 @@ fn main() -> Result<()> {
         percentile(&lat, 0.5),
         percentile(&lat, 0.99)
     );
+    if pg.is_some() {
+        let n = lat.len().max(1) as f64;
+        println!(
+            "| PostgreSQL CPU per job (load phase) | {:.1} ms |",
+            db_cpu * 1e3 / n
+        );
+        println!(
+            "| worker processes' CPU per job (load phase) | {:.0} ms |",
+            worker_cpu * 1e3 / n
+        );
+    }
     println!(
         "| sequential: witness+prove+verify median | {:.1} ms |",
         percentile(&proving, 0.5)
@@ -297,9 +392,36 @@ fn main() -> Result<()> {
         eprintln!("error: {e}");
     }
     svc.stop();
+    drop(worker_processes);
+    drop(pg);
     let _ = std::fs::remove_dir_all(&data);
     if !errors.is_empty() || !ledger_ok {
         bail!("the load run failed");
     }
     Ok(())
+}
+
+/// A `ciro worker` process, stopped when dropped.
+struct WorkerProcess(std::process::Child);
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// CPU time (user + system) a process has used, in seconds (Linux; 0 elsewhere).
+fn process_cpu_seconds(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = s[s.rfind(')')? + 2..].to_string();
+            let f: Vec<f64> = rest
+                .split_whitespace()
+                .map(|x| x.parse().unwrap_or(0.0))
+                .collect();
+            Some((f.get(11)? + f.get(12)?) / 100.0)
+        })
+        .unwrap_or(0.0)
 }

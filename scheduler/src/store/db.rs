@@ -129,9 +129,9 @@ pub trait Conn {
     /// Runs a query; returns its rows.
     fn rows(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>>;
     /// Tells other processes sharing the database, once the transaction commits, that something
-    /// changed on `channel` (PostgreSQL `NOTIFY`; nothing for SQLite, whose one process wakes
-    /// its own workers and streams).
-    fn notify(&mut self, channel: &str) -> Result<()>;
+    /// changed on `channel` (PostgreSQL `NOTIFY` with `payload`; nothing for SQLite, whose one
+    /// process wakes its own workers and streams).
+    fn notify(&mut self, channel: &str, payload: &str) -> Result<()>;
     /// Runs several statements (a migration).
     fn batch(&mut self, sql: &str) -> Result<()>;
 
@@ -154,8 +154,13 @@ pub trait Database: Send + Sync {
     /// that lost a race with another process (a serialization failure, a deadlock, a unique
     /// key taken meanwhile) is rolled back and run again.
     fn transaction(&self, f: &mut dyn FnMut(&mut dyn Conn) -> Result<()>) -> Result<()>;
+    /// Runs `f`, which only reads (or makes single-statement changes that need no
+    /// transaction): without `BEGIN`/`COMMIT` where that saves round trips.
+    fn read(&self, f: &mut dyn FnMut(&mut dyn Conn) -> Result<()>) -> Result<()> {
+        self.transaction(f)
+    }
 }
 
-/// Channels the store notifies on.
+/// Channels the store notifies on: a job changed (the payload is its id), and a job was queued.
 pub const CHANGES: &str = "ciro_changes";
 pub const QUEUED: &str = "ciro_queued";

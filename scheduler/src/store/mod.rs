@@ -162,6 +162,9 @@ pub struct ProveTimes {
     pub buckets: Vec<(f64, u64)>,
 }
 
+/// Announced when any job may have changed (a notification may have been missed).
+pub const ANY_JOB: i64 = -1;
+
 pub const PROVE_MS_BUCKETS: [f64; 10] = [
     50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0, 120000.0,
 ];
@@ -169,9 +172,10 @@ pub const PROVE_MS_BUCKETS: [f64; 10] = [
 /// The store.
 pub struct Store {
     db: Box<dyn db::Database>,
-    /// Counts committed writes (and, on PostgreSQL, other processes' writes it hears of): live
-    /// job events wait on it instead of polling the database.
-    changes: tokio::sync::watch::Sender<u64>,
+    /// The ids of jobs changed by committed transactions (and, on PostgreSQL, by other
+    /// processes, heard by `LISTEN`); [`ANY_JOB`] when any job may have changed. Live job
+    /// events wait on it instead of polling the database.
+    changes: tokio::sync::broadcast::Sender<i64>,
 }
 
 impl Store {
@@ -195,7 +199,7 @@ impl Store {
     fn over(db: Box<dyn db::Database>) -> Store {
         Store {
             db,
-            changes: tokio::sync::watch::Sender::new(0),
+            changes: tokio::sync::broadcast::Sender::new(4096),
         }
     }
 
@@ -203,35 +207,52 @@ impl Store {
         self.db.dialect()
     }
 
-    /// A receiver that sees a new value after every committed write (job states, timings,
-    /// batches, balances).
-    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+    /// A receiver of the ids of changed jobs (state, timings, result, batch), from the moment
+    /// it is made.
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<i64> {
         self.changes.subscribe()
     }
 
-    /// Marks a change made elsewhere (another process's commit, heard by `LISTEN`).
-    pub fn changed_elsewhere(&self) {
-        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    /// Marks job `id` changed ([`ANY_JOB`]: any job may have), here or in another process.
+    pub fn announce(&self, id: i64) {
+        // No receiver (no open event stream) is not an error.
+        let _ = self.changes.send(id);
     }
 
-    /// Runs `f` in a transaction (again, if it lost a race with another process), then tells
-    /// local and remote listeners that something changed.
-    fn tx<T>(&self, mut f: impl FnMut(&mut dyn Conn) -> Result<T>) -> Result<T> {
+    /// Runs `f` in a transaction (again, if it lost a race with another process).
+    fn tx<T>(&self, f: impl FnMut(&mut dyn Conn) -> Result<T>) -> Result<T> {
+        self.tx_about(f, |_| Vec::new())
+    }
+
+    /// [`Store::tx`] that changes the jobs `about` names from its result: once it commits,
+    /// they are announced here and, by `NOTIFY`, to the other processes.
+    fn tx_about<T>(
+        &self,
+        mut f: impl FnMut(&mut dyn Conn) -> Result<T>,
+        about: impl Fn(&T) -> Vec<i64>,
+    ) -> Result<T> {
         let mut out = None;
+        let mut jobs = Vec::new();
         self.db.transaction(&mut |c| {
             let v = f(c)?;
-            c.notify(db::CHANGES)?;
+            jobs = about(&v);
+            for id in &jobs {
+                c.notify(db::CHANGES, &id.to_string())?;
+            }
             out = Some(v);
             Ok(())
         })?;
-        self.changed_elsewhere();
+        for id in jobs {
+            self.announce(id);
+        }
         out.ok_or_else(|| StoreError::Invalid("a transaction returned nothing".into()))
     }
 
-    /// Runs `f` in a transaction that writes nothing.
+    /// Runs `f`, which reads, or makes changes of one statement each that other processes
+    /// need not hear of (lease renewals, heartbeats).
     fn read<T>(&self, mut f: impl FnMut(&mut dyn Conn) -> Result<T>) -> Result<T> {
         let mut out = None;
-        self.db.transaction(&mut |c| {
+        self.db.read(&mut |c| {
             out = Some(f(c)?);
             Ok(())
         })?;
@@ -361,7 +382,7 @@ impl Store {
             )
             .as_bytes(),
         ));
-        let (id, created) = self.tx(|c| {
+        let (id, created) = self.tx_about(|c| {
             if let Some(key) = job.idempotency_key {
                 let found = c.row(
                     "SELECT id, request_hash FROM jobs WHERE account = $1 AND idempotency_key = $2",
@@ -429,9 +450,9 @@ impl Store {
                 job.price_micro,
                 Some(id),
             )?;
-            c.notify(db::QUEUED)?;
+            c.notify(db::QUEUED, "")?;
             Ok((id, true))
-        })?;
+        }, |&(id, created)| if created { vec![id] } else { Vec::new() })?;
         Ok((self.job(id)?, created))
     }
 
@@ -503,27 +524,30 @@ impl Store {
         aggregate: std::result::Result<&[u8], &str>,
         aggregate_ms: f64,
     ) -> Result<i64> {
-        self.tx(|c| {
-            let (blob, error) = match aggregate {
-                Ok(b) => (Some(b), None),
-                Err(e) => (None, Some(e)),
-            };
-            let batch = c
-                .row(
-                    "INSERT INTO batches (created_at, proofs, aggregate, error, aggregate_ms) \
+        self.tx_about(
+            |c| {
+                let (blob, error) = match aggregate {
+                    Ok(b) => (Some(b), None),
+                    Err(e) => (None, Some(e)),
+                };
+                let batch = c
+                    .row(
+                        "INSERT INTO batches (created_at, proofs, aggregate, error, aggregate_ms) \
                      VALUES ($1, $2, $3, $4, $5) RETURNING id",
-                    vals![now(), jobs.len() as i64, blob, error, aggregate_ms],
-                )?
-                .ok_or_else(|| StoreError::Invalid("no batch id".into()))?
-                .int(0)?;
-            for (i, job) in jobs.iter().enumerate() {
-                c.exec(
-                    "INSERT INTO batch_members (job, batch, idx) VALUES ($1, $2, $3)",
-                    vals![*job, batch, i as i64],
-                )?;
-            }
-            Ok(batch)
-        })
+                        vals![now(), jobs.len() as i64, blob, error, aggregate_ms],
+                    )?
+                    .ok_or_else(|| StoreError::Invalid("no batch id".into()))?
+                    .int(0)?;
+                for (i, job) in jobs.iter().enumerate() {
+                    c.exec(
+                        "INSERT INTO batch_members (job, batch, idx) VALUES ($1, $2, $3)",
+                        vals![*job, batch, i as i64],
+                    )?;
+                }
+                Ok(batch)
+            },
+            |_| jobs.to_vec(),
+        )
     }
 
     pub fn batch(&self, id: i64) -> Result<Option<Batch>> {
@@ -591,7 +615,7 @@ impl Store {
                 .collect();
             format!(" AND proof_system IN ({})", names.join(", "))
         };
-        let id = self.tx(|c| {
+        let id = self.tx_about(|c| {
             // Fair between accounts: each account's oldest queued job, the account served
             // longest ago (or never) first, so one account's backlog cannot starve the rest.
             let found = c.row(
@@ -621,10 +645,10 @@ impl Store {
             )?;
             if n == 1 {
                 // The next queued job of this account is eligible now: wake another worker.
-                c.notify(db::QUEUED)?;
+                c.notify(db::QUEUED, "")?;
             }
             Ok((n == 1).then_some(id))
-        })?;
+        }, |id| id.iter().copied().collect())?;
         id.map(|id| self.job(id)).transpose()
     }
 
@@ -662,8 +686,9 @@ impl Store {
         witness_ms: f64,
         prove_ms: f64,
     ) -> Result<bool> {
-        self.tx(|c| {
-            let n = c.exec(
+        self.tx_about(
+            |c| {
+                let n = c.exec(
                 "UPDATE jobs SET state = 'proved', result = $2, proof_bytes = $3, witness_ms = $4, \
                  prove_ms = $5 WHERE id = $1 AND state = 'proving' AND worker = $6",
                 vals![
@@ -675,22 +700,24 @@ impl Store {
                     worker
                 ],
             )?;
-            if n == 1 {
-                c.exec(
-                    "INSERT INTO proofs (job, bundle) VALUES ($1, $2) \
+                if n == 1 {
+                    c.exec(
+                        "INSERT INTO proofs (job, bundle) VALUES ($1, $2) \
                      ON CONFLICT (job) DO UPDATE SET bundle = excluded.bundle",
-                    vals![id, bundle],
-                )?;
-            }
-            Ok(n == 1)
-        })
+                        vals![id, bundle],
+                    )?;
+                }
+                Ok(n == 1)
+            },
+            |_| vec![id],
+        )
     }
 
     /// `proved` → `verified`, capturing the hold in the same transaction, if `worker` still
     /// holds the job. A second call does nothing: the state guard and the ledger's unique index
     /// both forbid a second capture.
     pub fn record_verified(&self, id: i64, worker: &str, verify_ms: f64) -> Result<()> {
-        self.tx(|c| {
+        self.tx_about(|c| {
             let Some((account, chain, token, price)) = job_money(c, id, "proved")? else {
                 return Ok(());
             };
@@ -708,12 +735,12 @@ impl Store {
                 vals![account, chain.as_str(), token.as_str(), price],
             )?;
             ledger(c, account, chain, token, "capture", price, Some(id))
-        })
+        }, |_| vec![id])
     }
 
     /// Any unfinished state → `failed`, releasing the hold.
     pub fn record_failure(&self, id: i64, reason: &str) -> Result<()> {
-        self.tx(|c| {
+        self.tx_about(|c| {
             let Some(r) = c.row("SELECT state FROM jobs WHERE id = $1 FOR UPDATE", vals![id])?
             else {
                 return Err(StoreError::NoSuchJob(id));
@@ -730,26 +757,29 @@ impl Store {
             )?;
             c.exec("DELETE FROM proofs WHERE job = $1", vals![id])?;
             Ok(())
-        })
+        }, |_| vec![id])
     }
 
     /// `queued` → `cancelled`, releasing the hold. Only the job's own account may cancel.
     pub fn cancel(&self, account: i64, id: i64) -> Result<Job> {
         self.job_of(account, id)?;
-        self.tx(|c| {
-            if job_money(c, id, "queued")?.is_none() {
-                let state = c
-                    .row("SELECT state FROM jobs WHERE id = $1", vals![id])?
-                    .map_or(Ok(String::new()), |r| r.text(0))?;
-                return Err(StoreError::NotCancellable { id, state });
-            }
-            release(c, id, "queued")?;
-            c.exec(
-                "UPDATE jobs SET state = 'cancelled', finished_at = $2 WHERE id = $1",
-                vals![id, now()],
-            )?;
-            Ok(())
-        })?;
+        self.tx_about(
+            |c| {
+                if job_money(c, id, "queued")?.is_none() {
+                    let state = c
+                        .row("SELECT state FROM jobs WHERE id = $1", vals![id])?
+                        .map_or(Ok(String::new()), |r| r.text(0))?;
+                    return Err(StoreError::NotCancellable { id, state });
+                }
+                release(c, id, "queued")?;
+                c.exec(
+                    "UPDATE jobs SET state = 'cancelled', finished_at = $2 WHERE id = $1",
+                    vals![id, now()],
+                )?;
+                Ok(())
+            },
+            |_| vec![id],
+        )?;
         self.job(id)
     }
 
@@ -800,21 +830,24 @@ impl Store {
                 )?;
                 failed += 1;
             } else {
-                let n = self.tx(|c| {
-                    let n = c.exec(
-                        &format!(
+                let n = self.tx_about(
+                    |c| {
+                        let n = c.exec(
+                            &format!(
                             "UPDATE jobs SET state = 'queued', worker = NULL, lease_until = NULL \
                              WHERE id = $1 AND state IN ('proving', 'proved') AND {}",
                             condition.replace("$1", "$2")
                         ),
-                        &[vec![Val::Int(id)], params.clone()].concat(),
-                    )?;
-                    if n == 1 {
-                        c.exec("DELETE FROM proofs WHERE job = $1", vals![id])?;
-                        c.notify(db::QUEUED)?;
-                    }
-                    Ok(n)
-                })?;
+                            &[vec![Val::Int(id)], params.clone()].concat(),
+                        )?;
+                        if n == 1 {
+                            c.exec("DELETE FROM proofs WHERE job = $1", vals![id])?;
+                            c.notify(db::QUEUED, "")?;
+                        }
+                        Ok(n)
+                    },
+                    |&n| if n == 1 { vec![id] } else { Vec::new() },
+                )?;
                 requeued += n as usize;
             }
         }
@@ -824,7 +857,7 @@ impl Store {
     /// A worker that stops before finishing hands its jobs back to the queue at once (not a
     /// strike against them: the claim is not counted).
     pub fn hand_back(&self, worker: &str, jobs: &[i64]) -> Result<usize> {
-        self.tx(|c| {
+        self.tx_about(|c| {
             let mut n = 0;
             for &id in jobs {
                 n += c.exec(
@@ -837,10 +870,10 @@ impl Store {
                 )?;
             }
             if n > 0 {
-                c.notify(db::QUEUED)?;
+                c.notify(db::QUEUED, "")?;
             }
             Ok(n as usize)
-        })
+        }, |_| jobs.to_vec())
     }
 
     /// Jobs in flight since before `started_before` (seconds since the epoch) fail with

@@ -73,6 +73,22 @@ impl Database for PostgresDb {
             _ => self.run(f),
         }
     }
+
+    fn read(&self, f: &mut dyn FnMut(&mut dyn Conn) -> Result<()>) -> Result<()> {
+        let mut go = || {
+            let mut client = self
+                .pool
+                .get()
+                .map_err(|e| StoreError::Db(format!("no database connection: {e}")))?;
+            f(&mut PgConn::Client(&mut client))
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(go)
+            }
+            _ => go(),
+        }
+    }
 }
 
 impl PostgresDb {
@@ -84,7 +100,7 @@ impl PostgresDb {
         let mut last = String::new();
         for attempt in 0..ATTEMPTS {
             let mut tx = client.transaction().map_err(db_err)?;
-            let outcome = f(&mut PgConn(&mut tx)).and_then(|()| tx.commit().map_err(db_err));
+            let outcome = f(&mut PgConn::Tx(&mut tx)).and_then(|()| tx.commit().map_err(db_err));
             match outcome {
                 Err(StoreError::Conflict(e)) => {
                     last = e;
@@ -99,7 +115,10 @@ impl PostgresDb {
     }
 }
 
-struct PgConn<'a, 'b>(&'a mut postgres::Transaction<'b>);
+enum PgConn<'a, 'b> {
+    Tx(&'a mut postgres::Transaction<'b>),
+    Client(&'a mut Client),
+}
 
 impl ToSql for Val {
     fn to_sql(
@@ -152,11 +171,19 @@ fn value(r: &postgres::Row, i: usize) -> std::result::Result<Val, postgres::Erro
 
 impl Conn for PgConn<'_, '_> {
     fn exec(&mut self, sql: &str, p: &[Val]) -> Result<u64> {
-        self.0.execute(sql, &params(p)).map_err(db_err)
+        match self {
+            PgConn::Tx(t) => t.execute(sql, &params(p)),
+            PgConn::Client(c) => c.execute(sql, &params(p)),
+        }
+        .map_err(db_err)
     }
 
     fn rows(&mut self, sql: &str, p: &[Val]) -> Result<Vec<Row>> {
-        let rows = self.0.query(sql, &params(p)).map_err(db_err)?;
+        let rows = match self {
+            PgConn::Tx(t) => t.query(sql, &params(p)),
+            PgConn::Client(c) => c.query(sql, &params(p)),
+        }
+        .map_err(db_err)?;
         rows.iter()
             .map(|r| {
                 (0..r.len())
@@ -168,22 +195,27 @@ impl Conn for PgConn<'_, '_> {
             .collect()
     }
 
-    fn notify(&mut self, channel: &str) -> Result<()> {
-        self.0
-            .execute("SELECT pg_notify($1, '')", &[&channel])
-            .map_err(db_err)?;
+    fn notify(&mut self, channel: &str, payload: &str) -> Result<()> {
+        self.exec(
+            "SELECT pg_notify($1, $2)",
+            &[Val::Text(channel.into()), Val::Text(payload.into())],
+        )?;
         Ok(())
     }
 
     fn batch(&mut self, sql: &str) -> Result<()> {
-        self.0.batch_execute(sql).map_err(db_err)
+        match self {
+            PgConn::Tx(t) => t.batch_execute(sql),
+            PgConn::Client(c) => c.batch_execute(sql),
+        }
+        .map_err(db_err)
     }
 }
 
-/// Listens on `channels` until `stopping`, calling `on` with each notification's channel.
-/// Reconnects after a lost connection (and calls `on` for every channel then, since a
-/// notification may have been missed meanwhile).
-pub fn listen(url: &str, channels: &[&str], stopping: &AtomicBool, mut on: impl FnMut(&str)) {
+/// Listens on `channels` until `stopping`, calling `on` with each notification's channel and
+/// payload. Reconnects after a lost connection (and calls `on(channel, "")` for every channel
+/// then, since a notification may have been missed meanwhile).
+pub fn listen(url: &str, channels: &[&str], stopping: &AtomicBool, mut on: impl FnMut(&str, &str)) {
     let mut logged = false;
     while !stopping.load(Ordering::SeqCst) {
         let mut client = match Client::connect(url, NoTls) {
@@ -205,7 +237,7 @@ pub fn listen(url: &str, channels: &[&str], stopping: &AtomicBool, mut on: impl 
             crate::worker::log("listening for job events again");
             logged = false;
         }
-        channels.iter().for_each(|c| on(c));
+        channels.iter().for_each(|c| on(c, ""));
         let mut idle = 0u32;
         'connected: while !stopping.load(Ordering::SeqCst) {
             // A connection cut without a word (a machine gone) is only noticed by using it.
@@ -218,7 +250,7 @@ pub fn listen(url: &str, channels: &[&str], stopping: &AtomicBool, mut on: impl 
                 let mut it = n.timeout_iter(Duration::from_millis(250));
                 loop {
                     match it.next() {
-                        Ok(Some(note)) => on(note.channel()),
+                        Ok(Some(note)) => on(note.channel(), note.payload()),
                         Ok(None) => break,
                         Err(_) => break 'connected,
                     }

@@ -52,9 +52,14 @@ impl Database for SqliteDb {
         tx.commit()?;
         Ok(())
     }
+
+    fn read(&self, f: &mut dyn FnMut(&mut dyn Conn) -> Result<()>) -> Result<()> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut SqliteConn(&conn))
+    }
 }
 
-struct SqliteConn<'a>(&'a rusqlite::Transaction<'a>);
+struct SqliteConn<'a>(&'a Connection);
 
 /// The store's SQL is PostgreSQL's: `$n` becomes `?n`, and row locks (`FOR UPDATE [SKIP
 /// LOCKED]`) go, since SQLite's `BEGIN IMMEDIATE` already locks the whole database.
@@ -104,7 +109,7 @@ impl Conn for SqliteConn<'_> {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
-    fn notify(&mut self, _channel: &str) -> Result<()> {
+    fn notify(&mut self, _channel: &str, _payload: &str) -> Result<()> {
         Ok(())
     }
 
