@@ -1,8 +1,8 @@
 //! Scale-out as an operator deploys it: a throwaway PostgreSQL, `ciro serve --database …
 //! --no-workers` (the API alone) and `ciro worker` processes sharing the data directory's
 //! models. A worker SIGKILLed mid-proof has its job finished by another once the lease runs
-//! out, charged once; workers ride out the database going away and coming back; SIGTERM lets a
-//! worker finish its job before it exits.
+//! out, charged once; workers, and a job being proved, ride out the database going away and
+//! coming back; SIGTERM lets a worker finish its job before it exits.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -326,7 +326,7 @@ fn three_worker_processes_prove_the_apis_jobs_and_ride_out_a_database_restart() 
 }
 
 #[test]
-fn a_killed_workers_job_is_finished_by_another_and_sigterm_lets_a_worker_finish() {
+fn jobs_survive_a_database_restart_and_a_killed_worker_and_sigterm_lets_a_worker_finish() {
     let pg = Postgres::start();
     let url = pg.fresh_database();
     let data = fresh_dir("scale-kill");
@@ -335,6 +335,17 @@ fn a_killed_workers_job_is_finished_by_another_and_sigterm_lets_a_worker_finish(
     // The halo2 SRS and keys exist before any worker makes its own (one SRS for all).
     c.verifying_key("cnn_lenet", "halo2").unwrap();
     let mut workers: Vec<Worker> = (0..2).map(|_| Worker::start(&data, &url)).collect();
+
+    // The database restarts while a job is being proved: the job still ends verified (by its
+    // worker, or by the other once the lease ran out), charged once.
+    let job0 = submit(&c, "cnn_lenet", "polygon", "halo2");
+    wait_state(&c, job0.id, JobState::Proving, Duration::from_secs(120));
+    pg.down();
+    std::thread::sleep(Duration::from_secs(2));
+    pg.up();
+    let done0 = wait_final(&c, job0.id, Duration::from_secs(300));
+    assert_eq!(done0.state, JobState::Verified, "{done0:?}");
+    assert_charged_once(&c, std::slice::from_ref(&done0));
 
     // SIGKILL mid-proof: the other worker takes the job once the lease runs out.
     let job = submit(&c, "cnn_lenet", "polygon", "halo2");
@@ -346,7 +357,7 @@ fn a_killed_workers_job_is_finished_by_another_and_sigterm_lets_a_worker_finish(
     let done = wait_final(&c, job.id, Duration::from_secs(300));
     assert_eq!(done.state, JobState::Verified, "{done:?}");
     assert_eq!(done.attempts, 2, "proved again after the kill: {done:?}");
-    assert_charged_once(&c, std::slice::from_ref(&done));
+    assert_charged_once(&c, &[done0.clone(), done.clone()]);
     workers.remove(v);
 
     // SIGTERM while proving: the worker finishes the job, reports itself gone, and exits 0.
@@ -370,5 +381,5 @@ fn a_killed_workers_job_is_finished_by_another_and_sigterm_lets_a_worker_finish(
         health(&svc).workers.iter().all(|w| w.id != workers[0].id),
         "a worker that stopped cleanly leaves the health report"
     );
-    assert_charged_once(&c, &[done, done2]);
+    assert_charged_once(&c, &[done0, done, done2]);
 }

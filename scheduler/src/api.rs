@@ -345,7 +345,7 @@ async fn health(State(s): AppState) -> ApiResult<Json<types::Health>> {
                 crate::store::db::Dialect::Postgres => "postgres",
             }
             .into(),
-            workers: s.store.workers_seen(crate::store::now() - 60.0)?,
+            workers: s.store.workers_seen(crate::metrics::WORKER_SEEN)?,
         }))
     })
     .await

@@ -27,6 +27,8 @@ pub const MAX_STREAMS_PER_ACCOUNT: usize = 8;
 pub const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
 /// How often an idle stream checks whether the service is stopping.
 const TICK: Duration = Duration::from_secs(1);
+/// A stream re-reads its job after this many quiet ticks even without a change notice.
+const BACKSTOP_TICKS: u32 = 10;
 
 struct Follow {
     shared: Arc<Shared>,
@@ -92,15 +94,27 @@ impl Follow {
             // After the first event, read again only once this job changed (or any job may
             // have: a missed notification, a lagging receiver): wait for that, checking each
             // tick whether the stream should end. Changes made during a read queue up here.
+            let mut ticks = 0;
             while self.last.is_some() {
                 use tokio::sync::broadcast::error::RecvError;
+                // Checked at every wake-up, not only on quiet ticks: on a busy service other
+                // jobs' changes arrive more often than once a tick.
+                if self.ending() {
+                    return None;
+                }
                 match tokio::time::timeout(TICK, self.changes.recv()).await {
                     Ok(Ok(id)) if id == self.id || id == crate::store::ANY_JOB => break,
                     Ok(Ok(_)) => {}
                     Ok(Err(RecvError::Lagged(_))) => break,
                     Ok(Err(RecvError::Closed)) => return None, // the store is gone
-                    Err(_) if self.ending() => return None,
-                    Err(_) => {}
+                    Err(_) => {
+                        // A backstop: read again now and then even without news, in case a
+                        // notification from another process was lost.
+                        ticks += 1;
+                        if ticks >= BACKSTOP_TICKS {
+                            break;
+                        }
+                    }
                 }
             }
             let (s, account, id) = (self.shared.clone(), self.account, self.id);

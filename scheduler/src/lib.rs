@@ -150,8 +150,9 @@ pub struct Shared {
     /// Set once a stop has drained (or given up on) the workers: the heartbeat ends then.
     pub drained: AtomicBool,
     pub config: Config,
-    /// Jobs a worker of this process is on (their leases are renewed).
-    pub in_flight: Mutex<Vec<i64>>,
+    /// Jobs a worker of this process is on, with the name it claimed each under (their leases
+    /// are renewed).
+    pub in_flight: Mutex<Vec<(i64, String)>>,
     /// This process's name as a worker: `host-pid-random`.
     pub worker_id: String,
     pub started_at: f64,
@@ -210,7 +211,7 @@ impl Running {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         if !left.is_empty() {
-            match self.shared.store.hand_back(&self.shared.worker_id, &left) {
+            match self.shared.store.hand_back(&left) {
                 Ok(n) => worker::log(&format!(
                     "drain deadline passed: {n} job(s) in flight handed back to the queue"
                 )),

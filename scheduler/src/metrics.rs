@@ -10,7 +10,7 @@ use prometheus_client::registry::Registry;
 use crate::store::{JobState, ProveTimes, Store, StoreError};
 
 /// Workers count as alive this long after their last report.
-pub const WORKER_SEEN_SECS: f64 = 60.0;
+pub const WORKER_SEEN: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[derive(Debug)]
 struct Snapshot {
@@ -23,9 +23,7 @@ struct Snapshot {
 pub fn render(store: &Store) -> Result<String, StoreError> {
     let snapshot = Snapshot {
         states: store.counts_by_state()?,
-        workers: store
-            .workers_seen(crate::store::now() - WORKER_SEEN_SECS)?
-            .len() as i64,
+        workers: store.workers_seen(WORKER_SEEN)?.len() as i64,
         prove: store.prove_times()?,
     };
     let mut registry = Registry::default();

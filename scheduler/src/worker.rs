@@ -61,44 +61,61 @@ pub fn run(shared: Arc<Shared>, index: usize) {
         .iter()
         .map(String::as_str)
         .collect();
-    let claim = crate::store::Claim {
-        worker: &shared.worker_id,
-        lease: shared.config.lease,
-        proof_systems: &systems,
-    };
+    let mut claims = 0u64;
     while !shared.stopping.load(Ordering::SeqCst) {
         let seen = shared.wake.current();
+        // A claimant name of its own per claim: should this process lose a job's lease and
+        // claim it again, the first claim can no longer record, renew or fail it.
+        claims += 1;
+        let token = format!("{}/{index}.{claims}", shared.worker_id);
+        let claim = crate::store::Claim {
+            worker: &token,
+            lease: shared.config.lease,
+            proof_systems: &systems,
+        };
         match shared.store.claim_next(&claim) {
             Ok(Some(job)) => {
                 let id = job.doc.id;
-                shared
-                    .in_flight
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(id);
+                let in_flight = || shared.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+                in_flight().push((id, token.clone()));
+                if shared.stopping.load(Ordering::SeqCst) {
+                    // Claimed as a stop began (the heartbeat may have ended): hand it back.
+                    if let Err(e) = shared.store.hand_back(&[(id, token.clone())]) {
+                        log(&format!("worker {index}: cannot hand job {id} back: {e}"));
+                    }
+                    in_flight().retain(|c| c.1 != token);
+                    break;
+                }
                 // Every step under panic containment: a panic anywhere fails the job (releasing
                 // its hold) and the worker goes on.
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    prove_job(&shared, job)
+                    prove_job(&shared, job, &token)
                 }))
                 .unwrap_or_else(|p| {
-                    Err(format!(
+                    Err(Failure::Job(format!(
                         "internal error: {}",
                         ciro_prover::public::panic_message(p)
-                    ))
+                    )))
                 });
-                shared
-                    .in_flight
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .retain(|&j| j != id);
-                if let Err(reason) = outcome {
-                    log(&format!("worker {index}: job {id} failed: {reason}"));
-                    if let Err(e) = shared.store.record_failure(id, &reason) {
-                        log(&format!(
-                            "worker {index}: cannot record the failure of job {id}: {e}"
-                        ));
+                in_flight().retain(|c| c.1 != token);
+                match outcome {
+                    Ok(()) => {}
+                    Err(Failure::Job(reason)) => {
+                        log(&format!("worker {index}: job {id} failed: {reason}"));
+                        match shared.store.record_worker_failure(id, &token, &reason) {
+                            Ok(true) => {}
+                            Ok(false) => log(&format!(
+                                "worker {index}: job {id} is no longer this worker's; its failure is not recorded"
+                            )),
+                            Err(e) => log(&format!(
+                                "worker {index}: cannot record the failure of job {id} ({e}); it goes back to the queue when its lease runs out"
+                            )),
+                        }
                     }
+                    // The job did nothing wrong: it is proved again once its lease runs out.
+                    Err(Failure::Store(e)) => log(&format!(
+                        "worker {index}: the job store failed on job {id} ({e}); it goes back to the queue when its lease runs out"
+                    )),
                 }
             }
             Ok(None) => {
@@ -111,6 +128,21 @@ pub fn run(shared: Arc<Shared>, index: usize) {
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
+    }
+}
+
+/// Why a job did not end verified.
+enum Failure {
+    /// The job fails, with this reason for the user.
+    Job(String),
+    /// The store could not record a step (a lost database connection, a full disk): not the
+    /// job's fault, so it is not failed.
+    Store(crate::store::StoreError),
+}
+
+impl From<String> for Failure {
+    fn from(reason: String) -> Failure {
+        Failure::Job(reason)
     }
 }
 
@@ -145,15 +177,12 @@ pub fn heartbeat(shared: Arc<Shared>) {
             continue;
         }
         last = Some(Instant::now());
-        let jobs = shared
+        let claims = shared
             .in_flight
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        match shared
-            .store
-            .renew_leases(&shared.worker_id, &jobs, shared.config.lease)
-        {
+        match shared.store.renew_leases(&claims, shared.config.lease) {
             Ok(lost) if !lost.is_empty() => log(&format!(
                 "lost the lease of job(s) {lost:?}: they ended or went back to the queue; a result for them will not be recorded"
             )),
@@ -170,7 +199,7 @@ pub fn heartbeat(shared: Arc<Shared>) {
                 .to_string(),
             backends: backends.clone(),
             concurrency: shared.config.workers as i64,
-            current_jobs: jobs,
+            current_jobs: claims.iter().map(|c| c.0).collect(),
             started_at: shared.started_at,
             heartbeat_at: crate::store::now(),
         };
@@ -198,7 +227,7 @@ pub fn sweep(shared: Arc<Shared>) {
             shared.rates.retain_recent();
             let limit = shared.config.job_time_limit;
             match shared.store.fail_overdue(
-                crate::store::now() - limit.as_secs_f64(),
+                limit,
                 &format!(
                     "the job passed the service's time limit of {} s",
                     limit.as_secs()
@@ -232,7 +261,7 @@ pub fn log(msg: &str) {
 
 /// Proves, stores and verifies one job. An `Err` is the reason the job failed, worded for
 /// the user.
-fn prove_job(shared: &Shared, job: Job) -> Result<(), String> {
+fn prove_job(shared: &Shared, job: Job, token: &str) -> Result<(), Failure> {
     if let Some(hook) = shared.config.fault_hook {
         hook(&job);
     }
@@ -241,15 +270,15 @@ fn prove_job(shared: &Shared, job: Job) -> Result<(), String> {
         .get(&job.doc.model)
         .map_err(|e| format!("model {}: {e}", job.doc.model))?;
     if model.compiled.hash != job.doc.model_hash {
-        return Err(format!(
+        return Err(Failure::Job(format!(
             "model {} changed since the job was submitted (compiled hash {} now, {} then); submit it again",
             job.doc.model, model.compiled.hash, job.doc.model_hash
-        ));
+        )));
     }
     let floats: Vec<Vec<f32>> = serde_json::from_str(&job.input)
         .map_err(|e| format!("the stored input is unreadable: {e}"))?;
     let inputs = quantize_inputs(&model.compiled.graph, &floats).map_err(|e| e.to_string())?;
-    let system: BackendId = job.doc.proof_system.parse()?;
+    let system: BackendId = job.doc.proof_system.parse::<BackendId>()?;
     let provers = &shared.registry.provers;
     let keys = model.keys(system, provers)?;
     let start = Instant::now();
@@ -289,13 +318,13 @@ fn prove_job(shared: &Shared, job: Job) -> Result<(), String> {
         .store
         .record_proof(
             job.doc.id,
-            &shared.worker_id,
+            token,
             &bytes,
             &result,
             witness.as_secs_f64() * 1e3,
             (total - witness).as_secs_f64() * 1e3,
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(Failure::Store)?;
     if !stored {
         log(&format!(
             "job {}: proved, but its lease was lost meanwhile; another worker has it",
@@ -307,6 +336,6 @@ fn prove_job(shared: &Shared, job: Job) -> Result<(), String> {
     // job on restart and charges it once.
     shared
         .store
-        .record_verified(job.doc.id, &shared.worker_id, verify_ms)
-        .map_err(|e| e.to_string())
+        .record_verified(job.doc.id, token, verify_ms)
+        .map_err(Failure::Store)
 }

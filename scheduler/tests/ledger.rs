@@ -10,6 +10,7 @@ use ciro_scheduler::pricing::{Chain, Token, CHAINS};
 use ciro_scheduler::store::{Claim, JobState, NewJob, Store, WorkerInfo};
 use ciro_test_support::Postgres;
 use proptest::prelude::*;
+use serde_json::json;
 
 /// Runs a suite test on both stores: `NAME_sqlite` and `NAME_postgres`.
 macro_rules! on_both_stores {
@@ -37,6 +38,8 @@ on_both_stores!(
     workers_report_and_leave,
     claims_respect_a_workers_proof_systems,
 );
+
+const WORKERS: [&str; 2] = ["w1", "w2"];
 
 fn claim(worker: &str) -> Claim<'_> {
     Claim {
@@ -86,10 +89,28 @@ enum Step {
         price: i64,
         key: Option<u8>,
     },
-    Claim,
-    Prove,
+    /// A claim by one of two workers, with a lease that lasts (or has already run out).
+    Claim {
+        worker: usize,
+        expired: bool,
+    },
+    Prove {
+        worker: usize,
+    },
     Verify {
         job: usize,
+        worker: usize,
+    },
+    /// A worker's own failure of a job (refused unless it holds the job).
+    WorkerFails {
+        job: usize,
+        worker: usize,
+    },
+    /// Any process's sweep: expired leases back to the queue (or failed after 3 claims).
+    Sweep,
+    /// A stopping worker hands back every job it holds.
+    HandBack {
+        worker: usize,
     },
     Fail {
         job: usize,
@@ -120,9 +141,12 @@ fn step() -> impl Strategy<Value = Step> {
                 price,
                 key
             }),
-        Just(Step::Claim),
-        Just(Step::Prove),
-        (0..20usize).prop_map(|job| Step::Verify { job }),
+        (0..2usize, any::<bool>()).prop_map(|(worker, expired)| Step::Claim { worker, expired }),
+        (0..2usize).prop_map(|worker| Step::Prove { worker }),
+        (0..20usize, 0..2usize).prop_map(|(job, worker)| Step::Verify { job, worker }),
+        (0..20usize, 0..2usize).prop_map(|(job, worker)| Step::WorkerFails { job, worker }),
+        Just(Step::Sweep),
+        (0..2usize).prop_map(|worker| Step::HandBack { worker }),
         (0..20usize).prop_map(|job| Step::Fail { job }),
         (0..2usize, 0..20usize).prop_map(|(account, job)| Step::Cancel { account, job }),
         Just(Step::Crash),
@@ -214,22 +238,61 @@ fn run_steps(store: &Store, steps: Vec<Step>) {
                     jobs.push(job.doc.id);
                 }
             }
-            Step::Claim => {
-                store.claim_next(&claim("w")).unwrap();
+            Step::Claim { worker, expired } => {
+                store
+                    .claim_next(&Claim {
+                        lease: if expired {
+                            Duration::ZERO
+                        } else {
+                            Duration::from_secs(600)
+                        },
+                        ..claim(WORKERS[worker])
+                    })
+                    .unwrap();
             }
-            Step::Prove => {
-                if let Some(j) = store.claim_next(&claim("w")).unwrap() {
+            Step::Prove { worker } => {
+                if let Some(j) = store.claim_next(&claim(WORKERS[worker])).unwrap() {
                     store
-                        .record_proof(j.doc.id, "w", b"proof", &serde_json::json!({}), 1.0, 1.0)
+                        .record_proof(j.doc.id, WORKERS[worker], b"proof", &json!({}), 1.0, 1.0)
+                        .unwrap();
+                }
+                // A worker that may have lost some of its jobs records a proof for each.
+                for &id in &jobs {
+                    store
+                        .record_proof(id, WORKERS[worker], b"late", &json!({}), 1.0, 1.0)
                         .unwrap();
                 }
             }
-            Step::Verify { job } => {
+            Step::Verify { job, worker } => {
                 if let Some(&id) = jobs.get(job) {
                     // Twice: a repeated capture must be a no-op.
-                    store.record_verified(id, "w", 1.0).unwrap();
-                    store.record_verified(id, "w", 1.0).unwrap();
+                    store.record_verified(id, WORKERS[worker], 1.0).unwrap();
+                    store.record_verified(id, WORKERS[worker], 1.0).unwrap();
                 }
+            }
+            Step::WorkerFails { job, worker } => {
+                if let Some(&id) = jobs.get(job) {
+                    let before = store.job(id).unwrap().doc.state;
+                    if store
+                        .record_worker_failure(id, WORKERS[worker], "test")
+                        .unwrap()
+                    {
+                        assert!(
+                            matches!(before, JobState::Proving | JobState::Proved),
+                            "a worker failed a job it did not hold: {before}"
+                        );
+                    }
+                }
+            }
+            Step::Sweep => {
+                store.requeue_expired(3).unwrap();
+            }
+            Step::HandBack { worker } => {
+                let claims: Vec<(i64, String)> = jobs
+                    .iter()
+                    .map(|&id| (id, WORKERS[worker].to_string()))
+                    .collect();
+                store.hand_back(&claims).unwrap();
             }
             Step::Fail { job } => {
                 if let Some(&id) = jobs.get(job) {
@@ -406,11 +469,17 @@ fn an_expired_lease_returns_the_job_and_its_old_worker_cannot_record_it(store: &
         .record_proof(id, "lost", b"late", &serde_json::json!({}), 1.0, 1.0)
         .unwrap());
     store.record_verified(id, "lost", 1.0).unwrap();
+    assert!(
+        !store
+            .record_worker_failure(id, "lost", "late error")
+            .unwrap(),
+        "a worker that lost the lease cannot fail the job its successor proves"
+    );
     assert_eq!(store.job(id).unwrap().doc.state, JobState::Proving);
     assert_eq!(store.proof(id).unwrap(), None);
     assert_eq!(
         store
-            .renew_leases("lost", &[id], Duration::from_secs(9))
+            .renew_leases(&[(id, "lost".into())], Duration::from_secs(9))
             .unwrap(),
         vec![id]
     );
@@ -446,13 +515,13 @@ fn a_renewed_lease_keeps_the_job_and_a_handed_back_job_is_no_strike(store: &Stor
     for _ in 0..3 {
         std::thread::sleep(Duration::from_millis(150));
         assert!(store
-            .renew_leases("w", &[id], Duration::from_millis(300))
+            .renew_leases(&[(id, "w".into())], Duration::from_millis(300))
             .unwrap()
             .is_empty());
         assert_eq!(store.requeue_expired(3).unwrap(), (0, 0));
     }
-    assert_eq!(store.hand_back("someone-else", &[id]).unwrap(), 0);
-    assert_eq!(store.hand_back("w", &[id]).unwrap(), 1);
+    assert_eq!(store.hand_back(&[(id, "someone-else".into())]).unwrap(), 0);
+    assert_eq!(store.hand_back(&[(id, "w".into())]).unwrap(), 1);
     let j = store.job(id).unwrap();
     assert_eq!((j.doc.state, j.doc.attempts), (JobState::Queued, 0));
 }
@@ -552,13 +621,20 @@ fn workers_report_and_leave(store: &Store) {
             ..w.clone()
         })
         .unwrap();
-    let seen = store.workers_seen(now - 60.0).unwrap();
+    let seen = store.workers_seen(Duration::from_secs(60)).unwrap();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].backends, w.backends);
     assert!(seen[0].current_jobs.is_empty(), "the latest report wins");
-    assert!(store.workers_seen(now + 60.0).unwrap().is_empty());
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(store
+        .workers_seen(Duration::from_millis(10))
+        .unwrap()
+        .is_empty());
     store.worker_gone(&w.id).unwrap();
-    assert!(store.workers_seen(now - 60.0).unwrap().is_empty());
+    assert!(store
+        .workers_seen(Duration::from_secs(60))
+        .unwrap()
+        .is_empty());
 }
 
 fn claims_respect_a_workers_proof_systems(store: &Store) {

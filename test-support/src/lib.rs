@@ -216,6 +216,7 @@ impl Postgres {
                  apt-get install postgresql (the README's test command and .ci/run do)"
             )
         });
+        Self::stop_orphans(&bin);
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "ciro-pg-{}-{}",
@@ -251,6 +252,41 @@ impl Postgres {
         );
         pg.up();
         pg
+    }
+
+    /// Stops and removes the servers of test processes that died without cleaning up (killed
+    /// by a time-out, say): `pg_ctl start` detaches, so nothing else would.
+    fn stop_orphans(bin: &Path) {
+        for e in std::fs::read_dir(std::env::temp_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = e.file_name().to_string_lossy().to_string();
+            let Some(pid) = name
+                .strip_prefix("ciro-pg-")
+                .and_then(|rest| rest.split('-').next())
+            else {
+                continue;
+            };
+            if Path::new("/proc").join(pid).exists() {
+                continue;
+            }
+            let data = e.path().join("data");
+            let mut cmd = if Self::as_root() {
+                let mut c = std::process::Command::new("runuser");
+                c.args(["-u", "postgres", "--"]).arg(bin.join("pg_ctl"));
+                c
+            } else {
+                std::process::Command::new(bin.join("pg_ctl"))
+            };
+            let _ = cmd
+                .arg("-D")
+                .arg(&data)
+                .args(["-m", "immediate", "stop"])
+                .output();
+            let _ = std::fs::remove_dir_all(e.path());
+        }
     }
 
     fn find_bin() -> Option<PathBuf> {

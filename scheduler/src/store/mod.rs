@@ -424,7 +424,7 @@ impl Store {
                 .row(
                     "INSERT INTO jobs (account, model, model_hash, input, request_hash, chain, token, \
                      price, proof_system, state, idempotency_key, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', $10, $11) RETURNING id",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', $10, ciro_now()) RETURNING id",
                     vals![
                         job.account,
                         job.model,
@@ -435,8 +435,7 @@ impl Store {
                         job.token.as_str(),
                         job.price_micro,
                         job.proof_system,
-                        job.idempotency_key,
-                        now()
+                        job.idempotency_key
                     ],
                 )?
                 .ok_or_else(|| StoreError::Invalid("no job id".into()))?
@@ -592,7 +591,8 @@ impl Store {
 
     /// Takes the next queued job for a worker: `queued` → `proving`, leased to `claim.worker`
     /// for `claim.lease`. On PostgreSQL, rows other workers are claiming are skipped, not
-    /// waited for (`FOR UPDATE SKIP LOCKED`).
+    /// waited for (`FOR UPDATE SKIP LOCKED`). Lease times are the database's clock
+    /// (`ciro_now()`), so machines whose clocks disagree agree on when a lease runs out.
     pub fn claim_next(&self, claim: &Claim<'_>) -> Result<Option<Job>> {
         // Proof system names are checked against the known backends before they get here;
         // anything else is refused rather than spliced into SQL.
@@ -615,60 +615,64 @@ impl Store {
                 .collect();
             format!(" AND proof_system IN ({})", names.join(", "))
         };
-        let id = self.tx_about(|c| {
-            // Fair between accounts: each account's oldest queued job, the account served
-            // longest ago (or never) first, so one account's backlog cannot starve the rest.
-            let found = c.row(
-                &format!(
-                    "SELECT j.id, j.created_at FROM jobs j \
-                     WHERE j.state = 'queued'{only} AND j.id = \
-                       (SELECT MIN(q.id) FROM jobs q WHERE q.account = j.account AND q.state = 'queued'{only}) \
-                     ORDER BY COALESCE((SELECT MAX(p.started_at) FROM jobs p \
-                       WHERE p.account = j.account AND p.started_at IS NOT NULL), 0), j.id \
-                     LIMIT 1 FOR UPDATE SKIP LOCKED"
-                ),
-                &[],
-            )?;
-            let Some(r) = found else { return Ok(None) };
-            let (id, created) = (r.int(0)?, r.real(1)?);
-            let t = now();
-            let n = c.exec(
-                "UPDATE jobs SET state = 'proving', attempts = attempts + 1, started_at = $2, \
-                 queue_wait_ms = $3, worker = $4, lease_until = $5 WHERE id = $1 AND state = 'queued'",
-                vals![
-                    id,
-                    t,
-                    (t - created) * 1e3,
-                    claim.worker,
-                    t + claim.lease.as_secs_f64()
-                ],
-            )?;
-            if n == 1 {
-                // The next queued job of this account is eligible now: wake another worker.
-                c.notify(db::QUEUED, "")?;
-            }
-            Ok((n == 1).then_some(id))
-        }, |id| id.iter().copied().collect())?;
-        id.map(|id| self.job(id)).transpose()
-    }
-
-    /// Extends the leases `worker` holds on `jobs`; returns the jobs it no longer holds (their
-    /// lease ran out and they went back to the queue, or they ended).
-    pub fn renew_leases(&self, worker: &str, jobs: &[i64], lease: Duration) -> Result<Vec<i64>> {
-        if jobs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let until = now() + lease.as_secs_f64();
-        self.read(|c| {
-            let mut lost = Vec::new();
-            for &id in jobs {
+        self.tx_about(
+            |c| {
+                // Fair between accounts: each account's oldest queued job, the account served
+                // longest ago (or never) first, so one account's backlog cannot starve the rest.
+                let found = c.row(
+                    &format!(
+                        "SELECT j.id FROM jobs j \
+                         WHERE j.state = 'queued'{only} AND j.id = \
+                           (SELECT MIN(q.id) FROM jobs q WHERE q.account = j.account AND q.state = 'queued'{only}) \
+                         ORDER BY COALESCE((SELECT MAX(p.started_at) FROM jobs p \
+                           WHERE p.account = j.account AND p.started_at IS NOT NULL), 0), j.id \
+                         LIMIT 1 FOR UPDATE SKIP LOCKED"
+                    ),
+                    &[],
+                )?;
+                let Some(r) = found else { return Ok(None) };
+                let id = r.int(0)?;
                 let n = c.exec(
-                    "UPDATE jobs SET lease_until = $3 \
-                     WHERE id = $1 AND worker = $2 AND state IN ('proving', 'proved')",
-                    vals![id, worker, until],
+                    "UPDATE jobs SET state = 'proving', attempts = attempts + 1, \
+                     started_at = ciro_now(), queue_wait_ms = (ciro_now() - created_at) * 1000.0, \
+                     worker = $2, lease_until = ciro_now() + $3 WHERE id = $1 AND state = 'queued'",
+                    vals![id, claim.worker, claim.lease.as_secs_f64()],
                 )?;
                 if n == 0 {
-                    lost.push(id);
+                    return Ok(None);
+                }
+                // The next queued job of this account is eligible now: wake another worker.
+                c.notify(db::QUEUED, "")?;
+                // Read in the same transaction: a claim is never committed without its worker
+                // knowing the job.
+                c.row(
+                    &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"),
+                    vals![id],
+                )?
+                .map(|r| job_from_row(&r))
+                .transpose()
+            },
+            |job| job.iter().map(|j| j.doc.id).collect(),
+        )
+    }
+
+    /// Extends the leases on the jobs `claims` name (`(job, claimant)`); returns the jobs the
+    /// claimant no longer holds (their lease ran out and they went back to the queue, or they
+    /// ended).
+    pub fn renew_leases(&self, claims: &[(i64, String)], lease: Duration) -> Result<Vec<i64>> {
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.read(|c| {
+            let mut lost = Vec::new();
+            for (id, worker) in claims {
+                let n = c.exec(
+                    "UPDATE jobs SET lease_until = ciro_now() + $3 \
+                     WHERE id = $1 AND worker = $2 AND state IN ('proving', 'proved')",
+                    vals![*id, worker.as_str(), lease.as_secs_f64()],
+                )?;
+                if n == 0 {
+                    lost.push(*id);
                 }
             }
             Ok(lost)
@@ -689,21 +693,21 @@ impl Store {
         self.tx_about(
             |c| {
                 let n = c.exec(
-                "UPDATE jobs SET state = 'proved', result = $2, proof_bytes = $3, witness_ms = $4, \
-                 prove_ms = $5 WHERE id = $1 AND state = 'proving' AND worker = $6",
-                vals![
-                    id,
-                    result.to_string(),
-                    bundle.len() as i64,
-                    witness_ms,
-                    prove_ms,
-                    worker
-                ],
-            )?;
+                    "UPDATE jobs SET state = 'proved', result = $2, proof_bytes = $3, witness_ms = $4, \
+                     prove_ms = $5 WHERE id = $1 AND state = 'proving' AND worker = $6",
+                    vals![
+                        id,
+                        result.to_string(),
+                        bundle.len() as i64,
+                        witness_ms,
+                        prove_ms,
+                        worker
+                    ],
+                )?;
                 if n == 1 {
                     c.exec(
                         "INSERT INTO proofs (job, bundle) VALUES ($1, $2) \
-                     ON CONFLICT (job) DO UPDATE SET bundle = excluded.bundle",
+                         ON CONFLICT (job) DO UPDATE SET bundle = excluded.bundle",
                         vals![id, bundle],
                     )?;
                 }
@@ -717,47 +721,70 @@ impl Store {
     /// holds the job. A second call does nothing: the state guard and the ledger's unique index
     /// both forbid a second capture.
     pub fn record_verified(&self, id: i64, worker: &str, verify_ms: f64) -> Result<()> {
-        self.tx_about(|c| {
-            let Some((account, chain, token, price)) = job_money(c, id, "proved")? else {
-                return Ok(());
-            };
-            let n = c.exec(
-                "UPDATE jobs SET state = 'verified', verify_ms = $2, finished_at = $3, error = NULL, \
-                 lease_until = NULL WHERE id = $1 AND worker = $4",
-                vals![id, verify_ms, now(), worker],
-            )?;
-            if n == 0 {
-                return Ok(());
-            }
-            c.exec(
-                "UPDATE balances SET held = held - $4, spent = spent + $4 \
-                 WHERE account = $1 AND chain = $2 AND token = $3",
-                vals![account, chain.as_str(), token.as_str(), price],
-            )?;
-            ledger(c, account, chain, token, "capture", price, Some(id))
-        }, |_| vec![id])
+        self.tx_about(
+            |c| {
+                let Some((account, chain, token, price)) = job_money(c, id, "proved")? else {
+                    return Ok(());
+                };
+                let n = c.exec(
+                    "UPDATE jobs SET state = 'verified', verify_ms = $2, finished_at = ciro_now(), \
+                     error = NULL, lease_until = NULL WHERE id = $1 AND worker = $3",
+                    vals![id, verify_ms, worker],
+                )?;
+                if n == 0 {
+                    return Ok(());
+                }
+                c.exec(
+                    "UPDATE balances SET held = held - $4, spent = spent + $4 \
+                     WHERE account = $1 AND chain = $2 AND token = $3",
+                    vals![account, chain.as_str(), token.as_str(), price],
+                )?;
+                ledger(c, account, chain, token, "capture", price, Some(id))
+            },
+            |_| vec![id],
+        )
     }
 
     /// Any unfinished state → `failed`, releasing the hold.
     pub fn record_failure(&self, id: i64, reason: &str) -> Result<()> {
-        self.tx_about(|c| {
-            let Some(r) = c.row("SELECT state FROM jobs WHERE id = $1 FOR UPDATE", vals![id])?
-            else {
-                return Err(StoreError::NoSuchJob(id));
-            };
-            let state = r.text(0)?;
-            if JobState::from_db(&state).is_final() {
-                return Ok(());
-            }
-            release(c, id, &state)?;
-            c.exec(
-                "UPDATE jobs SET state = 'failed', error = $2, finished_at = $3, lease_until = NULL \
-                 WHERE id = $1",
-                vals![id, reason, now()],
-            )?;
-            c.exec("DELETE FROM proofs WHERE job = $1", vals![id])?;
-            Ok(())
-        }, |_| vec![id])
+        if self.fail_where(id, reason, "TRUE", &[])? {
+            return Ok(());
+        }
+        // Nothing to fail: an unknown job is an error, a finished one is left as it is.
+        self.job(id).map(|_| ())
+    }
+
+    /// `worker`'s job fails with `reason`, if `worker` still holds it (a worker that lost its
+    /// lease cannot fail the job another worker now proves). Returns whether it did.
+    pub fn record_worker_failure(&self, id: i64, worker: &str, reason: &str) -> Result<bool> {
+        self.fail_where(id, reason, "worker = $2", &[Val::Text(worker.into())])
+    }
+
+    /// Fails job `id` if it is unfinished and `condition` (SQL on the job's row, parameters
+    /// from `$2`) holds, checked under the row's lock in the same transaction as the failure.
+    fn fail_where(&self, id: i64, reason: &str, condition: &str, params: &[Val]) -> Result<bool> {
+        let select = format!(
+            "SELECT state FROM jobs WHERE id = $1 AND state IN ('queued', 'proving', 'proved') \
+             AND {condition} FOR UPDATE"
+        );
+        let select_params = [&[Val::Int(id)][..], params].concat();
+        self.tx_about(
+            |c| {
+                let Some(r) = c.row(&select, &select_params)? else {
+                    return Ok(false);
+                };
+                let state = r.text(0)?;
+                release(c, id, &state)?;
+                c.exec(
+                    "UPDATE jobs SET state = 'failed', error = $2, finished_at = ciro_now(), \
+                     lease_until = NULL WHERE id = $1",
+                    vals![id, reason],
+                )?;
+                c.exec("DELETE FROM proofs WHERE job = $1", vals![id])?;
+                Ok(true)
+            },
+            |&failed| if failed { vec![id] } else { Vec::new() },
+        )
     }
 
     /// `queued` → `cancelled`, releasing the hold. Only the job's own account may cancel.
@@ -773,8 +800,8 @@ impl Store {
                 }
                 release(c, id, "queued")?;
                 c.exec(
-                    "UPDATE jobs SET state = 'cancelled', finished_at = $2 WHERE id = $1",
-                    vals![id, now()],
+                    "UPDATE jobs SET state = 'cancelled', finished_at = ciro_now() WHERE id = $1",
+                    vals![id],
                 )?;
                 Ok(())
             },
@@ -789,30 +816,25 @@ impl Store {
     /// already been claimed `max_attempts` times fail instead, so one poisonous job cannot keep
     /// the service down. Returns (requeued, failed).
     pub fn recover(&self, max_attempts: i64) -> Result<(usize, usize)> {
-        self.requeue_where(max_attempts, "TRUE", None)
+        self.requeue_where(max_attempts, "TRUE")
     }
 
     /// Jobs in flight whose lease ran out (their worker was killed, hangs without renewing, or
     /// lost the database) go back to the queue, or fail after `max_attempts` claims. Safe to
-    /// run from every process at once. Returns (requeued, failed).
+    /// run from every process at once: each job's lease is checked again under its row's lock.
+    /// Returns (requeued, failed).
     pub fn requeue_expired(&self, max_attempts: i64) -> Result<(usize, usize)> {
-        self.requeue_where(max_attempts, "COALESCE(lease_until, 0) < $1", Some(now()))
+        self.requeue_where(max_attempts, "COALESCE(lease_until, 0) < ciro_now()")
     }
 
-    fn requeue_where(
-        &self,
-        max_attempts: i64,
-        condition: &str,
-        at: Option<f64>,
-    ) -> Result<(usize, usize)> {
-        let params: Vec<Val> = at.into_iter().map(Val::Real).collect();
+    fn requeue_where(&self, max_attempts: i64, condition: &str) -> Result<(usize, usize)> {
         let stuck: Vec<(i64, i64)> = self.read(|c| {
             c.rows(
                 &format!(
                     "SELECT id, attempts FROM jobs WHERE state IN ('proving', 'proved') \
                      AND {condition} ORDER BY id"
                 ),
-                &params,
+                &[],
             )?
             .iter()
             .map(|r| Ok((r.int(0)?, r.int(1)?)))
@@ -821,24 +843,27 @@ impl Store {
         let (mut requeued, mut failed) = (0, 0);
         for (id, attempts) in stuck {
             if attempts >= max_attempts {
-                self.record_failure(
+                let reason = format!(
+                    "proving this job was cut short {attempts} times (the service or its worker \
+                     stopped); giving up"
+                );
+                if self.fail_where(
                     id,
-                    &format!(
-                        "proving this job was cut short {attempts} times (the service or its worker \
-                         stopped); giving up"
-                    ),
-                )?;
-                failed += 1;
+                    &reason,
+                    &format!("state IN ('proving', 'proved') AND attempts >= $2 AND {condition}"),
+                    &[Val::Int(max_attempts)],
+                )? {
+                    failed += 1;
+                }
             } else {
                 let n = self.tx_about(
                     |c| {
                         let n = c.exec(
                             &format!(
-                            "UPDATE jobs SET state = 'queued', worker = NULL, lease_until = NULL \
-                             WHERE id = $1 AND state IN ('proving', 'proved') AND {}",
-                            condition.replace("$1", "$2")
-                        ),
-                            &[vec![Val::Int(id)], params.clone()].concat(),
+                                "UPDATE jobs SET state = 'queued', worker = NULL, lease_until = NULL \
+                                 WHERE id = $1 AND state IN ('proving', 'proved') AND {condition}"
+                            ),
+                            vals![id],
                         )?;
                         if n == 1 {
                             c.exec("DELETE FROM proofs WHERE job = $1", vals![id])?;
@@ -854,46 +879,61 @@ impl Store {
         Ok((requeued, failed))
     }
 
-    /// A worker that stops before finishing hands its jobs back to the queue at once (not a
-    /// strike against them: the claim is not counted).
-    pub fn hand_back(&self, worker: &str, jobs: &[i64]) -> Result<usize> {
-        self.tx_about(|c| {
-            let mut n = 0;
-            for &id in jobs {
-                n += c.exec(
-                    "UPDATE jobs SET state = 'queued', worker = NULL, lease_until = NULL,                      attempts = attempts - 1                      WHERE id = $1 AND worker = $2 AND state IN ('proving', 'proved')",
-                    vals![id, worker],
-                )?;
-                c.exec(
-                    "DELETE FROM proofs WHERE job = $1 AND EXISTS                      (SELECT 1 FROM jobs WHERE id = $1 AND state = 'queued')",
-                    vals![id],
-                )?;
-            }
-            if n > 0 {
-                c.notify(db::QUEUED, "")?;
-            }
-            Ok(n as usize)
-        }, |_| jobs.to_vec())
+    /// A worker that stops before finishing hands its jobs (`(job, claimant)`) back to the
+    /// queue at once (not a strike against them: the claim is not counted).
+    pub fn hand_back(&self, claims: &[(i64, String)]) -> Result<usize> {
+        self.tx_about(
+            |c| {
+                let mut n = 0;
+                for (id, worker) in claims {
+                    let back = c.exec(
+                        "UPDATE jobs SET state = 'queued', worker = NULL, lease_until = NULL, \
+                         attempts = attempts - 1 \
+                         WHERE id = $1 AND worker = $2 AND state IN ('proving', 'proved')",
+                        vals![*id, worker.as_str()],
+                    )?;
+                    if back == 1 {
+                        c.exec("DELETE FROM proofs WHERE job = $1", vals![*id])?;
+                    }
+                    n += back;
+                }
+                if n > 0 {
+                    c.notify(db::QUEUED, "")?;
+                }
+                Ok(n as usize)
+            },
+            |_| claims.iter().map(|c| c.0).collect(),
+        )
     }
 
-    /// Jobs in flight since before `started_before` (seconds since the epoch) fail with
-    /// `reason`, releasing their holds, whether or not a worker still holds them: a worker that
-    /// hangs cannot keep a user's money held. A proof it stores later is ignored (the job is no
+    /// Jobs in flight for longer than `limit` (by the database's clock) fail with `reason`,
+    /// releasing their holds, whether or not a worker still holds them: a worker that hangs
+    /// cannot keep a user's money held. A proof it stores later is ignored (the job is no
     /// longer `proving`). Returns how many failed.
-    pub fn fail_overdue(&self, started_before: f64, reason: &str) -> Result<usize> {
+    pub fn fail_overdue(&self, limit: Duration, reason: &str) -> Result<usize> {
+        let condition = "state IN ('proving', 'proved') AND started_at < ciro_now() - $2";
+        let limit = Val::Real(limit.as_secs_f64());
         let overdue: Vec<i64> = self.read(|c| {
             c.rows(
-                "SELECT id FROM jobs WHERE state IN ('proving', 'proved') AND started_at < $1",
-                vals![started_before],
+                &format!(
+                    "SELECT id FROM jobs WHERE {}",
+                    condition.replace("$2", "$1")
+                ),
+                std::slice::from_ref(&limit),
             )?
             .iter()
             .map(|r| r.int(0))
             .collect()
         })?;
-        for &id in &overdue {
-            self.record_failure(id, reason)?;
+        let mut failed = 0;
+        for id in overdue {
+            // Checked again under the row's lock: the job may have been requeued and claimed
+            // afresh since it was read.
+            if self.fail_where(id, reason, condition, std::slice::from_ref(&limit))? {
+                failed += 1;
+            }
         }
-        Ok(overdue.len())
+        Ok(failed)
     }
 
     pub fn count_in_state(&self, state: JobState) -> Result<i64> {
@@ -959,7 +999,7 @@ impl Store {
         self.read(|c| {
             c.exec(
                 "INSERT INTO workers (id, host, backends, concurrency, current_jobs, started_at, heartbeat_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 VALUES ($1, $2, $3, $4, $5, $6, ciro_now()) \
                  ON CONFLICT (id) DO UPDATE SET current_jobs = excluded.current_jobs, \
                  heartbeat_at = excluded.heartbeat_at",
                 vals![
@@ -968,8 +1008,7 @@ impl Store {
                     w.backends.join(","),
                     w.concurrency,
                     jobs.join(","),
-                    w.started_at,
-                    now()
+                    w.started_at
                 ],
             )?;
             Ok(())
@@ -984,17 +1023,19 @@ impl Store {
         })
     }
 
-    /// Workers heard from since `since` (seconds since the epoch); older rows are removed.
-    pub fn workers_seen(&self, since: f64) -> Result<Vec<WorkerInfo>> {
+    /// Workers heard from in the last `within` (by the database's clock); rows an hour older
+    /// are removed.
+    pub fn workers_seen(&self, within: Duration) -> Result<Vec<WorkerInfo>> {
+        let within = within.as_secs_f64();
         self.read(|c| {
             c.exec(
-                "DELETE FROM workers WHERE heartbeat_at < $1",
-                vals![since - 3600.0],
+                "DELETE FROM workers WHERE heartbeat_at < ciro_now() - $1",
+                vals![within + 3600.0],
             )?;
             c.rows(
                 "SELECT id, host, backends, concurrency, current_jobs, started_at, heartbeat_at \
-                 FROM workers WHERE heartbeat_at >= $1 ORDER BY id",
-                vals![since],
+                 FROM workers WHERE heartbeat_at >= ciro_now() - $1 ORDER BY id",
+                vals![within],
             )?
             .iter()
             .map(|r| {

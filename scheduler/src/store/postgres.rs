@@ -26,11 +26,12 @@ impl PostgresDb {
     /// Connects to `url` (`postgres://user@host:port/db` or `host=… user=…`) and brings the
     /// schema up to date.
     pub fn connect(url: &str, max_connections: u32) -> Result<PostgresDb> {
-        let config: postgres::Config = url
-            .parse()
-            .map_err(|e| StoreError::Db(format!("database URL: {e}")))?;
+        let config = connect_config(url)?;
         let pool = r2d2::Pool::builder()
             .max_size(max_connections.max(1))
+            // Connections are opened as needed, not all at start: many processes share the
+            // server's connection limit.
+            .min_idle(Some(2))
             .connection_timeout(Duration::from_secs(5))
             .build(PostgresConnectionManager::new(config, NoTls))
             .map_err(|e| StoreError::Db(format!("cannot connect to the database: {e}")))?;
@@ -38,6 +39,22 @@ impl PostgresDb {
         migrations::apply(&db, migrations::POSTGRES)?;
         Ok(db)
     }
+}
+
+/// The connection settings for `url`, with a connect timeout and TCP keepalives, so that a
+/// database machine that vanishes without closing its connections is noticed in about half a
+/// minute instead of never.
+fn connect_config(url: &str) -> Result<postgres::Config> {
+    let mut config: postgres::Config = url
+        .parse()
+        .map_err(|e| StoreError::Db(format!("database URL: {e}")))?;
+    config
+        .connect_timeout(Duration::from_secs(5))
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(10))
+        .keepalives_interval(Duration::from_secs(5))
+        .keepalives_retries(3);
+    Ok(config)
 }
 
 /// A failure worth running the transaction again for.
@@ -218,7 +235,9 @@ impl Conn for PgConn<'_, '_> {
 pub fn listen(url: &str, channels: &[&str], stopping: &AtomicBool, mut on: impl FnMut(&str, &str)) {
     let mut logged = false;
     while !stopping.load(Ordering::SeqCst) {
-        let mut client = match Client::connect(url, NoTls) {
+        let mut client = match connect_config(url)
+            .and_then(|c| c.connect(NoTls).map_err(|e| StoreError::Db(e.to_string())))
+        {
             Ok(c) => c,
             Err(e) => {
                 if !logged {
@@ -242,13 +261,13 @@ pub fn listen(url: &str, channels: &[&str], stopping: &AtomicBool, mut on: impl 
         'connected: while !stopping.load(Ordering::SeqCst) {
             // A connection cut without a word (a machine gone) is only noticed by using it.
             idle += 1;
-            if idle % 20 == 0 && client.batch_execute("").is_err() {
+            if idle.is_multiple_of(20) && client.batch_execute("").is_err() {
                 break;
             }
             {
                 let mut n = client.notifications();
                 let mut it = n.timeout_iter(Duration::from_millis(250));
-                loop {
+                while !stopping.load(Ordering::SeqCst) {
                     match it.next() {
                         Ok(Some(note)) => on(note.channel(), note.payload()),
                         Ok(None) => break,

@@ -61,11 +61,13 @@ impl Database for SqliteDb {
 
 struct SqliteConn<'a>(&'a Connection);
 
-/// The store's SQL is PostgreSQL's: `$n` becomes `?n`, and row locks (`FOR UPDATE [SKIP
-/// LOCKED]`) go, since SQLite's `BEGIN IMMEDIATE` already locks the whole database.
+/// The store's SQL is PostgreSQL's: `$n` becomes `?n`, row locks (`FOR UPDATE [SKIP LOCKED]`)
+/// go, since SQLite's `BEGIN IMMEDIATE` already locks the whole database, and the database
+/// clock `ciro_now()` (a function the PostgreSQL migrations define) is SQLite's own.
 fn translate(sql: &str) -> String {
     sql.replace(" FOR UPDATE SKIP LOCKED", "")
         .replace(" FOR UPDATE", "")
+        .replace("ciro_now()", "unixepoch('now', 'subsec')")
         .replace('$', "?")
 }
 

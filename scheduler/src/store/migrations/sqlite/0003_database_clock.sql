@@ -1,0 +1,3 @@
+-- Lease and job times come from the database's clock: on SQLite, `ciro_now()` is written as
+-- `unixepoch('now', 'subsec')` when statements are translated, so there is nothing to create
+-- (this migration only keeps the two databases' version numbers in step).
