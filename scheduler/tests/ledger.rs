@@ -410,31 +410,9 @@ fn the_faucet_cap_is_checked_before_the_balance_moves(store: &Store) {
 }
 
 fn one_account_backlog_does_not_starve_another(store: &Store) {
-    let a = store.create_account("a", "ka").unwrap();
-    let b = store.create_account("b", "kb").unwrap();
-    for acc in [a, b] {
-        store
-            .credit(acc, Chain::Starknet, Token::Ciro, 1_000_000, i64::MAX)
-            .unwrap();
-    }
-    let submit = |account| {
-        store
-            .create_job(&NewJob {
-                account,
-                model: "m",
-                model_hash: "h",
-                input: "[]",
-                chain: Chain::Starknet,
-                token: Token::Ciro,
-                price_micro: 10,
-                proof_system: "stwo",
-                idempotency_key: None,
-            })
-            .unwrap()
-            .0
-            .doc
-            .id
-    };
+    let a = funded(store, "a");
+    let b = funded(store, "b");
+    let submit = |account| submit(store, account, "stwo");
     let a_jobs: Vec<i64> = (0..3).map(|_| submit(a)).collect();
     let b_job = submit(b);
     let order: Vec<i64> = (0..4)
