@@ -2,7 +2,9 @@
 //! (`ciro_prover::plonky2_backend::aggregate`) every `batch_size` jobs, or sooner once the
 //! oldest waiting job has waited `batch_wait`. A batch and its members are recorded in one
 //! transaction after the aggregate is made, so a crash loses at most the work in progress,
-//! never a job: the next start aggregates the same jobs again.
+//! never a job: the next start aggregates the same jobs again. With a shared PostgreSQL store,
+//! one API node at a time aggregates (it holds an advisory lock; the lead passes on when it
+//! stops), so no two nodes spend the work on the same jobs.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -15,10 +17,25 @@ use crate::store::now;
 use crate::worker::log;
 use crate::Shared;
 
+/// The advisory lock key of the batcher's lead.
+const BATCHER_LEAD: i64 = 727_102;
+
 /// Runs until the service stops.
 pub fn run(shared: Arc<Shared>) {
+    let mut lead = shared
+        .config
+        .database
+        .as_deref()
+        .map(|url| crate::store::postgres::Leader::new(url, BATCHER_LEAD));
     while !shared.stopping.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(200));
+        if let Some(lead) = &mut lead {
+            if !lead.holds() {
+                // Another node aggregates; look again in a while.
+                std::thread::sleep(Duration::from_secs(2));
+                continue;
+            }
+        }
         // Panic containment as for workers: a bug in one batch must not end aggregation.
         let outcome =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| next_batch(&shared)))

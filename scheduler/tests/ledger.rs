@@ -696,3 +696,28 @@ fn migrations_run_once_and_a_newer_database_is_refused() {
     assert_eq!(store.job(id).unwrap().doc.state, JobState::Proving);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn one_process_at_a_time_leads_and_the_lead_passes_on() {
+    use ciro_scheduler::store::postgres::Leader;
+    let pg = Postgres::start();
+    let url = pg.fresh_database();
+    let mut a = Leader::new(&url, 42);
+    let mut b = Leader::new(&url, 42);
+    assert!(a.holds());
+    assert!(!b.holds(), "two leaders at once");
+    assert!(a.holds(), "the lead is kept");
+    assert!(
+        Leader::new(&url, 43).holds(),
+        "another task has its own lead"
+    );
+    drop(a);
+    let start = std::time::Instant::now();
+    while !b.holds() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the lead never passed on"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

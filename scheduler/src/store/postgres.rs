@@ -281,3 +281,46 @@ pub fn listen(url: &str, channels: &[&str], stopping: &AtomicBool, mut on: impl 
         }
     }
 }
+
+/// The lead among every process sharing the database for one task (`key`): a session
+/// advisory lock on a connection of its own, so it passes to another process as soon as the
+/// holder stops, dies or loses its connection.
+pub struct Leader {
+    url: String,
+    key: i64,
+    client: Option<Client>,
+}
+
+impl Leader {
+    pub fn new(url: &str, key: i64) -> Leader {
+        Leader {
+            url: url.to_string(),
+            key,
+            client: None,
+        }
+    }
+
+    /// Whether this process leads now: still holding the lock on a live connection, or
+    /// taking it if it is free.
+    pub fn holds(&mut self) -> bool {
+        if let Some(c) = &mut self.client {
+            if !c.is_closed() && c.batch_execute("").is_ok() {
+                return true;
+            }
+            self.client = None;
+        }
+        let Ok(mut c) = connect_config(&self.url).and_then(|cfg| {
+            cfg.connect(NoTls)
+                .map_err(|e| StoreError::Db(e.to_string()))
+        }) else {
+            return false;
+        };
+        match c.query_one("SELECT pg_try_advisory_lock($1)", &[&self.key]) {
+            Ok(row) if row.get::<_, bool>(0) => {
+                self.client = Some(c);
+                true
+            }
+            _ => false,
+        }
+    }
+}
