@@ -188,8 +188,7 @@ impl Running {
     }
 
     fn stop_inner(&mut self) {
-        self.shared.stopping.store(true, Ordering::SeqCst);
-        self.shared.wake.notify();
+        self.shared.request_stop();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -305,16 +304,7 @@ pub fn start(config: Config) -> Result<Running, ServiceError> {
                         return;
                     }
                 };
-                let shutdown = async move {
-                    tokio::select! {
-                        _ = rx => {}
-                        _ = terminate(), if handle_signals => {}
-                    }
-                    // Before open requests are drained: live event streams end on this flag,
-                    // and workers take no new job.
-                    stopping.stopping.store(true, Ordering::SeqCst);
-                    stopping.wake.notify();
-                };
+                let shutdown = stop_requested(rx, handle_signals, stopping);
                 http::serve(listener, app, http_limits, shutdown).await;
             })
         })
@@ -339,7 +329,7 @@ pub fn start_workers(config: Config) -> Result<Running, ServiceError> {
     }
     let (shared, lock) = open(&config)?;
     let workers = spawn_workers(&shared)?;
-    let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -349,16 +339,7 @@ pub fn start_workers(config: Config) -> Result<Running, ServiceError> {
     // Stands where the HTTP server stands in `start`: it ends when a stop is asked for.
     let server = std::thread::Builder::new()
         .name("ciro-signals".into())
-        .spawn(move || {
-            runtime.block_on(async move {
-                tokio::select! {
-                    _ = &mut rx => {}
-                    _ = terminate(), if handle_signals => {}
-                }
-                stopping.stopping.store(true, Ordering::SeqCst);
-                stopping.wake.notify();
-            })
-        })
+        .spawn(move || runtime.block_on(stop_requested(rx, handle_signals, stopping)))
         .map_err(ServiceError::Runtime)?;
     Ok(Running {
         addr: SocketAddr::from(([0, 0, 0, 0], 0)),
@@ -489,6 +470,30 @@ fn spawn_workers(shared: &Arc<Shared>) -> Result<Vec<JoinHandle<()>>, ServiceErr
         );
     }
     Ok(handles)
+}
+
+impl Shared {
+    /// Asks every part of this process to stop: workers take no new job, live event streams
+    /// end, idle workers wake to see it.
+    pub fn request_stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.wake.notify();
+    }
+}
+
+/// Resolves once a stop is asked for (through `rx`, or by Ctrl-C or SIGTERM when `signals`),
+/// having asked `shared` to stop: before an HTTP server drains its open requests, so that live
+/// event streams end and workers take no new job.
+async fn stop_requested(
+    rx: tokio::sync::oneshot::Receiver<()>,
+    signals: bool,
+    shared: Arc<Shared>,
+) {
+    tokio::select! {
+        _ = rx => {}
+        _ = terminate(), if signals => {}
+    }
+    shared.request_stop();
 }
 
 /// Ctrl-C or SIGTERM.

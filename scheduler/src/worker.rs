@@ -39,16 +39,21 @@ impl Wake {
     }
 }
 
-/// This process's name as a worker: host, process id and a random suffix (a restarted process
-/// with a recycled pid is still another worker).
-pub fn process_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+/// This machine's name, as workers report it.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .ok()
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into());
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// This process's name as a worker: host, process id and a random suffix (a restarted process
+/// with a recycled pid is still another worker).
+pub fn process_id() -> String {
     format!(
-        "{host}-{}-{}",
+        "{}-{}-{}",
+        hostname(),
         std::process::id(),
         hex::encode(rand::random::<[u8; 3]>())
     )
@@ -159,6 +164,7 @@ pub fn heartbeat(shared: Arc<Shared>) {
     } else {
         shared.config.proof_systems.clone()
     };
+    let host = hostname();
     let mut last: Option<Instant> = None;
     // While stopping, leases are still renewed until the jobs in hand are finished (or handed
     // back at the drain deadline).
@@ -191,12 +197,7 @@ pub fn heartbeat(shared: Arc<Shared>) {
         }
         let me = crate::store::WorkerInfo {
             id: shared.worker_id.clone(),
-            host: shared
-                .worker_id
-                .rsplitn(3, '-')
-                .nth(2)
-                .unwrap_or_default()
-                .to_string(),
+            host: host.clone(),
             backends: backends.clone(),
             concurrency: shared.config.workers as i64,
             current_jobs: claims.iter().map(|c| c.0).collect(),
@@ -259,8 +260,8 @@ pub fn log(msg: &str) {
     eprintln!("[ciro-scheduler] {msg}");
 }
 
-/// Proves, stores and verifies one job. An `Err` is the reason the job failed, worded for
-/// the user.
+/// Proves, stores and verifies one job under the claim `token`. An `Err` is the reason the
+/// job failed, worded for the user, or the store's failure to record a step.
 fn prove_job(shared: &Shared, job: Job, token: &str) -> Result<(), Failure> {
     if let Some(hook) = shared.config.fault_hook {
         hook(&job);

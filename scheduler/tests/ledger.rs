@@ -57,19 +57,24 @@ fn funded(store: &Store, name: &str) -> i64 {
     a
 }
 
+/// A job of 10 micro-CIRO on Starknet, without an idempotency key.
+fn new_job(account: i64, proof_system: &str) -> NewJob<'_> {
+    NewJob {
+        account,
+        model: "m",
+        model_hash: "h",
+        input: "[]",
+        chain: Chain::Starknet,
+        token: Token::Ciro,
+        price_micro: 10,
+        proof_system,
+        idempotency_key: None,
+    }
+}
+
 fn submit(store: &Store, account: i64, proof_system: &str) -> i64 {
     store
-        .create_job(&NewJob {
-            account,
-            model: "m",
-            model_hash: "h",
-            input: "[]",
-            chain: Chain::Starknet,
-            token: Token::Ciro,
-            price_micro: 10,
-            proof_system,
-            idempotency_key: None,
-        })
+        .create_job(&new_job(account, proof_system))
         .unwrap()
         .0
         .doc
@@ -558,15 +563,8 @@ fn concurrent_submissions_with_one_idempotency_key_make_one_job(store: &Store) {
                 s.spawn(move || {
                     let (j, created) = store
                         .create_job(&NewJob {
-                            account: a,
-                            model: "m",
-                            model_hash: "h",
-                            input: "[]",
-                            chain: Chain::Starknet,
-                            token: Token::Ciro,
-                            price_micro: 10,
-                            proof_system: "stwo",
                             idempotency_key: Some("same"),
+                            ..new_job(a, "stwo")
                         })
                         .unwrap();
                     (j.doc.id, created)

@@ -734,12 +734,7 @@ impl Store {
                 if n == 0 {
                     return Ok(());
                 }
-                c.exec(
-                    "UPDATE balances SET held = held - $4, spent = spent + $4 \
-                     WHERE account = $1 AND chain = $2 AND token = $3",
-                    vals![account, chain.as_str(), token.as_str(), price],
-                )?;
-                ledger(c, account, chain, token, "capture", price, Some(id))
+                settle_hold(c, id, (account, chain, token, price), Settle::Capture)
             },
             |_| vec![id],
         )
@@ -1115,13 +1110,38 @@ fn job_money(c: &mut dyn Conn, id: i64, state: &str) -> Result<Option<(i64, Chai
 
 /// Returns a job's held price to the available balance.
 fn release(c: &mut dyn Conn, id: i64, state: &str) -> Result<()> {
-    let Some((account, chain, token, price)) = job_money(c, id, state)? else {
-        return Ok(());
+    match job_money(c, id, state)? {
+        Some(money) => settle_hold(c, id, money, Settle::Release),
+        None => Ok(()),
+    }
+}
+
+/// Where a job's held price goes when the job ends.
+#[derive(Clone, Copy)]
+enum Settle {
+    /// To `spent`: the job verified.
+    Capture,
+    /// Back to `available`: the job failed or was cancelled.
+    Release,
+}
+
+/// Moves job `id`'s held price out of `held` and records it in the ledger.
+fn settle_hold(
+    c: &mut dyn Conn,
+    id: i64,
+    (account, chain, token, price): (i64, Chain, Token, i64),
+    to: Settle,
+) -> Result<()> {
+    let (column, kind) = match to {
+        Settle::Capture => ("spent", "capture"),
+        Settle::Release => ("available", "release"),
     };
     c.exec(
-        "UPDATE balances SET held = held - $4, available = available + $4 \
-         WHERE account = $1 AND chain = $2 AND token = $3",
+        &format!(
+            "UPDATE balances SET held = held - $4, {column} = {column} + $4 \
+             WHERE account = $1 AND chain = $2 AND token = $3"
+        ),
         vals![account, chain.as_str(), token.as_str(), price],
     )?;
-    ledger(c, account, chain, token, "release", price, Some(id))
+    ledger(c, account, chain, token, kind, price, Some(id))
 }

@@ -81,39 +81,41 @@ impl Database for PostgresDb {
     }
 
     fn transaction(&self, f: &mut dyn FnMut(&mut dyn Conn) -> Result<()>) -> Result<()> {
-        // The client blocks on a runtime of its own, which tokio forbids on a thread that
-        // drives async tasks: there, the thread is handed over to blocking work first.
-        match tokio::runtime::Handle::try_current() {
-            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(|| self.run(f))
-            }
-            _ => self.run(f),
-        }
+        off_async(|| self.run(f))
     }
 
     fn read(&self, f: &mut dyn FnMut(&mut dyn Conn) -> Result<()>) -> Result<()> {
-        let mut go = || {
-            let mut client = self
-                .pool
-                .get()
-                .map_err(|e| StoreError::Db(format!("no database connection: {e}")))?;
-            f(&mut PgConn::Client(&mut client))
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(go)
-            }
-            _ => go(),
-        }
+        off_async(|| f(&mut PgConn::Client(&mut *self.pooled()?)))
     }
 }
 
+/// Runs `f`, which blocks on the client's own runtime. Tokio forbids that on a thread that
+/// drives async tasks: there, the thread is handed over to blocking work first.
+fn off_async<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+/// A connection of its own (not from the pool), for a listener or a lock held for long.
+fn connect_direct(url: &str) -> Result<Client> {
+    connect_config(url)?
+        .connect(NoTls)
+        .map_err(|e| StoreError::Db(e.to_string()))
+}
+
 impl PostgresDb {
-    fn run(&self, f: &mut dyn FnMut(&mut dyn Conn) -> Result<()>) -> Result<()> {
-        let mut client = self
-            .pool
+    fn pooled(&self) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>> {
+        self.pool
             .get()
-            .map_err(|e| StoreError::Db(format!("no database connection: {e}")))?;
+            .map_err(|e| StoreError::Db(format!("no database connection: {e}")))
+    }
+
+    fn run(&self, f: &mut dyn FnMut(&mut dyn Conn) -> Result<()>) -> Result<()> {
+        let mut client = self.pooled()?;
         let mut last = String::new();
         for attempt in 0..ATTEMPTS {
             let mut tx = client.transaction().map_err(db_err)?;
@@ -235,9 +237,7 @@ impl Conn for PgConn<'_, '_> {
 pub fn listen(url: &str, channels: &[&str], stopping: &AtomicBool, mut on: impl FnMut(&str, &str)) {
     let mut logged = false;
     while !stopping.load(Ordering::SeqCst) {
-        let mut client = match connect_config(url)
-            .and_then(|c| c.connect(NoTls).map_err(|e| StoreError::Db(e.to_string())))
-        {
+        let mut client = match connect_direct(url) {
             Ok(c) => c,
             Err(e) => {
                 if !logged {
