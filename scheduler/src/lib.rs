@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod batcher;
+pub mod chain;
 pub mod events;
 pub mod http;
 pub mod isolate;

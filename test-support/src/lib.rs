@@ -447,6 +447,88 @@ impl Drop for Postgres {
     }
 }
 
+/// A local Ethereum node (`anvil`, from `verifier/evm`'s pinned npm packages) on 127.0.0.1 on a
+/// free port, killed when dropped. Its accounts are anvil's well-known development accounts.
+pub struct Anvil {
+    child: std::process::Child,
+    pub url: String,
+    pub chain_id: u64,
+}
+
+impl Anvil {
+    /// anvil's first development accounts' private keys (hex): funded with 10,000 ETH each.
+    pub const KEYS: [&'static str; 12] = [
+        "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+        "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+        "5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+        "7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
+        "47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
+        "8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba",
+        "92db14e403b83dfe3df233f83dfa3a0d7096f21ca9b0d6d6b8d88b2b4ec1564e",
+        "4bbbf85ce3377467afe5d46f804f221813b2bb87f24d81f60f1fcdbf7cbf4356",
+        "dbda1821b80551c9d65939329250298aa3472ba22feea921c0cf5d620ea67b97",
+        "2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6",
+        "f214f2b2cd398c806f84e317254e0f0b801d0643303237d97a22a48e01628897",
+        "701b615bbdfb9de65240bc28bd21bbc0d996645a3dd57e7b12bc2bdf6f192c82",
+    ];
+
+    /// The anvil binary: `$CIRO_ANVIL`, else `verifier/evm/node_modules/.../bin/anvil`.
+    pub fn bin() -> PathBuf {
+        std::env::var_os("CIRO_ANVIL")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../verifier/evm/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil")
+            })
+    }
+
+    /// Starts one with this chain id and waits until it answers. Panics, naming the fix, if
+    /// anvil is not installed: CI installs it, so a missing node is a failure, never a skip.
+    pub fn start(chain_id: u64) -> Anvil {
+        use std::io::BufRead;
+        let bin = Self::bin();
+        assert!(
+            bin.exists(),
+            "anvil is not installed at {}: run `npm ci` in verifier/evm (the README's test command and .ci/run do)",
+            bin.display()
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut child = std::process::Command::new(&bin)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--chain-id", &chain_id.to_string(), "--accounts", "12"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("anvil starts");
+        let out = child.stdout.take().expect("piped stdout");
+        let mut lines = std::io::BufReader::new(out).lines();
+        loop {
+            match lines.next() {
+                Some(Ok(line)) if line.starts_with("Listening on") => break,
+                Some(Ok(_)) => {}
+                _ => panic!("anvil exited before listening"),
+            }
+        }
+        // Keep draining its log so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Anvil {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            chain_id,
+        }
+    }
+}
+
+impl Drop for Anvil {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,13 +3,14 @@
 // prints, as JSON, each contract's deployment bytecode (hex) and runtime code size in bytes.
 // Optimizer off and no viaIR: snark-verifier's generated assembly is written for the legacy
 // pipeline (viaIR yields a contract that always reverts; the optimizer runs out of memory on it).
+// `--optimize` turns the optimizer on (200 runs) for hand-written contracts (the escrow).
 const solc = require('solc');
 const source = require('fs').readFileSync(0, 'utf8');
 const input = {
   language: 'Solidity',
   sources: { 'Verifier.sol': { content: source } },
   settings: {
-    optimizer: { enabled: false },
+    optimizer: { enabled: process.argv.includes('--optimize'), runs: 200 },
     outputSelection: { '*': { '*': ['evm.bytecode.object', 'evm.deployedBytecode.object'] } },
   },
 };

@@ -559,6 +559,64 @@ pub fn calldata(bundle: &ProofBundle) -> Result<Vec<u8>, EvmError> {
     Ok(data)
 }
 
+/// How a proof under `vk` starts its calldata: `(input words, output words)`. The input words
+/// are the input's values (public input), its Poseidon hash (hashed input, one word) or nothing
+/// (private input); the output words follow them.
+pub fn instance_layout(vk: &Halo2VerifyingKey) -> (u32, u32) {
+    let outputs: usize = vk
+        .outputs
+        .iter()
+        .map(|t| t.shape.iter().product::<usize>())
+        .sum();
+    let inputs = vk.n_public() - outputs;
+    (inputs as u32, outputs as u32)
+}
+
+/// The input words a proof about `flat` (the quantized input values, flattened) carries under
+/// `vk`, each a 32-byte big-endian field element, as the calldata starts.
+pub fn input_words(vk: &Halo2VerifyingKey, flat: &[i64]) -> Result<Vec<u8>, EvmError> {
+    use ciro_circuits::halo2::{fr, InputVisibility};
+    let words: Vec<Fr> = match vk.input_visibility {
+        InputVisibility::Public => {
+            let n: usize = vk
+                .inputs
+                .iter()
+                .map(|t| t.shape.iter().product::<usize>())
+                .sum();
+            if n != flat.len() {
+                return Err(EvmError::Bundle(format!(
+                    "{} input values, the key declares {n}",
+                    flat.len()
+                )));
+            }
+            flat.iter().map(|&v| fr(v)).collect()
+        }
+        InputVisibility::Hashed => {
+            let hash = ciro_prover::halo2_backend::input_hash(vk, flat)
+                .map_err(|e| EvmError::Bundle(e.to_string()))?;
+            let word = ciro_circuits::poseidon::from_hex(&hash)
+                .ok_or_else(|| EvmError::Bundle("the input hash is not a field element".into()))?;
+            vec![word]
+        }
+        InputVisibility::Private => Vec::new(),
+    };
+    Ok(encode_calldata(&[words], &[]))
+}
+
+/// The escrow's input commitment: keccak256 of the input words a proof about `flat` starts with.
+pub fn input_commitment(vk: &Halo2VerifyingKey, flat: &[i64]) -> Result<[u8; 32], EvmError> {
+    Ok(revm::primitives::keccak256(input_words(vk, flat)?).0)
+}
+
+/// The escrow's model commitment: the key's model commitment (a SHA-256 digest) as a word.
+pub fn model_word(vk: &Halo2VerifyingKey) -> Result<[u8; 32], EvmError> {
+    let c = ciro_prover::DynVerifyingKey::commitment(vk);
+    hex::decode(&c)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| EvmError::Key(format!("the model commitment {c:?} is not 32 bytes of hex")))
+}
+
 /// The folder holding the pinned solc-js (`npm ci` in it installs `solc@0.8.19`):
 /// `$CIRO_SOLC_DIR`, else this crate's `evm/` folder.
 pub fn solc_dir() -> PathBuf {
@@ -569,6 +627,15 @@ pub fn solc_dir() -> PathBuf {
 
 /// Compiles Solidity with solc-js 0.8.19 (standard JSON, optimizer off, no `viaIR`).
 pub fn compile_solidity(source: &str) -> Result<Vec<CompiledContract>, EvmError> {
+    compile_solidity_with(source, false)
+}
+
+/// [`compile_solidity`], with the optimizer (200 runs) on when `optimize`: for hand-written
+/// contracts; the generated verifiers' assembly needs it off.
+pub fn compile_solidity_with(
+    source: &str,
+    optimize: bool,
+) -> Result<Vec<CompiledContract>, EvmError> {
     let dir = solc_dir();
     if !dir.join("node_modules/solc").exists() {
         return Err(EvmError::Solc(format!(
@@ -578,6 +645,7 @@ pub fn compile_solidity(source: &str) -> Result<Vec<CompiledContract>, EvmError>
     }
     let mut child = Command::new("node")
         .arg(dir.join("compile.js"))
+        .args(optimize.then_some("--optimize"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
