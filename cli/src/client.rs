@@ -21,6 +21,7 @@ use ciro_prover::plonky2_backend::aggregate::Aggregate;
 use ciro_prover::ProofBundle;
 use sha2::{Digest, Sha256};
 
+mod chain_pay;
 mod shared;
 use shared::{fmt_values, is_image};
 
@@ -102,6 +103,14 @@ enum Command {
         /// With --wait: give up following after this many seconds (the job goes on).
         #[arg(long, default_value_t = 3600)]
         timeout: u64,
+        /// On a service that settles on chain: the wallet that opens the job's escrow.
+        #[command(flatten)]
+        wallet: chain_pay::WalletArgs,
+    },
+    /// On-chain payments: open a job's escrow, read it from your node, reclaim it.
+    Chain {
+        #[command(subcommand)]
+        command: ChainCommand,
     },
     /// Show a job's state, timings and result.
     JobStatus {
@@ -146,6 +155,33 @@ enum Command {
         /// With --bundle: also check that the proof is about this input (JSON).
         #[arg(long, requires = "bundle")]
         input: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ChainCommand {
+    /// Open a submitted job's escrow from your wallet (checks the service's terms against the
+    /// key and input pinned at submission first).
+    Pay {
+        #[arg(long)]
+        job_id: i64,
+        #[command(flatten)]
+        wallet: chain_pay::WalletArgs,
+    },
+    /// Read a job's escrow straight from a node: open, settled (with the proved output hash)
+    /// or refunded, without trusting the service.
+    Status {
+        #[arg(long)]
+        job_id: i64,
+        #[command(flatten)]
+        wallet: chain_pay::WalletArgs,
+    },
+    /// Reclaim a job's escrow after its deadline.
+    Refund {
+        #[arg(long)]
+        job_id: i64,
+        #[command(flatten)]
+        wallet: chain_pay::WalletArgs,
     },
 }
 
@@ -286,6 +322,7 @@ fn dispatch(cli: &Cli) -> Result<()> {
             idempotency_key,
             wait,
             timeout,
+            wallet,
         } => {
             client.need_key()?;
             let chain: ciro_scheduler::pricing::Chain =
@@ -379,13 +416,21 @@ fn dispatch(cli: &Cli) -> Result<()> {
             pin.save(cfg_path.as_deref())?;
             if !cli.json {
                 println!(
-                    "job {} submitted: {} on {}, price {} {} (held; charged only once the proof verifies)",
+                    "job {} submitted: {} on {}, price {} {} ({})",
                     job.id,
                     job.model,
                     job.chain,
                     format_amount(job.price_micro),
-                    job.token
+                    job.token,
+                    if job.payment.is_some() {
+                        "paid into the escrow contract; paid out only for a proof it verifies"
+                    } else {
+                        "held; charged only once the proof verifies"
+                    }
                 );
+            }
+            if job.payment.is_some() {
+                pay(&pin, &job, wallet, cli.json)?;
             }
             if *wait {
                 let done = follow(&client, id, cli.json, *timeout)?;
@@ -395,6 +440,60 @@ fn dispatch(cli: &Cli) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&job)?);
             }
             Ok(())
+        }
+        Command::Chain { command } => {
+            client.need_key()?;
+            match command {
+                ChainCommand::Pay { job_id, wallet } => {
+                    let pin = Pinned::load(cfg_path.as_deref(), &client.server, *job_id)?;
+                    let job = client.api.job(*job_id)?;
+                    let tx = pay(&pin, &job, wallet, cli.json)?;
+                    out.show(&json!({ "job_id": job_id, "open_tx": format!("{:#x}", tx.hash), "gas": tx.gas }), || String::new())
+                }
+                ChainCommand::Status { job_id, wallet } => {
+                    let job = client.api.job(*job_id)?;
+                    let p = job
+                        .payment
+                        .as_ref()
+                        .context("this job is paid on the service's own ledger, not on chain")?;
+                    let (state, held) = chain_pay::block_on(chain_pay::status(wallet, p))?;
+                    let (state_name, output) = match state {
+                        ciro_scheduler::chain::EscrowState::Unknown => ("unknown", None),
+                        ciro_scheduler::chain::EscrowState::Open => ("open", None),
+                        ciro_scheduler::chain::EscrowState::Refunded => ("refunded", None),
+                        ciro_scheduler::chain::EscrowState::Settled(h) => {
+                            ("settled", Some(format!("{h:#x}")))
+                        }
+                    };
+                    let v = json!({
+                        "job_id": job_id,
+                        "chain_id": p.chain_id,
+                        "escrow": p.escrow,
+                        "on_chain": state_name,
+                        "output_hash": output,
+                        "escrow_token_balance": held.to_string(),
+                        "service_says": p.status,
+                    });
+                    out.show(&v, || {
+                        format!(
+                            "job {job_id}: escrow {state_name} on chain {} (the node says; the service says {}){}",
+                            p.chain_id,
+                            p.status,
+                            output.as_deref().map(|h| format!("\noutput hash: {h}")).unwrap_or_default()
+                        )
+                    })
+                }
+                ChainCommand::Refund { job_id, wallet } => {
+                    let job = client.api.job(*job_id)?;
+                    let p = job
+                        .payment
+                        .as_ref()
+                        .context("this job is paid on the service's own ledger, not on chain")?;
+                    let tx = chain_pay::block_on(chain_pay::refund(wallet, p))?;
+                    let v = json!({ "job_id": job_id, "refund_tx": format!("{:#x}", tx.hash) });
+                    out.show(&v, || format!("job {job_id}: escrow refunded in {:#x}", tx.hash))
+                }
+            }
         }
         Command::JobStatus {
             job_id,
@@ -681,6 +780,38 @@ impl Output {
 }
 
 /// Follows a job through its live events until it is final, showing each state on stderr.
+/// Opens a job's escrow from the wallet, once the service's terms match what was pinned.
+fn pay(
+    pin: &Pinned,
+    job: &Job,
+    wallet: &chain_pay::WalletArgs,
+    quiet: bool,
+) -> Result<ciro_scheduler::chain::TxInfo> {
+    let p = job
+        .payment
+        .as_ref()
+        .context("the service takes this job's payment on its own ledger")?;
+    if p.status != "awaiting" {
+        bail!("job {}'s escrow is {} already", job.id, p.status);
+    }
+    chain_pay::check_terms(&pin.vk, &pin.input, p).with_context(|| {
+        format!("job {} is submitted but not paid", job.id)
+    })?;
+    let tx = chain_pay::block_on(chain_pay::open(wallet, job)).with_context(|| {
+        format!(
+            "job {} is submitted but not paid: open its escrow with `ciro-cli chain pay --job-id {}`",
+            job.id, job.id
+        )
+    })?;
+    if !quiet {
+        eprintln!(
+            "job {}: escrow opened on chain {} in {:#x} ({} gas); the service proves it once it sees the payment",
+            job.id, p.chain_id, tx.hash, tx.gas
+        );
+    }
+    Ok(tx)
+}
+
 fn follow(client: &Client, id: i64, quiet: bool, timeout_s: u64) -> Result<Job> {
     let start = Instant::now();
     let done = client
@@ -700,6 +831,27 @@ fn follow(client: &Client, id: i64, quiet: bool, timeout_s: u64) -> Result<Job> 
             ),
             e => e.into(),
         })?;
+    // A job paid on chain ends when its escrow is settled or refunded.
+    let mut done = done;
+    while done
+        .payment
+        .as_ref()
+        .is_some_and(|p| p.status == "open" || p.status == "awaiting")
+        && !matches!(done.state, JobState::Cancelled)
+        && start.elapsed() < Duration::from_secs(timeout_s)
+    {
+        std::thread::sleep(Duration::from_millis(500));
+        done = client.api.job(id)?;
+    }
+    if !quiet {
+        if let Some(p) = &done.payment {
+            eprintln!(
+                "[{:>7.2} s] job {id}: escrow {}",
+                start.elapsed().as_secs_f64(),
+                p.status
+            );
+        }
+    }
     Ok(done)
 }
 
@@ -719,9 +871,15 @@ fn job_text(j: &Job) -> String {
         format_amount(j.price_micro),
         j.token,
         j.chain,
-        match j.state {
-            JobState::Verified => "charged",
-            JobState::Failed | JobState::Cancelled => "released, not charged",
+        match (j.state, &j.payment) {
+            (_, Some(p)) => match p.status.as_str() {
+                "settled" => "paid from the escrow",
+                "refunded" => "escrow refunded, not charged",
+                "open" => "held in the escrow",
+                _ => "awaiting the escrow",
+            },
+            (JobState::Verified, None) => "charged",
+            (JobState::Failed | JobState::Cancelled, None) => "released, not charged",
             _ => "held",
         }
     );
@@ -735,6 +893,10 @@ fn job_text(j: &Job) -> String {
     ));
     if let Some(e) = &j.error {
         s.push_str(&format!("\nerror: {e}"));
+    }
+    if let Some(p) = &j.payment {
+        s.push('\n');
+        s.push_str(&chain_pay::payment_text(p));
     }
     if let Some(b) = j.batch {
         s.push_str(&format!(

@@ -14,6 +14,7 @@ use ciro_model_compiler::{compile, run_lenient, CompileOptions, CompiledModel, L
 mod aggregate;
 mod bench;
 mod bench_aggregate;
+mod chain_ops;
 mod evm;
 mod proving;
 mod shared;
@@ -266,12 +267,36 @@ enum Command {
         /// ...or fewer, once the oldest of them has waited this many seconds.
         #[arg(long, default_value_t = 60)]
         batch_wait_s: u64,
+        #[command(flatten)]
+        chains: chain_ops::ChainArgs,
+    },
+    /// On-chain payments: set up the contracts on a dev chain.
+    Chain {
+        #[command(subcommand)]
+        command: ChainCommand,
     },
     /// (Internal) Compile and set up an uploaded model for `ciro serve`, in a child process.
     #[command(hide = true)]
     CheckUpload {
         #[arg(num_args = 0.., trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ChainCommand {
+    /// Deploy the escrow (operated by the key) and the test tokens CIRO and USDC on a dev
+    /// chain; prints their addresses.
+    Deploy {
+        /// The node's JSON-RPC URL.
+        #[arg(long)]
+        rpc: String,
+        /// A file holding the operator's private key in hex [or env CIRO_OPERATOR_KEY].
+        #[arg(long)]
+        operator_key: Option<PathBuf>,
+        /// Also write the addresses here (for `ciro serve --contracts NAME=FILE`).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -500,8 +525,10 @@ fn dispatch(cli: &Cli) -> Result<()> {
             no_upload_isolation,
             batch_size,
             batch_wait_s,
+            chains,
         } => {
             let mut config = ciro_scheduler::Config::new(data_dir);
+            chains.apply(&mut config)?;
             config.batch_size = *batch_size;
             config.batch_wait = std::time::Duration::from_secs(*batch_wait_s);
             config.addr = *addr;
@@ -528,6 +555,25 @@ fn dispatch(cli: &Cli) -> Result<()> {
                 config.isolation = Some(iso);
             }
             cmd_serve(cli.json, config)
+        }
+        Command::Chain {
+            command:
+                ChainCommand::Deploy {
+                    rpc,
+                    operator_key,
+                    out,
+                },
+        } => {
+            let d = chain_ops::deploy(rpc, operator_key.as_deref(), out.as_deref())?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&d)?);
+            } else {
+                println!(
+                    "chain {}\nescrow {:#x}\nCIRO   {:#x}\nUSDC   {:#x}",
+                    d.chain_id, d.escrow, d.ciro, d.usdc
+                );
+            }
+            Ok(())
         }
         Command::CheckUpload { args } => {
             std::process::exit(ciro_scheduler::isolate::child_main(args))

@@ -117,10 +117,13 @@ pub fn parse_amount(s: &str) -> Result<i64, String> {
 // ---- jobs' parts ----
 
 /// A job's lifecycle. `Verified` is the only successful end; `Failed` and `Cancelled` release
-/// the hold. (A request that fails validation never becomes a job.)
+/// the hold. (A request that fails validation never becomes a job.) A job paid through an
+/// on-chain escrow starts `AwaitingPayment` until the escrow is opened; its settlement is in
+/// [`Job::payment`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum JobState {
+    AwaitingPayment,
     Queued,
     Proving,
     Proved,
@@ -132,6 +135,7 @@ pub enum JobState {
 impl JobState {
     pub fn as_str(&self) -> &'static str {
         match self {
+            JobState::AwaitingPayment => "awaiting_payment",
             JobState::Queued => "queued",
             JobState::Proving => "proving",
             JobState::Proved => "proved",
@@ -144,6 +148,7 @@ impl JobState {
     /// A state as the store writes it (anything else reads as failed).
     pub fn from_db(s: &str) -> JobState {
         match s {
+            "awaiting_payment" => JobState::AwaitingPayment,
             "queued" => JobState::Queued,
             "proving" => JobState::Proving,
             "proved" => JobState::Proved,
@@ -335,6 +340,53 @@ pub struct Job {
     pub proof_bytes: Option<i64>,
     /// plonky2 jobs: the batch whose aggregate covers this job, once aggregated.
     pub batch: Option<BatchRef>,
+    /// Jobs paid through an on-chain escrow (Ethereum, Polygon on a chain-backed service): the
+    /// terms to open it with, then what the chain shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment: Option<EscrowPayment>,
+}
+
+/// A job's on-chain payment. The service quotes the terms; the user opens the escrow with
+/// them (adding their address and a deadline no earlier than `min_deadline_s` from the chain's
+/// clock); the service proves, then settles with the proof. Hashes and addresses are `0x` hex.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EscrowPayment {
+    pub chain_id: u64,
+    /// The escrow contract.
+    pub escrow: String,
+    /// The token contract.
+    pub token_address: String,
+    /// The price in the token's smallest units (decimal).
+    pub price_units: String,
+    /// The terms' `ref` (the job id as a word), model commitment and input commitment.
+    #[serde(rename = "ref")]
+    pub job_ref: String,
+    pub model: String,
+    pub input: String,
+    /// The shortest time to the deadline the service accepts, in seconds.
+    pub min_deadline_s: u64,
+    /// `awaiting` (no escrow yet), `open`, `settled` or `refunded`.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<u64>,
+    /// The job's id in the escrow (the hash of its terms), once open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escrow_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_tx: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settle_tx: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settle_block: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settle_gas: Option<u64>,
+    /// keccak256 of the proved output words, as the escrow recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_tx: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

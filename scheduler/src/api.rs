@@ -589,6 +589,32 @@ async fn create_job(
         }
         other => other?,
     };
+    // Paid through the escrow on a chain-backed service: the escrow's verifier must know the
+    // model before the user can open it.
+    let link = s.chain_link(chain);
+    let escrow_model = match &link {
+        Some(link) => {
+            if system != BackendId::Halo2 {
+                return Err(ApiError::bad(
+                    "bad_proof_system",
+                    format!("on {chain}, jobs are paid through the escrow, whose verifier contracts check halo2 proofs: use proof_system halo2"),
+                ));
+            }
+            let link = link.clone();
+            Some(
+                crate::settler::ensure_registered(&s, &link, &model.name)
+                    .await
+                    .map_err(|e| {
+                        ApiError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "chain_unavailable",
+                            format!("cannot register {} on {chain}: {e}", model.name),
+                        )
+                    })?,
+            )
+        }
+        None => None,
+    };
     let shared = s.clone();
     let slot = match req.image_base64 {
         Some(_) => Some(expensive_slot(&s)?),
@@ -622,9 +648,34 @@ async fn create_job(
         };
         let shapes: Vec<Vec<usize>> = g.inputs.iter().map(|i| i.shape.clone()).collect();
         check_inputs(&inputs, &shapes).map_err(|e| ApiError::bad("bad_input", e.to_string()))?;
-        quantize_inputs(g, &inputs).map_err(|e| ApiError::bad("bad_input", e.to_string()))?;
+        let quantized =
+            quantize_inputs(g, &inputs).map_err(|e| ApiError::bad("bad_input", e.to_string()))?;
         let input = serde_json::to_string(&inputs)
             .map_err(|e| ApiError::bad("bad_input", e.to_string()))?;
+        let price_micro = model.price(system);
+        let terms = match (&link, escrow_model) {
+            (Some(link), Some(model_word)) => {
+                let keys = model
+                    .keys(BackendId::Halo2, &shared.registry.provers)
+                    .map_err(|e| internal(&format!("the model's key: {e}")))?;
+                let vk = keys
+                    .vk()
+                    .downcast_ref::<ciro_prover::Halo2VerifyingKey>()
+                    .ok_or_else(|| internal("not a halo2 key"))?;
+                let flat: Vec<i64> = quantized.iter().flat_map(|t| t.data.iter().copied()).collect();
+                let commitment = ciro_verifier::evm::input_commitment(vk, &flat)
+                    .map_err(|e| ApiError::bad("bad_input", e.to_string()))?;
+                Some(crate::settler::quote(
+                    link,
+                    &shared,
+                    token,
+                    price_micro,
+                    model_word,
+                    commitment,
+                ))
+            }
+            _ => None,
+        };
         Ok(shared.store.create_job(&NewJob {
             account,
             model: &model.name,
@@ -632,9 +683,10 @@ async fn create_job(
             input: &input,
             chain,
             token,
-            price_micro: model.price(system),
+            price_micro,
             proof_system,
             idempotency_key: idempotency_key.as_deref(),
+            escrow: terms.as_ref().map(|t| t as &dyn Fn(i64) -> types::EscrowPayment),
         })?)
     })
     .await?;

@@ -8,14 +8,14 @@ use alloy::network::{EthereumWallet, TransactionBuilder};
 use alloy::primitives::{keccak256, Address, Bytes, B256, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::{Filter, TransactionReceipt, TransactionRequest};
-use alloy::signers::local::PrivateKeySigner;
 use alloy::sol;
 use alloy::sol_types::{SolCall, SolConstructor, SolEvent, SolValue};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use alloy::primitives;
-
+pub use alloy::signers::local::PrivateKeySigner;
+pub 
 use crate::pricing::{Chain, Token};
 
 /// The escrow and test-token sources, compiled with the pinned solc-js when deployed.
@@ -246,12 +246,8 @@ impl Node {
     /// Sends a transaction and waits for its receipt; a revert (in the gas estimate or mined)
     /// is [`ChainError::Reverted`] with the contract's reason.
     pub async fn send(&self, what: &str, tx: TransactionRequest) -> Result<TxInfo> {
-        let pending = self
-            .provider
-            .send_transaction(tx.from(self.from))
-            .await
-            .map_err(|e| self.revert_or_rpc(what, e))?;
-        let receipt = self.receipt(*pending.tx_hash()).await?;
+        let hash = self.send_only(what, tx).await?;
+        let receipt = self.receipt(hash).await?;
         if !receipt.status() {
             return Err(ChainError::Reverted {
                 what: what.to_string(),
@@ -259,6 +255,21 @@ impl Node {
             });
         }
         Ok(TxInfo::of(&receipt))
+    }
+
+    /// Sends a transaction without waiting for it to be mined: its hash.
+    pub async fn send_only(&self, what: &str, tx: TransactionRequest) -> Result<B256> {
+        let pending = self
+            .provider
+            .send_transaction(tx.from(self.from))
+            .await
+            .map_err(|e| self.revert_or_rpc(what, e))?;
+        Ok(*pending.tx_hash())
+    }
+
+    /// The size of the code at `address` (0: no contract).
+    pub async fn provider_code(&self, address: Address) -> Result<usize> {
+        Ok(self.rpc(self.provider.get_code_at(address)).await?.len())
     }
 
     /// Waits for `hash` to be mined (polling: a receipt mined before a block watcher starts
@@ -453,18 +464,12 @@ impl Node {
     }
 
     pub async fn settle(&self, escrow: Address, terms: &Terms, calldata: &[u8]) -> Result<TxInfo> {
-        let data = CiroEscrow::settleCall {
-            t: terms.clone(),
-            proof: Bytes::copy_from_slice(calldata),
-        }
-        .abi_encode();
-        self.send(
-            "settle",
-            TransactionRequest::default()
-                .with_to(escrow)
-                .with_input(data),
-        )
-        .await
+        self.send("settle", settle_tx(escrow, terms, calldata)).await
+    }
+
+    /// Sends a settlement without waiting for it to be mined.
+    pub async fn send_settle(&self, escrow: Address, terms: &Terms, calldata: &[u8]) -> Result<B256> {
+        self.send_only("settle", settle_tx(escrow, terms, calldata)).await
     }
 
     pub async fn refund(&self, escrow: Address, terms: &Terms) -> Result<TxInfo> {
@@ -539,6 +544,15 @@ impl Node {
     }
 }
 
+fn settle_tx(escrow: Address, terms: &Terms, calldata: &[u8]) -> TransactionRequest {
+    let data = CiroEscrow::settleCall {
+        t: terms.clone(),
+        proof: Bytes::copy_from_slice(calldata),
+    }
+    .abi_encode();
+    TransactionRequest::default().with_to(escrow).with_input(data)
+}
+
 /// A job's id in the escrow: the hash of its terms (what the contract's `jobId` computes).
 pub fn job_id(terms: &Terms) -> B256 {
     keccak256(terms.abi_encode())
@@ -547,4 +561,13 @@ pub fn job_id(terms: &Terms) -> B256 {
 /// The service's reference for its job `id`.
 pub fn job_ref(id: i64) -> B256 {
     B256::from(U256::from(id.max(0) as u64))
+}
+
+/// A single-threaded runtime for chain calls from synchronous code (the CLI).
+pub use tokio::runtime::Runtime;
+
+pub fn runtime() -> std::io::Result<Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }

@@ -18,6 +18,7 @@ pub mod isolate;
 pub mod metrics;
 pub mod pricing;
 pub mod registry;
+pub mod settler;
 pub mod store;
 pub mod web;
 pub mod worker;
@@ -88,6 +89,15 @@ pub struct Config {
     pub batch_size: usize,
     /// ...or fewer, once the oldest of them has waited this long.
     pub batch_wait: Duration,
+    /// EVM chains whose jobs are paid through the escrow contract on a real node (empty: every
+    /// chain uses the embedded ledger).
+    pub chains: Vec<settler::ChainConfig>,
+    /// The operator's private key (hex) that deploys, registers, settles and refunds.
+    pub operator_key: Option<String>,
+    /// The shortest time to its deadline an escrow must give the service to prove.
+    pub min_deadline: Duration,
+    /// A job whose escrow is not opened within this long of its submission fails.
+    pub payment_window: Duration,
     /// Fault injection for tests: called by a worker with each job it claims, before any other
     /// step (a panic or a sleep here stands for any step failing or hanging).
     #[doc(hidden)]
@@ -119,6 +129,10 @@ impl Config {
             drain_deadline: Duration::from_secs(60),
             batch_size: 16,
             batch_wait: Duration::from_secs(60),
+            chains: Vec::new(),
+            operator_key: None,
+            min_deadline: Duration::from_secs(3600),
+            payment_window: Duration::from_secs(3600),
             fault_hook: None,
         }
     }
@@ -164,6 +178,19 @@ pub struct Shared {
     /// Open live-event streams per account.
     pub event_streams_by_account: Mutex<std::collections::HashMap<i64, usize>>,
     pub rates: api::RateLimits,
+    /// The chains jobs are paid on through the escrow (set once connected, at start).
+    pub chains: std::sync::OnceLock<Vec<Arc<settler::ChainLink>>>,
+}
+
+impl Shared {
+    /// The escrow link for `chain`, if the service settles on it.
+    pub fn chain_link(&self, chain: pricing::Chain) -> Option<Arc<settler::ChainLink>> {
+        self.chains
+            .get()?
+            .iter()
+            .find(|l| l.chain == chain)
+            .cloned()
+    }
 }
 
 /// A running service.
@@ -280,6 +307,20 @@ pub fn start(config: Config) -> Result<Running, ServiceError> {
         std::thread::Builder::new()
             .name("ciro-batcher".into())
             .spawn(move || batcher::run(s))
+            .map_err(ServiceError::Runtime)?;
+    }
+    if !config.chains.is_empty() {
+        let links = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(ServiceError::Runtime)?
+            .block_on(settler::connect(&shared))
+            .map_err(ServiceError::Usage)?;
+        let _ = shared.chains.set(links.clone());
+        let s = shared.clone();
+        std::thread::Builder::new()
+            .name("ciro-settler".into())
+            .spawn(move || settler::run(s, links))
             .map_err(ServiceError::Runtime)?;
     }
     let workers = spawn_workers(&shared)?;
@@ -417,6 +458,7 @@ fn open(config: &Config) -> Result<(Arc<Shared>, Option<std::fs::File>), Service
         event_streams: Arc::new(tokio::sync::Semaphore::new(events::MAX_STREAMS)),
         event_streams_by_account: Mutex::new(Default::default()),
         rates: api::RateLimits::new(config.rate_per_minute),
+        chains: std::sync::OnceLock::new(),
         config: config.clone(),
     });
     {

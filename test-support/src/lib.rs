@@ -155,8 +155,19 @@ impl Service {
     /// Starts `bin serve --dev-faucet` on a free port with `data` as its data directory and
     /// waits for its "listening on" line.
     pub fn start(bin: &std::path::Path, data: &std::path::Path, extra: &[&str]) -> Service {
+        Self::start_with_env(bin, data, extra, &[])
+    }
+
+    /// [`Service::start`] with extra environment variables.
+    pub fn start_with_env(
+        bin: &std::path::Path,
+        data: &std::path::Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Service {
         use std::io::BufRead;
         let mut child = std::process::Command::new(bin)
+            .envs(env.iter().copied())
             .args([
                 "serve",
                 "--dev-faucet",

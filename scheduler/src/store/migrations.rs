@@ -25,12 +25,14 @@ pub const SQLITE: &[Migration] = &[
     migration!(1, "sqlite", "0001_initial"),
     migration!(2, "sqlite", "0002_leases_and_workers"),
     migration!(3, "sqlite", "0003_database_clock"),
+    migration!(4, "sqlite", "0004_escrow_payments"),
 ];
 
 pub const POSTGRES: &[Migration] = &[
     migration!(1, "postgres", "0001_initial"),
     migration!(2, "postgres", "0002_leases_and_workers"),
     migration!(3, "postgres", "0003_database_clock"),
+    migration!(4, "postgres", "0004_escrow_payments"),
 ];
 
 pub fn apply(db: &dyn Database, migrations: &[Migration]) -> Result<()> {

@@ -10,6 +10,7 @@
 //! after `max_attempts` claims.
 
 pub mod db;
+mod escrows;
 pub mod migrations;
 pub mod postgres;
 pub mod sqlite;
@@ -25,6 +26,8 @@ pub use ciro_client::types::{Balance, BatchRef, JobState, Timings, WorkerInfo};
 
 use crate::pricing::{Chain, Token, MICRO};
 use db::{vals, Conn, Row, Val};
+use escrows::insert_escrow_job;
+pub use escrows::Opened;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -89,6 +92,9 @@ pub struct NewJob<'a> {
     pub price_micro: i64,
     pub proof_system: &'a str,
     pub idempotency_key: Option<&'a str>,
+    /// Paid through an on-chain escrow: nothing is held on the ledger; the job waits for the
+    /// escrow (`awaiting_payment`) with the terms this makes from its id.
+    pub escrow: Option<&'a dyn Fn(i64) -> ciro_client::types::EscrowPayment>,
 }
 
 pub fn now() -> f64 {
@@ -106,7 +112,8 @@ const JOB_COLUMNS: &str = "id, account, model, model_hash, state, error, chain, 
     proof_system, attempts, created_at, finished_at, queue_wait_ms, witness_ms, prove_ms, \
     verify_ms, result, proof_bytes, input, \
     (SELECT batch FROM batch_members WHERE job = jobs.id), \
-    (SELECT idx FROM batch_members WHERE job = jobs.id)";
+    (SELECT idx FROM batch_members WHERE job = jobs.id), \
+    (SELECT doc FROM escrows WHERE job = jobs.id)";
 
 fn job_from_row(r: &Row) -> Result<Job> {
     let created_at = r.real(11)?;
@@ -138,6 +145,11 @@ fn job_from_row(r: &Row) -> Result<Job> {
                 (Some(id), Some(index)) => Some(BatchRef { id, index }),
                 _ => None,
             },
+            payment: r
+                .opt_text(22)?
+                .map(|d| serde_json::from_str(&d))
+                .transpose()
+                .map_err(|e| StoreError::Invalid(format!("escrow document: {e}")))?,
         },
         account: r.int(1)?,
         input: r.text(19)?,
@@ -394,6 +406,9 @@ impl Store {
                     }
                     return Ok((r.int(0)?, false));
                 }
+            }
+            if let Some(terms) = job.escrow {
+                return insert_escrow_job(c, job, &request_hash, terms).map(|id| (id, true));
             }
             ensure_balance(c, job.account, job.chain, job.token)?;
             let held = c.exec(
@@ -1132,6 +1147,15 @@ fn settle_hold(
     (account, chain, token, price): (i64, Chain, Token, i64),
     to: Settle,
 ) -> Result<()> {
+    let on_chain = c
+        .row("SELECT payment FROM jobs WHERE id = $1", vals![id])?
+        .map(|r| r.text(0))
+        .transpose()?
+        .is_some_and(|p| p == "escrow");
+    if on_chain {
+        // Its price is in the escrow contract; the settler pays or refunds it there.
+        return Ok(());
+    }
     let (column, kind) = match to {
         Settle::Capture => ("spent", "capture"),
         Settle::Release => ("available", "release"),

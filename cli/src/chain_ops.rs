@@ -1,0 +1,112 @@
+//! `ciro`'s on-chain side (the operator): the chains `ciro serve` settles on, and
+//! `ciro chain deploy` for a dev chain.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use ciro_scheduler::chain::{self, Deployment, Node};
+use ciro_scheduler::pricing::Chain;
+use ciro_scheduler::settler::ChainConfig;
+
+/// Jobs on EVM chains paid through the escrow on a real node (`ciro serve`).
+#[derive(clap::Args, Clone, Debug)]
+pub struct ChainArgs {
+    /// Settle jobs on `NAME` (ethereum or polygon) through the escrow on the node at RPC_URL
+    /// (plain HTTP JSON-RPC); repeatable. Without it, every chain uses the embedded ledger.
+    #[arg(long = "chain", value_name = "NAME=RPC_URL")]
+    chains: Vec<String>,
+    /// The contracts on chain NAME: the JSON `ciro chain deploy --out FILE` wrote [default:
+    /// those this service deployed there before, else a new dev deployment].
+    #[arg(long = "contracts", value_name = "NAME=FILE")]
+    contracts: Vec<String>,
+    /// A file holding the operator's private key in hex (deploys, registers verifiers,
+    /// settles, refunds) [or env CIRO_OPERATOR_KEY].
+    #[arg(long)]
+    operator_key: Option<PathBuf>,
+    /// The shortest time before its deadline an escrow must leave the service to prove, in
+    /// seconds (the user's client adds ten minutes).
+    #[arg(long, default_value_t = 3600)]
+    min_deadline_s: u64,
+    /// A job whose escrow is not opened within this many seconds fails.
+    #[arg(long, default_value_t = 3600)]
+    payment_window_s: u64,
+}
+
+fn named(spec: &str, what: &str) -> Result<(Chain, String)> {
+    let (name, value) = spec
+        .split_once('=')
+        .with_context(|| format!("{what} takes NAME=VALUE, got {spec:?}"))?;
+    let chain: Chain = name.parse().map_err(anyhow::Error::msg)?;
+    if chain::expected_chain_id(chain).is_none() {
+        bail!("{chain} settles on the embedded ledger: escrow payments are for ethereum and polygon");
+    }
+    Ok((chain, value.to_string()))
+}
+
+impl ChainArgs {
+    pub fn apply(&self, config: &mut ciro_scheduler::Config) -> Result<()> {
+        for spec in &self.chains {
+            let (chain, url) = named(spec, "--chain")?;
+            if config.chains.iter().any(|c| c.chain == chain) {
+                bail!("--chain {chain} is given twice");
+            }
+            config.chains.push(ChainConfig {
+                chain,
+                rpc_url: url,
+                deployment: None,
+            });
+        }
+        for spec in &self.contracts {
+            let (chain, file) = named(spec, "--contracts")?;
+            let d: Deployment = serde_json::from_slice(
+                &std::fs::read(&file).with_context(|| format!("cannot read {file}"))?,
+            )
+            .with_context(|| format!("{file} is not a deployment file"))?;
+            let c = config
+                .chains
+                .iter_mut()
+                .find(|c| c.chain == chain)
+                .with_context(|| format!("--contracts {chain}=… without --chain {chain}=…"))?;
+            c.deployment = Some(d);
+        }
+        if !config.chains.is_empty() {
+            config.operator_key = Some(
+                operator_key(self.operator_key.as_deref())?
+                    .context("--chain needs the operator's key: --operator-key FILE or CIRO_OPERATOR_KEY")?,
+            );
+        }
+        config.min_deadline = std::time::Duration::from_secs(self.min_deadline_s);
+        config.payment_window = std::time::Duration::from_secs(self.payment_window_s);
+        Ok(())
+    }
+}
+
+/// The operator's key as hex: from a file, else `CIRO_OPERATOR_KEY`.
+fn operator_key(path: Option<&Path>) -> Result<Option<String>> {
+    let hex_key = match path {
+        Some(p) => std::fs::read_to_string(p)
+            .with_context(|| format!("cannot read the key file {}", p.display()))?,
+        None => match std::env::var("CIRO_OPERATOR_KEY") {
+            Ok(k) if !k.is_empty() => k,
+            _ => return Ok(None),
+        },
+    };
+    chain::parse_key(&hex_key).map_err(anyhow::Error::msg)?;
+    Ok(Some(hex_key.trim().to_string()))
+}
+
+/// `ciro chain deploy`: the escrow (operated by the key) and the dev tokens; the addresses.
+pub fn deploy(rpc: &str, key: Option<&Path>, out: Option<&Path>) -> Result<Deployment> {
+    let key = operator_key(key)?
+        .context("the operator's key: --operator-key FILE or CIRO_OPERATOR_KEY")?;
+    let signer = chain::parse_key(&key).map_err(anyhow::Error::msg)?;
+    let d = chain::runtime()?.block_on(async {
+        let node = Node::connect(rpc, Some(signer)).await?;
+        node.deploy_dev().await
+    })?;
+    if let Some(path) = out {
+        std::fs::write(path, serde_json::to_vec_pretty(&d)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(d)
+}
