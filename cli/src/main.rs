@@ -253,6 +253,10 @@ enum Command {
         /// Refuse halo2 circuits of more than 2^K rows (key generation grows with 2^K).
         #[arg(long, default_value_t = 22)]
         max_halo2_k: u32,
+        /// What halo2 proofs show of the input: `public`, or `hashed` (its Poseidon hash: the
+        /// cheaper one to settle on chain, and the input stays private).
+        #[arg(long, value_enum, default_value = "public")]
+        halo2_inputs: proving::Inputs,
         /// Memory for compiling and setting up one upload, in MiB (a child process; past it the
         /// upload is refused and quarantined).
         #[arg(long, default_value_t = 16384)]
@@ -521,6 +525,7 @@ fn dispatch(cli: &Cli) -> Result<()> {
             dev_faucet,
             limits,
             max_halo2_k,
+            halo2_inputs,
             upload_memory_mib,
             no_upload_isolation,
             batch_size,
@@ -545,6 +550,7 @@ fn dispatch(cli: &Cli) -> Result<()> {
             config.dev_faucet = *dev_faucet;
             config.limits = limits.limits();
             config.max_halo2_k = *max_halo2_k;
+            config.halo2_inputs = (*halo2_inputs).into();
             if !no_upload_isolation {
                 let exe = std::env::current_exe().context("cannot find the ciro binary")?;
                 let mut iso = ciro_scheduler::isolate::Isolation::new(vec![

@@ -105,13 +105,17 @@ fn fund(anvil: &Anvil, d: &chain::Deployment, user: usize, amount: u64) {
         .unwrap();
 }
 
-fn pay_args<'a>(chain: &'a str, wallet: &'a str, rpc: &'a str) -> Vec<&'a str> {
+fn pay_args<'a>(model: &'a str, chain: &'a str, wallet: &'a str, rpc: &'a str) -> Vec<&'a str> {
     vec![
         "submit-job",
         "--model",
-        "mlp_small",
+        model,
         "--input",
-        "input.json",
+        if model == "mlp_mnist" {
+            "mnist.json"
+        } else {
+            "input.json"
+        },
         "--pay-with",
         chain,
         "--token",
@@ -149,6 +153,11 @@ fn setup_home(name: &str, svc: &Service) -> PathBuf {
         home.join("input.json"),
     )
     .unwrap();
+    std::fs::copy(
+        fixtures().join("models/mlp_mnist/input.json"),
+        home.join("mnist.json"),
+    )
+    .unwrap();
     json(cli(svc, &home, &["signup", "--save", "--json"]));
     home
 }
@@ -178,6 +187,8 @@ fn jobs_paid_through_the_escrow_settle_with_their_proof_on_both_chains() {
             &op_key.display().to_string(),
             "--min-deadline-s",
             "600",
+            "--halo2-inputs",
+            "hashed",
         ],
     );
     let home = setup_home("chain-flow-home", &svc);
@@ -187,7 +198,7 @@ fn jobs_paid_through_the_escrow_settle_with_their_proof_on_both_chains() {
     let user = node(&eth, 1);
 
     // A job on Ethereum: opened from the wallet, proved, settled with the proof.
-    let mut args = pay_args("ethereum", &wallet, &eth.url);
+    let mut args = pay_args("mlp_mnist", "ethereum", &wallet, &eth.url);
     args.extend(["--wait", "--json"]);
     let job = json(cli(&svc, &home, &args));
     assert_eq!(job["state"], "verified", "{job}");
@@ -198,7 +209,8 @@ fn jobs_paid_through_the_escrow_settle_with_their_proof_on_both_chains() {
     assert!(price > U256::ZERO);
     assert!(p["settle_tx"].as_str().unwrap().starts_with("0x"));
     let gas = p["settle_gas"].as_u64().unwrap();
-    eprintln!("mlp_small (public input) settlement through the service: {gas} gas");
+    eprintln!("mlp_mnist (hashed input) settled through the service: {gas} gas");
+    assert!(gas <= 500_000, "settling took {gas} gas");
     assert_eq!(balance(&op, eth_d.usdc, op.from), price);
     assert_eq!(
         balance(&op, eth_d.usdc, user.from),
@@ -221,18 +233,26 @@ fn jobs_paid_through_the_escrow_settle_with_their_proof_on_both_chains() {
     assert!(shown.contains("paid from the escrow"), "{shown}");
     assert!(shown.contains("settled in: 0x"), "{shown}");
 
-    // A second job of the same user settles on its own.
+    // A second job of the same user (another model) settles on its own.
+    let mut args = pay_args("mlp_small", "ethereum", &wallet, &eth.url);
+    args.extend(["--wait", "--json"]);
     let job2 = json(cli(&svc, &home, &args));
-    assert_eq!(job2["payment"]["status"], "settled", "{job2}");
-    assert_ne!(job2["payment"]["escrow_id"], p["escrow_id"]);
-    assert_eq!(balance(&op, eth_d.usdc, op.from), price * U256::from(2));
+    let p2 = &job2["payment"];
+    assert_eq!(p2["status"], "settled", "{job2}");
+    assert_ne!(p2["escrow_id"], p["escrow_id"]);
+    eprintln!(
+        "mlp_small (hashed input) settled through the service: {} gas",
+        p2["settle_gas"]
+    );
+    let price2: U256 = p2["price_units"].as_str().unwrap().parse().unwrap();
+    assert_eq!(balance(&op, eth_d.usdc, op.from), price + price2);
 
     // Polygon: the service deployed its own contracts there at start.
     let j = json(cli(&svc, &home, &["list-models", "--json"]));
     assert!(j.to_string().contains("mlp_small"));
     let pol_job = {
         // No USDC on Polygon yet: submitted, refused before paying, with what to do.
-        let o = cli(&svc, &home, &pay_args("polygon", &wallet, &pol.url));
+        let o = cli(&svc, &home, &pay_args("mlp_small", "polygon", &wallet, &pol.url));
         assert!(!o.status.success());
         let t = text(&o);
         assert!(t.contains("is submitted but not paid"), "{t}");
@@ -257,7 +277,7 @@ fn jobs_paid_through_the_escrow_settle_with_their_proof_on_both_chains() {
         r#ref: pj["payment"]["ref"].as_str().unwrap().parse().unwrap(),
         user: pol_user.from,
         token: pol_usdc,
-        price,
+        price: U256::ZERO,
         deadline: rt().block_on(pol_user.time()).unwrap() + 3600,
         model: pj["payment"]["model"].as_str().unwrap().parse().unwrap(),
         input: B256::repeat_byte(7),
@@ -334,7 +354,7 @@ fn a_service_killed_between_sending_and_confirming_a_settlement_settles_once() {
     );
     let home = setup_home("chain-crash-home", &svc);
     let job = json(cli(&svc, &home, &{
-        let mut a = pay_args("ethereum", &wallet, &eth.url);
+        let mut a = pay_args("mlp_small", "ethereum", &wallet, &eth.url);
         a.push("--json");
         a
     }));

@@ -66,6 +66,9 @@ pub struct Config {
     pub limits: Limits,
     /// halo2 circuits of more than `2^max_halo2_k` rows are refused before key generation.
     pub max_halo2_k: u32,
+    /// What halo2 proofs show of the input: its values, or only its Poseidon hash (what
+    /// on-chain settlement wants: fewer public values, less gas, and the input stays private).
+    pub halo2_inputs: ciro_prover::halo2_backend::InputVisibility,
     /// Where uploads are compiled and set up ([`isolate`]); `None` in this process.
     pub isolation: Option<isolate::Isolation>,
     /// Serve `POST /v1/faucet` (test tokens for anyone): development services only.
@@ -119,6 +122,7 @@ impl Config {
             srs_dir: ciro_prover::halo2_backend::default_srs_dir(),
             limits: Limits::default(),
             max_halo2_k: 22,
+            halo2_inputs: ciro_prover::halo2_backend::InputVisibility::Public,
             isolation: None,
             dev_faucet: false,
             faucet_cap_micro: 10_000 * pricing::MICRO,
@@ -440,6 +444,7 @@ fn open(config: &Config) -> Result<(Arc<Shared>, Option<std::fs::File>), Service
         registry::RegistryOptions {
             limits: config.limits,
             max_halo2_k: config.max_halo2_k,
+            halo2_inputs: config.halo2_inputs,
             isolation: config.isolation.clone(),
         },
     )?;

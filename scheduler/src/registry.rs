@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use ciro_model_compiler::{compile, compile_model_dir, onnx, CompiledModel, Limits};
+use ciro_prover::halo2_backend::InputVisibility;
 use ciro_prover::{BackendId, DynProver, DynProvingKey, DynVerifyingKey, ProverSettings};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -86,10 +87,22 @@ pub const MAX_MODEL_BYTES: usize = 16 << 20;
 pub struct Provers(Vec<Box<dyn DynProver>>);
 
 impl Provers {
-    pub fn new(settings: &ProverSettings) -> Result<Provers, String> {
+    /// One prover per backend; halo2 shows the input as `halo2_inputs` says, the others show
+    /// it (`settings.inputs` is ignored).
+    pub fn new(settings: &ProverSettings, halo2_inputs: InputVisibility) -> Result<Provers, String> {
         ciro_prover::backends()
             .iter()
-            .map(|b| ciro_prover::prover(b.id, settings).map_err(|e| format!("{}: {e}", b.name)))
+            .map(|b| {
+                let settings = ProverSettings {
+                    inputs: if b.id == BackendId::Halo2 {
+                        halo2_inputs
+                    } else {
+                        InputVisibility::Public
+                    },
+                    ..settings.clone()
+                };
+                ciro_prover::prover(b.id, &settings).map_err(|e| format!("{}: {e}", b.name))
+            })
             .collect::<Result<_, _>>()
             .map(Provers)
     }
@@ -276,6 +289,9 @@ pub struct Registry {
 pub struct RegistryOptions {
     pub limits: Limits,
     pub max_halo2_k: u32,
+    /// What halo2 proofs show of the input (public, or its Poseidon hash: cheaper to settle on
+    /// chain and private).
+    pub halo2_inputs: InputVisibility,
     /// Compile and set up uploads in a child process ([`crate::isolate`]); `None` does it in
     /// this process (tests and tools; a public service should isolate).
     pub isolation: Option<Isolation>,
@@ -311,7 +327,7 @@ impl Registry {
             ..settings.clone()
         };
         Ok(Registry {
-            provers: Provers::new(&settings).map_err(RegistryError::BadModel)?,
+            provers: Provers::new(&settings, options.halo2_inputs).map_err(RegistryError::BadModel)?,
             dir: dir.to_path_buf(),
             slots: Mutex::new(Slots::default()),
             limits: options.limits,
