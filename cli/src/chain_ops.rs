@@ -38,7 +38,9 @@ fn named(spec: &str, what: &str) -> Result<(Chain, String)> {
         .with_context(|| format!("{what} takes NAME=VALUE, got {spec:?}"))?;
     let chain: Chain = name.parse().map_err(anyhow::Error::msg)?;
     if chain::expected_chain_id(chain).is_none() {
-        bail!("{chain} settles on the embedded ledger: escrow payments are for ethereum and polygon");
+        bail!(
+            "{chain} settles on the embedded ledger: escrow payments are for ethereum and polygon"
+        );
     }
     Ok((chain, value.to_string()))
 }
@@ -70,10 +72,9 @@ impl ChainArgs {
             c.deployment = Some(d);
         }
         if !config.chains.is_empty() {
-            config.operator_key = Some(
-                operator_key(self.operator_key.as_deref())?
-                    .context("--chain needs the operator's key: --operator-key FILE or CIRO_OPERATOR_KEY")?,
-            );
+            config.operator_key = Some(operator_key(self.operator_key.as_deref())?.context(
+                "--chain needs the operator's key: --operator-key FILE or CIRO_OPERATOR_KEY",
+            )?);
         }
         config.min_deadline = std::time::Duration::from_secs(self.min_deadline_s);
         config.payment_window = std::time::Duration::from_secs(self.payment_window_s);

@@ -55,7 +55,9 @@ impl WalletArgs {
 
 /// Runs a chain call to completion (the CLI is synchronous).
 pub fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-    chain::runtime().context("cannot start a runtime")?.block_on(f)
+    chain::runtime()
+        .context("cannot start a runtime")?
+        .block_on(f)
 }
 
 fn word(s: &str, what: &str) -> Result<[u8; 32]> {
@@ -80,7 +82,11 @@ pub fn check_terms(vk_json: &str, input: &[Vec<f32>], p: &EscrowPayment) -> Resu
     }
     let scales: Vec<u32> = vk.inputs.iter().map(|t| t.scale).collect();
     if scales.len() != input.len() {
-        bail!("the key takes {} inputs, the file has {}", scales.len(), input.len());
+        bail!(
+            "the key takes {} inputs, the file has {}",
+            scales.len(),
+            input.len()
+        );
     }
     let flat: Vec<i64> = input
         .iter()

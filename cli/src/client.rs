@@ -447,8 +447,14 @@ fn dispatch(cli: &Cli) -> Result<()> {
                 ChainCommand::Pay { job_id, wallet } => {
                     let pin = Pinned::load(cfg_path.as_deref(), &client.server, *job_id)?;
                     let job = client.api.job(*job_id)?;
-                    let tx = pay(&pin, &job, wallet, cli.json)?;
-                    out.show(&json!({ "job_id": job_id, "open_tx": format!("{:#x}", tx.hash), "gas": tx.gas }), || String::new())
+                    let tx = pay(&pin, &job, wallet, true)?;
+                    let v = json!({ "job_id": job_id, "open_tx": format!("{:#x}", tx.hash), "gas": tx.gas });
+                    out.show(&v, || {
+                        format!(
+                            "job {job_id}: escrow opened in {:#x} ({} gas); the service proves it once it sees the payment",
+                            tx.hash, tx.gas
+                        )
+                    })
                 }
                 ChainCommand::Status { job_id, wallet } => {
                     let job = client.api.job(*job_id)?;
@@ -491,7 +497,9 @@ fn dispatch(cli: &Cli) -> Result<()> {
                         .context("this job is paid on the service's own ledger, not on chain")?;
                     let tx = chain_pay::block_on(chain_pay::refund(wallet, p))?;
                     let v = json!({ "job_id": job_id, "refund_tx": format!("{:#x}", tx.hash) });
-                    out.show(&v, || format!("job {job_id}: escrow refunded in {:#x}", tx.hash))
+                    out.show(&v, || {
+                        format!("job {job_id}: escrow refunded in {:#x}", tx.hash)
+                    })
                 }
             }
         }
@@ -794,9 +802,8 @@ fn pay(
     if p.status != "awaiting" {
         bail!("job {}'s escrow is {} already", job.id, p.status);
     }
-    chain_pay::check_terms(&pin.vk, &pin.input, p).with_context(|| {
-        format!("job {} is submitted but not paid", job.id)
-    })?;
+    chain_pay::check_terms(&pin.vk, &pin.input, p)
+        .with_context(|| format!("job {} is submitted but not paid", job.id))?;
     let tx = chain_pay::block_on(chain_pay::open(wallet, job)).with_context(|| {
         format!(
             "job {} is submitted but not paid: open its escrow with `ciro-cli chain pay --job-id {}`",

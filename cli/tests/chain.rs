@@ -128,7 +128,11 @@ fn pay_args<'a>(model: &'a str, chain: &'a str, wallet: &'a str, rpc: &'a str) -
 }
 
 fn job_of(svc: &Service, home: &Path, id: i64) -> Value {
-    json(cli(svc, home, &["job-status", "--job-id", &id.to_string(), "--json"]))
+    json(cli(
+        svc,
+        home,
+        &["job-status", "--job-id", &id.to_string(), "--json"],
+    ))
 }
 
 fn wait_payment(svc: &Service, home: &Path, id: i64, status: &str) -> Value {
@@ -224,12 +228,22 @@ fn jobs_paid_through_the_escrow_settle_with_their_proof_on_both_chains() {
         &svc,
         &home,
         &[
-            "chain", "status", "--job-id", &id.to_string(), "--rpc", &eth.url, "--json",
+            "chain",
+            "status",
+            "--job-id",
+            &id.to_string(),
+            "--rpc",
+            &eth.url,
+            "--json",
         ],
     ));
     assert_eq!(st["on_chain"], "settled", "{st}");
     assert_eq!(st["output_hash"], p["output_hash"]);
-    let shown = text(&cli(&svc, &home, &["job-status", "--job-id", &id.to_string()]));
+    let shown = text(&cli(
+        &svc,
+        &home,
+        &["job-status", "--job-id", &id.to_string()],
+    ));
     assert!(shown.contains("paid from the escrow"), "{shown}");
     assert!(shown.contains("settled in: 0x"), "{shown}");
 
@@ -252,7 +266,11 @@ fn jobs_paid_through_the_escrow_settle_with_their_proof_on_both_chains() {
     assert!(j.to_string().contains("mlp_small"));
     let pol_job = {
         // No USDC on Polygon yet: submitted, refused before paying, with what to do.
-        let o = cli(&svc, &home, &pay_args("mlp_small", "polygon", &wallet, &pol.url));
+        let o = cli(
+            &svc,
+            &home,
+            &pay_args("mlp_small", "polygon", &wallet, &pol.url),
+        );
         assert!(!o.status.success());
         let t = text(&o);
         assert!(t.contains("is submitted but not paid"), "{t}");
@@ -266,7 +284,11 @@ fn jobs_paid_through_the_escrow_settle_with_their_proof_on_both_chains() {
     };
     let pj = job_of(&svc, &home, pol_job);
     assert_eq!(pj["state"], "awaiting_payment");
-    let pol_usdc: Address = pj["payment"]["token_address"].as_str().unwrap().parse().unwrap();
+    let pol_usdc: Address = pj["payment"]["token_address"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let pol_escrow: Address = pj["payment"]["escrow"].as_str().unwrap().parse().unwrap();
     let pol_user = node(&pol, 1);
     rt().block_on(pol_user.mint(pol_usdc, pol_user.from, U256::from(start_balance)))
@@ -282,7 +304,11 @@ fn jobs_paid_through_the_escrow_settle_with_their_proof_on_both_chains() {
         model: pj["payment"]["model"].as_str().unwrap().parse().unwrap(),
         input: B256::repeat_byte(7),
     };
-    wrong.price = pj["payment"]["price_units"].as_str().unwrap().parse().unwrap();
+    wrong.price = pj["payment"]["price_units"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     rt().block_on(async {
         pol_user.approve(pol_usdc, pol_escrow, U256::MAX).await?;
         pol_user.open(pol_escrow, &wrong).await
@@ -308,14 +334,25 @@ fn jobs_paid_through_the_escrow_settle_with_their_proof_on_both_chains() {
         &svc,
         &home,
         &[
-            "chain", "pay", "--job-id", &pol_job.to_string(), "--wallet", &wallet, "--rpc",
-            &pol.url, "--json",
+            "chain",
+            "pay",
+            "--job-id",
+            &pol_job.to_string(),
+            "--wallet",
+            &wallet,
+            "--rpc",
+            &pol.url,
+            "--json",
         ],
     ));
     let done = wait_payment(&svc, &home, pol_job, "settled");
     assert_eq!(done["payment"]["chain_id"], 137);
     let pol_op = node(&pol, OPERATOR);
-    let pol_price: U256 = done["payment"]["price_units"].as_str().unwrap().parse().unwrap();
+    let pol_price: U256 = done["payment"]["price_units"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(balance(&pol_op, pol_usdc, pol_op.from), pol_price);
     assert_eq!(balance(&pol_op, pol_usdc, pol_escrow), U256::ZERO);
 }
@@ -369,14 +406,21 @@ fn a_service_killed_between_sending_and_confirming_a_settlement_settles_once() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let op = node(&eth, OPERATOR);
-    let price: U256 = job["payment"]["price_units"].as_str().unwrap().parse().unwrap();
+    let price: U256 = job["payment"]["price_units"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     // The settlement was mined; the service's store does not know yet.
     assert_eq!(balance(&op, d.usdc, op.from), price);
     drop(svc);
 
     let svc = Service::start(bin, &data, &args);
     let done = wait_payment(&svc, &home, id, "settled");
-    assert!(done["payment"]["settle_tx"].as_str().unwrap().starts_with("0x"));
+    assert!(done["payment"]["settle_tx"]
+        .as_str()
+        .unwrap()
+        .starts_with("0x"));
     // Paid once: the operator holds one price, the escrow nothing.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(balance(&op, d.usdc, op.from), price);

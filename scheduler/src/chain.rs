@@ -13,10 +13,9 @@ use alloy::sol_types::{SolCall, SolConstructor, SolEvent, SolValue};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use crate::pricing::{Chain, Token};
 pub use alloy::primitives;
 pub use alloy::signers::local::PrivateKeySigner;
-pub 
-use crate::pricing::{Chain, Token};
 
 /// The escrow and test-token sources, compiled with the pinned solc-js when deployed.
 pub const CONTRACTS_SOURCE: &str = include_str!("../contracts/CiroEscrow.sol");
@@ -464,12 +463,19 @@ impl Node {
     }
 
     pub async fn settle(&self, escrow: Address, terms: &Terms, calldata: &[u8]) -> Result<TxInfo> {
-        self.send("settle", settle_tx(escrow, terms, calldata)).await
+        self.send("settle", settle_tx(escrow, terms, calldata))
+            .await
     }
 
     /// Sends a settlement without waiting for it to be mined.
-    pub async fn send_settle(&self, escrow: Address, terms: &Terms, calldata: &[u8]) -> Result<B256> {
-        self.send_only("settle", settle_tx(escrow, terms, calldata)).await
+    pub async fn send_settle(
+        &self,
+        escrow: Address,
+        terms: &Terms,
+        calldata: &[u8],
+    ) -> Result<B256> {
+        self.send_only("settle", settle_tx(escrow, terms, calldata))
+            .await
     }
 
     pub async fn refund(&self, escrow: Address, terms: &Terms) -> Result<TxInfo> {
@@ -550,7 +556,9 @@ fn settle_tx(escrow: Address, terms: &Terms, calldata: &[u8]) -> TransactionRequ
         proof: Bytes::copy_from_slice(calldata),
     }
     .abi_encode();
-    TransactionRequest::default().with_to(escrow).with_input(data)
+    TransactionRequest::default()
+        .with_to(escrow)
+        .with_input(data)
 }
 
 /// A job's id in the escrow: the hash of its terms (what the contract's `jobId` computes).

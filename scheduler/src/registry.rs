@@ -89,7 +89,10 @@ pub struct Provers(Vec<Box<dyn DynProver>>);
 impl Provers {
     /// One prover per backend; halo2 shows the input as `halo2_inputs` says, the others show
     /// it (`settings.inputs` is ignored).
-    pub fn new(settings: &ProverSettings, halo2_inputs: InputVisibility) -> Result<Provers, String> {
+    pub fn new(
+        settings: &ProverSettings,
+        halo2_inputs: InputVisibility,
+    ) -> Result<Provers, String> {
         ciro_prover::backends()
             .iter()
             .map(|b| {
@@ -327,7 +330,8 @@ impl Registry {
             ..settings.clone()
         };
         Ok(Registry {
-            provers: Provers::new(&settings, options.halo2_inputs).map_err(RegistryError::BadModel)?,
+            provers: Provers::new(&settings, options.halo2_inputs)
+                .map_err(RegistryError::BadModel)?,
             dir: dir.to_path_buf(),
             slots: Mutex::new(Slots::default()),
             limits: options.limits,

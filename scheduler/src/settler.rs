@@ -106,7 +106,12 @@ pub async fn connect(shared: &Shared) -> Result<Vec<Arc<ChainLink>>, String> {
         }
         log(&format!(
             "{}: chain {} at {}, escrow {}, CIRO {}, USDC {}",
-            cc.chain, node.chain_id, cc.rpc_url, deployment.escrow, deployment.ciro, deployment.usdc
+            cc.chain,
+            node.chain_id,
+            cc.rpc_url,
+            deployment.escrow,
+            deployment.ciro,
+            deployment.usdc
         ));
         links.push(Arc::new(ChainLink {
             chain: cc.chain,
@@ -261,7 +266,9 @@ pub fn run(shared: Arc<Shared>, links: Vec<Arc<ChainLink>>) {
         }
         let window = shared.config.payment_window.as_secs_f64();
         if let Ok(n @ 1..) = shared.store.fail_unpaid(window) {
-            log(&format!("settler: {n} job(s) unpaid after {window} s failed"));
+            log(&format!(
+                "settler: {n} job(s) unpaid after {window} s failed"
+            ));
         }
     }
 }
@@ -371,7 +378,11 @@ async fn on_opened(shared: &Shared, link: &ChainLink, o: &OpenedJob) -> Result<(
     // Not a payment this service will prove against: give the money back now rather than
     // make the user wait for the deadline.
     let why = problem.unwrap_or_else(|| "pays for a job that is not waiting for payment".into());
-    if link.node.escrow_state(link.deployment.escrow, o.id).await.map_err(|e| e.to_string())?
+    if link
+        .node
+        .escrow_state(link.deployment.escrow, o.id)
+        .await
+        .map_err(|e| e.to_string())?
         == EscrowState::Open
     {
         let tx = link
@@ -389,12 +400,7 @@ async fn on_opened(shared: &Shared, link: &ChainLink, o: &OpenedJob) -> Result<(
 
 /// Records what the chain shows for a job whose escrow is no longer open. Returns `false`
 /// when it is still open.
-async fn reconcile(
-    shared: &Shared,
-    link: &ChainLink,
-    job: &Job,
-    id: B256,
-) -> Result<bool, String> {
+async fn reconcile(shared: &Shared, link: &ChainLink, job: &Job, id: B256) -> Result<bool, String> {
     let escrow = link.deployment.escrow;
     let state = link
         .node
@@ -449,7 +455,7 @@ fn open_terms(job: &Job) -> Result<(EscrowPayment, Terms, B256), String> {
 
 /// Settles a verified job with its proof, unless the chain shows it settled (or refunded).
 async fn settle(shared: &Shared, link: &ChainLink, job: &Job) -> Result<(), String> {
-    let (doc, terms, id) = open_terms(job)?;
+    let (_, terms, id) = open_terms(job)?;
     if reconcile(shared, link, job, id).await? {
         return Ok(());
     }
@@ -489,7 +495,6 @@ async fn settle(shared: &Shared, link: &ChainLink, job: &Job) -> Result<(), Stri
     if !receipt.status() {
         return Err(format!("settlement {hash} reverted; will look again"));
     }
-    let _ = doc;
     reconcile(shared, link, job, id).await.map(|_| ())
 }
 

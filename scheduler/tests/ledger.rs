@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use ciro_scheduler::pricing::{Chain, Token, CHAINS};
-use ciro_scheduler::store::{Claim, JobState, NewJob, Store, WorkerInfo};
+use ciro_scheduler::store::{Claim, JobState, NewJob, Opened, Store, WorkerInfo};
 use ciro_test_support::Postgres;
 use proptest::prelude::*;
 use serde_json::json;
@@ -37,6 +37,7 @@ on_both_stores!(
     concurrent_submissions_with_one_idempotency_key_make_one_job,
     workers_report_and_leave,
     claims_respect_a_workers_proof_systems,
+    an_escrow_paid_job_waits_for_its_escrow_and_holds_nothing_on_the_ledger,
 );
 
 const WORKERS: [&str; 2] = ["w1", "w2"];
@@ -69,6 +70,7 @@ fn new_job(account: i64, proof_system: &str) -> NewJob<'_> {
         price_micro: 10,
         proof_system,
         idempotency_key: None,
+        escrow: None,
     }
 }
 
@@ -237,6 +239,7 @@ fn run_steps(store: &Store, steps: Vec<Step>) {
                     price_micro: price,
                     proof_system: "stwo",
                     idempotency_key: key.as_deref(),
+                    escrow: None,
                 });
                 // Refusals (no balance, a reused key with another request) change nothing.
                 if let Ok((job, true)) = r {
@@ -357,6 +360,7 @@ fn a_job_is_charged_once_even_if_verified_again_after_a_crash(store: &Store) {
         price_micro: 400,
         proof_system: "stwo",
         idempotency_key: Some("once"),
+        escrow: None,
     };
     let (job, created) = store.create_job(&new).unwrap();
     assert!(created);
@@ -718,4 +722,107 @@ fn one_process_at_a_time_leads_and_the_lead_passes_on() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A job paid through an escrow: `awaiting_payment` (not claimable) until its escrow is
+/// recorded once; verifying or failing it never touches the ledger's balances; the watcher's
+/// cursor and the first recorded deployment persist; unpaid jobs fail after the window.
+fn an_escrow_paid_job_waits_for_its_escrow_and_holds_nothing_on_the_ledger(store: &Store) {
+    use ciro_client::types::EscrowPayment;
+    let a = funded(store, "chain");
+    let before = store.balances(a).unwrap();
+    let terms = |id: i64| EscrowPayment {
+        chain_id: 1,
+        escrow: "0xe".into(),
+        job_ref: format!("ref-{id}"),
+        status: "awaiting".into(),
+        ..Default::default()
+    };
+    let new = NewJob {
+        chain: Chain::Ethereum,
+        escrow: Some(&terms),
+        ..new_job(a, "halo2")
+    };
+    let (job, created) = store.create_job(&new).unwrap();
+    assert!(created);
+    assert_eq!(job.doc.state, JobState::AwaitingPayment);
+    let p = job.doc.payment.clone().unwrap();
+    assert_eq!(
+        (p.status.as_str(), p.job_ref.clone()),
+        ("awaiting", format!("ref-{}", job.doc.id))
+    );
+    assert_eq!(
+        store.balances(a).unwrap(),
+        before,
+        "nothing held on the ledger"
+    );
+    assert!(
+        store.claim_next(&claim("w1")).unwrap().is_none(),
+        "not claimable unpaid"
+    );
+    assert_eq!(store.escrow_jobs(1, "awaiting", 10).unwrap().len(), 1);
+
+    let mut open = p.clone();
+    open.status = "open".into();
+    open.user = Some("0xu".into());
+    assert_eq!(
+        store.escrow_opened(job.doc.id, &open).unwrap(),
+        Opened::Queued
+    );
+    assert_eq!(
+        store.escrow_opened(job.doc.id, &open).unwrap(),
+        Opened::NotWaiting
+    );
+    let j = store.claim_next(&claim("w1")).unwrap().unwrap();
+    assert_eq!(j.doc.id, job.doc.id);
+    assert!(store
+        .record_proof(j.doc.id, "w1", b"p", &json!({}), 1.0, 1.0)
+        .unwrap());
+    store.record_verified(j.doc.id, "w1", 1.0).unwrap();
+    assert_eq!(
+        store.balances(a).unwrap(),
+        before,
+        "verifying charges nothing here"
+    );
+    let open_jobs = store.escrow_jobs(1, "open", 10).unwrap();
+    assert_eq!(open_jobs.len(), 1);
+    assert_eq!(open_jobs[0].doc.state, JobState::Verified);
+    store
+        .update_escrow(j.doc.id, |d| {
+            d.status = "settled".into();
+            d.settle_tx = Some("0xs".into());
+        })
+        .unwrap();
+    let done = store.job(j.doc.id).unwrap().doc.payment.unwrap();
+    assert_eq!(
+        (done.status.as_str(), done.settle_tx.as_deref()),
+        ("settled", Some("0xs"))
+    );
+    assert!(store.escrow_jobs(1, "open", 10).unwrap().is_empty());
+
+    // An unpaid job fails after the payment window, releasing nothing (nothing was held).
+    let (unpaid, _) = store.create_job(&new).unwrap();
+    assert_eq!(store.fail_unpaid(3600.0).unwrap(), 0);
+    assert_eq!(store.fail_unpaid(-1.0).unwrap(), 1);
+    assert_eq!(
+        store.job(unpaid.doc.id).unwrap().doc.state,
+        JobState::Failed
+    );
+    assert_eq!(store.balances(a).unwrap(), before);
+    assert_eq!(
+        store.escrow_opened(unpaid.doc.id, &open).unwrap(),
+        Opened::NotWaiting
+    );
+    let (unwanted, _) = store.create_job(&new).unwrap();
+    let cancelled = store.cancel(a, unwanted.doc.id).unwrap();
+    assert_eq!(cancelled.doc.state, JobState::Cancelled);
+    assert_eq!(store.balances(a).unwrap(), before);
+
+    assert_eq!(store.chain_cursor(1, "0xe").unwrap(), None);
+    store.set_chain_cursor(1, "0xe", 7).unwrap();
+    store.set_chain_cursor(1, "0xe", 9).unwrap();
+    assert_eq!(store.chain_cursor(1, "0xe").unwrap(), Some(9));
+    assert_eq!(store.record_chain_deployment(1, "first").unwrap(), "first");
+    assert_eq!(store.record_chain_deployment(1, "second").unwrap(), "first");
+    assert_eq!(store.chain_deployment(1).unwrap().as_deref(), Some("first"));
 }

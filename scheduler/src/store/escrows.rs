@@ -56,12 +56,15 @@ fn write_doc(c: &mut dyn Conn, job: i64, doc: &EscrowPayment, insert: bool) -> R
 }
 
 fn read_doc(c: &mut dyn Conn, job: i64) -> Result<Option<EscrowPayment>> {
-    c.row("SELECT doc FROM escrows WHERE job = $1 FOR UPDATE", vals![job])?
-        .map(|r| {
-            serde_json::from_str(&r.text(0)?)
-                .map_err(|e| StoreError::Invalid(format!("escrow document: {e}")))
-        })
-        .transpose()
+    c.row(
+        "SELECT doc FROM escrows WHERE job = $1 FOR UPDATE",
+        vals![job],
+    )?
+    .map(|r| {
+        serde_json::from_str(&r.text(0)?)
+            .map_err(|e| StoreError::Invalid(format!("escrow document: {e}")))
+    })
+    .transpose()
 }
 
 /// What recording an opened escrow did.
@@ -108,15 +111,18 @@ impl Store {
                 if !waiting || current.as_ref().is_none_or(|d| d.status != "awaiting") {
                     return Ok(Opened::NotWaiting);
                 }
-                c.exec(
-                    "UPDATE jobs SET state = 'queued' WHERE id = $1",
-                    vals![id],
-                )?;
+                c.exec("UPDATE jobs SET state = 'queued' WHERE id = $1", vals![id])?;
                 write_doc(c, id, doc, false)?;
                 c.notify(db::QUEUED, "")?;
                 Ok(Opened::Queued)
             },
-            |o| if *o == Opened::Queued { vec![id] } else { Vec::new() },
+            |o| {
+                if *o == Opened::Queued {
+                    vec![id]
+                } else {
+                    Vec::new()
+                }
+            },
         )
     }
 

@@ -774,7 +774,8 @@ impl Store {
     /// from `$2`) holds, checked under the row's lock in the same transaction as the failure.
     fn fail_where(&self, id: i64, reason: &str, condition: &str, params: &[Val]) -> Result<bool> {
         let select = format!(
-            "SELECT state FROM jobs WHERE id = $1 AND state IN ('queued', 'proving', 'proved') \
+            "SELECT state FROM jobs WHERE id = $1 \
+             AND state IN ('awaiting_payment', 'queued', 'proving', 'proved') \
              AND {condition} FOR UPDATE"
         );
         let select_params = [&[Val::Int(id)][..], params].concat();
@@ -797,18 +798,19 @@ impl Store {
         )
     }
 
-    /// `queued` → `cancelled`, releasing the hold. Only the job's own account may cancel.
+    /// `queued` (or `awaiting_payment`) → `cancelled`, releasing the hold (an open escrow is
+    /// refunded by the settler). Only the job's own account may cancel.
     pub fn cancel(&self, account: i64, id: i64) -> Result<Job> {
         self.job_of(account, id)?;
         self.tx_about(
             |c| {
-                if job_money(c, id, "queued")?.is_none() {
-                    let state = c
-                        .row("SELECT state FROM jobs WHERE id = $1", vals![id])?
-                        .map_or(Ok(String::new()), |r| r.text(0))?;
+                let state = c
+                    .row("SELECT state FROM jobs WHERE id = $1 FOR UPDATE", vals![id])?
+                    .map_or(Ok(String::new()), |r| r.text(0))?;
+                if state != "queued" && state != "awaiting_payment" {
                     return Err(StoreError::NotCancellable { id, state });
                 }
-                release(c, id, "queued")?;
+                release(c, id, &state)?;
                 c.exec(
                     "UPDATE jobs SET state = 'cancelled', finished_at = ciro_now() WHERE id = $1",
                     vals![id],
