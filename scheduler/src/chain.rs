@@ -173,6 +173,9 @@ pub struct Node {
     pub chain_id: u64,
     /// The signer's address (`Address::ZERO` for a read-only connection).
     pub from: Address,
+    /// One send at a time per signer: each reads its nonce from the node, so two at once
+    /// would take the same one.
+    sending: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Node {
@@ -200,6 +203,7 @@ impl Node {
             url: url.to_string(),
             chain_id: 0,
             from,
+            sending: Default::default(),
         };
         node.chain_id = node.rpc(node.provider.get_chain_id()).await?;
         Ok(node)
@@ -258,6 +262,7 @@ impl Node {
 
     /// Sends a transaction without waiting for it to be mined: its hash.
     pub async fn send_only(&self, what: &str, tx: TransactionRequest) -> Result<B256> {
+        let _one = self.sending.lock().await;
         let pending = self
             .provider
             .send_transaction(tx.from(self.from))
@@ -308,12 +313,8 @@ impl Node {
     /// Deploys `code` (constructor arguments appended): the new contract's address.
     pub async fn deploy(&self, what: &str, code: Vec<u8>) -> Result<(Address, TxInfo)> {
         let tx = TransactionRequest::default().with_deploy_code(code);
-        let pending = self
-            .provider
-            .send_transaction(tx.from(self.from))
-            .await
-            .map_err(|e| self.revert_or_rpc(what, e))?;
-        let receipt = self.receipt(*pending.tx_hash()).await?;
+        let hash = self.send_only(what, tx).await?;
+        let receipt = self.receipt(hash).await?;
         let address = receipt
             .contract_address
             .filter(|_| receipt.status())
