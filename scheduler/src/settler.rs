@@ -113,6 +113,30 @@ pub async fn connect(shared: &Shared) -> Result<Vec<Arc<ChainLink>>, String> {
             deployment.ciro,
             deployment.usdc
         ));
+        if chain::expected_chain_id(cc.chain) != Some(node.chain_id) {
+            log(&format!(
+                "{}: note: the node is chain {}, not {}'s {} (a dev chain?)",
+                cc.chain,
+                node.chain_id,
+                cc.chain,
+                chain::expected_chain_id(cc.chain).unwrap_or_default()
+            ));
+        }
+        // Jobs can only be opened after the service quotes them: a first watch starts from
+        // now, not from the chain's genesis.
+        let key = hex0x(deployment.escrow);
+        if shared
+            .store
+            .chain_cursor(node.chain_id, &key)
+            .map_err(|e| e.to_string())?
+            .is_none()
+        {
+            let now = node.block_number().await.map_err(|e| e.to_string())?;
+            shared
+                .store
+                .set_chain_cursor(node.chain_id, &key, now.saturating_sub(1))
+                .map_err(|e| e.to_string())?;
+        }
         links.push(Arc::new(ChainLink {
             chain: cc.chain,
             node,
@@ -277,7 +301,7 @@ async fn pass(shared: &Shared, link: &ChainLink) -> Result<(), String> {
     watch(shared, link).await?;
     for job in shared
         .store
-        .escrow_jobs(link.node.chain_id, "open", 100)
+        .escrows_to_close(link.node.chain_id, 100)
         .map_err(|e| e.to_string())?
     {
         let outcome = match job.doc.state {

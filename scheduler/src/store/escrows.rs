@@ -80,10 +80,31 @@ pub enum Opened {
 impl Store {
     /// Jobs paid on chain `chain_id` whose escrow is in `status`, oldest first.
     pub fn escrow_jobs(&self, chain_id: u64, status: &str, limit: i64) -> Result<Vec<Job>> {
+        self.escrow_jobs_where(chain_id, status, "TRUE", limit)
+    }
+
+    /// Jobs paid on chain `chain_id` whose escrow is open and that have ended here (verified:
+    /// to settle; failed or cancelled: to refund), oldest first.
+    pub fn escrows_to_close(&self, chain_id: u64, limit: i64) -> Result<Vec<Job>> {
+        self.escrow_jobs_where(
+            chain_id,
+            "open",
+            "state IN ('verified', 'failed', 'cancelled')",
+            limit,
+        )
+    }
+
+    fn escrow_jobs_where(
+        &self,
+        chain_id: u64,
+        status: &str,
+        condition: &str,
+        limit: i64,
+    ) -> Result<Vec<Job>> {
         self.read(|c| {
             c.rows(
                 &format!(
-                    "SELECT {JOB_COLUMNS} FROM jobs WHERE id IN (SELECT job FROM escrows \
+                    "SELECT {JOB_COLUMNS} FROM jobs WHERE {condition} AND id IN (SELECT job FROM escrows \
                      WHERE chain_id = $1 AND status = $2) ORDER BY id LIMIT $3"
                 ),
                 vals![chain_id as i64, status, limit],
