@@ -69,6 +69,18 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// A job on Ethereum, paid in USDC, proved with halo2.
+fn request(model: &str, input: &serde_json::Value) -> JobRequest {
+    JobRequest {
+        model: model.into(),
+        input: Some(input.clone()),
+        chain: "ethereum".into(),
+        token: Some("USDC".into()),
+        proof_system: Some("halo2".into()),
+        ..Default::default()
+    }
+}
+
 fn run_user(
     url: &str,
     rpc: &str,
@@ -87,17 +99,7 @@ fn run_user(
     // Submit every job first, then pay for each: the service proves while the others open.
     let mut submitted = Vec::new();
     for _ in 0..jobs {
-        let job = api.submit_job(
-            &JobRequest {
-                model: model.into(),
-                input: Some(input.clone()),
-                chain: "ethereum".into(),
-                token: Some("USDC".into()),
-                proof_system: Some("halo2".into()),
-                ..Default::default()
-            },
-            None,
-        )?;
+        let job = api.submit_job(&request(model, input), None)?;
         let mut p = job.payment.context("the service quoted no escrow")?;
         p.user = Some(format!("{:#x}", wallet.from));
         p.deadline = Some(rt.block_on(wallet.time())? + p.min_deadline_s + 600);
@@ -183,17 +185,7 @@ fn main() -> Result<()> {
     {
         let mut api = ciro_client::Client::new(&url, None);
         api.signup(Some("warm-up"))?;
-        let j = api.submit_job(
-            &JobRequest {
-                model: args.model.clone(),
-                input: Some(input.clone()),
-                chain: "ethereum".into(),
-                token: Some("USDC".into()),
-                proof_system: Some("halo2".into()),
-                ..Default::default()
-            },
-            None,
-        )?;
+        let j = api.submit_job(&request(&args.model, &input), None)?;
         api.cancel(j.id)?;
     }
 

@@ -4,7 +4,7 @@
 use ciro_client::types::EscrowPayment;
 
 use super::db::{self, vals, Conn};
-use super::{job_from_row, now, Job, NewJob, Result, Store, StoreError, JOB_COLUMNS};
+use super::{insert_job, job_from_row, now, Job, NewJob, Result, Store, StoreError, JOB_COLUMNS};
 
 /// Inserts a job that waits for its escrow, and its quoted terms.
 pub(super) fn insert_escrow_job(
@@ -13,27 +13,7 @@ pub(super) fn insert_escrow_job(
     request_hash: &str,
     terms: &dyn Fn(i64) -> EscrowPayment,
 ) -> Result<i64> {
-    let id = c
-        .row(
-            "INSERT INTO jobs (account, model, model_hash, input, request_hash, chain, token, \
-             price, proof_system, state, idempotency_key, created_at, payment) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'awaiting_payment', $10, ciro_now(), 'escrow') \
-             RETURNING id",
-            vals![
-                job.account,
-                job.model,
-                job.model_hash,
-                job.input,
-                request_hash,
-                job.chain.as_str(),
-                job.token.as_str(),
-                job.price_micro,
-                job.proof_system,
-                job.idempotency_key
-            ],
-        )?
-        .ok_or_else(|| StoreError::Invalid("no job id".into()))?
-        .int(0)?;
+    let id = insert_job(c, job, request_hash, "awaiting_payment", "escrow")?;
     let doc = terms(id);
     write_doc(c, id, &doc, true)?;
     Ok(id)

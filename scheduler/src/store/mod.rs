@@ -435,26 +435,7 @@ impl Store {
                     price: crate::pricing::format_amount(job.price_micro),
                 });
             }
-            let id = c
-                .row(
-                    "INSERT INTO jobs (account, model, model_hash, input, request_hash, chain, token, \
-                     price, proof_system, state, idempotency_key, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', $10, ciro_now()) RETURNING id",
-                    vals![
-                        job.account,
-                        job.model,
-                        job.model_hash,
-                        job.input,
-                        request_hash.as_str(),
-                        job.chain.as_str(),
-                        job.token.as_str(),
-                        job.price_micro,
-                        job.proof_system,
-                        job.idempotency_key
-                    ],
-                )?
-                .ok_or_else(|| StoreError::Invalid("no job id".into()))?
-                .int(0)?;
+            let id = insert_job(c, job, &request_hash, "queued", "ledger")?;
             ledger(
                 c,
                 job.account,
@@ -1123,6 +1104,37 @@ fn job_money(c: &mut dyn Conn, id: i64, state: &str) -> Result<Option<(i64, Chai
         ))
     })
     .transpose()
+}
+
+/// Inserts a new job in `state`, paid on the `payment` side ('ledger' or 'escrow'): its id.
+fn insert_job(
+    c: &mut dyn Conn,
+    job: &NewJob<'_>,
+    request_hash: &str,
+    state: &str,
+    payment: &str,
+) -> Result<i64> {
+    c.row(
+        "INSERT INTO jobs (account, model, model_hash, input, request_hash, chain, token, \
+         price, proof_system, state, idempotency_key, created_at, payment) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, ciro_now(), $12) RETURNING id",
+        vals![
+            job.account,
+            job.model,
+            job.model_hash,
+            job.input,
+            request_hash,
+            job.chain.as_str(),
+            job.token.as_str(),
+            job.price_micro,
+            job.proof_system,
+            state,
+            job.idempotency_key,
+            payment
+        ],
+    )?
+    .ok_or_else(|| StoreError::Invalid("no job id".into()))?
+    .int(0)
 }
 
 /// Returns a job's held price to the available balance.
