@@ -228,6 +228,10 @@ enum Command {
         /// After SIGTERM, how long jobs in hand may take before they are handed back.
         #[arg(long, default_value_t = 60)]
         drain_s: u64,
+        /// What halo2 proofs show of the input: as the API nodes' `--halo2-inputs` (keys made
+        /// otherwise are other models' keys, and their proofs do not settle on chain).
+        #[arg(long, value_enum, default_value = "public")]
+        halo2_inputs: proving::Inputs,
     },
     /// Run the Ciro service (HTTP API, job store, proving workers) until Ctrl-C or SIGTERM.
     Serve {
@@ -488,6 +492,7 @@ fn dispatch(cli: &Cli) -> Result<()> {
             limits,
             max_halo2_k,
             drain_s,
+            halo2_inputs,
         } => {
             let mut config = ciro_scheduler::Config::new(data_dir);
             store.apply(&mut config)?;
@@ -503,6 +508,7 @@ fn dispatch(cli: &Cli) -> Result<()> {
             config.limits = limits.limits();
             config.max_halo2_k = *max_halo2_k;
             config.drain_deadline = std::time::Duration::from_secs(*drain_s);
+            config.halo2_inputs = (*halo2_inputs).into();
             config.handle_signals = true;
             let running = ciro_scheduler::start_workers(config)?;
             let id = running.shared.worker_id.clone();

@@ -479,7 +479,7 @@ fn open_terms(job: &Job) -> Result<(EscrowPayment, Terms, B256), String> {
 
 /// Settles a verified job with its proof, unless the chain shows it settled (or refunded).
 async fn settle(shared: &Shared, link: &ChainLink, job: &Job) -> Result<(), String> {
-    let (_, terms, id) = open_terms(job)?;
+    let (doc, terms, id) = open_terms(job)?;
     if reconcile(shared, link, job, id).await? {
         return Ok(());
     }
@@ -494,6 +494,15 @@ async fn settle(shared: &Shared, link: &ChainLink, job: &Job) -> Result<(), Stri
         .map_err(|e| e.to_string())?
         .ok_or("the verified job has no proof stored")?;
     let bundle = ProofBundle::from_bytes(&bundle).map_err(|e| e.to_string())?;
+    if format!("0x{}", bundle.header.model_commitment) != doc.model {
+        // Proved under another key (a worker with other --halo2-inputs, say): the escrow's
+        // verifier would reject it, so give the money back instead of spending gas on it.
+        log(&format!(
+            "{}: job {} was proved under key 0x{}, not the escrow's {}; refunding",
+            link.chain, job.doc.id, bundle.header.model_commitment, doc.model
+        ));
+        return refund(shared, link, job).await;
+    }
     let calldata = evm::calldata(&bundle).map_err(|e| e.to_string())?;
     let escrow = link.deployment.escrow;
     let sent = link.node.send_settle(escrow, &terms, &calldata).await;
