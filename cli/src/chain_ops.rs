@@ -30,6 +30,10 @@ pub struct ChainArgs {
     /// A job whose escrow is not opened within this many seconds fails.
     #[arg(long, default_value_t = 3600)]
     payment_window_s: u64,
+    /// Blocks an escrow's opening must be buried under before the job is proved (0 suits a
+    /// dev chain; a public chain wants enough to outlast its reorganisations).
+    #[arg(long, default_value_t = 0)]
+    confirmations: u64,
 }
 
 fn named(spec: &str, what: &str) -> Result<(Chain, String)> {
@@ -78,6 +82,7 @@ impl ChainArgs {
         }
         config.min_deadline = std::time::Duration::from_secs(self.min_deadline_s);
         config.payment_window = std::time::Duration::from_secs(self.payment_window_s);
+        config.confirmations = self.confirmations;
         Ok(())
     }
 }

@@ -72,6 +72,9 @@ fn word(s: &str, what: &str) -> Result<[u8; 32]> {
 pub fn check_terms(vk_json: &str, input: &[Vec<f32>], p: &EscrowPayment) -> Result<()> {
     let vk: Halo2VerifyingKey = serde_json::from_str(vk_json)
         .context("escrow payments settle halo2 proofs, and the pinned key is not a halo2 key")?;
+    if vk.input_visibility == ciro_prover::halo2_backend::InputVisibility::Private {
+        bail!("REFUSED to pay: the key's proofs hide their input, so any proof of the model would settle this job");
+    }
     let model = ciro_verifier::evm::model_word(&vk)?;
     if word(&p.model, "model commitment")? != model {
         bail!(
@@ -108,8 +111,10 @@ pub fn check_terms(vk_json: &str, input: &[Vec<f32>], p: &EscrowPayment) -> Resu
 }
 
 /// Opens job `job`'s escrow from the wallet: approves the price, then opens with a deadline
-/// `min_deadline_s` (plus ten minutes) after the chain's clock. Returns the open transaction.
-pub async fn open(wallet: &WalletArgs, job: &Job) -> Result<chain::TxInfo> {
+/// `min_deadline_s` (plus ten minutes) after the chain's clock. Before paying it checks, on
+/// the node, that the price is the one quoted and that the escrow judges the model with a
+/// verifier laid out as the pinned key's proofs are. Returns the open transaction.
+pub async fn open(wallet: &WalletArgs, job: &Job, vk_json: &str) -> Result<chain::TxInfo> {
     let p = job
         .payment
         .as_ref()
@@ -124,6 +129,23 @@ pub async fn open(wallet: &WalletArgs, job: &Job) -> Result<chain::TxInfo> {
         );
     }
     let escrow: Address = p.escrow.parse().context("escrow address")?;
+    if p.price_units != chain::units(job.token, job.price_micro).to_string() {
+        bail!(
+            "REFUSED to pay: the escrow terms ask {} units, the quoted price is {} {}",
+            p.price_units,
+            ciro_client::types::format_amount(job.price_micro),
+            job.token
+        );
+    }
+    let vk: Halo2VerifyingKey = serde_json::from_str(vk_json).context("the pinned key")?;
+    let model = p.model.parse().context("model commitment")?;
+    let layout = ciro_verifier::evm::instance_layout(&vk);
+    match node.registered(escrow, model).await? {
+        Some((_, i, o)) if (i, o) == layout => {}
+        other => bail!(
+            "REFUSED to pay: the escrow at {escrow:#x} does not judge this model as its key's proofs are laid out ({other:?}, expected {layout:?})"
+        ),
+    }
     let mut doc = p.clone();
     doc.user = Some(format!("{:#x}", node.from));
     doc.deadline = Some(node.time().await? + p.min_deadline_s + 600);

@@ -804,7 +804,7 @@ fn pay(
     }
     chain_pay::check_terms(&pin.vk, &pin.input, p)
         .with_context(|| format!("job {} is submitted but not paid", job.id))?;
-    let tx = chain_pay::block_on(chain_pay::open(wallet, job)).with_context(|| {
+    let tx = chain_pay::block_on(chain_pay::open(wallet, job, &pin.vk)).with_context(|| {
         format!(
             "job {} is submitted but not paid: open its escrow with `ciro-cli chain pay --job-id {}`",
             job.id, job.id
@@ -838,18 +838,6 @@ fn follow(client: &Client, id: i64, quiet: bool, timeout_s: u64) -> Result<Job> 
             ),
             e => e.into(),
         })?;
-    // A job paid on chain ends when its escrow is settled or refunded.
-    let mut done = done;
-    while done
-        .payment
-        .as_ref()
-        .is_some_and(|p| p.status == "open" || p.status == "awaiting")
-        && !matches!(done.state, JobState::Cancelled)
-        && start.elapsed() < Duration::from_secs(timeout_s)
-    {
-        std::thread::sleep(Duration::from_millis(500));
-        done = client.api.job(id)?;
-    }
     if !quiet {
         if let Some(p) = &done.payment {
             eprintln!(

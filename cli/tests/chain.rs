@@ -427,3 +427,26 @@ fn a_service_killed_between_sending_and_confirming_a_settlement_settles_once() {
     assert_eq!(balance(&op, d.usdc, d.escrow), U256::ZERO);
     assert_eq!(job_of(&svc, &home, id)["payment"]["status"], "settled");
 }
+
+/// Proofs that hide their input would let one proof settle every job of its model: a service
+/// that settles on chain refuses to start with them.
+#[test]
+fn escrow_payments_refuse_proofs_that_hide_their_input() {
+    let dir = fresh_dir("chain-private");
+    let op_key = key_file(&dir, "operator.key", OPERATOR);
+    let o = ciro(&[
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--data-dir",
+        &dir.join("data").display().to_string(),
+        "--chain",
+        "ethereum=http://127.0.0.1:9",
+        "--operator-key",
+        &op_key.display().to_string(),
+        "--halo2-inputs",
+        "private",
+    ]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("not private"), "{}", text(&o));
+}

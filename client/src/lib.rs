@@ -287,7 +287,7 @@ impl Client {
     }
 
     /// Follows a job through its live events (`GET /v1/jobs/{id}/events`) until it is
-    /// verified, failed or cancelled, calling `on_change` with each new state; reconnects if
+    /// verified, failed or cancelled (and its escrow, if it opened one, settled or refunded), calling `on_change` with each new state; reconnects if
     /// the stream ends early. Returns the final job, or [`ClientError::Timeout`] after `limit`.
     pub fn follow(&self, id: i64, limit: Duration, mut on_change: impl FnMut(&Job)) -> Result<Job> {
         let start = Instant::now();
@@ -298,7 +298,7 @@ impl Client {
                 on_change(&job);
                 shown = Some(job.state);
             }
-            job.state.is_final().then_some(job)
+            job.is_done().then_some(job)
         };
         loop {
             let Some(left) = limit.checked_sub(start.elapsed()).filter(|d| !d.is_zero()) else {

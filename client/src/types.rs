@@ -346,6 +346,14 @@ pub struct Job {
     pub payment: Option<EscrowPayment>,
 }
 
+impl Job {
+    /// Nothing more will happen to it: its state is final and, if it is paid through an
+    /// escrow that was opened, the escrow is settled or refunded too.
+    pub fn is_done(&self) -> bool {
+        self.state.is_final() && self.payment.as_ref().is_none_or(|p| p.status != "open")
+    }
+}
+
 /// A job's on-chain payment. The service quotes the terms; the user opens the escrow with
 /// them (adding their address and a deadline no earlier than `min_deadline_s` from the chain's
 /// clock); the service proves, then settles with the proof. Hashes and addresses are `0x` hex.
@@ -376,6 +384,8 @@ pub struct EscrowPayment {
     pub escrow_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_tx: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_block: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settle_tx: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

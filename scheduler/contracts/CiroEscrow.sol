@@ -131,6 +131,8 @@ contract CiroEscrow {
     {
         require(models[model].verifier == address(0), "model already registered");
         require(verifier.code.length > 0, "the verifier has no code");
+        // A proof that shows nothing of its input would settle any job of the model.
+        require(inputWords > 0, "a proof must show its input or its hash");
         require(outputWords > 0, "a proof shows at least one output");
         models[model] = Model(verifier, inputWords, outputWords);
         emit ModelRegistered(model, verifier, inputWords, outputWords);

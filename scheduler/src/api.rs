@@ -594,6 +594,14 @@ async fn create_job(
     let link = s.chain_link(chain);
     let escrow_model = match &link {
         Some(link) => {
+            if model.uploaded {
+                // Registering a model deploys its verifier at the operator's expense: only the
+                // operator's own models are offered through the escrow.
+                return Err(ApiError::bad(
+                    "bad_chain",
+                    format!("on {chain}, jobs are paid through the escrow, which takes the service's built-in models; an uploaded model is paid on starknet (the embedded ledger)"),
+                ));
+            }
             if system != BackendId::Halo2 {
                 return Err(ApiError::bad(
                     "bad_proof_system",

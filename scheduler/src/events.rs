@@ -131,7 +131,7 @@ impl Follow {
             };
             let text = serde_json::to_string(&job.doc).unwrap_or_default();
             if self.last.as_deref() != Some(text.as_str()) {
-                self.done = job.doc.state.is_final();
+                self.done = job.doc.is_done();
                 self.sent += 1;
                 let event = Event::default()
                     .event("job")

@@ -101,6 +101,9 @@ pub struct Config {
     pub min_deadline: Duration,
     /// A job whose escrow is not opened within this long of its submission fails.
     pub payment_window: Duration,
+    /// Blocks an escrow's opening must be buried under before its job is queued (0: the
+    /// latest block; a dev chain).
+    pub confirmations: u64,
     /// Fault injection for tests: called by a worker with each job it claims, before any other
     /// step (a panic or a sleep here stands for any step failing or hanging).
     #[doc(hidden)]
@@ -137,6 +140,7 @@ impl Config {
             operator_key: None,
             min_deadline: Duration::from_secs(3600),
             payment_window: Duration::from_secs(3600),
+            confirmations: 0,
             fault_hook: None,
         }
     }

@@ -48,6 +48,9 @@ pub struct ChainLink {
 /// The advisory lock key of the settler's lead (one API node settles per cluster).
 const SETTLER_LEAD: i64 = 727_103;
 
+/// A settlement is sent only while the deadline is at least this far off (chain time).
+const SETTLE_MARGIN_S: u64 = 120;
+
 fn hex0x(b: impl AsRef<[u8]>) -> String {
     format!("0x{}", hex::encode(b))
 }
@@ -55,6 +58,16 @@ fn hex0x(b: impl AsRef<[u8]>) -> String {
 /// Connects to each configured chain and finds (or, on a dev chain, deploys) the contracts.
 pub async fn connect(shared: &Shared) -> Result<Vec<Arc<ChainLink>>, String> {
     let c = &shared.config;
+    if !c.chains.is_empty()
+        && c.halo2_inputs == ciro_prover::halo2_backend::InputVisibility::Private
+    {
+        return Err(
+            "escrow payments need proofs that show their input or its hash: \
+                    --halo2-inputs public or hashed, not private (a proof of any input would \
+                    settle every job of its model)"
+                .into(),
+        );
+    }
     let mut links = Vec::new();
     for cc in &c.chains {
         let key = c
@@ -275,6 +288,7 @@ pub fn run(shared: Arc<Shared>, links: Vec<Arc<ChainLink>>) {
         .database
         .as_deref()
         .map(|url| crate::store::postgres::Leader::new(url, SETTLER_LEAD));
+    let mut backoff = Backoff::default();
     while !shared.stopping.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(500));
         if let Some(lead) = &mut lead {
@@ -284,7 +298,7 @@ pub fn run(shared: Arc<Shared>, links: Vec<Arc<ChainLink>>) {
             }
         }
         for link in &links {
-            if let Err(e) = rt.block_on(pass(&shared, link)) {
+            if let Err(e) = rt.block_on(pass(&shared, link, &mut backoff)) {
                 log(&format!("settler: {}: {e}", link.chain));
             }
         }
@@ -297,20 +311,49 @@ pub fn run(shared: Arc<Shared>, links: Vec<Arc<ChainLink>>) {
     }
 }
 
-async fn pass(shared: &Shared, link: &ChainLink) -> Result<(), String> {
+/// Jobs whose settlement (or refund) failed wait before the next try: 1 s, doubling to 5
+/// minutes, so one that keeps failing neither floods the node nor holds up the others.
+#[derive(Default)]
+struct Backoff(std::collections::HashMap<i64, (u32, std::time::Instant)>);
+
+impl Backoff {
+    fn due(&self, id: i64) -> bool {
+        self.0
+            .get(&id)
+            .is_none_or(|(_, at)| std::time::Instant::now() >= *at)
+    }
+
+    fn failed(&mut self, id: i64) {
+        let n = self.0.get(&id).map_or(0, |(n, _)| *n + 1);
+        let wait = Duration::from_secs((1u64 << n.min(9)).min(300));
+        self.0.insert(id, (n, std::time::Instant::now() + wait));
+    }
+}
+
+async fn pass(shared: &Shared, link: &ChainLink, backoff: &mut Backoff) -> Result<(), String> {
     watch(shared, link).await?;
-    for job in shared
+    let due: Vec<Job> = shared
         .store
-        .escrows_to_close(link.node.chain_id, 100)
+        .escrows_to_close(link.node.chain_id, 1000)
         .map_err(|e| e.to_string())?
-    {
+        .into_iter()
+        .filter(|j| backoff.due(j.doc.id))
+        .take(100)
+        .collect();
+    for job in due {
         let outcome = match job.doc.state {
             JobState::Verified => settle(shared, link, &job).await,
             JobState::Failed | JobState::Cancelled => refund(shared, link, &job).await,
             _ => Ok(()),
         };
-        if let Err(e) = outcome {
-            log(&format!("settler: job {}: {e}", job.doc.id));
+        match outcome {
+            Ok(()) => {
+                backoff.0.remove(&job.doc.id);
+            }
+            Err(e) => {
+                backoff.failed(job.doc.id);
+                log(&format!("settler: job {}: {e}", job.doc.id));
+            }
         }
     }
     Ok(())
@@ -321,7 +364,14 @@ async fn watch(shared: &Shared, link: &ChainLink) -> Result<(), String> {
     let escrow = link.deployment.escrow;
     let key = hex0x(escrow);
     let chain_id = link.node.chain_id;
-    let latest = link.node.block_number().await.map_err(|e| e.to_string())?;
+    // Only blocks with enough confirmations: an open that a reorganisation drops is never
+    // queued.
+    let latest = link
+        .node
+        .block_number()
+        .await
+        .map_err(|e| e.to_string())?
+        .saturating_sub(shared.config.confirmations);
     let from = match shared
         .store
         .chain_cursor(chain_id, &key)
@@ -341,6 +391,8 @@ async fn watch(shared: &Shared, link: &ChainLink) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?
     {
+        // A transient failure (the node, the database) ends the pass before the cursor moves:
+        // the next pass reads the event again, and handling it twice is harmless.
         on_opened(shared, link, &opened).await?;
     }
     shared
@@ -353,9 +405,23 @@ async fn on_opened(shared: &Shared, link: &ChainLink, o: &OpenedJob) -> Result<(
     let t = &o.terms;
     let job_id = U256::from_be_bytes(t.r#ref.0);
     let job = match i64::try_from(job_id) {
-        Ok(id) => shared.store.job(id).ok(),
+        Ok(id) => match shared.store.job(id) {
+            Ok(job) => Some(job),
+            Err(crate::store::StoreError::NoSuchJob(_)) => None,
+            Err(e) => return Err(e.to_string()),
+        },
         Err(_) => None,
     };
+    let escrow_id = hex0x(o.id);
+    if job
+        .as_ref()
+        .and_then(|j| j.doc.payment.as_ref())
+        .is_some_and(|p| p.escrow_id.as_deref() == Some(escrow_id.as_str()))
+    {
+        // This very escrow is recorded already (the event is read again after a pass that
+        // did not finish): nothing to do.
+        return Ok(());
+    }
     let problem = match &job {
         None => Some("names no job of this service".to_string()),
         Some(job) => match &job.doc.payment {
@@ -381,8 +447,9 @@ async fn on_opened(shared: &Shared, link: &ChainLink, o: &OpenedJob) -> Result<(
         doc.status = "open".into();
         doc.user = Some(hex0x(t.user));
         doc.deadline = Some(t.deadline);
-        doc.escrow_id = Some(hex0x(o.id));
+        doc.escrow_id = Some(escrow_id.clone());
         doc.open_tx = Some(hex0x(o.tx));
+        doc.open_block = Some(o.block);
         match shared
             .store
             .escrow_opened(job.doc.id, &doc)
@@ -400,24 +467,31 @@ async fn on_opened(shared: &Shared, link: &ChainLink, o: &OpenedJob) -> Result<(
         }
     }
     // Not a payment this service will prove against: give the money back now rather than
-    // make the user wait for the deadline.
+    // make the user wait for the deadline; but only in the service's own tokens (a token
+    // anyone wrote could refuse the transfer or burn the operator's gas), and never let a
+    // refund that fails stop the watch (the user can reclaim after the deadline).
     let why = problem.unwrap_or_else(|| "pays for a job that is not waiting for payment".into());
-    if link
-        .node
-        .escrow_state(link.deployment.escrow, o.id)
-        .await
-        .map_err(|e| e.to_string())?
-        == EscrowState::Open
-    {
-        let tx = link
-            .node
-            .refund(link.deployment.escrow, t)
-            .await
-            .map_err(|e| e.to_string())?;
+    if t.token != link.deployment.ciro && t.token != link.deployment.usdc {
         log(&format!(
-            "{}: escrow {} {why}: refunded (tx {})",
-            link.chain, o.id, tx.hash
+            "{}: escrow {} {why}, in a token of no use here: left to its user to reclaim",
+            link.chain, o.id
         ));
+        return Ok(());
+    }
+    let escrow = link.deployment.escrow;
+    match link.node.escrow_state(escrow, o.id).await {
+        Ok(EscrowState::Open) => match link.node.refund(escrow, t).await {
+            Ok(tx) => log(&format!(
+                "{}: escrow {} {why}: refunded (tx {})",
+                link.chain, o.id, tx.hash
+            )),
+            Err(e) => log(&format!(
+                "{}: escrow {} {why}; the refund failed ({e}): its user can reclaim it after the deadline",
+                link.chain, o.id
+            )),
+        },
+        Ok(_) => {}
+        Err(e) => return Err(e.to_string()),
     }
     Ok(())
 }
@@ -425,23 +499,31 @@ async fn on_opened(shared: &Shared, link: &ChainLink, o: &OpenedJob) -> Result<(
 /// Records what the chain shows for a job whose escrow is no longer open. Returns `false`
 /// when it is still open.
 async fn reconcile(shared: &Shared, link: &ChainLink, job: &Job, id: B256) -> Result<bool, String> {
-    let escrow = link.deployment.escrow;
+    let (escrow, from) = job_escrow(job)?;
     let state = link
         .node
         .escrow_state(escrow, id)
         .await
         .map_err(|e| e.to_string())?;
     let closing = || async {
+        // Looked up from the block the escrow was opened in; if the node cannot say, the
+        // state is recorded without it.
         link.node
-            .closing_tx(escrow, id, 0)
+            .closing_tx(escrow, id, from)
             .await
-            .map_err(|e| e.to_string())
+            .unwrap_or_else(|e| {
+                log(&format!(
+                    "{}: escrow {id}: its closing transaction: {e}",
+                    link.chain
+                ));
+                None
+            })
     };
     match state {
         EscrowState::Open => return Ok(false),
         EscrowState::Unknown => return Err(format!("escrow {id} is unknown to the chain")),
         EscrowState::Settled(output) => {
-            let tx = closing().await?;
+            let tx = closing().await;
             shared
                 .store
                 .update_escrow(job.doc.id, |d| {
@@ -457,7 +539,7 @@ async fn reconcile(shared: &Shared, link: &ChainLink, job: &Job, id: B256) -> Re
             log(&format!("{}: job {} settled", link.chain, job.doc.id));
         }
         EscrowState::Refunded => {
-            let tx = closing().await?;
+            let tx = closing().await;
             shared
                 .store
                 .update_escrow(job.doc.id, |d| {
@@ -469,6 +551,17 @@ async fn reconcile(shared: &Shared, link: &ChainLink, job: &Job, id: B256) -> Re
         }
     }
     Ok(true)
+}
+
+/// The escrow a job was opened in (its own record, whatever the service is configured with
+/// now) and the block to look for its events from.
+fn job_escrow(job: &Job) -> Result<(Address, u64), String> {
+    let doc = job.doc.payment.as_ref().ok_or("the job has no escrow")?;
+    let escrow = doc
+        .escrow
+        .parse::<Address>()
+        .map_err(|e| format!("escrow address {:?}: {e}", doc.escrow))?;
+    Ok((escrow, doc.open_block.unwrap_or(0)))
 }
 
 fn open_terms(job: &Job) -> Result<(EscrowPayment, Terms, B256), String> {
@@ -484,7 +577,8 @@ async fn settle(shared: &Shared, link: &ChainLink, job: &Job) -> Result<(), Stri
         return Ok(());
     }
     let now = link.node.time().await.map_err(|e| e.to_string())?;
-    if now > terms.deadline {
+    // A settlement mined after the deadline reverts (and costs gas): leave it a margin.
+    if now + SETTLE_MARGIN_S > terms.deadline {
         // Too late to be paid: the user reclaims (`ciro-cli chain refund`), or we refund now.
         return refund(shared, link, job).await;
     }
@@ -504,7 +598,7 @@ async fn settle(shared: &Shared, link: &ChainLink, job: &Job) -> Result<(), Stri
         return refund(shared, link, job).await;
     }
     let calldata = evm::calldata(&bundle).map_err(|e| e.to_string())?;
-    let escrow = link.deployment.escrow;
+    let (escrow, _) = job_escrow(job)?;
     let sent = link.node.send_settle(escrow, &terms, &calldata).await;
     let hash = match sent {
         Ok(h) => h,
@@ -526,7 +620,11 @@ async fn settle(shared: &Shared, link: &ChainLink, job: &Job) -> Result<(), Stri
     }
     let receipt = link.node.receipt(hash).await.map_err(|e| e.to_string())?;
     if !receipt.status() {
-        return Err(format!("settlement {hash} reverted; will look again"));
+        log(&format!(
+            "{}: job {}: settlement {hash} reverted when mined; refunding",
+            link.chain, job.doc.id
+        ));
+        return refund(shared, link, job).await;
     }
     reconcile(shared, link, job, id).await.map(|_| ())
 }
@@ -539,7 +637,7 @@ async fn refund(shared: &Shared, link: &ChainLink, job: &Job) -> Result<(), Stri
         return Ok(());
     }
     link.node
-        .refund(link.deployment.escrow, &terms)
+        .refund(job_escrow(job)?.0, &terms)
         .await
         .map_err(|e| e.to_string())?;
     reconcile(shared, link, job, id).await.map(|_| ())

@@ -106,6 +106,13 @@ async fn flow(anvil: &Anvil, proved: &Proved) -> Gas {
         user.register(dep.escrow, model, verifier_at, layout).await,
         "only the operator",
     );
+    // A verifier whose proofs show nothing of their input would settle any job of its model.
+    reverted(
+        operator
+            .register(dep.escrow, B256::repeat_byte(9), verifier_at, (0, 10))
+            .await,
+        "show its input",
+    );
     operator
         .register(dep.escrow, model, verifier_at, layout)
         .await

@@ -299,7 +299,8 @@ async function follow(id, submitted) {
     }
     last = doc;
     $("job-state").textContent = doc.state;
-    if (!FINAL.includes(doc.state)) return false;
+    // A job paid through an escrow ends once the escrow is settled or refunded too.
+    if (!FINAL.includes(doc.state) || (doc.payment && doc.payment.status === "open")) return false;
     following = null;
     return true;
   };

@@ -18,6 +18,11 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Union
 
 Json = Dict[str, Any]
 FINAL_STATES = ("verified", "failed", "cancelled")
+
+
+def _done(doc: dict) -> bool:
+    """A final state, and (for a job paid through an on-chain escrow) the escrow settled or refunded."""
+    return doc["state"] in FINAL_STATES and (doc.get("payment") or {}).get("status") != "open"
 # The proof system a job gets when it names none (the service's rule: EVM chains get halo2).
 DEFAULT_SYSTEM = {"starknet": "stwo", "ethereum": "halo2", "polygon": "halo2"}
 MICRO = 1_000_000
@@ -206,7 +211,7 @@ class Client:
                             continue
                         state = doc["state"]
                         yield doc
-                        if state in FINAL_STATES:
+                        if _done(doc):
                             return
             except CiroError as e:
                 if e.status in (503, 404):
@@ -215,7 +220,7 @@ class Client:
                     if doc["state"] != state:
                         state = doc["state"]
                         yield doc
-                    if state in FINAL_STATES:
+                    if _done(doc):
                         return
                     time.sleep(1.0)
                     continue
