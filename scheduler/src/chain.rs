@@ -20,42 +20,11 @@ pub use alloy::signers::local::PrivateKeySigner;
 /// The escrow and test-token sources, compiled with the pinned solc-js when deployed.
 pub const CONTRACTS_SOURCE: &str = include_str!("../contracts/CiroEscrow.sol");
 
-sol! {
-    #[sol(rpc)]
-    #[derive(Debug, PartialEq, Eq)]
-    contract CiroEscrow {
-        struct Terms {
-            bytes32 ref;
-            address user;
-            address token;
-            uint256 price;
-            uint64 deadline;
-            bytes32 model;
-            bytes32 input;
-        }
-        address public operator;
-        function models(bytes32 model) external view returns (address verifier, uint32 inputWords, uint32 outputWords);
-        function jobs(bytes32 id) external view returns (bytes32);
-        function jobId(Terms calldata t) external pure returns (bytes32);
-        function register(bytes32 model, address verifier, uint32 inputWords, uint32 outputWords) external;
-        function open(Terms calldata t) external returns (bytes32 id);
-        function settle(Terms calldata t, bytes calldata proof) external;
-        function refund(Terms calldata t) external;
-        event ModelRegistered(bytes32 indexed model, address verifier, uint32 inputWords, uint32 outputWords);
-        event Opened(bytes32 indexed id, bytes32 indexed ref, address indexed user, Terms terms);
-        event Settled(bytes32 indexed id, bytes32 outputHash, uint256 price);
-        event Refunded(bytes32 indexed id, uint256 price);
-    }
-
-    #[sol(rpc)]
-    contract TestToken {
-        constructor(string name_, string symbol_, uint8 decimals_);
-        function decimals() external view returns (uint8);
-        function balanceOf(address who) external view returns (uint256);
-        function mint(address to, uint256 amount) external;
-        function approve(address spender, uint256 amount) external returns (bool);
-    }
-}
+// The bindings come from the contracts' own source, so they cannot drift from it.
+sol!(
+    #[sol(rpc, all_derives)]
+    "contracts/CiroEscrow.sol"
+);
 
 pub use CiroEscrow::Terms;
 
@@ -387,7 +356,7 @@ impl Node {
 
     pub async fn token_balance(&self, token: Address, who: Address) -> Result<U256> {
         let out = self
-            .call(token, TestToken::balanceOfCall { who }.abi_encode())
+            .call(token, TestToken::balanceOfCall(who).abi_encode())
             .await?;
         U256::abi_decode(&out).map_err(|e| self.error(e))
     }
@@ -446,10 +415,10 @@ impl Node {
         model: B256,
     ) -> Result<Option<(Address, u32, u32)>> {
         let out = self
-            .call(escrow, CiroEscrow::modelsCall { model }.abi_encode())
+            .call(escrow, CiroEscrow::modelsCall(model).abi_encode())
             .await?;
         let r = CiroEscrow::modelsCall::abi_decode_returns(&out).map_err(|e| self.error(e))?;
-        Ok((r.verifier != Address::ZERO).then_some((r.verifier, r.inputWords, r.outputWords)))
+        Ok((r._0 != Address::ZERO).then_some((r._0, r._1, r._2)))
     }
 
     pub async fn open(&self, escrow: Address, terms: &Terms) -> Result<TxInfo> {
@@ -492,7 +461,7 @@ impl Node {
 
     pub async fn escrow_state(&self, escrow: Address, id: B256) -> Result<EscrowState> {
         let out = self
-            .call(escrow, CiroEscrow::jobsCall { id }.abi_encode())
+            .call(escrow, CiroEscrow::jobsCall(id).abi_encode())
             .await?;
         let word = B256::abi_decode(&out).map_err(|e| self.error(e))?;
         let n = U256::from_be_bytes(word.0);
