@@ -101,6 +101,33 @@ fn operator_key(path: Option<&Path>) -> Result<Option<String>> {
     Ok(Some(hex_key.trim().to_string()))
 }
 
+/// `ciro chain mint`: dev-chain test tokens to an address.
+pub fn mint(
+    rpc: &str,
+    contracts: &Path,
+    token: &str,
+    to: &str,
+    amount: &str,
+    key: Option<&Path>,
+) -> Result<chain::TxInfo> {
+    let d: Deployment = serde_json::from_slice(
+        &std::fs::read(contracts)
+            .with_context(|| format!("cannot read {}", contracts.display()))?,
+    )
+    .with_context(|| format!("{} is not a deployment file", contracts.display()))?;
+    let token: ciro_scheduler::pricing::Token = token.parse().map_err(anyhow::Error::msg)?;
+    let micro = ciro_scheduler::pricing::parse_amount(amount).map_err(anyhow::Error::msg)?;
+    let to: chain::primitives::Address = to.parse().context("--to is not an address")?;
+    let key = operator_key(key)?
+        .context("a key to send the transaction: --operator-key FILE or CIRO_OPERATOR_KEY")?;
+    let signer = chain::parse_key(&key).map_err(anyhow::Error::msg)?;
+    Ok(chain::runtime()?.block_on(async {
+        let node = Node::connect(rpc, Some(signer)).await?;
+        node.mint(d.token(token), to, chain::units(token, micro))
+            .await
+    })?)
+}
+
 /// `ciro chain deploy`: the escrow (operated by the key) and the dev tokens; the addresses.
 pub fn deploy(rpc: &str, key: Option<&Path>, out: Option<&Path>) -> Result<Deployment> {
     let key = operator_key(key)?

@@ -306,6 +306,28 @@ enum ChainCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Mint dev-chain test tokens (the test tokens' `mint` is open to anyone) to an address.
+    Mint {
+        /// The node's JSON-RPC URL.
+        #[arg(long)]
+        rpc: String,
+        /// The deployment file `ciro chain deploy --out` wrote.
+        #[arg(long)]
+        contracts: PathBuf,
+        /// CIRO or USDC.
+        #[arg(long, default_value = "USDC")]
+        token: String,
+        /// The address to credit (0x…).
+        #[arg(long)]
+        to: String,
+        /// Whole tokens, e.g. 100 or 0.5.
+        #[arg(long, default_value = "100")]
+        amount: String,
+        /// A file holding the key that sends the transaction (any funded account) [or env
+        /// CIRO_OPERATOR_KEY].
+        #[arg(long)]
+        operator_key: Option<PathBuf>,
+    },
 }
 
 /// Where the service keeps its jobs (`ciro serve`, `ciro worker`).
@@ -584,6 +606,25 @@ fn dispatch(cli: &Cli) -> Result<()> {
                     "chain {}\nescrow {:#x}\nCIRO   {:#x}\nUSDC   {:#x}",
                     d.chain_id, d.escrow, d.ciro, d.usdc
                 );
+            }
+            Ok(())
+        }
+        Command::Chain {
+            command:
+                ChainCommand::Mint {
+                    rpc,
+                    contracts,
+                    token,
+                    to,
+                    amount,
+                    operator_key,
+                },
+        } => {
+            let tx = chain_ops::mint(rpc, contracts, token, to, amount, operator_key.as_deref())?;
+            if cli.json {
+                println!("{}", serde_json::json!({ "tx": format!("{:#x}", tx.hash) }));
+            } else {
+                println!("minted {amount} {token} to {to} in {:#x}", tx.hash);
             }
             Ok(())
         }

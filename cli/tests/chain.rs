@@ -365,7 +365,29 @@ fn a_service_killed_between_sending_and_confirming_a_settlement_settles_once() {
     let wallet = key_file(&dir, "wallet.key", 2);
     let wallet = wallet.display().to_string();
     let (eth_file, d) = deploy(&eth, &dir, &op_key);
-    fund(&eth, &d, 2, 1_000_000_000);
+    // `ciro chain mint`: 1,000 test USDC (10^9 units) to the user's wallet.
+    let user = format!("{:#x}", chain::parse_key(Anvil::KEYS[2]).unwrap().address());
+    json(ciro(&[
+        "chain",
+        "mint",
+        "--rpc",
+        &eth.url,
+        "--contracts",
+        &eth_file.display().to_string(),
+        "--token",
+        "USDC",
+        "--to",
+        &user,
+        "--amount",
+        "1000",
+        "--operator-key",
+        &op_key.display().to_string(),
+        "--json",
+    ]));
+    assert_eq!(
+        balance(&node(&eth, 2), d.usdc, user.parse().unwrap()),
+        U256::from(1_000_000_000u64)
+    );
     let data = dir.join("data");
     let chain_arg = format!("ethereum={}", eth.url);
     let contracts_arg = format!("ethereum={}", eth_file.display());
