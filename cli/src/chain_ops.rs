@@ -64,10 +64,7 @@ impl ChainArgs {
         }
         for spec in &self.contracts {
             let (chain, file) = named(spec, "--contracts")?;
-            let d: Deployment = serde_json::from_slice(
-                &std::fs::read(&file).with_context(|| format!("cannot read {file}"))?,
-            )
-            .with_context(|| format!("{file} is not a deployment file"))?;
+            let d = read_deployment(Path::new(&file))?;
             let c = config
                 .chains
                 .iter_mut()
@@ -76,9 +73,8 @@ impl ChainArgs {
             c.deployment = Some(d);
         }
         if !config.chains.is_empty() {
-            config.operator_key = Some(operator_key(self.operator_key.as_deref())?.context(
-                "--chain needs the operator's key: --operator-key FILE or CIRO_OPERATOR_KEY",
-            )?);
+            let key = operator_signer(self.operator_key.as_deref(), "--chain needs")?;
+            config.operator_key = Some(hex::encode(key.to_bytes()));
         }
         config.min_deadline = std::time::Duration::from_secs(self.min_deadline_s);
         config.payment_window = std::time::Duration::from_secs(self.payment_window_s);
@@ -87,18 +83,31 @@ impl ChainArgs {
     }
 }
 
-/// The operator's key as hex: from a file, else `CIRO_OPERATOR_KEY`.
-fn operator_key(path: Option<&Path>) -> Result<Option<String>> {
-    let hex_key = match path {
-        Some(p) => std::fs::read_to_string(p)
-            .with_context(|| format!("cannot read the key file {}", p.display()))?,
-        None => match std::env::var("CIRO_OPERATOR_KEY") {
-            Ok(k) if !k.is_empty() => k,
-            _ => return Ok(None),
-        },
-    };
-    chain::parse_key(&hex_key).map_err(anyhow::Error::msg)?;
-    Ok(Some(hex_key.trim().to_string()))
+/// The operator's key: from a file, else `CIRO_OPERATOR_KEY`; `needs` says who asks when
+/// there is none.
+fn operator_signer(path: Option<&Path>, needs: &str) -> Result<chain::PrivateKeySigner> {
+    match path {
+        Some(p) => Ok(chain::read_key_file(p)?),
+        None => {
+            let key = std::env::var("CIRO_OPERATOR_KEY")
+                .ok()
+                .filter(|k| !k.is_empty())
+                .with_context(|| {
+                    format!("{needs} the operator's key: --operator-key FILE or CIRO_OPERATOR_KEY")
+                })?;
+            chain::parse_key(&key)
+                .map_err(anyhow::Error::msg)
+                .context("CIRO_OPERATOR_KEY")
+        }
+    }
+}
+
+/// A deployment file, as `ciro chain deploy --out` writes it.
+fn read_deployment(path: &Path) -> Result<Deployment> {
+    serde_json::from_slice(
+        &std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
+    )
+    .with_context(|| format!("{} is not a deployment file", path.display()))
 }
 
 /// `ciro chain mint`: dev-chain test tokens to an address.
@@ -110,17 +119,11 @@ pub fn mint(
     amount: &str,
     key: Option<&Path>,
 ) -> Result<chain::TxInfo> {
-    let d: Deployment = serde_json::from_slice(
-        &std::fs::read(contracts)
-            .with_context(|| format!("cannot read {}", contracts.display()))?,
-    )
-    .with_context(|| format!("{} is not a deployment file", contracts.display()))?;
+    let d = read_deployment(contracts)?;
     let token: ciro_scheduler::pricing::Token = token.parse().map_err(anyhow::Error::msg)?;
     let micro = ciro_scheduler::pricing::parse_amount(amount).map_err(anyhow::Error::msg)?;
     let to: chain::primitives::Address = to.parse().context("--to is not an address")?;
-    let key = operator_key(key)?
-        .context("a key to send the transaction: --operator-key FILE or CIRO_OPERATOR_KEY")?;
-    let signer = chain::parse_key(&key).map_err(anyhow::Error::msg)?;
+    let signer = operator_signer(key, "minting needs")?;
     Ok(chain::runtime()?.block_on(async {
         let node = Node::connect(rpc, Some(signer)).await?;
         node.mint(d.token(token), to, chain::units(token, micro))
@@ -130,9 +133,7 @@ pub fn mint(
 
 /// `ciro chain deploy`: the escrow (operated by the key) and the dev tokens; the addresses.
 pub fn deploy(rpc: &str, key: Option<&Path>, out: Option<&Path>) -> Result<Deployment> {
-    let key = operator_key(key)?
-        .context("the operator's key: --operator-key FILE or CIRO_OPERATOR_KEY")?;
-    let signer = chain::parse_key(&key).map_err(anyhow::Error::msg)?;
+    let signer = operator_signer(key, "deploying needs")?;
     let d = chain::runtime()?.block_on(async {
         let node = Node::connect(rpc, Some(signer)).await?;
         node.deploy_dev().await

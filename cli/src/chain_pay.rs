@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use ciro_client::types::{EscrowPayment, Job};
 use ciro_prover::Halo2VerifyingKey;
-use ciro_scheduler::chain::primitives::{Address, U256};
+use ciro_scheduler::chain::primitives::{Address, B256, U256};
 use ciro_scheduler::chain::{self, EscrowState, Node};
 use ciro_scheduler::settler::terms_of;
 
@@ -61,10 +61,29 @@ pub fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T>
 }
 
 fn word(s: &str, what: &str) -> Result<[u8; 32]> {
-    let b = hex::decode(s.trim_start_matches("0x"))
-        .ok()
-        .and_then(|b| <[u8; 32]>::try_from(b).ok());
-    b.with_context(|| format!("the service's {what} {s:?} is not a 32-byte word"))
+    s.parse::<B256>()
+        .map(|w| w.0)
+        .with_context(|| format!("the service's {what} {s:?} is not a 32-byte word"))
+}
+
+/// A job's on-chain payment; an error for a job paid on the service's own ledger.
+pub fn payment_of(job: &Job) -> Result<&EscrowPayment> {
+    job.payment
+        .as_ref()
+        .context("this job is paid on the service's own ledger, not on chain")
+}
+
+/// Refuses a node of another chain than the one the job is paid on.
+fn same_chain(node: &Node, p: &EscrowPayment) -> Result<()> {
+    if node.chain_id != p.chain_id {
+        bail!(
+            "the node at {} is chain {}, the job is paid on chain {}",
+            node.url,
+            node.chain_id,
+            p.chain_id
+        );
+    }
+    Ok(())
 }
 
 /// Checks the service's terms against what the user pinned at submission: the model key's
@@ -84,21 +103,9 @@ pub fn check_terms(vk_json: &str, input: &[Vec<f32>], p: &EscrowPayment) -> Resu
         );
     }
     let scales: Vec<u32> = vk.inputs.iter().map(|t| t.scale).collect();
-    if scales.len() != input.len() {
-        bail!(
-            "the key takes {} inputs, the file has {}",
-            scales.len(),
-            input.len()
-        );
-    }
-    let flat: Vec<i64> = input
-        .iter()
-        .zip(&scales)
-        .flat_map(|(x, &s)| {
-            x.iter()
-                .map(move |&v| ciro_model_compiler::quant::quantize(v as f64, s))
-        })
-        .collect();
+    let flat: Vec<i64> = ciro_verifier::quantize_at(input, &scales)
+        .map_err(anyhow::Error::msg)?
+        .concat();
     let mine = ciro_verifier::evm::input_commitment(&vk, &flat)?;
     if word(&p.input, "input commitment")? != mine {
         bail!(
@@ -115,19 +122,9 @@ pub fn check_terms(vk_json: &str, input: &[Vec<f32>], p: &EscrowPayment) -> Resu
 /// the node, that the price is the one quoted and that the escrow judges the model with a
 /// verifier laid out as the pinned key's proofs are. Returns the open transaction.
 pub async fn open(wallet: &WalletArgs, job: &Job, vk_json: &str) -> Result<chain::TxInfo> {
-    let p = job
-        .payment
-        .as_ref()
-        .context("the service takes this job's payment on its own ledger")?;
+    let p = payment_of(job)?;
     let node = wallet.signer_node().await?;
-    if node.chain_id != p.chain_id {
-        bail!(
-            "the node at {} is chain {}, the job is paid on chain {}",
-            node.url,
-            node.chain_id,
-            p.chain_id
-        );
-    }
+    same_chain(&node, p)?;
     let escrow: Address = p.escrow.parse().context("escrow address")?;
     if p.price_units != chain::units(job.token, job.price_micro).to_string() {
         bail!(
@@ -165,13 +162,7 @@ pub async fn open(wallet: &WalletArgs, job: &Job, vk_json: &str) -> Result<chain
 /// What the node says about a job's escrow.
 pub async fn status(wallet: &WalletArgs, p: &EscrowPayment) -> Result<(EscrowState, U256)> {
     let node = wallet.reader_node().await?;
-    if node.chain_id != p.chain_id {
-        bail!(
-            "the node is chain {}, the job is paid on chain {}",
-            node.chain_id,
-            p.chain_id
-        );
-    }
+    same_chain(&node, p)?;
     let escrow: Address = p.escrow.parse().context("escrow address")?;
     let id = p
         .escrow_id

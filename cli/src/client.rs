@@ -458,10 +458,7 @@ fn dispatch(cli: &Cli) -> Result<()> {
                 }
                 ChainCommand::Status { job_id, wallet } => {
                     let job = client.api.job(*job_id)?;
-                    let p = job
-                        .payment
-                        .as_ref()
-                        .context("this job is paid on the service's own ledger, not on chain")?;
+                    let p = chain_pay::payment_of(&job)?;
                     let (state, held) = chain_pay::block_on(chain_pay::status(wallet, p))?;
                     let (state_name, output) = match state {
                         ciro_scheduler::chain::EscrowState::Unknown => ("unknown", None),
@@ -491,10 +488,7 @@ fn dispatch(cli: &Cli) -> Result<()> {
                 }
                 ChainCommand::Refund { job_id, wallet } => {
                     let job = client.api.job(*job_id)?;
-                    let p = job
-                        .payment
-                        .as_ref()
-                        .context("this job is paid on the service's own ledger, not on chain")?;
+                    let p = chain_pay::payment_of(&job)?;
                     let tx = chain_pay::block_on(chain_pay::refund(wallet, p))?;
                     let v = json!({ "job_id": job_id, "refund_tx": format!("{:#x}", tx.hash) });
                     out.show(&v, || {
@@ -795,10 +789,7 @@ fn pay(
     wallet: &chain_pay::WalletArgs,
     quiet: bool,
 ) -> Result<ciro_scheduler::chain::TxInfo> {
-    let p = job
-        .payment
-        .as_ref()
-        .context("the service takes this job's payment on its own ledger")?;
+    let p = chain_pay::payment_of(job)?;
     if p.status != "awaiting" {
         bail!("job {}'s escrow is {} already", job.id, p.status);
     }

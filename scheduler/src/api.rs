@@ -662,14 +662,8 @@ async fn create_job(
             .map_err(|e| ApiError::bad("bad_input", e.to_string()))?;
         let price_micro = model.price(system);
         let terms = match (&link, escrow_model) {
-            (Some(link), Some(model_word)) => {
-                let keys = model
-                    .keys(BackendId::Halo2, &shared.registry.provers)
-                    .map_err(|e| internal(&format!("the model's key: {e}")))?;
-                let vk = keys
-                    .vk()
-                    .downcast_ref::<ciro_prover::Halo2VerifyingKey>()
-                    .ok_or_else(|| internal("not a halo2 key"))?;
+            (Some(link), Some((model_word, keys))) => {
+                let vk = crate::settler::as_halo2(&keys).map_err(|e| internal(&e))?;
                 let flat: Vec<i64> = quantized.iter().flat_map(|t| t.data.iter().copied()).collect();
                 let commitment = ciro_verifier::evm::input_commitment(vk, &flat)
                     .map_err(|e| ApiError::bad("bad_input", e.to_string()))?;

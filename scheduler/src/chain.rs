@@ -241,7 +241,7 @@ impl Node {
     }
 
     /// The size of the code at `address` (0: no contract).
-    pub async fn provider_code(&self, address: Address) -> Result<usize> {
+    pub async fn code_size(&self, address: Address) -> Result<usize> {
         Ok(self.rpc(self.provider.get_code_at(address)).await?.len())
     }
 
@@ -275,7 +275,7 @@ impl Node {
     }
 
     async fn call(&self, to: Address, data: Vec<u8>) -> Result<Bytes> {
-        let tx = TransactionRequest::default().with_to(to).with_input(data);
+        let tx = call_to(to, data);
         self.rpc(self.provider.call(tx)).await
     }
 
@@ -363,24 +363,12 @@ impl Node {
 
     pub async fn mint(&self, token: Address, to: Address, amount: U256) -> Result<TxInfo> {
         let data = TestToken::mintCall { to, amount }.abi_encode();
-        self.send(
-            "mint",
-            TransactionRequest::default()
-                .with_to(token)
-                .with_input(data),
-        )
-        .await
+        self.send("mint", call_to(token, data)).await
     }
 
     pub async fn approve(&self, token: Address, spender: Address, amount: U256) -> Result<TxInfo> {
         let data = TestToken::approveCall { spender, amount }.abi_encode();
-        self.send(
-            "approve",
-            TransactionRequest::default()
-                .with_to(token)
-                .with_input(data),
-        )
-        .await
+        self.send("approve", call_to(token, data)).await
     }
 
     // ---- the escrow ----
@@ -399,13 +387,7 @@ impl Node {
             outputWords: output_words,
         }
         .abi_encode();
-        self.send(
-            "register",
-            TransactionRequest::default()
-                .with_to(escrow)
-                .with_input(data),
-        )
-        .await
+        self.send("register", call_to(escrow, data)).await
     }
 
     /// The verifier registered for `model` and its instance layout, if any.
@@ -423,13 +405,7 @@ impl Node {
 
     pub async fn open(&self, escrow: Address, terms: &Terms) -> Result<TxInfo> {
         let data = CiroEscrow::openCall { t: terms.clone() }.abi_encode();
-        self.send(
-            "open",
-            TransactionRequest::default()
-                .with_to(escrow)
-                .with_input(data),
-        )
-        .await
+        self.send("open", call_to(escrow, data)).await
     }
 
     pub async fn settle(&self, escrow: Address, terms: &Terms, calldata: &[u8]) -> Result<TxInfo> {
@@ -450,13 +426,7 @@ impl Node {
 
     pub async fn refund(&self, escrow: Address, terms: &Terms) -> Result<TxInfo> {
         let data = CiroEscrow::refundCall { t: terms.clone() }.abi_encode();
-        self.send(
-            "refund",
-            TransactionRequest::default()
-                .with_to(escrow)
-                .with_input(data),
-        )
-        .await
+        self.send("refund", call_to(escrow, data)).await
     }
 
     pub async fn escrow_state(&self, escrow: Address, id: B256) -> Result<EscrowState> {
@@ -526,9 +496,12 @@ fn settle_tx(escrow: Address, terms: &Terms, calldata: &[u8]) -> TransactionRequ
         proof: Bytes::copy_from_slice(calldata),
     }
     .abi_encode();
-    TransactionRequest::default()
-        .with_to(escrow)
-        .with_input(data)
+    call_to(escrow, data)
+}
+
+/// A call of the contract at `to` with `data`.
+fn call_to(to: Address, data: Vec<u8>) -> TransactionRequest {
+    TransactionRequest::default().with_to(to).with_input(data)
 }
 
 /// A job's id in the escrow: the hash of its terms (what the contract's `jobId` computes).
@@ -541,9 +514,10 @@ pub fn job_ref(id: i64) -> B256 {
     B256::from(U256::from(id.max(0) as u64))
 }
 
-/// A single-threaded runtime for chain calls from synchronous code (the CLI).
 pub use tokio::runtime::Runtime;
 
+/// A single-threaded runtime for chain calls from synchronous code (the CLI, start-up, the
+/// settler's thread).
 pub fn runtime() -> std::io::Result<Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

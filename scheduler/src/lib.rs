@@ -318,9 +318,7 @@ pub fn start(config: Config) -> Result<Running, ServiceError> {
             .map_err(ServiceError::Runtime)?;
     }
     if !config.chains.is_empty() {
-        let links = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+        let links = chain::runtime()
             .map_err(ServiceError::Runtime)?
             .block_on(settler::connect(&shared))
             .map_err(ServiceError::Usage)?;

@@ -68,14 +68,19 @@ pub async fn connect(shared: &Shared) -> Result<Vec<Arc<ChainLink>>, String> {
                 .into(),
         );
     }
+    let key = match (&c.operator_key, c.chains.is_empty()) {
+        (_, true) => return Ok(Vec::new()),
+        (None, false) => {
+            return Err(
+                "--chain needs the operator's key (--operator-key FILE or CIRO_OPERATOR_KEY)"
+                    .into(),
+            )
+        }
+        (Some(k), false) => chain::parse_key(k).map_err(|e| format!("the operator key: {e}"))?,
+    };
     let mut links = Vec::new();
     for cc in &c.chains {
-        let key = c
-            .operator_key
-            .as_deref()
-            .ok_or("--chain needs the operator's key (--operator-key FILE or CIRO_OPERATOR_KEY)")?;
-        let key = chain::parse_key(key).map_err(|e| format!("the operator key: {e}"))?;
-        let node = Node::connect(&cc.rpc_url, Some(key))
+        let node = Node::connect(&cc.rpc_url, Some(key.clone()))
             .await
             .map_err(|e| format!("{}: {e}", cc.chain))?;
         let deployment = match &cc.deployment {
@@ -108,7 +113,7 @@ pub async fn connect(shared: &Shared) -> Result<Vec<Arc<ChainLink>>, String> {
             ));
         }
         let code = node
-            .provider_code(deployment.escrow)
+            .code_size(deployment.escrow)
             .await
             .map_err(|e| e.to_string())?;
         if code == 0 {
@@ -166,19 +171,19 @@ fn halo2_key(shared: &Shared, model: &str) -> Result<Arc<crate::registry::Keys>,
     m.keys(BackendId::Halo2, &shared.registry.provers)
 }
 
-fn as_halo2(keys: &crate::registry::Keys) -> Result<&Halo2VerifyingKey, String> {
+pub(crate) fn as_halo2(keys: &crate::registry::Keys) -> Result<&Halo2VerifyingKey, String> {
     keys.vk()
         .downcast_ref::<Halo2VerifyingKey>()
         .ok_or_else(|| "not a halo2 key".to_string())
 }
 
 /// Makes sure the escrow knows model `name`'s verifier: deploys the generated verifier and
-/// registers it the first time. Returns the model's commitment word.
+/// registers it the first time. Returns the model's commitment word and its halo2 keys.
 pub async fn ensure_registered(
     shared: &Arc<Shared>,
     link: &ChainLink,
     name: &str,
-) -> Result<B256, String> {
+) -> Result<(B256, Arc<crate::registry::Keys>), String> {
     let s = shared.clone();
     let n = name.to_string();
     let (model, layout, keys) = tokio::task::spawn_blocking(move || {
@@ -190,7 +195,7 @@ pub async fn ensure_registered(
     .await
     .map_err(|e| e.to_string())??;
     if lock(&link.registered).contains(&model) {
-        return Ok(model);
+        return Ok((model, keys));
     }
     let _one = link.registering.lock().await;
     let escrow = link.deployment.escrow;
@@ -201,8 +206,9 @@ pub async fn ensure_registered(
         .map_err(|e| e.to_string())?
         .is_none()
     {
+        let k = keys.clone();
         let verifier = tokio::task::spawn_blocking(move || {
-            evm::evm_verifier(as_halo2(&keys)?).map_err(|e| e.to_string())
+            evm::evm_verifier(as_halo2(&k)?).map_err(|e| e.to_string())
         })
         .await
         .map_err(|e| e.to_string())??;
@@ -222,7 +228,7 @@ pub async fn ensure_registered(
         }
     }
     lock(&link.registered).insert(model);
-    Ok(model)
+    Ok((model, keys))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -276,10 +282,7 @@ pub fn terms_of(doc: &EscrowPayment) -> Result<Terms, String> {
 
 /// Runs until the service stops: one pass over every chain about twice a second.
 pub fn run(shared: Arc<Shared>, links: Vec<Arc<ChainLink>>) {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match chain::runtime() {
         Ok(rt) => rt,
         Err(e) => return log(&format!("settler: no runtime: {e}")),
     };
@@ -567,7 +570,8 @@ fn job_escrow(job: &Job) -> Result<(Address, u64), String> {
 fn open_terms(job: &Job) -> Result<(EscrowPayment, Terms, B256), String> {
     let doc = job.doc.payment.clone().ok_or("the job has no escrow")?;
     let terms = terms_of(&doc)?;
-    Ok((doc, terms.clone(), chain::job_id(&terms)))
+    let id = chain::job_id(&terms);
+    Ok((doc, terms, id))
 }
 
 /// Settles a verified job with its proof, unless the chain shows it settled (or refunded).

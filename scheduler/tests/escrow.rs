@@ -41,11 +41,8 @@ fn prove_two_inputs() -> Proved {
     Proved { vk, jobs }
 }
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
+fn rt() -> chain::Runtime {
+    chain::runtime().unwrap()
 }
 
 async fn node(anvil: &Anvil, i: usize) -> Node {

@@ -98,27 +98,16 @@ impl Verified {
         vk: &dyn DynVerifyingKey,
         inputs: &[Vec<f32>],
     ) -> Result<(), String> {
-        let quantized = |scales: &[u32]| -> Result<Vec<Vec<i64>>, String> {
-            if inputs.len() != scales.len() {
-                return Err(format!(
-                    "the proof is about {} input(s), the file has {}",
-                    scales.len(),
-                    inputs.len()
-                ));
-            }
-            Ok(inputs
-                .iter()
-                .zip(scales)
-                .map(|(x, &s)| x.iter().map(|&v| quantize(v as f64, s)).collect())
-                .collect())
-        };
         match self.proven_input() {
             ProvenInput::Private => Err(
                 "the proof hides its input entirely, so it cannot be checked against a file".into(),
             ),
             ProvenInput::Public { .. } => {
                 let scales: Vec<u32> = self.inputs.iter().map(|t| t.scale).collect();
-                for (i, (mine, proven)) in quantized(&scales)?.iter().zip(&self.inputs).enumerate()
+                for (i, (mine, proven)) in quantize_at(inputs, &scales)?
+                    .iter()
+                    .zip(&self.inputs)
+                    .enumerate()
                 {
                     if mine.len() != proven.values.len() {
                         return Err(format!(
@@ -138,7 +127,10 @@ impl Verified {
             }
             ProvenInput::Hashed { hash } => {
                 let scales: Vec<u32> = vk.inputs().iter().map(|t| t.scale).collect();
-                let flat: Vec<i64> = quantized(&scales)?.into_iter().flatten().collect();
+                let flat: Vec<i64> = quantize_at(inputs, &scales)?
+                    .into_iter()
+                    .flatten()
+                    .collect();
                 let mine = if let Some(key) =
                     vk.downcast_ref::<ciro_prover::halo2_backend::Halo2VerifyingKey>()
                 {
@@ -160,6 +152,23 @@ impl Verified {
             }
         }
     }
+}
+
+/// Real input values (as an input file holds them) quantized at each input's scale `2^s`: the
+/// integers a proof about them shows.
+pub fn quantize_at(inputs: &[Vec<f32>], scales: &[u32]) -> Result<Vec<Vec<i64>>, String> {
+    if inputs.len() != scales.len() {
+        return Err(format!(
+            "the proof is about {} input(s), the file has {}",
+            scales.len(),
+            inputs.len()
+        ));
+    }
+    Ok(inputs
+        .iter()
+        .zip(scales)
+        .map(|(x, &s)| x.iter().map(|&v| quantize(v as f64, s)).collect())
+        .collect())
 }
 
 /// Reads a verification key file of any backend (told apart by its `format` field).
